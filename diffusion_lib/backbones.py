@@ -1,0 +1,232 @@
+"""Noise-prediction networks eps_theta(x_t, t): each takes images (B, 1, 28, 28) and timesteps (B,)
+and returns predicted noise of the same shape as the images.
+
+- ConvNet, SmolMLP, ChunkyMLP: the seed blog's three backbones, layer for layer
+  (3,276,129 / 1,526,288 / 20,589,584 parameters).
+- UNet: a small U-Net with down-sampling (28 -> 14 -> 7) and skip connections, the fast default
+  on a CPU, optionally class-conditional with a dedicated null label for classifier-free guidance.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .embeddings import TIME_EMBEDDING_DIM, TimeEmbedding, sinusoidal_embedding
+
+IMAGE_SHAPE = (1, 28, 28)
+
+
+class Backbone(nn.Module):
+    """Common checks and the architecture record that checkpoints store."""
+
+    name: str = "backbone"
+    num_classes: int | None = None
+
+    def __init__(self, **arch_kwargs):
+        super().__init__()
+        self.arch_kwargs = dict(arch_kwargs)
+        self.image_shape = tuple(arch_kwargs.get("image_shape", IMAGE_SHAPE))
+
+    @property
+    def arch(self) -> dict:
+        """What rebuilds this network: {"name": ..., "kwargs": {...}} (plain types, safe for weights_only)."""
+        return {"name": self.name, "kwargs": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.arch_kwargs.items()}}
+
+    @property
+    def null_label(self) -> int | None:
+        """The label that means "no class" (classifier-free guidance); None for unconditional networks."""
+        return self.num_classes
+
+    def check_inputs(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"{type(self).__name__} expects images of shape (B, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(x.shape)}; MNIST batches from diffusion_lib.data have this shape")
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per image, got {tuple(t.shape)}")
+        if y is not None:
+            if self.num_classes is None:
+                raise ValueError(f"this {type(self).__name__} is unconditional; build it with num_classes=10 to pass labels y")
+            if y.shape != t.shape:
+                raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), got {tuple(y.shape)}")
+            if int(y.min()) < 0 or int(y.max()) > self.num_classes:
+                raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
+                                 f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
+# ----------------------------------------------------------------------------- the seed blog's ConvNet
+
+class ConvBlock(nn.Module):
+    """conv3x3 -> GroupNorm(8) -> ReLU -> + Linear(256, out)(time) -> conv3x3 -> GroupNorm(8) -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int = TIME_EMBEDDING_DIM):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(8, c_out)
+        self.time = nn.Linear(emb_dim, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, c_out)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(self.conv1(x)))            # (B, c_out, H, W)
+        h = h + self.time(emb)[:, :, None, None]         # time added per channel
+        return F.relu(self.norm2(self.conv2(h)))
+
+
+class ConvNet(Backbone):
+    """The seed blog's ConvNet: nine ConvBlocks at full 28x28 resolution, no down-sampling, no skips."""
+
+    name = "convnet"
+    CHANNELS = (1, 32, 64, 128, 256, 256, 128, 64, 32, 32)
+
+    def __init__(self):
+        super().__init__()
+        self.time_embedding = TimeEmbedding()
+        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(self.CHANNELS[:-1], self.CHANNELS[1:]))
+        self.out = nn.Conv2d(self.CHANNELS[-1], 1, 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(x, t, y)
+        emb = self.time_embedding(t)                     # (B, 256)
+        h = x
+        for block in self.blocks:
+            h = block(h, emb)                            # (B, c, 28, 28) at every block
+        return self.out(h)                               # (B, 1, 28, 28)
+
+
+# ----------------------------------------------------------------------------- the seed blog's MLPs
+
+class MLP(Backbone):
+    """Flatten x, concatenate the time embedding, then Linear/ReLU layers back to 784 pixels.
+
+    hidden=(512, 512, 512) is the seed blog's SmolMLP, (2048,) * 5 its ChunkyMLP.
+    """
+
+    name = "mlp"
+
+    def __init__(self, hidden=(512, 512, 512)):
+        super().__init__(hidden=tuple(hidden))
+        n_pixels = 1
+        for s in self.image_shape:
+            n_pixels *= s
+        self.time_embedding = TimeEmbedding()
+        widths = [n_pixels + TIME_EMBEDDING_DIM, *hidden, n_pixels]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(x, t, y)
+        h = torch.cat([x.flatten(1), self.time_embedding(t)], dim=1)   # (B, 784 + 256)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = F.relu(h)
+        return h.view_as(x)                                              # (B, 1, 28, 28)
+
+
+class SmolMLP(MLP):
+    name = "smol_mlp"
+
+    def __init__(self):
+        super().__init__(hidden=(512, 512, 512))
+        self.arch_kwargs = {}
+
+
+class ChunkyMLP(MLP):
+    name = "chunky_mlp"
+
+    def __init__(self):
+        super().__init__(hidden=(2048,) * 5)
+        self.arch_kwargs = {}
+
+
+# ----------------------------------------------------------------------------- the U-Net
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv3x3, + embedding, GroupNorm -> SiLU -> conv3x3, plus a residual path."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int = 8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(emb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(Backbone):
+    """A small U-Net: 28x28 (base channels) -> 14x14 (2 base) -> 7x7 (2 base) and back up, with
+    skip connections (concatenated) at each resolution and the time (and class) embedding in every block.
+
+    num_classes=None gives an unconditional network; num_classes=10 adds a label embedding with
+    11 rows, row 10 being the null label used for classifier-free guidance.
+    """
+
+    name = "unet"
+
+    def __init__(self, base: int = 32, mults=(1, 2, 2), num_classes: int | None = None):
+        super().__init__(base=base, mults=tuple(mults), num_classes=num_classes)
+        if len(mults) != 3:
+            raise ValueError("mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, e.g. (1, 2, 2)")
+        self.num_classes = num_classes
+        c1, c2, c3 = (base * m for m in mults)
+        emb_dim = 4 * base
+        self.time_mlp = nn.Sequential(nn.Linear(TIME_EMBEDDING_DIM, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.label_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
+        self.conv_in = nn.Conv2d(self.image_shape[0], c1, 3, padding=1)
+        self.down1 = ResBlock(c1, c1, emb_dim)
+        self.pool1 = nn.Conv2d(c1, c1, 3, stride=2, padding=1)       # 28 -> 14
+        self.down2 = ResBlock(c1, c2, emb_dim)
+        self.pool2 = nn.Conv2d(c2, c2, 3, stride=2, padding=1)       # 14 -> 7
+        self.down3 = ResBlock(c2, c3, emb_dim)
+        self.mid = ResBlock(c3, c3, emb_dim)
+        self.up3 = ResBlock(c3 + c3, c2, emb_dim)
+        self.unpool2 = nn.Conv2d(c2, c2, 3, padding=1)               # after nearest 7 -> 14
+        self.up2 = ResBlock(c2 + c2, c1, emb_dim)
+        self.unpool1 = nn.Conv2d(c1, c1, 3, padding=1)               # after nearest 14 -> 28
+        self.up1 = ResBlock(c1 + c1, c1, emb_dim)
+        self.norm_out = nn.GroupNorm(8, c1)
+        self.conv_out = nn.Conv2d(c1, self.image_shape[0], 3, padding=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(x, t, y)
+        emb = self.time_mlp(sinusoidal_embedding(t))                    # (B, E)
+        if self.label_embedding is not None:
+            if y is None:
+                y = torch.full_like(t, self.null_label)
+            emb = emb + self.label_embedding(y)
+        h = self.conv_in(x)                                             # (B, c1, 28, 28)
+        s1 = self.down1(h, emb)                                         # (B, c1, 28, 28)
+        s2 = self.down2(self.pool1(s1), emb)                            # (B, c2, 14, 14)
+        s3 = self.down3(self.pool2(s2), emb)                            # (B, c3, 7, 7)
+        h = self.mid(s3, emb)                                           # (B, c3, 7, 7)
+        h = self.up3(torch.cat([h, s3], dim=1), emb)                    # (B, c2, 7, 7)
+        h = self.unpool2(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = self.up2(torch.cat([h, s2], dim=1), emb)                    # (B, c1, 14, 14)
+        h = self.unpool1(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = self.up1(torch.cat([h, s1], dim=1), emb)                    # (B, c1, 28, 28)
+        return self.conv_out(F.silu(self.norm_out(h)))                  # (B, 1, 28, 28)
+
+
+BACKBONES = {cls.name: cls for cls in (ConvNet, SmolMLP, ChunkyMLP, UNet, MLP)}
+
+
+def build_backbone(name: str, **kwargs) -> Backbone:
+    """Build a backbone by name: "unet" (default of the course), "convnet", "smol_mlp", "chunky_mlp", "mlp"."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    try:
+        return BACKBONES[name](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"backbone {name!r} does not take these arguments {kwargs}: {e}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

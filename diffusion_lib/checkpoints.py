@@ -1,0 +1,89 @@
+"""Checkpoints: written atomically, loaded with weights_only=True, checked against the architecture.
+
+A checkpoint is a dict of plain types and tensors:
+    format      "diffusion_lib/1"
+    arch        {"name": backbone name, "kwargs": {...}}  -- rebuilds the network
+    schedule    {"name": "linear", "T": 1000}
+    model       state_dict of the trained weights
+    ema         state_dict of the torch.optim.swa_utils.AveragedModel (EMA weights), optional
+    optimizer, lr_scheduler, step, rng, config, history   -- for resuming training
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .backbones import Backbone, build_backbone
+
+FORMAT = "diffusion_lib/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: corrupt, of another format, or of another architecture."""
+
+
+def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
+    """Write the dict to `path` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A crash mid-write leaves the previous checkpoint intact, never a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **checkpoint}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint with torch.load(weights_only=True) onto the CPU, with clear errors."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m diffusion_lib train --out DIR` "
+                                "or use diffusion_lib.load_pretrained(name)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}). "
+                              "Delete it and resume from an earlier checkpoint, or train again.") from e
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT or "arch" not in checkpoint:
+        raise CheckpointError(f"{path} is not a diffusion_lib checkpoint (expected format {FORMAT!r}); "
+                              "checkpoints are written by diffusion_lib.train or `python -m diffusion_lib train`")
+    return checkpoint
+
+
+def ema_weights(checkpoint: dict) -> dict:
+    """The EMA network's state_dict from a checkpoint (AveragedModel keys without the 'module.' prefix)."""
+    if checkpoint.get("ema") is None:
+        raise CheckpointError("this checkpoint has no EMA weights; load it with ema=False")
+    return {k[len("module."):]: v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
+
+
+def load_weights_into(model: Backbone, checkpoint: dict, ema: bool = True) -> Backbone:
+    """Copy a checkpoint's weights (EMA ones by default) into `model`, which must have the same architecture."""
+    if checkpoint["arch"] != model.arch:
+        raise CheckpointError(f"architecture mismatch: the checkpoint holds {checkpoint['arch']}, but the model is "
+                              f"{model.arch}. Build the model from the checkpoint instead: diffusion_lib.load_model(path)")
+    state = ema_weights(checkpoint) if ema else checkpoint["model"]
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu") -> Backbone:
+    """Rebuild the network a checkpoint was trained with and load its (EMA) weights; returns it in eval mode."""
+    checkpoint = load_checkpoint(path)
+    arch = checkpoint["arch"]
+    model = build_backbone(arch["name"], **arch["kwargs"])
+    load_weights_into(model, checkpoint, ema=ema and checkpoint.get("ema") is not None)
+    return model.to(device).eval()

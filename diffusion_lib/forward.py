@@ -1,0 +1,78 @@
+"""The forward (noising) process q and its posterior.
+
+    q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)                           Ho et al. Eq. 2
+    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                 Ho et al. Eq. 4
+    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)                            Ho et al. Eq. 6-7
+    mu_tilde_t = sqrt(alpha_bar_prev) beta_t / (1 - alpha_bar_t) x_0
+               + sqrt(alpha_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t
+
+Images are (B, C, H, W) in [-1, 1]; t is a (B,) long tensor of code timesteps in [0, T-1]
+(see schedules.py for the index convention).
+"""
+from __future__ import annotations
+
+import torch
+
+from .schedules import Schedule, extract
+
+
+def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
+    """Raise a ValueError unless x is a float batch of images (B, C, H, W)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be a batch of images with shape (B, C, H, W), got shape {tuple(x.shape)}; "
+                         "add a batch dimension with x.unsqueeze(0) for a single image")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point tensor scaled to [-1, 1], got dtype {x.dtype}")
+
+
+def _check(x: torch.Tensor, t: torch.Tensor, schedule: Schedule, name: str = "x") -> None:
+    check_image_batch(x, name)
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per image, got {tuple(t.shape)}")
+    schedule.check_timesteps(t)
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, schedule: Schedule, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample x_t ~ q(x_t | x_0) in closed form: sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps."""
+    _check(x0, t, schedule, "x0")
+    if noise is None:
+        noise = torch.randn_like(x0)
+    return extract(schedule.sqrt_alpha_bar, t, x0.shape) * x0 + extract(schedule.sqrt_one_minus_alpha_bar, t, x0.shape) * noise
+
+
+def q_step(x_prev: torch.Tensor, t: torch.Tensor, schedule: Schedule, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample x_t ~ q(x_t | x_{t-1}), one step: sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps.
+
+    For t = 0, x_prev is the clean image x_0. Applying q_step for t = 0, 1, ..., k gives a sample
+    with the same distribution as q_sample(x_0, k).
+    """
+    _check(x_prev, t, schedule, "x_prev")
+    if noise is None:
+        noise = torch.randn_like(x_prev)
+    return extract(schedule.alpha, t, x_prev.shape).sqrt() * x_prev + extract(schedule.beta, t, x_prev.shape).sqrt() * noise
+
+
+def q_posterior_mean_variance(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, schedule: Schedule):
+    """Mean mu_tilde_t (B, C, H, W) and variance beta_tilde_t (B, 1, 1, 1) of q(x_{t-1} | x_t, x_0)."""
+    _check(x_t, t, schedule, "x_t")
+    if x0.shape != x_t.shape:
+        raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
+    beta = extract(schedule.beta, t, x_t.shape)
+    alpha = extract(schedule.alpha, t, x_t.shape)
+    alpha_bar = extract(schedule.alpha_bar, t, x_t.shape)
+    alpha_bar_prev = extract(schedule.alpha_bar_prev, t, x_t.shape)
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)) * x0 + (alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)) * x_t
+    variance = extract(schedule.beta_tilde, t, x_t.shape)
+    return mean, variance
+
+
+def predict_x0_from_eps(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """Invert q_sample for x_0 given the noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+    return (x_t - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape) * eps) / extract(schedule.sqrt_alpha_bar, t, x_t.shape)
+
+
+def predict_eps_from_x0(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """The noise that takes x_0 to x_t: eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
+    return (x_t - extract(schedule.sqrt_alpha_bar, t, x_t.shape) * x0) / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape)

@@ -1,0 +1,125 @@
+"""Noise schedules: the variances beta_t and every quantity derived from them.
+
+Notation (one name per symbol, used everywhere in the library):
+
+    T                    number of diffusion steps; code timesteps are t = 0 .. T-1
+    beta[t]              variance added at step t                       (Ho et al. 2020, Eq. 2)
+    alpha[t]             1 - beta[t]
+    alpha_bar[t]         prod_{s<=t} alpha[s]                           (Ho et al. 2020, Eq. 4)
+    alpha_bar_prev[t]    alpha_bar[t-1], with alpha_bar_prev[0] = 1 (the clean image)
+    snr[t]               alpha_bar[t] / (1 - alpha_bar[t]), signal-to-noise ratio
+    beta_tilde[t]        posterior variance beta[t] (1 - alpha_bar_prev[t]) / (1 - alpha_bar[t])  (Eq. 7)
+
+Code timestep t is the paper's t + 1: x_0 in code is the clean image and the first noisy
+state is produced by beta[0]. Everything is computed in float64 and stored in float32.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+# The defaults of Ho et al. (2020): T = 1000 steps, betas linear from 1e-4 to 0.02.
+DEFAULT_T = 1000
+DEFAULT_BETA_START = 1e-4
+DEFAULT_BETA_END = 0.02
+# Nichol & Dhariwal (2021): offset s = 0.008 and betas clipped at 0.999.
+COSINE_S = 0.008
+COSINE_MAX_BETA = 0.999
+
+
+def linear_beta_schedule(T: int = DEFAULT_T, beta_start: float = DEFAULT_BETA_START,
+                         beta_end: float = DEFAULT_BETA_END) -> torch.Tensor:
+    """beta_t linear in t from beta_start to beta_end (Ho et al. 2020, Sec. 4), float64, shape (T,)."""
+    _check_T(T)
+    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def cosine_alpha_bar(t: torch.Tensor, T: int, s: float = COSINE_S) -> torch.Tensor:
+    """alpha_bar(t) = f(t) / f(0) with f(t) = cos^2(((t / T) + s) / (1 + s) * pi / 2)  (Nichol & Dhariwal, Eq. 17)."""
+    f = torch.cos(((t / T) + s) / (1 + s) * math.pi / 2) ** 2
+    f0 = math.cos(s / (1 + s) * math.pi / 2) ** 2
+    return f / f0
+
+
+def cosine_beta_schedule(T: int = DEFAULT_T, s: float = COSINE_S,
+                         max_beta: float = COSINE_MAX_BETA) -> torch.Tensor:
+    """beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at max_beta (Nichol & Dhariwal 2021), float64, shape (T,)."""
+    _check_T(T)
+    steps = torch.arange(T + 1, dtype=torch.float64)
+    alpha_bar = cosine_alpha_bar(steps, T, s)
+    beta = 1 - alpha_bar[1:] / alpha_bar[:-1]
+    return beta.clamp(max=max_beta)
+
+
+BETA_SCHEDULES = {"linear": linear_beta_schedule, "cosine": cosine_beta_schedule}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """All per-timestep quantities of one noise schedule, each a float32 tensor of shape (T,)."""
+
+    name: str
+    T: int
+    beta: torch.Tensor
+    alpha: torch.Tensor
+    alpha_bar: torch.Tensor
+    alpha_bar_prev: torch.Tensor
+    sqrt_alpha_bar: torch.Tensor
+    sqrt_one_minus_alpha_bar: torch.Tensor
+    snr: torch.Tensor
+    log_snr: torch.Tensor
+    beta_tilde: torch.Tensor
+
+    def check_timesteps(self, t: torch.Tensor) -> None:
+        """Raise a ValueError unless every entry of t is an integer timestep in [0, T-1]."""
+        if t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
+                             "use torch.full((B,), t, dtype=torch.long)")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) > self.T - 1):
+            raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
+                             f"but this schedule has T = {self.T}, so t must lie in [0, {self.T - 1}]")
+
+    def as_dict(self) -> dict:
+        """The tensors by name (what notebook 01 plots)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+
+
+def schedule_from_betas(beta: torch.Tensor, name: str = "custom") -> Schedule:
+    """Derive every quantity from beta (float64 in, float32 out)."""
+    beta = beta.to(torch.float64)
+    if beta.ndim != 1 or beta.numel() < 1:
+        raise ValueError(f"beta must be a 1-D tensor with at least one entry, got shape {tuple(beta.shape)}")
+    if not bool(((beta > 0) & (beta < 1)).all()):
+        raise ValueError("every beta_t must lie strictly between 0 and 1")
+    alpha = 1 - beta
+    alpha_bar = torch.cumprod(alpha, dim=0)
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    snr = alpha_bar / (1 - alpha_bar)
+    beta_tilde = beta * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    q = dict(beta=beta, alpha=alpha, alpha_bar=alpha_bar, alpha_bar_prev=alpha_bar_prev,
+             sqrt_alpha_bar=alpha_bar.sqrt(), sqrt_one_minus_alpha_bar=(1 - alpha_bar).sqrt(),
+             snr=snr, log_snr=snr.log(), beta_tilde=beta_tilde)
+    return Schedule(name=name, T=beta.numel(), **{k: v.to(torch.float32) for k, v in q.items()})
+
+
+def make_schedule(name: str = "linear", T: int = DEFAULT_T) -> Schedule:
+    """The named schedule ("linear", the default of Ho et al., or "cosine") with T steps."""
+    if name not in BETA_SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(BETA_SCHEDULES)}")
+    return schedule_from_betas(BETA_SCHEDULES[name](T), name=name)
+
+
+def extract(values: torch.Tensor, t: torch.Tensor, x_shape) -> torch.Tensor:
+    """Gather values[t] for a batch of timesteps and reshape to (B, 1, 1, 1) so it broadcasts over x.
+
+    values: (T,) per-timestep scalars;  t: (B,) long;  returns (B, 1, ..., 1) with len(x_shape) dims.
+    """
+    out = values.to(t.device)[t]
+    return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
+
+
+def _check_T(T: int) -> None:
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a positive integer number of steps, got {T!r}")
