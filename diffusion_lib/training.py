@@ -47,12 +47,15 @@ class TrainConfig:
     label_dropout: float = 0.1     # conditional networks: share of labels replaced by the null label
     checkpoint_every: int = 500
     seed: int = 0
+    precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (about 2x faster on CPUs with AVX512-BF16)
 
     def __post_init__(self):
         if self.lr_decay not in ("constant", "cosine"):
             raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {self.lr_decay!r}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
 
@@ -150,7 +153,8 @@ class Trainer:
                 raise ValueError("labels were given but the backbone is unconditional; "
                                  "pass backbone_kwargs={'num_classes': 10} to train a conditional model")
             y = drop_labels(y, self.config.label_dropout, self.model.null_label, self.generator).to(self.device)
-        loss = diffusion_loss(self.model, x0.to(self.device), self.schedule, t, noise, y)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            loss = diffusion_loss(self.model, x0.to(self.device), self.schedule, t, noise, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
