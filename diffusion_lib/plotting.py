@@ -59,3 +59,226 @@ def show_strip(images: torch.Tensor, labels=None, title: str | None = None, scal
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebooks 01-03: schedules, forward noising, time embeddings. Sized for a projector: large fonts, every axis
+# labelled, a legend wherever there is more than one curve. Each function returns its matplotlib Figure, so it
+# can be the `render` of a dl.widgets.slider_view.
+
+TITLE_SIZE = 15
+LABEL_SIZE = 13
+TICK_SIZE = 11
+SCHEDULE_COLORS = {"linear": "tab:blue", "cosine": "tab:orange"}
+
+# Schedule field -> how the notebooks write it.
+SCHEDULE_LABELS = {
+    "beta": r"$\beta_t$",
+    "alpha_bar": r"$\bar\alpha_t$",
+    "sqrt_alpha_bar": r"$\sqrt{\bar\alpha_t}$ (signal)",
+    "sqrt_one_minus_alpha_bar": r"$\sqrt{1-\bar\alpha_t}$ (noise)",
+    "log_snr": r"$\log \mathrm{SNR}_t$",
+}
+
+
+def _style(ax, title=None, xlabel=None, ylabel=None) -> None:
+    if title:
+        ax.set_title(title, fontsize=TITLE_SIZE)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=LABEL_SIZE)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=LABEL_SIZE)
+    ax.tick_params(labelsize=TICK_SIZE)
+
+
+def _color(name: str, i: int) -> str:
+    return SCHEDULE_COLORS.get(name, f"C{i + 2}")
+
+
+def plot_schedules(schedules, quantities=tuple(SCHEDULE_LABELS), t=None, ncols: int = 3):
+    """One panel per Schedule field in `quantities`, one curve per schedule, against t = 0 .. T-1.
+
+    t: None; an int (a dotted line there, the value of each schedule in the legend: the slider's picture);
+    or a list of ints (a dotted line at each: the static strip).
+    """
+    marks = [] if t is None else [t] if isinstance(t, int) else list(t)
+    n = len(quantities)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    for ax, q in zip(axes.flat, quantities):
+        for i, s in enumerate(schedules):
+            values = getattr(s, q).numpy()
+            label = s.name if not isinstance(t, int) else f"{s.name}: {values[t]:.4g}"
+            ax.plot(np.arange(s.T), values, color=_color(s.name, i), lw=2.5, label=label)
+            if isinstance(t, int):
+                ax.plot([t], [values[t]], "o", color=_color(s.name, i), ms=8)
+        for m in marks:
+            ax.axvline(m, color="gray", ls=":", lw=1.5)
+        if q == "beta":
+            ax.set_yscale("log")         # linear betas span 1e-4 .. 0.02, cosine ones 4e-5 .. 0.999
+        if q == "log_snr":
+            ax.axhline(0, color="k", lw=1)  # SNR = 1: signal and noise variances are equal
+        _style(ax, SCHEDULE_LABELS.get(q, q) + (" (log scale)" if q == "beta" else ""), "timestep t")
+        ax.legend(fontsize=TICK_SIZE, title=None if t is None or not isinstance(t, int) else f"t = {t}",
+                  title_fontsize=TICK_SIZE)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def schedule_table(schedules, ts, quantities=tuple(SCHEDULE_LABELS), digits: int = 4) -> str:
+    """A text table of each schedule's `quantities` at the timesteps `ts` (what the notebooks print)."""
+    widths = [max(len(q) + 2, digits + 8) for q in quantities]
+    header = f"{'schedule':<9}{'t':>5}" + "".join(f"{q:>{w}}" for q, w in zip(quantities, widths))
+    rows = [header]
+    for s in schedules:
+        for t in ts:
+            rows.append(f"{s.name:<9}{t:>5}" + "".join(f"{getattr(s, q)[t].item():>{w}.{digits}g}"
+                                                      for q, w in zip(quantities, widths)))
+    return "\n".join(rows)
+
+
+def plot_variance_split(schedules):
+    """Per schedule, the variance of x_t split into signal alpha_bar_t and noise 1 - alpha_bar_t: they stack to 1."""
+    fig, axes = plt.subplots(1, len(schedules), figsize=(6 * len(schedules), 4), squeeze=False)
+    for ax, s in zip(axes[0], schedules):
+        t = np.arange(s.T)
+        ab = s.alpha_bar.numpy()
+        ax.stackplot(t, ab, 1 - ab, colors=["tab:green", "tab:gray"], alpha=0.8,
+                     labels=[r"signal variance $\bar\alpha_t$", r"noise variance $1-\bar\alpha_t$"])
+        ax.set_ylim(0, 1.05)
+        ax.set_xlim(0, s.T - 1)
+        _style(ax, f"{s.name} schedule", "timestep t", r"share of Var$(x_t)$")
+        ax.legend(loc="center right", fontsize=TICK_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def show_rows(rows: dict, col_labels=None, title: str | None = None, scale: float = 1.6):
+    """A table of images: one row per entry of `rows` (name -> (K, 1, H, W) in [-1, 1]), the name on the left."""
+    names = list(rows)
+    K = max(rows[n].shape[0] for n in names)
+    fig, axes = plt.subplots(len(names), K, figsize=(scale * K + 1.2, scale * len(names) + (0.6 if title else 0.2)),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        for k in range(K):
+            ax = axes[r, k]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if k < rows[name].shape[0]:
+                ax.imshow(to_unit(rows[name][k])[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            if r == 0 and col_labels is not None:
+                ax.set_title(str(col_labels[k]), fontsize=LABEL_SIZE)
+            if k == 0:
+                ax.set_ylabel(name, fontsize=LABEL_SIZE)
+    if title:
+        fig.suptitle(title, fontsize=TITLE_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def _histogram(ax, x: torch.Tensor, title: str, normal: bool = True, bins: int = 60) -> None:
+    values = x.detach().float().flatten().cpu().numpy()
+    ax.hist(values, bins=bins, range=(-4, 4), density=True, color="tab:purple", alpha=0.7, label="pixels of $x_t$")
+    if normal:
+        grid = np.linspace(-4, 4, 200)
+        ax.plot(grid, np.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), "k--", lw=2, label="N(0, 1)")
+    ax.set_xlim(-4, 4)
+    _style(ax, title, "pixel value", "density")
+
+
+def plot_pixel_histograms(images, labels, title: str | None = None):
+    """One histogram of pixel values per entry of `images` (a list of tensors), with the N(0, 1) density."""
+    K = len(images)
+    fig, axes = plt.subplots(1, K, figsize=(3.6 * K, 3.4), squeeze=False, sharey=True)
+    for ax, x, label in zip(axes[0], images, labels):
+        _histogram(ax, x, str(label))
+        ax.set_ylim(0, 1.0)
+    axes[0, 0].legend(fontsize=TICK_SIZE - 1, loc="upper left")
+    for ax in axes[0, 1:]:
+        ax.set_ylabel(None)
+    if title:
+        fig.suptitle(title, fontsize=TITLE_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def plot_forward_state(x0: torch.Tensor, t: int, schedules, noise: torch.Tensor, show: int = 8):
+    """The slider picture of notebook 02: x_t = q_sample(x0, t) for each schedule, a few images and the pixel histogram."""
+    from .forward import q_sample
+
+    fig, axes = plt.subplots(len(schedules), 2, figsize=(11, 3.3 * len(schedules)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1]})
+    t_batch = torch.full((x0.shape[0],), t, dtype=torch.long)
+    for row, s in zip(axes, schedules):
+        x_t = q_sample(x0, t_batch, s, noise=noise)
+        row[0].imshow(image_grid(x_t[:show], nrow=show // 2 if show > 4 else show), cmap="gray", vmin=0, vmax=1)
+        row[0].set_axis_off()
+        row[0].set_title(f"{s.name}: " + r"$\sqrt{\bar\alpha_t}$" + f" = {s.sqrt_alpha_bar[t].item():.3f}",
+                         fontsize=TITLE_SIZE)
+        _histogram(row[1], x_t, f"pixels of {x0.shape[0]} images")
+        row[1].set_ylim(0, 1.5)
+        row[1].legend(fontsize=TICK_SIZE - 1, loc="upper left")
+    fig.suptitle(f"t = {t}", fontsize=TITLE_SIZE + 1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding_heatmap(emb: torch.Tensor):
+    """The sinusoidal embedding (T, dim) as an image: timestep t down, dimension across, sin half | cos half."""
+    T, dim = emb.shape
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    im = ax.imshow(emb.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.axvline(dim / 2 - 0.5, color="k", lw=2)
+    ax.text(dim / 4, -T * 0.02, "sin half", ha="center", va="bottom", fontsize=LABEL_SIZE)
+    ax.text(3 * dim / 4, -T * 0.02, "cos half", ha="center", va="bottom", fontsize=LABEL_SIZE)
+    _style(ax, None, "embedding dimension (frequency falls from left to right in each half)", "timestep t")
+    cbar = fig.colorbar(im, ax=ax)
+    cbar.ax.tick_params(labelsize=TICK_SIZE)
+    ax.set_title("sinusoidal time embedding emb(t)", fontsize=TITLE_SIZE, pad=24)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity_matrix(sim: torch.Tensor, title: str = "cosine similarity of emb(t) and emb(s)"):
+    """A (T, T) similarity matrix as an image with a colour bar."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(sim.numpy(), cmap="viridis", vmin=float(sim.min()), vmax=1, interpolation="nearest")
+    _style(ax, title, "timestep s", "timestep t")
+    cbar = fig.colorbar(im, ax=ax)
+    cbar.ax.tick_params(labelsize=TICK_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity_curves(sim: torch.Tensor, ts, ax=None):
+    """Rows `ts` of a similarity matrix: how alike emb(t) is to emb(s), as a function of s, one curve per t."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(9, 4))
+    s = np.arange(sim.shape[1])
+    for i, t in enumerate(ts):
+        ax.plot(s, sim[t].numpy(), lw=2, color=f"C{i}", label=f"t = {t}")
+        ax.axvline(t, color=f"C{i}", ls=":", lw=1.2)
+    ax.set_ylim(float(sim.min()) - 0.02, 1.02)
+    _style(ax, "cosine similarity of emb(t) with emb(s)", "timestep s", "cosine similarity")
+    ax.legend(fontsize=TICK_SIZE, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding_at(emb: torch.Tensor, sim: torch.Tensor, t: int):
+    """The slider picture of notebook 03: emb(t) over the dimensions, and its similarity to every emb(s)."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4))
+    dim = emb.shape[1]
+    ax0.plot(np.arange(dim), emb[t].numpy(), ".-", color="tab:blue", ms=4)
+    ax0.axvline(dim / 2 - 0.5, color="k", lw=1.5)
+    ax0.set_ylim(-1.1, 1.1)
+    _style(ax0, f"emb(t) at t = {t}  (sin half | cos half)", "embedding dimension", "value")
+    ax0.grid(alpha=0.3)
+    plot_similarity_curves(sim, [t], ax=ax1)
+    return fig

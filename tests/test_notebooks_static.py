@@ -39,6 +39,10 @@ def notebook(request):
     return path, nbformat.read(path, as_version=4)
 
 
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
+
+
 def test_py_pair_exists_and_is_in_sync(notebook):
     path, nb = notebook
     py = path.with_suffix(".py")
