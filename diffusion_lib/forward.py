@@ -61,10 +61,13 @@ def q_posterior_mean_variance(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tens
         raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
     beta = extract(schedule.beta, t, x_t.shape)
     alpha = extract(schedule.alpha, t, x_t.shape)
-    alpha_bar = extract(schedule.alpha_bar, t, x_t.shape)
     alpha_bar_prev = extract(schedule.alpha_bar_prev, t, x_t.shape)
-    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)) * x0 + (alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)) * x_t
     variance = extract(schedule.beta_tilde, t, x_t.shape)
+    # 1 - alpha_bar and 1 - alpha_bar_prev are taken from tables computed in float64: recomputing them from the
+    # float32 alpha_bar (about 1 - 1e-4 at small t) would lose 3 to 4 digits to cancellation.
+    one_minus_alpha_bar = extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape) ** 2
+    one_minus_alpha_bar_prev = variance * one_minus_alpha_bar / beta          # beta_tilde = beta (1 - abar_prev) / (1 - abar)
+    mean = (alpha_bar_prev.sqrt() * beta / one_minus_alpha_bar) * x0 + (alpha.sqrt() * one_minus_alpha_bar_prev / one_minus_alpha_bar) * x_t
     return mean, variance
 
 
