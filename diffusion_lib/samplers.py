@@ -113,6 +113,8 @@ def ddpm_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Sc
 def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
     """sigma_t(eta) = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)
     (Song et al. 2021, Eq. 16). eta = 0: deterministic DDIM; eta = 1 on the full grid: DDPM's beta_tilde."""
+    if eta == 0:
+        return 0.0  # deterministic; also avoids 0 / 0 when inversion starts from the clean image (alpha_bar_t = 1)
     return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
 
 

@@ -1,0 +1,271 @@
+"""Samplers: the timestep grid, DDPM as DDIM(eta=1) on the full grid, determinism, inversion, bad input."""
+import pytest
+import torch
+
+from diffusion_lib.backbones import UNet
+from diffusion_lib.forward import predict_x0_from_eps, q_sample
+from diffusion_lib.samplers import (ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
+                                    ddpm_sample_progressive, ddpm_step, final, record, sample_noise, timestep_pairs)
+from diffusion_lib.schedules import make_schedule
+
+from _tiny import alpha_bars, linear_betas, tiny_eps
+
+SCHEDULE = make_schedule("linear")
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def x_T(B=2, seed=0, dtype=torch.float64, size=8):
+    return torch.randn((B, 1, size, size), generator=gen(seed), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- the grid
+
+GRIDS = [(S, T) for T in (1000, 300, 10) for S in (1, 2, 3, 7, 10, 50, 299, 300, 999, 1000) if S <= T]
+
+
+@pytest.mark.parametrize("S,T", GRIDS)
+def test_ddim_timesteps(S, T):
+    ts = ddim_timesteps(S, T)
+    assert len(ts) == S and all(isinstance(t, int) for t in ts)
+    assert ts[0] == T - 1
+    if S > 1:
+        assert ts[-1] == 0
+        gaps = [a - b for a, b in zip(ts, ts[1:])]
+        assert min(gaps) >= 1                                    # strictly decreasing
+        spacing = (T - 1) / (S - 1)
+        assert all(abs(g - spacing) <= 1 for g in gaps)          # evenly spaced up to rounding
+    if S == T:
+        assert ts == list(range(T - 1, -1, -1))
+
+
+def test_timestep_pairs():
+    assert timestep_pairs([999, 749, 500, 250, 0]) == [(999, 749), (749, 500), (500, 250), (250, 0), (0, -1)]
+    assert timestep_pairs([999]) == [(999, -1)]
+    pairs = timestep_pairs(ddim_timesteps(20, 1000))
+    assert pairs[-1] == (0, -1) and len(pairs) == 20
+    assert all(p[1] == q[0] for p, q in zip(pairs, pairs[1:]))
+
+
+@pytest.mark.parametrize("S", [0, -3, 1001, 2.0, 10.5])
+def test_bad_number_of_steps(S):
+    with pytest.raises(ValueError, match=r"\[1, 1000\]"):
+        ddim_timesteps(S, 1000)
+    with pytest.raises(ValueError):
+        final(ddim_sample_progressive(tiny_eps(), x_T(), SCHEDULE, num_steps=S))
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5])
+def test_bad_eta(eta):
+    with pytest.raises(ValueError, match=r"eta must lie in \[0, 1\]"):
+        final(ddim_sample_progressive(tiny_eps(), x_T(), SCHEDULE, num_steps=2, eta=eta))
+
+
+def test_bad_variance_and_bad_x_T():
+    with pytest.raises(ValueError, match="unknown DDPM variance"):
+        final(ddpm_sample_progressive(tiny_eps(), x_T(), SCHEDULE, variance="sigma"))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        final(ddim_sample_progressive(tiny_eps(), torch.zeros(1, 8, 8), SCHEDULE, num_steps=2))
+
+
+# ----------------------------------------------------------------------------- DDPM
+
+def ddpm_reference(model, x, generator, variance="beta_tilde"):
+    """Ho et al. 2020, Algorithm 2, written out here in float64 from the betas alone."""
+    betas = linear_betas()
+    abar = alpha_bars(betas)
+    for t in range(999, -1, -1):
+        beta, alpha = betas[t], 1 - betas[t]
+        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long))
+        mean = (x - beta / (1 - abar[t]) ** 0.5 * eps) / alpha ** 0.5
+        if t == 0:
+            return mean
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        sigma2 = beta * (1 - abar[t - 1]) / (1 - abar[t]) if variance == "beta_tilde" else beta
+        x = mean + sigma2 ** 0.5 * z
+
+
+@pytest.fixture(scope="module")
+def model64():
+    return tiny_eps(seed=0, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
+def test_ddpm_matches_algorithm_2(model64, variance):
+    with torch.no_grad():
+        expected = ddpm_reference(model64, x_T(), gen(1), variance)
+    got = final(ddpm_sample_progressive(model64, x_T(), SCHEDULE, variance=variance, generator=gen(1)))
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_ddim_eta1_on_the_full_grid_is_ddpm(model64):
+    ddpm = final(ddpm_sample_progressive(model64, x_T(), SCHEDULE, generator=gen(7)))
+    ddim = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=1000, eta=1.0, generator=gen(7)))
+    assert torch.allclose(ddim, ddpm, atol=1e-4)
+    # and it is not trivially so: another noise stream gives another image
+    other = final(ddpm_sample_progressive(model64, x_T(), SCHEDULE, generator=gen(8)))
+    assert (other - ddpm).abs().max() > 0.1
+
+
+def test_ddpm_adds_no_noise_at_the_last_step(model64):
+    """At t = 0 the update is the posterior mean, which equals x0_pred (alpha_bar_0 = alpha_0), for both variances.
+    (A short T = 20 schedule: nothing here depends on T.)"""
+    short = make_schedule("linear", T=20)
+    betas, abar = linear_betas(20), alpha_bars(linear_betas(20))
+    for variance in ("beta_tilde", "beta"):
+        steps = list(ddpm_sample_progressive(model64, x_T(), short, variance=variance, generator=gen(3)))
+        last = steps[-1]
+        assert (last.t, last.t_prev) == (0, -1)
+        assert torch.allclose(last.x_prev, last.x0_pred, atol=1e-7)
+        # the step before does add noise: x_prev differs from its mean by far more than rounding
+        before = steps[-2]
+        eps = model64(before.x_t, torch.ones(2, dtype=torch.long))
+        mean = (before.x_t - betas[1] / (1 - abar[1]) ** 0.5 * eps) / (1 - betas[1]) ** 0.5
+        assert (before.x_prev - mean).abs().max() > 1e-2
+
+
+def test_ddpm_beta_variance_differs_from_beta_tilde(model64):
+    """Same x_T and noise stream: the first update differs only by sigma, so the deviations from the mean
+    are in the ratio sqrt(beta / beta_tilde) at t = T-1."""
+    tilde = next(iter(ddpm_sample_progressive(model64, x_T(), SCHEDULE, variance="beta_tilde", generator=gen(5))))
+    beta = next(iter(ddpm_sample_progressive(model64, x_T(), SCHEDULE, variance="beta", generator=gen(5))))
+    betas, abar = linear_betas(), alpha_bars(linear_betas())
+    eps = model64(x_T(), torch.full((2,), 999, dtype=torch.long))
+    mean = (x_T() - betas[999] / (1 - abar[999]) ** 0.5 * eps) / (1 - betas[999]) ** 0.5
+    ratio = ((betas[999] * (1 - abar[998]) / (1 - abar[999])) / betas[999]) ** 0.5
+    assert torch.allclose(tilde.x_prev - mean, ratio * (beta.x_prev - mean), atol=1e-6)
+    # at t = 1 the two variances are far apart: beta_tilde_1 = beta_1 (1 - abar_0) / (1 - abar_1) ~ beta_1 / 2
+    x, z = x_T(seed=1), x_T(seed=2)
+    t1 = torch.ones(2, dtype=torch.long)
+    eps = model64(x, t1)
+    mean = ddpm_step(x, eps, t1, SCHEDULE, noise=None)
+    dev_tilde = ddpm_step(x, eps, t1, SCHEDULE, "beta_tilde", z) - mean
+    dev_beta = ddpm_step(x, eps, t1, SCHEDULE, "beta", z) - mean
+    assert torch.allclose(dev_beta, betas[1] ** 0.5 * z, atol=1e-7)
+    assert torch.allclose(dev_tilde, (betas[1] * (1 - abar[0]) / (1 - abar[1])) ** 0.5 * z, atol=1e-7)
+    assert (dev_beta - dev_tilde).abs().max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- DDIM
+
+def test_ddim_eta0_is_deterministic(model64):
+    a = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=20, eta=0.0, generator=gen(1)))
+    b = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=20, eta=0.0, generator=gen(2)))
+    c = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=20, eta=0.0))
+    assert torch.equal(a, b) and torch.equal(a, c)
+    # with eta > 0 the generator matters
+    d = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=20, eta=0.5, generator=gen(1)))
+    e = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=20, eta=0.5, generator=gen(2)))
+    assert not torch.allclose(d, e)
+
+
+def test_ddim_step_matches_song_et_al_eq_12(model64):
+    """First step of a 4-step DDIM (999 -> 666), eta = 0.6, recomputed from Eq. 12 and Eq. 16."""
+    step = next(iter(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=4, eta=0.6, generator=gen(9))))
+    z = torch.randn(x_T().shape, generator=gen(9), dtype=torch.float64)
+    abar = alpha_bars(linear_betas())
+    a, a_prev = abar[999], abar[666]
+    assert (step.t, step.t_prev) == (999, 666)
+    eps = model64(x_T(), torch.full((2,), 999, dtype=torch.long))
+    x0 = (x_T() - (1 - a) ** 0.5 * eps) / a ** 0.5
+    sigma = 0.6 * ((1 - a_prev) / (1 - a)) ** 0.5 * (1 - a / a_prev) ** 0.5
+    expected = a_prev ** 0.5 * x0 + (1 - a_prev - sigma ** 2) ** 0.5 * eps + sigma * z
+    assert torch.allclose(step.x0_pred, x0, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(step.x_prev, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_progressive_yields_every_step(model64, sampler):
+    schedule = make_schedule("linear", T=30)
+    if sampler == "ddpm":
+        steps = list(ddpm_sample_progressive(model64, x_T(), schedule, generator=gen(0)))
+        timesteps = list(range(29, -1, -1))
+    else:
+        steps = list(ddim_sample_progressive(model64, x_T(), schedule, num_steps=6, eta=0.3, generator=gen(0)))
+        timesteps = ddim_timesteps(6, 30)
+    assert [s.t for s in steps] == timesteps
+    assert [s.t_prev for s in steps] == timesteps[1:] + [-1]
+    assert torch.equal(steps[0].x_t, x_T())
+    for s, nxt in zip(steps, steps[1:]):
+        assert nxt.x_t is s.x_prev                                  # a chain, state by state
+    for s in steps:
+        tt = torch.full((2,), s.t, dtype=torch.long)
+        assert torch.allclose(s.x0_pred, predict_x0_from_eps(s.x_t, tt, model64(s.x_t, tt), schedule), atol=1e-5)
+
+
+def test_record_keeps_every_kth_and_the_last(model64):
+    S = 10
+    full = record(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=S, eta=0.5, generator=gen(4)))
+    assert full.timesteps == ddim_timesteps(S, 1000)
+    assert full.x_t.shape == (S, 2, 1, 8, 8) and full.x0_pred.shape == (S, 2, 1, 8, 8)
+    sparse = record(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=S, eta=0.5, generator=gen(4)), every=4)
+    kept = [0, 4, 8, 9]
+    assert sparse.timesteps == [full.timesteps[i] for i in kept]
+    assert torch.equal(sparse.x_t, full.x_t[kept]) and torch.equal(sparse.x0_pred, full.x0_pred[kept])
+    expected = final(ddim_sample_progressive(model64, x_T(), SCHEDULE, num_steps=S, eta=0.5, generator=gen(4)))
+    assert torch.equal(full.sample, expected) and torch.equal(sparse.sample, expected)
+
+
+def test_final_and_record_of_an_empty_chain():
+    with pytest.raises(ValueError, match="no step"):
+        final(iter([]))
+    with pytest.raises(ValueError, match="no step"):
+        record(iter([]))
+
+
+# ----------------------------------------------------------------------------- inversion
+
+def test_inversion_with_the_oracle_follows_q_sample_and_comes_back():
+    """For x_t = q_sample(x_0, t, e) with one fixed e, the model that always answers e is exact, so the
+    DDIM inversion visits q_sample(x_0, t, e) at every grid point and DDIM(eta=0) brings it back to x_0."""
+    x0 = torch.rand((2, 1, 8, 8), generator=gen(0), dtype=torch.float64) * 2 - 1
+    e = torch.randn(x0.shape, generator=gen(1), dtype=torch.float64)
+    oracle = lambda x, t: e  # noqa: E731
+    steps = list(ddim_invert_progressive(oracle, x0, SCHEDULE, num_steps=10))
+    assert [s.t for s in steps] == ddim_timesteps(10, 1000)[::-1]
+    for s in steps:
+        expected = q_sample(x0, torch.full((2,), s.t, dtype=torch.long), SCHEDULE, e)
+        assert torch.allclose(s.x_t, expected, atol=1e-5)
+    latent = steps[-1].x_t
+    back = final(ddim_sample_progressive(oracle, latent, SCHEDULE, num_steps=10, eta=0.0))
+    assert torch.allclose(back, x0, atol=1e-4)
+
+
+def test_inversion_round_trip_with_a_time_dependent_model():
+    """A model whose answer depends on t only (a random e_t per timestep): each inversion step is then the
+    exact inverse of the DDIM step over the same pair, so the round trip is exact (up to rounding), while
+    using the noise of another timestep on either side would break it."""
+    table = torch.randn((1000, 1, 1, 8, 8), generator=gen(2), dtype=torch.float64)
+    model = lambda x, t: table[t].squeeze(1)  # noqa: E731
+    x0 = torch.rand((2, 1, 8, 8), generator=gen(3), dtype=torch.float64) * 2 - 1
+    for S in (1, 5, 50):
+        latent = list(ddim_invert_progressive(model, x0, SCHEDULE, num_steps=S))[-1].x_t
+        assert not torch.allclose(latent, x0, atol=0.1)
+        back = final(ddim_sample_progressive(model, latent, SCHEDULE, num_steps=S, eta=0.0))
+        assert torch.allclose(back, x0, atol=1e-4), S
+
+
+def test_inversion_of_a_network_is_close_for_many_steps():
+    """With a real (random, tiny) network the inversion is only approximate; it gets better with more steps."""
+    model = tiny_eps(seed=1, dtype=torch.float64)
+    x0 = torch.rand((2, 1, 8, 8), generator=gen(4), dtype=torch.float64) * 2 - 1
+    errors = []
+    for S in (10, 200):   # the error is first order in the step: about 1.8 and 0.08 here
+        latent = list(ddim_invert_progressive(model, x0, SCHEDULE, num_steps=S))[-1].x_t
+        back = final(ddim_sample_progressive(model, latent, SCHEDULE, num_steps=S, eta=0.0))
+        errors.append(float((back - x0).abs().max()))
+    assert errors[1] < errors[0] / 10 and errors[1] < 0.1
+
+
+# ----------------------------------------------------------------------------- with a real backbone
+
+def test_unet_sampling_shapes_and_noise():
+    torch.manual_seed(0)
+    model = UNet(base=8).eval()
+    noise = sample_noise(3, generator=torch.Generator().manual_seed(0))
+    assert noise.shape == (3, 1, 28, 28)
+    assert torch.equal(noise, sample_noise(3, generator=torch.Generator().manual_seed(0)))
+    out = final(ddim_sample_progressive(model, noise, SCHEDULE, num_steps=2, eta=1.0, generator=gen(0)))
+    assert out.shape == (3, 1, 28, 28) and torch.isfinite(out).all()
