@@ -199,6 +199,8 @@ def plot_pixel_histograms(images, labels, title: str | None = None):
     for ax, x, label in zip(axes[0], images, labels):
         _histogram(ax, x, str(label))
         ax.set_ylim(0, 1.0)
+        if ax.patches and max(p.get_height() for p in ax.patches) > 1.0:
+            ax.text(0.98, 0.95, "peaks cut at 1", transform=ax.transAxes, ha="right", va="top", fontsize=TICK_SIZE)
     axes[0, 0].legend(fontsize=TICK_SIZE - 1, loc="upper left")
     for ax in axes[0, 1:]:
         ax.set_ylabel(None)
@@ -281,4 +283,112 @@ def plot_embedding_at(emb: torch.Tensor, sim: torch.Tensor, t: int):
     _style(ax0, f"emb(t) at t = {t}  (sin half | cos half)", "embedding dimension", "value")
     ax0.grid(alpha=0.3)
     plot_similarity_curves(sim, [t], ax=ax1)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebooks 04-05: backbones (shapes, receptive fields, cost) and training (loss curve, loss by timestep).
+
+def plot_shape_traces(traces: dict):
+    """Resolution and channels of each layer's output along one forward pass, one line per network.
+
+    traces: name -> diffusion_lib.inspection.ShapeTrace. Layers whose output is not an image (the time
+    embedding) are left out; the x axis is the layer's place in the forward pass.
+    """
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4.6))
+    for i, (name, trace) in enumerate(traces.items()):
+        layers = [r for r in trace if len(r.out_shape) == 4]
+        x = np.arange(1, len(layers) + 1)
+        ax0.plot(x, [r.out_shape[2] for r in layers], "o-", lw=2.5, ms=7, color=f"C{i}", label=name)
+        ax1.plot(x, [r.out_shape[1] for r in layers], "o-", lw=2.5, ms=7, color=f"C{i}", label=name)
+    ax0.set_yticks([7, 14, 28])
+    ax0.set_ylim(0, 31)
+    _style(ax0, "resolution of each layer's output", "layer (in the order the forward pass calls them)",
+           "height = width (pixels)")
+    _style(ax1, "channels of each layer's output", "layer (in the order the forward pass calls them)", "channels")
+    for ax in (ax0, ax1):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=TICK_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def plot_receptive_fields(masks: dict, pixels, which=None):
+    """Receptive-field masks: one row per network, one column per output pixel.
+
+    masks: name -> (P, H, W) boolean tensor from diffusion_lib.inspection.receptive_fields(net, pixels);
+    which: indices into `pixels` to draw (all if None). The output pixel is the red square; the
+    input pixels it can see are white, the ones it cannot are dark.
+    """
+    from matplotlib.patches import Rectangle
+
+    which = list(range(len(pixels))) if which is None else list(which)
+    names = list(masks)
+    fig, axes = plt.subplots(len(names), len(which), figsize=(2.9 * len(which) + 1.2, 3.1 * len(names)),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        for c, p in enumerate(which):
+            ax = axes[r, c]
+            mask = masks[name][p].float().numpy()
+            ax.imshow(mask, cmap="gray", vmin=-0.35, vmax=1, interpolation="nearest")
+            row, col = pixels[p]
+            ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color="red"))
+            rows_seen = np.flatnonzero(mask.any(1))
+            cols_seen = np.flatnonzero(mask.any(0))
+            ax.set_title(f"pixel ({row}, {col}): sees {len(rows_seen)}x{len(cols_seen)}", fontsize=LABEL_SIZE)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=LABEL_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cost_per_image(seconds: dict, machine: str | None = None):
+    """Horizontal bars of milliseconds per image (log scale), each annotated with images per second."""
+    names = list(seconds)
+    ms = np.array([1000 * seconds[n] for n in names])
+    fig, ax = plt.subplots(figsize=(11, 0.75 * len(names) + 1.6))
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, ms, color=[f"C{i}" for i in range(len(names))])
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=LABEL_SIZE)
+    ax.set_xlim(ms.min() / 3, ms.max() * 8)
+    for yi, v in zip(y, ms):
+        ax.text(v * 1.1, yi, f"{v:.3g} ms  ({1000 / v:,.0f} images/s)", va="center", fontsize=LABEL_SIZE)
+    _style(ax, "forward + backward, per image" + (f"\n{machine}" if machine else ""), "milliseconds per image (log scale)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curve(history: dict, window: int | None = None, ax=None):
+    """The training loss of every step (light) and its running mean over `window` steps (dark), log scale."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(11, 4.5))
+    steps = np.asarray(history["step"])
+    loss = np.asarray(history["loss"], dtype=np.float64)
+    window = window or max(1, len(loss) // 30)
+    ax.plot(steps, loss, color="tab:blue", alpha=0.3, lw=1, label="loss of each step's batch")
+    if len(loss) >= window:
+        mean = np.convolve(loss, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], mean, color="tab:blue", lw=3, label=f"running mean over {window} steps")
+    ax.set_yscale("log")
+    _style(ax, "training loss", "optimizer step", r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=TICK_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_by_timestep(timesteps, curves: dict, ax=None):
+    """The loss at fixed t against t, one curve per model (name -> (len(timesteps),) tensor), log scale."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(11, 4.5))
+    for i, (name, values) in enumerate(curves.items()):
+        ax.plot(list(timesteps), np.asarray(values), "o-", lw=2.5, ms=5, color=f"C{i}", label=name)
+    ax.set_yscale("log")
+    _style(ax, "loss at each timestep", "timestep t", r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=TICK_SIZE)
+    fig.tight_layout()
     return fig
