@@ -267,7 +267,7 @@ def plot_similarity_curves(sim: torch.Tensor, ts, ax=None):
         ax.axvline(t, color=f"C{i}", ls=":", lw=1.2)
     ax.set_ylim(float(sim.min()) - 0.02, 1.02)
     _style(ax, "cosine similarity of emb(t) with emb(s)", "timestep s", "cosine similarity")
-    ax.legend(fontsize=TICK_SIZE, loc="lower right")
+    ax.legend(fontsize=TICK_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
