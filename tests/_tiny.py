@@ -42,3 +42,18 @@ def alpha_bars(betas: list[float]) -> list[float]:
         prod *= 1.0 - b
         out.append(prod)
     return out
+
+
+def synthetic_mnist(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n random 'images' (n, 1, 28, 28) in [-1, 1] and labels (n,) in 0..9: training data without MNIST."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, 1, 28, 28), generator=g) * 2 - 1, torch.randint(0, 10, (n,), generator=g)
+
+
+def tiny_config(**overrides):
+    """A TrainConfig for a U-Net with 8 base channels and batches of 4: a training step in milliseconds."""
+    from diffusion_lib.training import TrainConfig
+
+    settings = dict(backbone="unet", backbone_kwargs={"base": 8}, steps=4, batch_size=4, seed=0)
+    settings.update(overrides)
+    return TrainConfig(**settings)

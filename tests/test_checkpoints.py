@@ -1,0 +1,163 @@
+"""Checkpoints: round trip, atomic writes, weights_only loading, and clear errors for bad files."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from diffusion_lib.backbones import UNet
+from diffusion_lib.checkpoints import (CheckpointError, load_checkpoint, load_model, load_weights_into,
+                                       save_checkpoint)
+from diffusion_lib.training import Trainer
+
+from _tiny import synthetic_mnist, tiny_config
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    """A tiny U-Net after three training steps (so the EMA weights differ from the raw ones)."""
+    tr = Trainer(tiny_config(ema_decay=0.999))
+    images, _ = synthetic_mnist(12)
+    for i in range(3):
+        tr.train_step(images[4 * i:4 * (i + 1)])
+    return tr
+
+
+@pytest.fixture(scope="module")
+def probe():
+    g = torch.Generator().manual_seed(5)
+    return torch.randn((2, 1, 28, 28), generator=g), torch.tensor([10, 700])
+
+
+@pytest.fixture()
+def saved(trainer, tmp_path):
+    return trainer.save(tmp_path / "run" / "last.pt")
+
+
+def outputs(model, probe):
+    with torch.no_grad():
+        return model.eval()(*probe)
+
+
+def test_round_trip_gives_identical_outputs(trainer, saved, probe):
+    raw, ema = outputs(trainer.model, probe), outputs(trainer.ema.module, probe)
+    assert not torch.allclose(raw, ema, atol=1e-6)         # the two sets of weights are distinguishable
+    assert torch.equal(outputs(load_model(saved, ema=False), probe), raw)
+    assert torch.equal(outputs(load_model(saved), probe), ema)
+    assert not load_model(saved).training
+    checkpoint = load_checkpoint(saved)
+    assert checkpoint["format"] == "diffusion_lib/1" and checkpoint["step"] == 3
+    assert checkpoint["arch"] == {"name": "unet", "kwargs": {"base": 8, "mults": [1, 2, 2], "num_classes": None}}
+    assert checkpoint["schedule"] == {"name": "linear", "T": 1000}
+
+
+def test_load_weights_into_a_model_of_the_same_architecture(trainer, saved, probe):
+    model = load_weights_into(UNet(base=8), load_checkpoint(saved), ema=False)
+    assert torch.equal(outputs(model, probe), outputs(trainer.model, probe))
+
+
+def test_checkpoint_without_ema(trainer, tmp_path, probe):
+    path = save_checkpoint({"arch": trainer.model.arch, "schedule": {"name": "linear", "T": 1000},
+                            "model": trainer.model.state_dict()}, tmp_path / "raw.pt")
+    assert torch.equal(outputs(load_model(path), probe), outputs(trainer.model, probe))
+    with pytest.raises(CheckpointError, match="no EMA weights"):
+        load_weights_into(UNet(base=8), load_checkpoint(path), ema=True)
+
+
+def test_save_replaces_and_leaves_no_temp_file(trainer, saved):
+    first = saved.read_bytes()
+    trainer.save(saved)
+    assert sorted(os.listdir(saved.parent)) == ["last.pt"]
+    assert load_checkpoint(saved)["step"] == 3 and len(saved.read_bytes()) == len(first)
+
+
+def test_a_failing_save_leaves_the_previous_file_intact(saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"arch": {"name": "unet", "kwargs": {}}, "step": 99}, saved)
+    monkeypatch.undo()
+    assert saved.read_bytes() == before
+    assert sorted(os.listdir(saved.parent)) == ["last.pt"]
+    assert load_checkpoint(saved)["step"] == 3
+
+
+def test_load_uses_weights_only(saved, monkeypatch):
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_checkpoint(saved)
+    assert calls and all(c.get("weights_only") is True for c in calls)
+
+
+RAN = []
+
+
+def _payload():
+    RAN.append("the pickle ran code")
+    return "pwned"
+
+
+class Payload:
+    def __reduce__(self):
+        return (_payload, ())
+
+
+def test_arbitrary_python_objects_are_refused(tmp_path):
+    """A checkpoint holding an arbitrary object: weights_only=True refuses it, and its code never runs."""
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "diffusion_lib/1", "arch": {"name": "unet", "kwargs": {}}, "extra": Payload()}, path)
+    assert pickle.loads(pickle.dumps(Payload())) == "pwned" and RAN == ["the pickle ran code"]   # a real payload
+    RAN.clear()
+    with pytest.raises(CheckpointError, match="corrupt or not a diffusion_lib checkpoint"):
+        load_checkpoint(path)
+    assert RAN == []
+
+
+def test_another_architecture_names_both(saved):
+    checkpoint = load_checkpoint(saved)
+    with pytest.raises(CheckpointError, match="architecture mismatch") as info:
+        load_weights_into(UNet(base=16), checkpoint)
+    message = str(info.value)
+    assert "'base': 8" in message and "'base': 16" in message
+
+
+def test_corrupt_files(saved, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(torch.randint(0, 256, (4096,), generator=g, dtype=torch.uint8).tolist()))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path in (noise, truncated, empty):
+        with pytest.raises(CheckpointError, match="corrupt") as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value)
+        with pytest.raises(CheckpointError, match="corrupt"):
+            load_model(path)
+
+
+def test_a_torch_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not a diffusion_lib checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at") as info:
+        load_checkpoint(tmp_path / "nope.pt")
+    assert str(tmp_path / "nope.pt") in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "nope.pt")

@@ -1,0 +1,101 @@
+"""`python -m diffusion_lib train` and `sample`, called in-process through diffusion_lib.cli.main."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from diffusion_lib.checkpoints import load_checkpoint  # noqa: E402
+from diffusion_lib.cli import main  # noqa: E402
+from diffusion_lib.data import data_root  # noqa: E402
+
+
+def need_mnist():
+    if not (data_root() / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip(f"MNIST is not in {data_root()} (set DIFFUSION_LIB_DATA)")
+
+
+TINY = ["--base", "8", "--batch-size", "8", "--limit", "64", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 3-step run of a U-Net with 8 base channels on 64 MNIST images."""
+    need_mnist()
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", *TINY, "--steps", "3", "--out", str(out)]) == 0
+    return out / "last.pt"
+
+
+def test_train_writes_a_checkpoint(trained, capsys):
+    checkpoint = load_checkpoint(trained)
+    assert checkpoint["step"] == 3 and len(checkpoint["history"]["loss"]) == 3
+    assert checkpoint["arch"]["kwargs"]["base"] == 8
+    assert checkpoint["config"]["batch_size"] == 8
+
+
+def test_sample_writes_a_png_grid(trained, tmp_path, capsys):
+    out = tmp_path / "grid" / "samples.png"
+    assert main(["sample", "--checkpoint", str(trained), "--steps", "2", "--n", "4", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    picture = matplotlib.image.imread(out)
+    assert picture.shape[:2] == (2 * 28 + 2, 2 * 28 + 2)          # a 2 x 2 grid of 28 x 28 with a 2-pixel gap
+    assert "wrote 4 samples" in capsys.readouterr().out
+
+
+def test_train_resumes_in_the_same_folder(trained, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(trained.read_bytes())
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out)]) == 0
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["step"] == 5
+    assert checkpoint["history"]["loss"][:3] == load_checkpoint(trained)["history"]["loss"]
+    assert "to step 5" in capsys.readouterr().out
+
+
+def test_conditional_ddpm_round_trip(tmp_path):
+    need_mnist()
+    out = tmp_path / "cond"
+    assert main(["train", *TINY, "--conditional", "--T", "20", "--steps", "2", "--out", str(out)]) == 0
+    assert load_checkpoint(out / "last.pt")["arch"]["kwargs"]["num_classes"] == 10
+    png = tmp_path / "sevens.png"
+    assert main(["sample", "--checkpoint", str(out / "last.pt"), "--sampler", "ddpm", "--label", "7", "--w", "2",
+                 "--n", "3", "--nrow", "3", "--device", "cpu", "--out", str(png)]) == 0
+    assert matplotlib.image.imread(png).shape[:2] == (28, 3 * 28 + 2 * 2)
+
+
+def test_sample_from_a_missing_checkpoint(tmp_path, capsys):
+    missing = tmp_path / "nope" / "last.pt"
+    code = main(["sample", "--checkpoint", str(missing), "--out", str(tmp_path / "x.png")])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: no checkpoint at") and str(missing) in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_label_on_an_unconditional_model(trained, tmp_path, capsys):
+    code = main(["sample", "--checkpoint", str(trained), "--steps", "1", "--n", "1", "--label", "3", "--device", "cpu",
+                 "--out", str(tmp_path / "x.png")])
+    assert code == 2 and "class-conditional" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_and_bad_eta(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["sample", "--checkpoint", str(bad), "--out", str(tmp_path / "x.png")]) == 1
+    assert "corrupt" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(trained), "--eta", "2", "--steps", "2", "--n", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "x.png")]) == 1
+    assert "eta must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_through_argparse():
+    with pytest.raises(SystemExit) as info:
+        main(["sample"])                                   # neither --checkpoint nor --pretrained
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["train", "--backbone", "resnet", "--out", "x"])
