@@ -242,7 +242,10 @@ def open_notebook(page, server: JupyterLab, name: str) -> None:
     deadline = time.monotonic() + KERNEL_READY_S
     state = {}
     while time.monotonic() < deadline:
-        state = notebook_state(page)
+        try:
+            state = notebook_state(page)
+        except Exception as exc:   # the page may still be navigating (token login, /lab/tree redirect)
+            state = {"error": str(exc).splitlines()[0]}
         if state.get("ready") and state.get("kernel") == "idle":
             return
         time.sleep(0.5)

@@ -28,7 +28,7 @@ class SliderCase:
     notebook: str                  # path relative to the repository root, or "scratch:<name>" (built below)
     cell_contains: str             # a substring of the source of the code cell whose output shows the slider
     description: str | None = None  # the slider's label (e.g. "t"); None: the first slider in that output
-    deterministic: bool = False    # the picture depends on the value only: going back gives the first picture
+    deterministic: bool = False    # the picture depends on the value only: back at a value, the same picture
 
 
 # The scratch notebook: slider_view over range(0, 1000) (an IntSlider) and over a few timesteps in
@@ -58,7 +58,10 @@ CASES = [
     SliderCase("scratch-selectionslider", "scratch:sliders", "chain = dl.widgets.slider_view", "step t",
                deterministic=True),
     # The course's forward-noising notebook: its timestep slider.
-    SliderCase("02-forward-noising", "notebooks/02_forward_noising.ipynb", "slider_view("),
+    SliderCase("01-noise-schedule", "notebooks/01_noise_schedule.ipynb",
+               "dl.widgets.slider_view(lambda t: dl.plotting.plot_schedules", deterministic=True),
+    SliderCase("02-forward-noising", "notebooks/02_forward_noising.ipynb",
+               "dl.widgets.slider_view(lambda t: dl.plotting.plot_forward_state", "t", deterministic=True),
     # A sampling notebook's chain scrubber goes here once it exists, e.g.
     # SliderCase("06-ddpm-chain", "notebooks/06_ddpm_sampling.ipynb", "slider_view(", description="step"),
 ]
@@ -125,6 +128,7 @@ class _Lab:
         return self.pages[case.notebook]
 
 
+@pytest.mark.xdist_group("browser")     # with pytest -n ... --dist loadgroup: one server and browser in all
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_slider_moves_picture(lab, case):
     page, nb = lab.page_for(case)
@@ -156,7 +160,6 @@ def _move_slider_and_check(page, nb, case: SliderCase, out):
 
     pos, digest = bh.slider_position(slider), bh.image_digest(image)
     assert digest is not None, f"{case.id}: the widget's picture is empty before any move"
-    first = (pos, digest)
     bh.save_screenshot(box, out / f"00-start-{pos['readout']}.png")
     seen = {digest}
 
@@ -170,6 +173,7 @@ def _move_slider_and_check(page, nb, case: SliderCase, out):
         bh.save_screenshot(box, out / f"{n:02d}-{key}-{pos['readout']}.png")
         seen.add(digest)
     assert pos["now"] == pos["max"], f"{case.id}: End left the slider at {pos}"
+    at_end = (pos["readout"], digest)
 
     bh.drag_handle(page, slider, 0.4)
     pos, digest = bh.wait_for_new_picture(page, slider, image, pos, digest, f"{case.id}, mouse drag")
@@ -180,10 +184,9 @@ def _move_slider_and_check(page, nb, case: SliderCase, out):
         assert 0.25 <= fraction <= 0.55, f"{case.id}: dragged to 40% of the track, the slider says {pos}"
     assert len(seen) == 5, f"{case.id}: five positions should show five different pictures"
 
-    if case.deterministic:   # the picture follows the value, not the number of moves: Home gives the first one
+    if case.deterministic:   # the picture follows the value, not the history of moves: End again, same picture
         handle.focus()
-        page.keyboard.press("Home")
-        pos, digest = bh.wait_for_new_picture(page, slider, image, pos, digest, f"{case.id}, keyboard Home")
-        bh.save_screenshot(box, out / f"05-Home-{pos['readout']}.png")
-        assert (pos["readout"], digest) == (first[0]["readout"], first[1]), (
-            f"{case.id}: back at the first value, the picture differs from the first one")
+        page.keyboard.press("End")
+        pos, digest = bh.wait_for_new_picture(page, slider, image, pos, digest, f"{case.id}, keyboard End again")
+        bh.save_screenshot(box, out / f"05-End-again-{pos['readout']}.png")
+        assert (pos["readout"], digest) == at_end, f"{case.id}: back at the last value, the picture differs"
