@@ -1,0 +1,83 @@
+"""Notebook 05's exercise: the training loss, written from the equation (Ho et al. 2020, Algorithm 1).
+
+    x_t  = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+    loss = mean over images and pixels of (eps - eps_theta(x_t, t))^2
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..schedules import extract, make_schedule
+from ..training import diffusion_loss
+
+
+class CheckModel(nn.Module):
+    """A fixed, cheap stand-in for eps_theta: a nonlinear function of x_t and t, so that every slip changes the loss."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        return torch.tanh(2 * x) * (1 - t.to(x.dtype) / 1000)[:, None, None, None] + 0.1
+
+
+def _inputs(seed: int, B: int = 6, shape=(1, 28, 28)):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand((B, *shape), generator=g) * 2 - 1                       # images in [-1, 1]
+    t = torch.tensor([0, 999, 10, 250, 500, 750][:B])
+    eps = torch.randn((B, *shape), generator=g)
+    return x0, t, eps
+
+
+def _slips(model, x0, t, eps, schedule) -> list[tuple[torch.Tensor, str]]:
+    """Losses that come from a known slip, with the hint for each."""
+    ab = extract(schedule.alpha_bar, t, x0.shape)
+    a = extract(schedule.alpha, t, x0.shape)
+
+    def mse(x_t, target=eps, reduce=torch.mean):
+        return reduce((target - model(x_t, t)) ** 2)
+
+    good = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    return [
+        (mse(ab * x0 + (1 - ab) * eps), "take square roots: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps "
+                                        "(alpha_bar_t and 1 - alpha_bar_t are variances)"),
+        (mse(a.sqrt() * x0 + (1 - a).sqrt() * eps), "use alpha_bar_t = schedule.alpha_bar[t] (the product of all "
+                                                    "alphas up to t), not the one-step alpha_t"),
+        (mse(good, target=x0), "the network predicts the noise eps, so compare its output with eps, not with x_0"),
+        (mse(good, reduce=torch.sum), "average over images and pixels (.mean()), not sum: the loss must not grow "
+                                      "with the batch size or the image size"),
+        (mse(ab.sqrt() * x0 - (1 - ab).sqrt() * eps), "the noise is added: + sqrt(1 - alpha_bar_t) eps"),
+    ]
+
+
+def check(answer) -> None:
+    """answer(model, x0, t, eps, schedule) must return diffusion_loss(model, x0, schedule, t, eps), a scalar."""
+    model = CheckModel()
+    for seed, name in [(0, "linear"), (1, "cosine")]:
+        schedule = make_schedule(name, 1000)
+        x0, t, eps = _inputs(seed)
+        expected = diffusion_loss(model, x0, schedule, t, eps)
+        try:
+            got = answer(model, x0.clone(), t.clone(), eps.clone(), schedule)
+        except RuntimeError as e:
+            if "must match the size" not in str(e):
+                raise
+            raise AssertionError(f"shapes do not broadcast ({e}). schedule.alpha_bar[t] has shape (B,): reshape it to "
+                                 "(B, 1, 1, 1) so that it scales each image of x0 (B, 1, 28, 28), e.g. "
+                                 "schedule.alpha_bar[t].reshape(-1, 1, 1, 1)") from None
+        assert isinstance(got, torch.Tensor), f"return a torch.Tensor (the loss), got {type(got).__name__}"
+        assert got.numel() == 1, (f"return one number, the mean over the batch and the pixels; got shape "
+                                  f"{tuple(got.shape)}")
+        got = got.detach().reshape(())
+        if not torch.allclose(got, expected, rtol=1e-4, atol=1e-6):
+            hint = next((h for value, h in _slips(model, x0, t, eps, schedule)
+                         if torch.allclose(got, value.reshape(()), rtol=1e-4, atol=1e-6)),
+                        "build x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with alpha_bar_t = "
+                        "schedule.alpha_bar[t] reshaped to (B, 1, 1, 1), then average (eps - model(x_t, t))^2")
+            raise AssertionError(f"{name} schedule: the loss should be {expected.item():.6f}, your function gives "
+                                 f"{got.item():.6f}. Hint: {hint}.")
+
+
+# A plausible mistake: alpha_bar_t and 1 - alpha_bar_t used as the coefficients, without the square roots.
+def WRONG_EXAMPLE(model, x0, t, eps, schedule):
+    alpha_bar = schedule.alpha_bar[t].reshape(-1, 1, 1, 1)
+    x_t = alpha_bar * x0 + (1 - alpha_bar) * eps
+    return ((eps - model(x_t, t)) ** 2).mean()
