@@ -8,6 +8,7 @@ cells (title + Colab badge, Colab set-up; see tools/notebook_cells.py) and is re
 missing or stale; the .ipynb is regenerated from it, executed from the notebooks/ folder with the
 current Python environment's kernel and DIFFUSION_LIB_QUICK unset (full mode: what gets committed),
 stripped of widget metadata (GitHub does not render notebooks whose widget metadata has no state),
+given cell ids derived from the cells (so a rebuild only changes what changed),
 and saved with its outputs. The execution time of each notebook is printed.
 
 Offline, point the library at MNIST first: export DIFFUSION_LIB_DATA=/path/to/folder/with/MNIST/raw.
@@ -15,6 +16,7 @@ Offline, point the library at MNIST first: export DIFFUSION_LIB_DATA=/path/to/fo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -58,6 +60,18 @@ def read_source(py: Path):
     return nb
 
 
+def stable_cell_ids(nb) -> None:
+    """Cell ids from each cell's type and source (jupytext draws random ones), so a rebuild does not churn the diff."""
+    seen = set()
+    for cell in nb.cells:
+        base = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+        cell_id, n = base, 1
+        while cell_id in seen:
+            cell_id, n = f"{base}-{n}", n + 1
+        seen.add(cell_id)
+        cell.id = cell_id
+
+
 def strip_widget_metadata(nb) -> None:
     """Drop metadata.widgets: GitHub refuses to render a notebook whose widget entries lack 'state'."""
     nb.metadata.pop("widgets", None)
@@ -67,6 +81,7 @@ def build(py: Path) -> float:
     """Sync, execute and save one notebook; returns the execution time in seconds."""
     nb = read_source(py)
     nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC})
+    stable_cell_ids(nb)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     start = time.perf_counter()
