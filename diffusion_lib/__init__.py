@@ -10,6 +10,7 @@ Modules read like the course's table of contents:
     guidance    classifier-free guidance                                         (notebook 08)
     data, device, config, plotting, checkpoints: the plumbing.
 """
+from . import exercises, plotting, widgets  # dl.plotting.show_grid, dl.widgets.slider_view, dl.exercises.check
 from .backbones import BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone, count_parameters
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import budget, quick_mode
