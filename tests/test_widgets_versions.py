@@ -121,6 +121,8 @@ def ipywidgets7_dir() -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         _unavailable(f"could not install ipywidgets 7.7.1: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not _has_ipywidgets_771(folder):
+        shutil.rmtree(folder, ignore_errors=True)          # a half-made folder from an interrupted install
     try:
         staging.rename(folder)          # atomic; another process may have won the race
     except OSError:
