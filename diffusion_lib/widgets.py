@@ -52,7 +52,8 @@ class SliderView:
                                                   description=description, continuous_update=True, layout=layout,
                                                   style=style)
         self.image = widgets.Image(format="png")
-        self.box = widgets.VBox([self.slider, self.image])
+        # align_items="flex-start": show the picture at its own size, not stretched to the output's width
+        self.box = widgets.VBox([self.slider, self.image], layout=widgets.Layout(align_items="flex-start"))
         self.slider.observe(self._on_change, names="value")
         self._draw(start)
 
