@@ -206,7 +206,8 @@ def machine_description(device: torch.device | str = "cpu") -> str:
         return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
     if device.type == "mps":
         return f"Apple GPU (MPS) on {platform.machine()}, torch {torch.__version__}"
-    return (f"{_cpu_name()}, {torch.get_num_threads()} torch threads on {os.cpu_count()} logical cores, "
+    threads = torch.get_num_threads()
+    return (f"{_cpu_name()}, {threads} torch thread{'s' if threads != 1 else ''} on {os.cpu_count()} logical cores, "
             f"torch {torch.__version__}")
 
 

@@ -106,7 +106,7 @@ def test_time_per_image_is_positive_and_leaves_no_gradients():
 
 def test_machine_description_names_the_cpu_and_threads():
     text = inspection.machine_description("cpu")
-    assert "torch threads" in text and torch.__version__ in text
+    assert "torch thread" in text and torch.__version__ in text
 
 
 def test_loss_by_timestep_matches_diffusion_loss_at_fixed_t():
