@@ -363,9 +363,22 @@ def plot_cost_per_image(seconds: dict, machine: str | None = None):
     return fig
 
 
+LOSS_LABEL = r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)"
+
+
+def _loss_axes(ax, title: str, xlabel: str):
+    """Log-scale loss axis, labels, grid and legend; returns the figure."""
+    ax.set_yscale("log")
+    _style(ax, title, xlabel, LOSS_LABEL)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=TICK_SIZE)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def plot_loss_curve(history: dict, window: int | None = None, ax=None):
     """The training loss of every step (light) and its running mean over `window` steps (dark), log scale."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(11, 4.5))
+    ax = ax if ax is not None else plt.subplots(figsize=(11, 4.5))[1]
     steps = np.asarray(history["step"])
     loss = np.asarray(history["loss"], dtype=np.float64)
     window = window or max(1, len(loss) // 30)
@@ -373,22 +386,12 @@ def plot_loss_curve(history: dict, window: int | None = None, ax=None):
     if len(loss) >= window:
         mean = np.convolve(loss, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], mean, color="tab:blue", lw=3, label=f"running mean over {window} steps")
-    ax.set_yscale("log")
-    _style(ax, "training loss", "optimizer step", r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=TICK_SIZE)
-    fig.tight_layout()
-    return fig
+    return _loss_axes(ax, "training loss", "optimizer step")
 
 
 def plot_loss_by_timestep(timesteps, curves: dict, ax=None):
     """The loss at fixed t against t, one curve per model (name -> (len(timesteps),) tensor), log scale."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(11, 4.5))
+    ax = ax if ax is not None else plt.subplots(figsize=(11, 4.5))[1]
     for i, (name, values) in enumerate(curves.items()):
         ax.plot(list(timesteps), np.asarray(values), "o-", lw=2.5, ms=5, color=f"C{i}", label=name)
-    ax.set_yscale("log")
-    _style(ax, "loss at each timestep", "timestep t", r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=TICK_SIZE)
-    fig.tight_layout()
-    return fig
+    return _loss_axes(ax, "loss at each timestep", "timestep t")
