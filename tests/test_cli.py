@@ -1,15 +1,10 @@
 """`python -m diffusion_lib train` and `sample`, called in-process through diffusion_lib.cli.main."""
-import matplotlib
+import matplotlib.image
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.image  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from diffusion_lib.checkpoints import load_checkpoint  # noqa: E402
-from diffusion_lib.cli import main  # noqa: E402
-from diffusion_lib.data import data_root  # noqa: E402
+from diffusion_lib.checkpoints import load_checkpoint
+from diffusion_lib.cli import main
+from diffusion_lib.data import data_root
 
 
 def need_mnist():

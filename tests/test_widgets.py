@@ -4,16 +4,12 @@ Only API shared by ipywidgets 7.7 and 8 is used (IntSlider, SelectionSlider, Ima
 setting .value), so this file runs unchanged under both; tests/test_widgets_versions.py runs a check in
 a subprocess against each version.
 """
-import matplotlib
+import ipywidgets
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import ipywidgets  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from diffusion_lib.widgets import figure_to_png, slider_view  # noqa: E402
+from diffusion_lib.widgets import figure_to_png, slider_view
 
 
 def render(value):
