@@ -1,10 +1,21 @@
 """Small models and helpers shared by the library tests (kept tiny so the suite runs in seconds on a CPU)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from diffusion_lib.embeddings import sinusoidal_embedding
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread for the modules that import this fixture. The models here are tiny, so a second
+    thread only adds overhead, and on a CPU shared with other jobs its waits made the suite 5-10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class TinyEps(nn.Module):

@@ -5,6 +5,8 @@ import torch
 from diffusion_lib.backbones import (BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone,
                                      count_parameters)
 
+from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
+
 
 def batch(B=2, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -10,7 +10,7 @@ from diffusion_lib.checkpoints import (CheckpointError, load_checkpoint, load_mo
                                        save_checkpoint)
 from diffusion_lib.training import Trainer
 
-from _tiny import synthetic_mnist, tiny_config
+from _tiny import one_thread, synthetic_mnist, tiny_config  # noqa: F401 (one_thread is autouse)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ from diffusion_lib.checkpoints import load_checkpoint
 from diffusion_lib.cli import main
 from diffusion_lib.data import data_root
 
+from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
+
 
 def need_mnist():
     if not (data_root() / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():

@@ -38,7 +38,8 @@ def test_train_split():
     assert torch.equal(((images + 1) * 127.5).round().to(torch.uint8), pixels)    # every image, in file order
     expected = (pixels[:1000].float() / 255 - 0.5) / 0.5                          # ToTensor, then Normalize(0.5, 0.5)
     assert torch.allclose(images[:1000], expected, atol=1e-6)
-    assert torch.equal(labels, torch.from_numpy(read_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte").astype(np.int64)))
+    raw_labels = read_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte").astype(np.int64)
+    assert torch.equal(labels, torch.from_numpy(raw_labels))
 
 
 def test_test_split():

@@ -6,7 +6,7 @@ from diffusion_lib.forward import (predict_eps_from_x0, predict_x0_from_eps, q_p
                                    q_step)
 from diffusion_lib.schedules import make_schedule
 
-from _tiny import alpha_bars, linear_betas
+from _tiny import alpha_bars, linear_betas, one_thread  # noqa: F401 (one_thread is autouse)
 
 SCHEDULE = make_schedule("linear")
 BETA = torch.tensor(linear_betas(), dtype=torch.float64)

@@ -5,6 +5,8 @@ import torch
 from diffusion_lib.backbones import UNet
 from diffusion_lib.guidance import cfg_eps_model, guided_eps
 
+from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
+
 
 @pytest.fixture(scope="module")
 def cond_unet():

@@ -8,7 +8,7 @@ from diffusion_lib.samplers import (ddim_invert_progressive, ddim_sample_progres
                                     ddpm_sample_progressive, ddpm_step, final, record, sample_noise, timestep_pairs)
 from diffusion_lib.schedules import make_schedule
 
-from _tiny import alpha_bars, linear_betas, tiny_eps
+from _tiny import alpha_bars, linear_betas, one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
 
 SCHEDULE = make_schedule("linear")
 

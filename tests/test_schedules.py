@@ -114,7 +114,8 @@ def test_bad_T(T):
         make_schedule("linear", T=T)
 
 
-@pytest.mark.parametrize("beta", [torch.tensor([0.1, 1.0]), torch.tensor([0.0, 0.1]), torch.zeros(0), torch.full((2, 2), 0.1)])
+@pytest.mark.parametrize("beta", [torch.tensor([0.1, 1.0]), torch.tensor([0.0, 0.1]), torch.zeros(0),
+                                  torch.full((2, 2), 0.1)])
 def test_bad_betas(beta):
     with pytest.raises(ValueError):
         schedule_from_betas(beta)

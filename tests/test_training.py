@@ -10,6 +10,7 @@ from diffusion_lib.checkpoints import CheckpointError, load_checkpoint
 from diffusion_lib.training import TrainConfig, Trainer, diffusion_loss, drop_labels, lr_factor, make_ema, train
 from diffusion_lib.schedules import make_schedule
 
+from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
 from _tiny import alpha_bars, linear_betas, synthetic_mnist, tiny_config
 
 
