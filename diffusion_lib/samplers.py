@@ -166,7 +166,8 @@ def ddim_invert_progressive(eps_model: EpsModel, x0: torch.Tensor, schedule: Sch
 
     Each step moves from level t_prev to t with the noise predicted at t:
     x_t = sqrt(alpha_bar_t) x0_pred + sqrt(1 - alpha_bar_t) eps. Yields steps with x_t the new
-    (noisier) state and x_prev the state it came from.
+    (noisier) state and x_prev the state it came from, so the encoded noise is the LAST step's x_t
+    (`list(...)[-1].x_t`), not what `final(...)` returns (that is the state one step before).
     """
     check_image_batch(x0, "x0")
     x = x0
