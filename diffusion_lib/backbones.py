@@ -100,18 +100,31 @@ class MLP(Backbone):
     """Flatten x, concatenate the time embedding, then Linear/ReLU layers back to 784 pixels.
 
     hidden=(512, 512, 512) is the seed blog's SmolMLP, (2048,) * 5 its ChunkyMLP.
+
+    Two options, both off by default (the seed blog's networks, parameter for parameter), studied
+    in notebook 09:
+
+    - skip=True adds the input to the output, eps_theta(x_t, t) = x_t + f(x_t, t): an identity path
+      from input to output, with no parameters. At large t, x_t is almost all noise and the target
+      eps is almost x_t, which a plain MLP must rebuild through its hidden layers (SmolMLP cannot:
+      its last layer maps 512 numbers to 784 pixels, so its outputs span at most 512 dimensions).
+    - norm=True puts a LayerNorm after every hidden Linear, before the ReLU (2 * width parameters each).
     """
 
     name = "mlp"
 
-    def __init__(self, hidden=(512, 512, 512)):
-        super().__init__(hidden=tuple(hidden))
+    def __init__(self, hidden=(512, 512, 512), skip: bool = False, norm: bool = False):
+        # The options enter the architecture record only when on, so the record of a plain MLP is unchanged.
+        options = {k: True for k, on in (("skip", skip), ("norm", norm)) if on}
+        super().__init__(hidden=tuple(hidden), **options)
         n_pixels = 1
         for s in self.image_shape:
             n_pixels *= s
+        self.skip = bool(skip)
         self.time_embedding = TimeEmbedding()
         widths = [n_pixels + TIME_EMBEDDING_DIM, *hidden, n_pixels]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(w) for w in hidden) if norm else None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
@@ -119,8 +132,11 @@ class MLP(Backbone):
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
+                if self.norms is not None:
+                    h = self.norms[i](h)
                 h = F.relu(h)
-        return h.view_as(x)                                              # (B, 1, 28, 28)
+        out = h.view_as(x)                                               # (B, 1, 28, 28)
+        return x + out if self.skip else out                             # skip: eps_theta = x_t + f(x_t, t)
 
 
 class SmolMLP(MLP):
