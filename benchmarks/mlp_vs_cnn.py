@@ -18,6 +18,7 @@ after every run, so an interrupted script keeps what it finished. Prints one lin
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -32,7 +33,8 @@ from diffusion_lib.data import load_mnist
 from diffusion_lib.experiments import (MLP_VS_CNN_RUNS, RESULTS_IMAGES, RESULTS_JSON, blog_config, block_means,
                                        chain_magnitudes, one_step_x0, to_uint8)
 from diffusion_lib.inspection import loss_by_timestep, machine_description
-from diffusion_lib.metrics import classifier_features, load_classifier, reference_scores, score_samples
+from diffusion_lib.metrics import (CLASSIFIER_PATH, classifier_features, load_classifier, reference_scores,
+                                   score_samples)
 from diffusion_lib.samplers import ddpm_sample_progressive, final, sample_noise
 from diffusion_lib.schedules import make_schedule
 from diffusion_lib.training import train
@@ -96,6 +98,7 @@ def main(argv=None) -> int:
                   "no gradient clipping; samples and losses from the raw weights (no EMA)",
         "sampler": {"ddim_steps": 50, "eta": 0.0, "n": args.n, "n_capped": args.n_slow, "seed": 0, "ddpm_n": args.ddpm},
         "timesteps": TIMESTEPS, "one_step_t": ONE_STEP_T,
+        "classifier_sha256": hashlib.sha256(CLASSIFIER_PATH.read_bytes()).hexdigest(),
         "reference": reference, "reference_capped": reference_slow, "runs": {},
     }
     pictures = {}
