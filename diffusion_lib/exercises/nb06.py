@@ -1,0 +1,67 @@
+"""Notebook 06's exercise: one DDPM reverse step x_t -> x_{t-1}, written by hand from beta."""
+from __future__ import annotations
+
+import torch
+
+from ..samplers import ddpm_step
+from ..schedules import make_schedule
+
+TIMESTEPS = (999, 600, 50, 1, 0)   # from pure noise to the last, noise-free step
+
+
+def _candidates(x_t, eps, t, schedule, noise):
+    """Plausible mistakes, each with its hint, computed from the schedule."""
+    beta, alpha, ab = (float(v[t]) for v in (schedule.beta, schedule.alpha, schedule.alpha_bar))
+    sigma = float(schedule.beta_tilde[t]) ** 0.5
+    mean = (x_t - beta / (1 - ab) ** 0.5 * eps) / alpha ** 0.5
+    z = noise if t > 0 else torch.zeros_like(noise)
+    return [
+        ((x_t - beta / (1 - ab) * eps) / alpha ** 0.5 + sigma * z,
+         "the noise's coefficient is beta_t / sqrt(1 - alpha_bar_t): you forgot the square root."),
+        ((x_t - beta / (1 - ab) ** 0.5 * eps) / ab ** 0.5 + sigma * z,
+         "divide by sqrt(alpha_t) = sqrt(1 - beta_t), one step's signal factor, not by sqrt(alpha_bar_t)."),
+        (mean + beta ** 0.5 * z,
+         "you used sigma_t^2 = beta_t. That is a valid choice (section 3), but this exercise asks for the posterior "
+         "variance beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), with alpha_bar_{-1} = 1."),
+        (mean + sigma * noise if t > 0 else mean + beta ** 0.5 * noise,
+         "at t = 0 the step returns the mean only: no noise is added at the last step."),
+        (mean, "you added no noise: x_{t-1} = mean + sigma_t z for every t > 0."),
+    ]
+
+
+def check(answer) -> None:
+    """answer(x_t, eps, t, beta, noise) must match dl.samplers.ddpm_step (variance beta_tilde) at every t tested."""
+    schedule = make_schedule("linear")
+    g = torch.Generator().manual_seed(6)
+    for t in TIMESTEPS:
+        x_t = torch.randn((4, 1, 28, 28), generator=g)                   # (4, 1, 28, 28)
+        eps = torch.randn(x_t.shape, generator=g)
+        noise = torch.randn(x_t.shape, generator=g)
+        tt = torch.full((4,), t, dtype=torch.long)
+        expected = ddpm_step(x_t, eps, tt, schedule, "beta_tilde", noise if t > 0 else None)
+        try:
+            got = answer(x_t.clone(), eps.clone(), t, schedule.beta.clone(), noise.clone())
+        except NotImplementedError:
+            raise
+        except Exception as e:
+            raise AssertionError(f"your function raised {type(e).__name__}: {e} (at t = {t}). Hint: t is a plain int; "
+                                 "alpha_bar = torch.cumprod(1 - beta, 0), and alpha_bar_{t-1} is 1 when t = 0.") from e
+        assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
+        assert got.shape == x_t.shape, f"expected shape {tuple(x_t.shape)}, got {tuple(got.shape)} (at t = {t})"
+        if torch.allclose(got, expected, atol=1e-4):
+            continue
+        for wrong, hint in _candidates(x_t, eps, t, schedule, noise):
+            if torch.allclose(got, wrong, atol=1e-4):
+                raise AssertionError(f"at t = {t}: {hint}")
+        raise AssertionError(f"at t = {t} your x_(t-1) differs from 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) "
+                             f"eps) + sqrt(beta_tilde_t) z by up to {float((got - expected).abs().max()):.3g}.")
+
+
+# A plausible mistake: beta_t / (1 - alpha_bar_t) in front of eps, without the square root.
+def WRONG_EXAMPLE(x_t, eps, t, beta, noise):
+    alpha_bar = torch.cumprod(1 - beta, 0)
+    alpha_bar_prev = alpha_bar[t - 1] if t > 0 else torch.tensor(1.0)
+    mean = (x_t - beta[t] / (1 - alpha_bar[t]) * eps) / (1 - beta[t]).sqrt()
+    if t == 0:
+        return mean
+    return mean + (beta[t] * (1 - alpha_bar_prev) / (1 - alpha_bar[t])).sqrt() * noise

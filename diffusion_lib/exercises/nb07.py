@@ -1,0 +1,64 @@
+"""Notebook 07's exercise: one DDIM update with stochasticity eta, written by hand."""
+from __future__ import annotations
+
+import torch
+
+from ..samplers import alpha_bar_at, ddim_step, ddim_timesteps, timestep_pairs
+from ..schedules import make_schedule
+
+ETAS = (0.0, 0.5, 1.0)
+
+
+def _sigma(ab_t, ab_prev, eta):
+    return eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)) ** 0.5
+
+
+def _candidates(x_t, eps, ab_t, ab_prev, eta, noise):
+    x0 = (x_t - (1 - ab_t) ** 0.5 * eps) / ab_t ** 0.5
+    s = _sigma(ab_t, ab_prev, eta)
+    return [
+        (ab_prev ** 0.5 * x0 + (1 - ab_prev) ** 0.5 * eps + s * noise,
+         f"with eta = {eta} the direction towards x_t is sqrt(1 - alpha_bar_prev - sigma_t^2) eps: the fresh noise "
+         "sigma_t z takes part of the variance 1 - alpha_bar_prev, the direction keeps the rest."),
+        (ab_prev ** 0.5 * x0 + max(1 - ab_prev - s ** 2, 0) ** 0.5 * eps,
+         "you left out the fresh noise sigma_t z (it matters as soon as eta > 0)."),
+        (ab_prev * x0 + max(1 - ab_prev - s ** 2, 0) ** 0.5 * eps + s * noise,
+         "the predicted x_0 is weighted by sqrt(alpha_bar_prev), not alpha_bar_prev."),
+    ]
+
+
+def check(answer) -> None:
+    """answer(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise) must match dl.samplers.ddim_step on a 5-step grid."""
+    schedule = make_schedule("linear")
+    g = torch.Generator().manual_seed(7)
+    for eta in ETAS:
+        for t, t_prev in timestep_pairs(ddim_timesteps(5, schedule.T)):
+            ab_t, ab_prev = alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_prev)
+            x_t = torch.randn((3, 1, 28, 28), generator=g)
+            eps = torch.randn(x_t.shape, generator=g)
+            noise = torch.randn(x_t.shape, generator=g)
+            expected, _ = ddim_step(x_t, eps, ab_t, ab_prev, eta, noise)
+            where = f"(eta = {eta}, step t = {t} -> {t_prev}, alpha_bar_t = {ab_t:.4g}, alpha_bar_prev = {ab_prev:.4g})"
+            try:
+                got = answer(x_t.clone(), eps.clone(), ab_t, ab_prev, eta, noise.clone())
+            except NotImplementedError:
+                raise
+            except Exception as e:
+                raise AssertionError(f"your function raised {type(e).__name__}: {e} {where}. Hint: the alpha_bars and eta "
+                                     "are plain floats: use ** 0.5 (or math.sqrt), not .sqrt().") from e
+            assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
+            assert got.shape == x_t.shape, f"expected shape {tuple(x_t.shape)}, got {tuple(got.shape)} {where}"
+            if torch.allclose(got, expected, atol=1e-5):
+                continue
+            for wrong, hint in _candidates(x_t, eps, ab_t, ab_prev, eta, noise):
+                if torch.allclose(got, wrong, atol=1e-5):
+                    raise AssertionError(f"{where}: {hint}")
+            raise AssertionError(f"{where}: your x_prev differs from sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev "
+                                 f"- sigma_t^2) eps + sigma_t z by up to {float((got - expected).abs().max()):.3g}.")
+
+
+# A plausible mistake: the eta = 0 direction coefficient sqrt(1 - alpha_bar_prev) kept for every eta.
+def WRONG_EXAMPLE(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise):
+    x0_pred = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
+    return alpha_bar_prev ** 0.5 * x0_pred + (1 - alpha_bar_prev) ** 0.5 * eps + sigma * noise
