@@ -395,3 +395,181 @@ def plot_loss_by_timestep(timesteps, curves: dict, ax=None):
     for i, (name, values) in enumerate(curves.items()):
         ax.plot(list(timesteps), np.asarray(values), "o-", lw=2.5, ms=5, color=f"C{i}", label=name)
     return _loss_axes(ax, "loss at each timestep", "timestep t")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebooks 06-08: sampling chains, DDIM settings, quality against cost, classifier-free guidance.
+
+def plot_labelled_grid(rows: dict, title: str | None = None, col_labels=None, scale: float = 1.0):
+    """Rows of images in one picture (one imshow: fast enough for a slider), each row's name on the left.
+
+    rows: name -> (K, 1, H, W) in [-1, 1]; rows shorter than the longest are padded with white.
+    """
+    names = list(rows)
+    K = max(rows[n].shape[0] for n in names)
+    H, W = next(iter(rows.values())).shape[-2:]
+    pad = 2
+    strips = []
+    for n in names:
+        strip = image_grid(rows[n], nrow=K, pad=pad)                     # (H, K (W + pad) - pad) or shorter
+        full = np.ones((H, K * (W + pad) - pad), dtype=np.float32)
+        full[:, :strip.shape[1]] = strip
+        strips.append(full)
+    picture = np.concatenate([np.concatenate([s, np.ones((pad, s.shape[1]), dtype=np.float32)]) for s in strips])[:-pad]
+    width = scale * (0.42 * K + 1.4)
+    height = scale * (0.42 * len(names) + (0.7 if title else 0.2) + (0.4 if col_labels is not None else 0))
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([r * (H + pad) + H / 2 for r in range(len(names))])
+    ax.set_yticklabels([str(n) for n in names], fontsize=LABEL_SIZE)
+    if col_labels is not None:
+        ax.set_xticks([k * (W + pad) + W / 2 for k in range(len(col_labels))])
+        ax.set_xticklabels([str(c) for c in col_labels], fontsize=TICK_SIZE)
+        ax.xaxis.tick_top()
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=TITLE_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+def plot_chain_step(trajectory, k: int, show: int = 16, nrow: int = 4):
+    """The slider picture of notebook 06: at recorded step k of a chain, the state x_t and the model's
+    prediction of the clean image x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), side by side."""
+    t = trajectory.timesteps[k]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 6.0))
+    ax0.imshow(image_grid(trajectory.x_t[k, :show], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+    ax1.imshow(image_grid(trajectory.x0_pred[k, :show], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+    ax0.set_title(f"$x_t$, the state at t = {t}", fontsize=TITLE_SIZE)
+    ax1.set_title(r"$\hat x_0$, the model's guess of the end", fontsize=TITLE_SIZE)
+    for ax in (ax0, ax1):
+        ax.set_axis_off()
+    fig.suptitle(f"step {k + 1} of {len(trajectory.timesteps)}  (t = {t})", fontsize=TITLE_SIZE + 2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ddpm_sigmas(schedule):
+    """The two DDPM noise levels sigma_t = sqrt(beta_t) and sqrt(beta_tilde_t) against t (log scale), and their ratio."""
+    t = np.arange(schedule.T)
+    beta, beta_tilde = schedule.beta.double().numpy(), schedule.beta_tilde.double().numpy()
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4.6))
+    ax0.plot(t, np.sqrt(beta), lw=2.5, color="tab:red", label=r"$\sigma_t = \sqrt{\beta_t}$ (upper bound)")
+    ax0.plot(t[1:], np.sqrt(beta_tilde[1:]), lw=2.5, color="tab:blue",
+             label=r"$\sigma_t = \sqrt{\tilde\beta_t}$ (posterior, lower bound)")
+    ax0.set_yscale("log")
+    ax0.set_xscale("symlog", linthresh=10)
+    _style(ax0, "noise added by one reverse step", "timestep t (log scale above 10)", r"$\sigma_t$ (log scale)")
+    ax0.legend(fontsize=TICK_SIZE)
+    ratio = np.sqrt(beta_tilde / beta)
+    ax1.plot(t, ratio, lw=2.5, color="tab:purple")
+    ax1.set_xscale("symlog", linthresh=10)
+    ax1.set_ylim(0, 1.05)
+    _style(ax1, r"$\sqrt{\tilde\beta_t / \beta_t}$: they differ only near t = 0", "timestep t (log scale above 10)",
+           "ratio")
+    for ax in (ax0, ax1):
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
+    """Time per image, confident share and Frechet distance against the number of sampling steps (log scale).
+
+    groups: series name -> list of rows from diffusion_lib.sweeps (keys steps, seconds_per_image,
+    confident_share, frechet_distance, n); reference: diffusion_lib.metrics.reference_scores(...),
+    drawn as dashed lines (what real digits score).
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    markers = "osD^v"
+    for i, (name, rows) in enumerate(groups.items()):
+        steps = [r["steps"] for r in rows]
+        style = dict(marker=markers[i % len(markers)], ms=8, lw=2.5, color=f"C{i}", label=name)
+        axes[0].plot(steps, [1000 * r["seconds_per_image"] for r in rows], **style)
+        axes[1].plot(steps, [r["confident_share"] for r in rows], **style)
+        fd = [(s, r["frechet_distance"]) for s, r in zip(steps, rows) if r.get("frechet_distance") is not None]
+        if fd:
+            axes[2].plot(*zip(*fd), **style)
+    if reference:
+        axes[1].axhline(reference["test_confident_share"], color="k", ls="--", lw=1.5,
+                        label="real MNIST test digits")
+        axes[2].axhline(reference["train_vs_test_frechet_distance"], color="k", ls="--", lw=1.5,
+                        label=f"{reference['train_vs_test_n']} real training digits")
+    _style(axes[0], "time per image", "sampling steps (network calls)", "milliseconds (log scale)")
+    axes[0].set_yscale("log")
+    _style(axes[1], "confident share (higher is better)", "sampling steps (network calls)", "share with p > 0.9")
+    axes[1].set_ylim(0, 1.02)
+    _style(axes[2], "Frechet distance to the test set (lower is better)", "sampling steps (network calls)",
+           "Frechet distance")
+    axes[2].set_ylim(bottom=0)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=TICK_SIZE - 1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_guidance_tradeoff(rows, reference: dict | None = None):
+    """Classifier-free guidance over w: guided accuracy against within-class diversity (one point per w),
+    and each quantity against w. rows: from diffusion_lib.sweeps.guidance_sweep."""
+    ws = [r["w"] for r in rows]
+    acc = [r["guided_accuracy"] for r in rows]
+    spread = [r["relative_spread"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    ax = axes[0]
+    ax.plot(spread, acc, "-", color="gray", lw=1.5, zorder=1)
+    ax.scatter(spread, acc, c=np.log1p(ws), cmap="viridis", s=110, zorder=2, edgecolor="k")
+    for w, x, y in zip(ws, spread, acc):
+        ax.annotate(f"w = {w:g}", (x, y), textcoords="offset points", xytext=(8, -14), fontsize=TICK_SIZE + 1)
+    _style(ax, "the trade-off: each point is one w", "within-class diversity (1 = as varied as real digits)",
+           "guided accuracy")
+    ax.set_ylim(min(acc) - 0.05, 1.02)
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    ax.plot(ws, acc, "o-", lw=2.5, ms=8, color="tab:green", label="guided accuracy")
+    ax.plot(ws, [r["confident_share"] for r in rows], "s-", lw=2.5, ms=8, color="tab:blue", label="confident share")
+    ax.plot(ws, spread, "D-", lw=2.5, ms=8, color="tab:orange", label="within-class diversity")
+    if reference:
+        ax.axhline(reference["test_confident_share"], color="tab:blue", ls="--", lw=1.2,
+                   label="confident share of real digits")
+    ax.set_ylim(0, 1.1)
+    _style(ax, "against the guidance weight", "guidance weight w", "share / ratio")
+    ax.legend(fontsize=TICK_SIZE - 1, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax = axes[2]
+    ax.plot(ws, [r["frechet_distance"] for r in rows], "o-", lw=2.5, ms=8, color="tab:red", label="generated")
+    if reference:
+        ax.axhline(reference["train_vs_test_frechet_distance"], color="k", ls="--", lw=1.5,
+                   label=f"{reference['train_vs_test_n']} real training digits")
+    ax.set_ylim(bottom=0)
+    _style(ax, "Frechet distance to the test set", "guidance weight w", "Frechet distance (lower is better)")
+    ax.legend(fontsize=TICK_SIZE - 1)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_over_t(timesteps, curves: dict, title: str, ylabel: str, logy: bool = False, marks=None):
+    """Quantities recorded along a sampling chain against t, t falling from left to right as sampling goes.
+
+    curves: name -> (K,) values at `timesteps`; marks: timesteps to draw as dotted lines.
+    """
+    fig, ax = plt.subplots(figsize=(11, 4.3))
+    for i, (name, values) in enumerate(curves.items()):
+        ax.plot(list(timesteps), np.asarray(values, dtype=np.float64), lw=2.5, color=f"C{i}", label=name)
+    for m in marks or []:
+        ax.axvline(m, color="gray", ls=":", lw=1.5)
+    ax.invert_xaxis()                                          # sampling runs from t = T-1 (left) to 0 (right)
+    if logy:
+        ax.set_yscale("log")
+    _style(ax, title, "timestep t (sampling goes left to right)", ylabel)
+    ax.grid(alpha=0.3, which="both")
+    if len(curves) > 1:
+        ax.legend(fontsize=TICK_SIZE)
+    fig.tight_layout()
+    return fig
