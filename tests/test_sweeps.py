@@ -1,0 +1,157 @@
+"""diffusion_lib.sweeps: seeding, the DDPM/DDIM wrappers, the within-class spread and the sweep rows."""
+import math
+
+import pytest
+import torch
+
+from _tiny import one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
+from diffusion_lib.backbones import UNet
+from diffusion_lib.guidance import cfg_eps_model
+from diffusion_lib.metrics import MNISTClassifier, classifier_features
+from diffusion_lib.schedules import make_schedule
+from diffusion_lib.sweeps import (class_feature_spread, ddim_encode, ddim_grid, ddim_images, ddpm_images,
+                                  eps_model_for, format_rows, guidance_sweep, score_row, steps_sweep, timed)
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return make_schedule("linear", 40)
+
+
+def _noise(n=3, size=8, seed=0, dtype=torch.float64):
+    return torch.randn((n, 1, size, size), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def test_ddpm_images_is_ddim_eta1_on_the_full_grid_with_the_same_seed(schedule):
+    model, x_T = tiny_eps(), _noise()
+    ddpm = ddpm_images(model, schedule, x_T, seed=5)
+    assert torch.allclose(ddpm, ddim_images(model, schedule, x_T, schedule.T, eta=1.0, seed=5), atol=1e-5)
+    assert not torch.allclose(ddpm, ddpm_images(model, schedule, x_T, seed=6))          # the seed is the z stream
+    assert not torch.allclose(ddpm, ddpm_images(model, schedule, x_T, variance="beta", seed=5))
+
+
+def test_ddim_eta0_ignores_the_seed_and_eta1_does_not(schedule):
+    model, x_T = tiny_eps(), _noise()
+    assert torch.equal(ddim_images(model, schedule, x_T, 10, 0.0, seed=1), ddim_images(model, schedule, x_T, 10, 0.0, seed=2))
+    assert not torch.allclose(ddim_images(model, schedule, x_T, 10, 1.0, seed=1),
+                              ddim_images(model, schedule, x_T, 10, 1.0, seed=2))
+
+
+def test_eps_model_for_is_the_network_or_guidance():
+    torch.manual_seed(0)
+    model = UNet(base=8, num_classes=10).eval()
+    assert eps_model_for(model) is model
+    x, t, y = torch.randn(2, 1, 28, 28), torch.tensor([10, 900]), torch.tensor([3, 4])
+    with torch.no_grad():
+        assert torch.allclose(eps_model_for(model, y, 2.0)(x, t), cfg_eps_model(model, y, 2.0)(x, t))
+        assert torch.allclose(eps_model_for(model, y)(x, t), model(x, t, y), atol=1e-5)   # w defaults to 1
+
+
+def test_ddim_encode_walks_up_to_T_minus_1_and_decodes_back(schedule):
+    model = tiny_eps()
+    x0 = _noise(seed=3).clamp(-1, 1)
+    trajectory = ddim_encode(model, schedule, x0, num_steps=schedule.T)
+    assert trajectory.timesteps == list(range(schedule.T))               # t reached, from 0 up to T-1
+    assert trajectory.x_t.shape == (schedule.T, 3, 1, 8, 8)
+    back = ddim_images(model, schedule, trajectory.x_t[-1], schedule.T, 0.0)
+    assert (back - x0).abs().max() < 0.05
+
+
+def test_class_feature_spread_is_the_trace_of_each_class_covariance():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(60, 5, generator=g, dtype=torch.float64) * torch.arange(1, 6)
+    labels = torch.arange(60) % 3
+    spread = class_feature_spread(features, labels, num_classes=4)
+    for c in range(3):
+        assert spread[c] == pytest.approx(float(torch.cov(features[labels == c].T).trace()), rel=1e-12)
+    assert math.isnan(spread[3])                                         # no image of class 3
+    same = class_feature_spread(features[:1].expand(10, -1), torch.zeros(10, dtype=torch.long), 1)
+    assert float(same[0]) == 0.0                                         # ten copies: no spread at all
+    with pytest.raises(ValueError):
+        class_feature_spread(features, labels[:-1])
+
+
+def _classifier_and_reference():
+    torch.manual_seed(0)
+    classifier = MNISTClassifier(width=4).eval()
+    reference = torch.rand(40, 128, generator=torch.Generator().manual_seed(1))
+    return classifier, reference
+
+
+def test_steps_sweep_rows(schedule):
+    classifier, reference = _classifier_and_reference()
+    torch.manual_seed(0)
+    model = UNet(base=8).eval()
+    x_T = _noise(n=4, size=28, dtype=torch.float32)
+    rows, images = steps_sweep(model, schedule, x_T, [2, 5], classifier, reference, progress=False)
+    assert set(images) == {2, 5} and images[5].shape == x_T.shape
+    assert [r["steps"] for r in rows] == [2, 5] and all(r["n"] == 4 and r["sampler"] == "DDIM" for r in rows)
+    assert all(r["seconds"] > 0 and r["seconds_per_image"] == pytest.approx(r["seconds"] / 4) for r in rows)
+    assert all(0 <= r["confident_share"] <= 1 and r["frechet_distance"] >= 0 for r in rows)
+    grid = ddim_grid(model, schedule, x_T, [2, 5], [0.0, 1.0], progress=False)
+    assert set(grid) == {(2, 0.0), (2, 1.0), (5, 0.0), (5, 1.0)}
+    assert torch.equal(grid[(5, 0.0)], ddim_images(model, schedule, x_T, 5, 0.0))
+    assert torch.equal(grid[(5, 0.0)], images[5])
+    text = format_rows(rows, ["steps", "n", "confident_share"])
+    assert text.splitlines()[0].split() == ["steps", "n", "confident_share"] and len(text.splitlines()) == 3
+
+
+def test_guidance_sweep_rows_and_images(schedule):
+    classifier, reference = _classifier_and_reference()
+    torch.manual_seed(0)
+    model = UNet(base=8, num_classes=10).eval()
+    x_T = _noise(n=20, size=28, dtype=torch.float32)
+    labels = torch.arange(20) % 10
+    real_spread = torch.full((10,), 2.0)
+    rows, images = guidance_sweep(model, schedule, x_T, labels, [0.0, 3.0], classifier, reference, real_spread,
+                                  num_steps=3, progress=False)
+    assert [r["w"] for r in rows] == [0.0, 3.0] and set(images) == {0.0, 3.0}
+    assert images[3.0].shape == (20, 1, 28, 28)
+    assert not torch.allclose(images[0.0], images[3.0])
+    for row, w in zip(rows, (0.0, 3.0)):
+        assert 0 <= row["guided_accuracy"] <= 1
+        feats_spread = class_feature_spread(classifier_features(images[w], classifier),
+                                            labels)
+        assert row["relative_spread"] == pytest.approx(float((feats_spread / 2.0).mean()), rel=1e-9)
+
+
+def test_timed_and_score_row():
+    out, seconds = timed(lambda n: torch.ones(n), 3)
+    assert torch.equal(out, torch.ones(3)) and seconds >= 0
+    classifier, reference = _classifier_and_reference()
+    row = score_row(torch.zeros(5, 1, 28, 28), 2.0, classifier, reference, sampler="DDPM", steps=1000)
+    assert row["sampler"] == "DDPM" and row["seconds_per_image"] == pytest.approx(0.4) and row["n"] == 5
+
+
+def test_real_reference_agrees_with_metrics_reference_scores():
+    from diffusion_lib.data import MNISTNotFoundError, load_mnist
+    from diffusion_lib.metrics import reference_scores
+    from diffusion_lib.sweeps import real_reference
+    try:
+        load_mnist(train=False)
+    except MNISTNotFoundError as e:
+        pytest.skip(f"MNIST is not available: {e}")
+    classifier, _ = _classifier_and_reference()                          # a small random classifier: cheap
+    ours, theirs = real_reference(classifier, n=50, seed=3), reference_scores(classifier, n=50, seed=3)
+    for key in ("test_confident_share", "train_vs_test_n", "train_vs_test_frechet_distance"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-6), key
+    assert ours["test_features"].shape == (10000, 128) and ours["test_class_spread"].shape == (10,)
+    assert torch.all(ours["test_class_spread"] > 0)
+
+
+def test_agreement_with_final_counts_steps_whose_prediction_is_the_final_digit():
+    from diffusion_lib.samplers import Trajectory
+    from diffusion_lib.sweeps import agreement_with_final
+    classifier, _ = _classifier_and_reference()
+    g = torch.Generator().manual_seed(0)
+    sample = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
+    other = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
+    x0_pred = torch.stack([other, sample, torch.cat([sample[:2], other[2:]])])         # (3, 4, 1, 28, 28)
+    trajectory = Trajectory([2, 1, 0], x0_pred.clone(), x0_pred, sample)
+    from diffusion_lib.metrics import classify
+    same_other = float((classify(other, classifier).argmax(1) == classify(sample, classifier).argmax(1)).double().mean())
+    ts, share = agreement_with_final(trajectory, classifier)
+    assert ts == [2, 1, 0] and share.shape == (3,) and share[1] == 1.0
+    assert share[0] == pytest.approx(same_other)
+    ts, share = agreement_with_final(trajectory, classifier, every=2)
+    assert ts == [2, 0] and share[0] == pytest.approx(same_other)
