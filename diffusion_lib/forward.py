@@ -59,15 +59,8 @@ def q_posterior_mean_variance(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tens
     _check(x_t, t, schedule, "x_t")
     if x0.shape != x_t.shape:
         raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
-    beta = extract(schedule.beta, t, x_t.shape)
-    alpha = extract(schedule.alpha, t, x_t.shape)
-    alpha_bar_prev = extract(schedule.alpha_bar_prev, t, x_t.shape)
+    mean = extract(schedule.posterior_coef_x0, t, x_t.shape) * x0 + extract(schedule.posterior_coef_xt, t, x_t.shape) * x_t
     variance = extract(schedule.beta_tilde, t, x_t.shape)
-    # 1 - alpha_bar and 1 - alpha_bar_prev are taken from tables computed in float64: recomputing them from the
-    # float32 alpha_bar (about 1 - 1e-4 at small t) would lose 3 to 4 digits to cancellation.
-    one_minus_alpha_bar = extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape) ** 2
-    one_minus_alpha_bar_prev = variance * one_minus_alpha_bar / beta          # beta_tilde = beta (1 - abar_prev) / (1 - abar)
-    mean = (alpha_bar_prev.sqrt() * beta / one_minus_alpha_bar) * x0 + (alpha.sqrt() * one_minus_alpha_bar_prev / one_minus_alpha_bar) * x_t
     return mean, variance
 
 

@@ -9,6 +9,8 @@ Notation (one name per symbol, used everywhere in the library):
     alpha_bar_prev[t]    alpha_bar[t-1], with alpha_bar_prev[0] = 1 (the clean image)
     snr[t]               alpha_bar[t] / (1 - alpha_bar[t]), signal-to-noise ratio
     beta_tilde[t]        posterior variance beta[t] (1 - alpha_bar_prev[t]) / (1 - alpha_bar[t])  (Eq. 7)
+    posterior_coef_x0[t] sqrt(alpha_bar_prev[t]) beta[t] / (1 - alpha_bar[t])    \  posterior mean (Eq. 7):
+    posterior_coef_xt[t] sqrt(alpha[t]) (1 - alpha_bar_prev[t]) / (1 - alpha_bar[t]) / coef_x0 x_0 + coef_xt x_t
 
 Code timestep t is the paper's t + 1: x_0 in code is the clean image and the first noisy
 state is produced by beta[0]. Everything is computed in float64 and stored in float32.
@@ -71,6 +73,8 @@ class Schedule:
     snr: torch.Tensor
     log_snr: torch.Tensor
     beta_tilde: torch.Tensor
+    posterior_coef_x0: torch.Tensor
+    posterior_coef_xt: torch.Tensor
 
     def check_timesteps(self, t: torch.Tensor) -> None:
         """Raise a ValueError unless every entry of t is an integer timestep in [0, T-1]."""
@@ -98,9 +102,13 @@ def schedule_from_betas(beta: torch.Tensor, name: str = "custom") -> Schedule:
     alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
     snr = alpha_bar / (1 - alpha_bar)
     beta_tilde = beta * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    # The posterior coefficients divide by 1 - alpha_bar, which float32 alpha_bar (about 1 - 1e-4 at
+    # t = 0) would give with 3-4 digits lost: they are computed here, in float64, once.
     q = dict(beta=beta, alpha=alpha, alpha_bar=alpha_bar, alpha_bar_prev=alpha_bar_prev,
              sqrt_alpha_bar=alpha_bar.sqrt(), sqrt_one_minus_alpha_bar=(1 - alpha_bar).sqrt(),
-             snr=snr, log_snr=snr.log(), beta_tilde=beta_tilde)
+             snr=snr, log_snr=snr.log(), beta_tilde=beta_tilde,
+             posterior_coef_x0=alpha_bar_prev.sqrt() * beta / (1 - alpha_bar),
+             posterior_coef_xt=alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar))
     return Schedule(name=name, T=beta.numel(), **{k: v.to(torch.float32) for k, v in q.items()})
 
 

@@ -34,7 +34,8 @@ def test_every_quantity_is_float32_of_shape_T(linear, cosine):
     for s in (linear, cosine):
         tensors = s.as_dict()
         assert set(tensors) == {"beta", "alpha", "alpha_bar", "alpha_bar_prev", "sqrt_alpha_bar",
-                                "sqrt_one_minus_alpha_bar", "snr", "log_snr", "beta_tilde"}
+                                "sqrt_one_minus_alpha_bar", "snr", "log_snr", "beta_tilde",
+                                "posterior_coef_x0", "posterior_coef_xt"}
         for name, v in tensors.items():
             assert v.dtype == torch.float32, name
             assert v.shape == (s.T,), name
@@ -94,6 +95,20 @@ def test_beta_tilde_formula(linear):
     assert torch.allclose(linear.beta_tilde.double(), expected, rtol=1e-5, atol=1e-12)
     assert float(linear.beta_tilde[0]) == 0.0
     assert bool((linear.beta_tilde <= linear.beta).all())
+
+
+def test_posterior_coefficients_match_float64_formula(linear):
+    # Recomputed in plain Python doubles: sqrt(abar_prev) beta / (1 - abar) and sqrt(alpha) (1 - abar_prev) / (1 - abar).
+    betas = linear_betas()
+    abar = alpha_bars(betas)
+    abar_prev = [1.0] + abar[:-1]
+    coef_x0 = torch.tensor([math.sqrt(p) * b / (1 - a) for b, a, p in zip(betas, abar, abar_prev)], dtype=torch.float64)
+    coef_xt = torch.tensor([math.sqrt(1 - b) * (1 - p) / (1 - a) for b, a, p in zip(betas, abar, abar_prev)],
+                           dtype=torch.float64)
+    assert torch.allclose(linear.posterior_coef_x0.double(), coef_x0, rtol=1e-6, atol=0)
+    assert torch.allclose(linear.posterior_coef_xt.double(), coef_xt, rtol=1e-6, atol=1e-12)
+    # at t = 0 the posterior is the clean image itself: coefficient 1 on x0, 0 on x_t
+    assert float(linear.posterior_coef_x0[0]) == pytest.approx(1.0, abs=1e-7) and float(linear.posterior_coef_xt[0]) == 0.0
 
 
 def test_schedule_length_follows_T():
