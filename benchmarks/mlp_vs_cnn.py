@@ -13,7 +13,8 @@ cap (the ConvNet, 5 minutes) stops earlier and says so. Then, for the raw weight
   - 25 DDPM samples (1000 steps, the blog's sampler), and x0_pred of one test digit at a few t
 
 The record goes to diffusion_lib/weights/mlp_vs_cnn.json and the pictures (uint8) to mlp_vs_cnn.pt,
-after every run, so an interrupted script keeps what it finished. Prints one line per run.
+after every run, so an interrupted script keeps what it finished; --runs NAME,... reruns some runs and keeps
+the others (each run records its own command). Prints one line per run.
 """
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     if json_path.exists() and args.runs:     # re-running some runs: keep the others
         old = json.loads(json_path.read_text())
         record["runs"] = {k: v for k, v in old["runs"].items() if k not in {r.name for r in runs}}
+        record["budget"]["caps"] = {**old["budget"]["caps"], **record["budget"]["caps"]}
         if images_path.exists():
             pictures = {k: v for k, v in torch.load(images_path, weights_only=True).items() if k in record["runs"]}
 
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
             "scores": scores, "chain": chain.numbers(), "ddpm_sample_std": ddpm_std,
         }
         pictures[run.name] = pics
-        record["total_seconds"] = round(time.monotonic() - total, 1)
+        record["commands"] = sorted({r["command"] for r in record["runs"].values()})
+        record["total_seconds"] = round(sum(r["train_seconds"] + r["eval_seconds"] for r in record["runs"].values()), 1)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(record, indent=1) + "\n")
         torch.save(pictures, images_path)

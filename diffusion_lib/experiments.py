@@ -7,7 +7,8 @@
     chain_magnitudes(...)         std of x_t and of the predicted x_0 at every step of a DDIM chain
     one_step_x0(...)              the predicted clean image x0_pred from x_t = q_sample(x_0, t), at a few t
     eps_error_amplification(...)  sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t): how an error in eps becomes an error in x0_pred
-    live_configs(budget)          the short runs notebook 09 trains live
+    live_configs(budget)          the short runs notebook 09 trains live (and dead_unit_configs(budget))
+    dead_unit_share(model, x_t, t)  per hidden layer of an MLP, the share of ReLUs silent on a whole batch
     load_mlp_vs_cnn_results()     what benchmarks/mlp_vs_cnn.py measured, shipped in diffusion_lib/weights/
     results_table, plot_loss_curves, plot_chain_magnitudes    the notebook's table and pictures
 
@@ -59,8 +60,7 @@ MLP_VS_CNN_RUNS = [
     Run("SmolMLP + LayerNorm", "mlp", {"hidden": [512, 512, 512], "norm": True},
         note="change: LayerNorm before every hidden ReLU"),
     Run("SmolMLP, lr 1e-4", "smol_mlp", lr=1e-4, note="change: a ten times lower learning rate"),
-    Run("ChunkyMLP + skip", "mlp", {"hidden": [2048] * 5, "skip": True},
-        note="change: eps_theta = x_t + f(x_t, t), no new parameters"),
+    Run("ChunkyMLP, lr 1e-4", "chunky_mlp", lr=1e-4, note="change: a ten times lower learning rate"),
 ]
 BLOG_BACKBONES = ["SmolMLP", "ChunkyMLP", "ConvNet", "U-Net"]
 
@@ -89,7 +89,32 @@ def live_configs(budget: Budget) -> dict[str, TrainConfig]:
             "U-Net": blog_config(runs["U-Net"], unet_steps, budget.batch_size)}
 
 
+def dead_unit_configs(budget: Budget) -> dict[str, TrainConfig]:
+    """ChunkyMLP at the blog's learning rate and at a ten times lower one, for a three-hundredth of
+    budget.train_steps (at least one step): enough to count its dead ReLUs (10 steps in full mode)."""
+    runs = {r.name: r for r in MLP_VS_CNN_RUNS}
+    steps = max(1, budget.train_steps // 300)
+    return {name: blog_config(runs[name], steps, budget.batch_size) for name in ("ChunkyMLP", "ChunkyMLP, lr 1e-4")}
+
+
 # ----------------------------------------------------------------------------- measurements
+
+def dead_unit_share(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> list[float]:
+    """For an MLP backbone: per hidden layer, the share of its ReLU units that output 0 for every image of the
+    batch x_t (B, 1, 28, 28) at timesteps t (B,). Such a unit passes no gradient either: it is dead for this data.
+
+    Walks the layers as MLP.forward does (Linear, LayerNorm if any, ReLU)."""
+    shares = []
+    with torch.no_grad():
+        h = torch.cat([x_t.flatten(1), model.time_embedding(t)], dim=1)    # (B, 784 + 256)
+        for i, layer in enumerate(model.layers[:-1]):
+            h = layer(h)
+            if model.norms is not None:
+                h = model.norms[i](h)
+            h = torch.relu(h)                                               # (B, width)
+            shares.append(float((h == 0).all(dim=0).float().mean()))
+    return shares
+
 
 def eps_error_amplification(t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t), shape of t: the factor by which an error in the predicted noise

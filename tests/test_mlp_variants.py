@@ -108,6 +108,20 @@ def test_live_configs_follow_the_budget(budget):
     assert all(c.batch_size == budget.batch_size and c.steps >= 1 for c in configs.values())
 
 
+def test_dead_unit_configs_and_share():
+    configs = experiments.dead_unit_configs(FULL)
+    assert {name: c.lr for name, c in configs.items()} == {"ChunkyMLP": 1e-3, "ChunkyMLP, lr 1e-4": 1e-4}
+    assert experiments.dead_unit_configs(QUICK)["ChunkyMLP"].steps == 1
+    torch.manual_seed(0)
+    model = MLP(hidden=(16, 8), norm=True)
+    x, t = torch.randn(64, 1, 28, 28), torch.arange(64) * 15
+    with torch.no_grad():
+        assert experiments.dead_unit_share(model, x, t) == [0.0, 0.0]   # at initialisation every unit fires sometimes
+        model.layers[1].bias.fill_(-1e3)                       # every unit of the second layer silenced...
+        model.norms[1].bias.fill_(-1e3)                        # ...after its LayerNorm too
+        assert experiments.dead_unit_share(model, x, t)[1] == 1.0
+
+
 def test_eps_error_amplification_matches_predict_x0():
     schedule = make_schedule("linear")
     t = torch.tensor([0, 250, 999])
