@@ -9,8 +9,8 @@ Notation (one name per symbol, used everywhere in the library):
     alpha_bar_prev[t]    alpha_bar[t-1], with alpha_bar_prev[0] = 1 (the clean image)
     snr[t]               alpha_bar[t] / (1 - alpha_bar[t]), signal-to-noise ratio
     beta_tilde[t]        posterior variance beta[t] (1 - alpha_bar_prev[t]) / (1 - alpha_bar[t])  (Eq. 7)
-    posterior_coef_x0[t] sqrt(alpha_bar_prev[t]) beta[t] / (1 - alpha_bar[t])    \  posterior mean (Eq. 7):
-    posterior_coef_xt[t] sqrt(alpha[t]) (1 - alpha_bar_prev[t]) / (1 - alpha_bar[t]) / coef_x0 x_0 + coef_xt x_t
+    posterior_coef_x0[t] sqrt(alpha_bar_prev[t]) beta[t] / (1 - alpha_bar[t])        the posterior mean (Eq. 7) is
+    posterior_coef_xt[t] sqrt(alpha[t]) (1 - alpha_bar_prev[t]) / (1 - alpha_bar[t])  coef_x0 x_0 + coef_xt x_t
 
 Code timestep t is the paper's t + 1: x_0 in code is the clean image and the first noisy
 state is produced by beta[0]. Everything is computed in float64 and stored in float32.

@@ -10,7 +10,7 @@ from diffusion_lib.data import DATA_ENV, MNISTNotFoundError, data_root, load_mni
 
 
 def mnist_root() -> Path:
-    """The folder load_mnist() uses by default ($DIFFUSION_LIB_DATA, set by tests/conftest.py when the shared
+    """The folder load_mnist() uses by default ($DIFFUSION_LIB_DATA, set by conftest.py when the shared
     copy exists); the tests that need the files skip when it has none."""
     root = data_root()
     if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():

@@ -1,4 +1,4 @@
-"""Test-session defaults, set before anything is collected so notebook kernels (nbval) inherit them.
+"""Test-session defaults (at the repository root, so `pytest notebooks/NN.ipynb` gets them too), set before anything is collected so notebook kernels (nbval) inherit them.
 
     DIFFUSION_LIB_QUICK=1     quick mode: tiny budgets, every notebook runs in seconds on a CPU.
                               Run the same command with DIFFUSION_LIB_QUICK=0 for the full budgets.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
