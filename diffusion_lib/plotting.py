@@ -438,17 +438,20 @@ def plot_labelled_grid(rows: dict, title: str | None = None, col_labels=None, sc
 
 
 def plot_chain_step(trajectory, k: int, show: int = 16, nrow: int = 4):
-    """The slider picture of notebook 06: at recorded step k of a chain, the state x_t and the model's
+    """The slider picture of notebook 06: after k recorded steps of a chain, the state x_t and the model's
     prediction of the clean image x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), side by side."""
     t = trajectory.timesteps[k]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 6.0))
-    ax0.imshow(image_grid(trajectory.x_t[k, :show], nrow=nrow), cmap="gray", vmin=0, vmax=1)
-    ax1.imshow(image_grid(trajectory.x0_pred[k, :show], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+    n = min(show, trajectory.x_t.shape[1])
+    nrow = min(nrow, n)
+    rows = math.ceil(n / nrow)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 5.2 * rows / nrow + 1.3))
+    ax0.imshow(image_grid(trajectory.x_t[k, :n], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+    ax1.imshow(image_grid(trajectory.x0_pred[k, :n], nrow=nrow), cmap="gray", vmin=0, vmax=1)
     ax0.set_title(f"$x_t$, the state at t = {t}", fontsize=TITLE_SIZE)
     ax1.set_title(r"$\hat x_0$, the model's guess of the end", fontsize=TITLE_SIZE)
     for ax in (ax0, ax1):
         ax.set_axis_off()
-    fig.suptitle(f"step {k + 1} of {len(trajectory.timesteps)}  (t = {t})", fontsize=TITLE_SIZE + 2)
+    fig.suptitle(f"after {k} of {len(trajectory.timesteps)} steps: t = {t}", fontsize=TITLE_SIZE + 2)
     fig.tight_layout()
     return fig
 
