@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .guidance import cfg_eps_model
-from .metrics import MNISTClassifier, classifier_features, score_samples
+from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, score_samples
 from .samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
 from .schedules import Schedule
 
@@ -161,22 +161,40 @@ def class_feature_spread(features: torch.Tensor, labels: torch.Tensor, num_class
     return spread
 
 
+def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: torch.Tensor,
+                    threshold: float = CONFIDENCE_THRESHOLD) -> float:
+    """mean_c spread[c] / real_spread[c] over the images read as digit c with max_y p(y | x) > threshold.
+
+    features (N, D) and probs (N, C) of the same images; real_spread (C,) from class_feature_spread of real
+    digits. Classes with fewer than two confident images are left out; NaN if none has two.
+    """
+    sure = probs.max(1).values > threshold                                               # (N,) recognisable digits
+    spread = class_feature_spread(features[sure], probs.argmax(1)[sure], real_spread.shape[0])
+    return float((spread / real_spread.double()).nanmean())
+
+
 def guidance_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, labels: torch.Tensor, ws: Sequence[float],
                    classifier: MNISTClassifier, reference_features: torch.Tensor, real_spread: torch.Tensor,
                    num_steps: int = 20, seed: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
     """Classifier-free guidance with each weight w from the same x_T and labels (DDIM, eta = 0).
 
     Returns (rows, images): rows add to score_samples the relative within-class spread
-    mean_c spread_generated[c] / real_spread[c] (1: as varied as real digits of the same class),
-    images maps w to the samples (B, C, H, W).
+    mean_c spread_generated[c] / real_spread[c], where the images of class c are those the classifier
+    reads as digit c with confidence (max_y p(y | x) > metrics.CONFIDENCE_THRESHOLD): 1 means the
+    recognisable digits are as varied as real digits of their class. Classes with fewer than two such
+    images are left out of the mean. images maps w to the samples (B, C, H, W).
+    Grouping by the label asked for would mix digits when guidance is weak (at w = 0 the label is
+    ignored), and unreadable images would add their own scatter: both would count as diversity.
     """
+    from .metrics import classify
+
     rows, images = [], {}
     for w in tqdm(list(ws), desc="guidance weights", disable=not progress):
         x, seconds = timed(ddim_images, model, schedule, x_T, num_steps, 0.0, seed, labels, w)
         images[w] = x
         row = score_row(x, seconds, classifier, reference_features, labels, sampler="DDIM", steps=num_steps, w=w)
-        spread = class_feature_spread(classifier_features(x, classifier), labels, real_spread.shape[0])
-        row["relative_spread"] = float((spread / real_spread.double()).nanmean())
+        row["relative_spread"] = relative_spread(classifier_features(x, classifier), classify(x, classifier),
+                                                 real_spread)
         rows.append(row)
     return rows, images
 

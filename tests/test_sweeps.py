@@ -7,10 +7,11 @@ import torch
 from _tiny import one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
 from diffusion_lib.backbones import UNet
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.metrics import MNISTClassifier, classifier_features
+from diffusion_lib.metrics import MNISTClassifier, classifier_features, classify
 from diffusion_lib.schedules import make_schedule
 from diffusion_lib.sweeps import (class_feature_spread, ddim_encode, ddim_grid, ddim_images, ddpm_images,
-                                  eps_model_for, format_rows, guidance_sweep, score_row, steps_sweep, timed)
+                                  eps_model_for, format_rows, guidance_sweep, relative_spread, score_row, steps_sweep,
+                                  timed)
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +111,21 @@ def test_guidance_sweep_rows_and_images(schedule):
     assert not torch.allclose(images[0.0], images[3.0])
     for row, w in zip(rows, (0.0, 3.0)):
         assert 0 <= row["guided_accuracy"] <= 1
-        feats_spread = class_feature_spread(classifier_features(images[w], classifier),
-                                            labels)
-        assert row["relative_spread"] == pytest.approx(float((feats_spread / 2.0).mean()), rel=1e-9)
+        expected = relative_spread(classifier_features(images[w], classifier), classify(images[w], classifier),
+                                   real_spread)
+        assert row["relative_spread"] == pytest.approx(expected, rel=1e-9, nan_ok=True)
+
+
+def test_relative_spread_counts_confident_images_by_the_digit_read():
+    features = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.0, 4.0], [100.0, 100.0], [5.0, 5.0]],
+                            dtype=torch.float64)
+    probs = torch.tensor([[0.95, 0.05, 0.0], [0.95, 0.05, 0.0],      # two confident 0s, 2 apart: spread 2
+                          [0.02, 0.98, 0.0], [0.02, 0.98, 0.0],      # two confident 1s, 4 apart: spread 8
+                          [0.5, 0.5, 0.0],                           # unreadable: left out
+                          [0.0, 0.0, 1.0]])                          # a lone 2: class left out of the mean
+    real = torch.tensor([1.0, 4.0, 7.0])
+    assert relative_spread(features, probs, real) == pytest.approx((2.0 / 1.0 + 8.0 / 4.0) / 2)
+    assert math.isnan(relative_spread(features, probs, real, threshold=0.99))
 
 
 def test_timed_and_score_row():
