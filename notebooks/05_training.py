@@ -34,7 +34,7 @@ import time
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.plotting, diffusion_lib.widgets  # dl.exercises, dl.inspection, ...
+import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.plotting, diffusion_lib.pretrained, diffusion_lib.widgets  # dl.exercises, ...
 
 device = dl.default_device()
 B = dl.budget()
@@ -226,12 +226,35 @@ dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps},
 # ## 6. The shipped weights
 #
 # A few thousand steps give strokes and rough digits; good digits take longer than a notebook should. The course
-# ships a U-Net trained for longer, and the later notebooks load it, not your run, so they work whatever happened
-# here: `dl.pretrained.load_pretrained("unet")` returns it with its EMA weights, read with
-# `torch.load(weights_only=True)`, and `dl.pretrained.pretrained_schedule("unet")` the schedule it was trained with.
-#
-# *The weights file, `diffusion_lib/weights/unet.pt`, is not in the repository yet; this section's cells (its loss
-# at each timestep next to your run's, and a grid of its samples) come with it.*
+# ships a U-Net trained by the project (its model card, `diffusion_lib/weights/unet.md`, gives the command, the
+# time and the machine), and the later notebooks load it, not your run, so they work whatever happened here.
+# `dl.pretrained.load_pretrained` reads it with `torch.load(weights_only=True)` and returns the network with its
+# EMA weights, ready to sample.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+shipped = dl.pretrained.load_pretrained("unet", device=device)
+shipped_schedule = dl.pretrained.pretrained_schedule("unet")
+print(f"{type(shipped).__name__} {shipped.arch['kwargs']}: {dl.count_parameters(shipped):,} parameters, "
+      f"{shipped_schedule.name} schedule, T = {shipped_schedule.T}")
+
+# %% [markdown]
+# Its loss at each timestep, next to your run's, and a grid of its samples (DDIM, as in section 5):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+curves["shipped (EMA)"] = dl.inspection.loss_by_timestep(shipped, x_eval, shipped_schedule, ts)
+dl.plotting.plot_loss_by_timestep(ts, curves);
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+x_T = dl.sample_noise(B.n_samples, generator=torch.Generator().manual_seed(0)).to(device)
+samples = dl.final(dl.ddim_sample_progressive(shipped, x_T, shipped_schedule, num_steps=B.ddim_steps, progress=True))
+dl.plotting.show_grid(samples, title=f"shipped U-Net: {B.n_samples} samples, DDIM {B.ddim_steps} steps", scale=1.2);
+
+# %% [markdown]
+# **Question.** Where, in $t$, does the shipped model beat your run the most? Does that match where its samples
+# look better?
 
 # %% [markdown]
 # ## Exercise: the loss from the equation

@@ -1,0 +1,75 @@
+"""Shipped weights: networks trained by the project, so a notebook can sample without training first.
+
+    model = load_pretrained("unet")              # a Backbone in eval mode, EMA weights
+    schedule = pretrained_schedule("unet")       # the noise schedule it was trained with
+
+Each file in diffusion_lib/weights/ has a model card beside it (<name>.md): the exact training
+command, the commit, the wall time and machine, and its scores from diffusion_lib.metrics.
+
+A shipped file is a training checkpoint with only what sampling needs: the architecture, the
+schedule and the EMA weights (`export_for_sampling` strips the raw weights, the optimizer state,
+the RNG state and the loss history). It is still a diffusion_lib checkpoint, so
+diffusion_lib.load_model(path) and `python -m diffusion_lib sample --checkpoint PATH` read it too.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .backbones import Backbone
+from .checkpoints import load_checkpoint, load_model, save_checkpoint
+from .schedules import Schedule, make_schedule
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    file: str           # file name in diffusion_lib/weights/
+    description: str
+
+
+PRETRAINED = {
+    "unet": Pretrained("unet.pt", "unconditional U-Net on MNIST, linear schedule T = 1000, EMA weights"),
+    "unet_cond": Pretrained("unet_cond.pt", "class-conditional U-Net on MNIST (10 digits + null label, label "
+                                            "dropout 0.1) for classifier-free guidance, linear schedule T = 1000, "
+                                            "EMA weights"),
+}
+
+
+def pretrained_path(name: str) -> Path:
+    """The file of a shipped model; a ValueError listing the known names if `name` is not one of them."""
+    if name not in PRETRAINED:
+        known = ", ".join(f"{k!r} ({v.description})" for k, v in PRETRAINED.items())
+        raise ValueError(f"unknown pretrained model {name!r}; the shipped ones are: {known}")
+    path = WEIGHTS_DIR / PRETRAINED[name].file
+    if not path.exists():
+        raise FileNotFoundError(f"the weights of {name!r} are missing from {path}; reinstall diffusion_lib "
+                                "(they ship inside the package) or train your own with `python -m diffusion_lib train`")
+    return path
+
+
+def load_pretrained(name: str, device: torch.device | str = "cpu") -> Backbone:
+    """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`."""
+    return load_model(pretrained_path(name), ema=True, device=device)
+
+
+def pretrained_schedule(name: str) -> Schedule:
+    """The noise schedule a shipped network was trained with (sample with the same one)."""
+    record = load_checkpoint(pretrained_path(name))["schedule"]
+    return make_schedule(record["name"], record["T"])
+
+
+def export_for_sampling(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write a copy of a training checkpoint that keeps only arch, schedule, EMA weights, step and config.
+
+    The EMA keys keep the "module." prefix of torch.optim.swa_utils.AveragedModel, so the result
+    loads with diffusion_lib.load_model like any checkpoint; the counter n_averaged is dropped.
+    """
+    checkpoint = load_checkpoint(checkpoint_path)
+    ema = {k: v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
+    return save_checkpoint({"arch": checkpoint["arch"], "schedule": checkpoint["schedule"], "ema": ema,
+                            "step": checkpoint["step"], "config": checkpoint["config"]}, out_path)
