@@ -13,7 +13,7 @@ cap (the ConvNet, 5 minutes) stops earlier and says so. Then, for the raw weight
   - 25 DDPM samples (1000 steps, the blog's sampler), and x0_pred of one test digit at a few t
 
 The record goes to diffusion_lib/weights/mlp_vs_cnn.json and the pictures (uint8) to mlp_vs_cnn.pt,
-after every run, so an interrupted script keeps what it finished; --runs NAME,... reruns some runs and keeps
+after every run, so an interrupted script keeps what it finished; --run NAME (repeatable) reruns some runs and keeps
 the others (each run records its own command). Prints one line per run.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -58,7 +59,8 @@ def git_commit() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps of every run (default 1000)")
-    p.add_argument("--runs", help="comma-separated run names (default: all, in order)")
+    p.add_argument("--run", action="append", help="a run's name, e.g. --run 'SmolMLP + skip'; repeat for several "
+                                                   "(default: all, in order); the other runs in --json are kept")
     p.add_argument("--n", type=int, default=500, help="DDIM samples scored per run (default 500)")
     p.add_argument("--n-slow", type=int, default=32, help="DDIM samples scored for capped runs (default 32)")
     p.add_argument("--loss-images", type=int, default=500, help="test images of the loss by timestep")
@@ -70,8 +72,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     runs = MLP_VS_CNN_RUNS
-    if args.runs:
-        wanted = [s.strip() for s in args.runs.split(",")]
+    if args.run:
+        wanted = args.run
         unknown = set(wanted) - {r.name for r in runs}
         if unknown:
             p.error(f"unknown runs {sorted(unknown)}; choose from {[r.name for r in runs]}")
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
     x_T = sample_noise(args.n, generator=torch.Generator().manual_seed(0))    # the same start for every run
 
     record = {
-        "command": "OMP_NUM_THREADS=1 python benchmarks/mlp_vs_cnn.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "OMP_NUM_THREADS=1 python benchmarks/mlp_vs_cnn.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": machine_description("cpu"), "commit": git_commit(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "torch": torch.__version__,
         "budget": {"steps": args.steps, "batch_size": 128, "images": 128 * args.steps,
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
     }
     pictures = {}
     json_path, images_path = Path(args.json), Path(args.images)
-    if json_path.exists() and args.runs:     # re-running some runs: keep the others
+    if json_path.exists() and args.run:     # re-running some runs: keep the others
         old = json.loads(json_path.read_text())
         record["runs"] = {k: v for k, v in old["runs"].items() if k not in {r.name for r in runs}}
         record["budget"]["caps"] = {**old["budget"]["caps"], **record["budget"]["caps"]}

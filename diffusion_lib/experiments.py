@@ -9,6 +9,7 @@
     eps_error_amplification(...)  sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t): how an error in eps becomes an error in x0_pred
     live_configs(budget)          the short runs notebook 09 trains live (and dead_unit_configs(budget))
     dead_unit_share(model, x_t, t)  per hidden layer of an MLP, the share of ReLUs silent on a whole batch
+    unreachable_part(model, x)    the part of an image an MLP's output can never reach (SmolMLP: 272 of 784 dimensions)
     load_mlp_vs_cnn_results()     what benchmarks/mlp_vs_cnn.py measured, shipped in diffusion_lib/weights/
     results_table, plot_loss_curves, plot_chain_magnitudes    the notebook's table and pictures
 
@@ -77,27 +78,43 @@ def blog_config(run: Run, steps: int, batch_size: int = 128, seed: int = 0) -> T
 
 
 def live_configs(budget: Budget) -> dict[str, TrainConfig]:
-    """The short runs of notebook 09, from the budget: SmolMLP and SmolMLP + skip for a fifth of
-    budget.train_steps, the U-Net for a fiftieth (at least one step), on batches of budget.batch_size.
+    """The short runs of notebook 09, from the budget: SmolMLP and SmolMLP + skip for a tenth of
+    budget.train_steps, the U-Net for a hundredth (at least one step each), on batches of budget.batch_size.
 
-    In full mode that is 600, 600 and 60 steps of 128 images: about a minute and a half on a 2-core CPU.
+    In full mode that is 300, 300 and 30 steps of 128 images: about a minute on one thread of a 2-core CPU.
     """
     runs = {r.name: r for r in MLP_VS_CNN_RUNS}
-    mlp_steps, unet_steps = max(1, budget.train_steps // 5), max(1, budget.train_steps // 50)
+    mlp_steps, unet_steps = max(1, budget.train_steps // 10), max(1, budget.train_steps // 100)
     return {"SmolMLP": blog_config(runs["SmolMLP"], mlp_steps, budget.batch_size),
             "SmolMLP + skip": blog_config(runs["SmolMLP + skip"], mlp_steps, budget.batch_size),
             "U-Net": blog_config(runs["U-Net"], unet_steps, budget.batch_size)}
 
 
 def dead_unit_configs(budget: Budget) -> dict[str, TrainConfig]:
-    """ChunkyMLP at the blog's learning rate and at a ten times lower one, for a three-hundredth of
-    budget.train_steps (at least one step): enough to count its dead ReLUs (10 steps in full mode)."""
+    """ChunkyMLP at the blog's learning rate and at a ten times lower one, for a six-hundredth of
+    budget.train_steps (at least one step): enough to count its dead ReLUs (5 steps in full mode)."""
     runs = {r.name: r for r in MLP_VS_CNN_RUNS}
-    steps = max(1, budget.train_steps // 300)
+    steps = max(1, budget.train_steps // 600)
     return {name: blog_config(runs[name], steps, budget.batch_size) for name in ("ChunkyMLP", "ChunkyMLP, lr 1e-4")}
 
 
 # ----------------------------------------------------------------------------- measurements
+
+def unreachable_part(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """For an MLP without skip: the part of images x (B, 1, 28, 28) that the network's output can never reach,
+    shape (B, 784): x minus its projection onto the column space of the last Linear's weight W (784, width).
+
+    eps_theta = W h + b lies in that column space shifted by b, whatever the input and t. If width < 784 (SmolMLP:
+    512), a deterministic DDIM chain only rescales the unreachable part of x_t, step by step by
+    sqrt(alpha_bar_prev / alpha_bar_t), plus a shift common to all images; over the whole chain the factors multiply
+    to 1 / sqrt(alpha_bar_{T-1}) (about 157 on the linear schedule). So, across images,
+    unreachable_part(sample) - its mean = (unreachable_part(x_T) - its mean) / sqrt(alpha_bar_{T-1}).
+    """
+    W = model.layers[-1].weight.detach()                                   # (784, width)
+    Q, _ = torch.linalg.qr(W)                                               # (784, width) orthonormal columns
+    flat = x.detach().flatten(1).to(W)                                      # (B, 784)
+    return flat - (flat @ Q) @ Q.T                                          # (B, 784)
+
 
 def dead_unit_share(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> list[float]:
     """For an MLP backbone: per hidden layer, the share of its ReLU units that output 0 for every image of the

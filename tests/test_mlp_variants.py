@@ -157,6 +157,20 @@ def test_chain_magnitudes_std_over_batches():
     assert torch.allclose(whole.samples, x_T / schedule.sqrt_alpha_bar[999], rtol=1e-4)
 
 
+def test_ddim_only_rescales_what_a_narrow_mlp_cannot_reach():
+    """unreachable_part(sample) = unreachable_part(x_T) / sqrt(alpha_bar_{T-1}) + a common shift, for any weights."""
+    schedule = make_schedule("linear")
+    torch.manual_seed(0)
+    model = MLP(hidden=(32, 16)).eval()
+    x_T = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    sample = experiments.chain_magnitudes(model, x_T, schedule, num_steps=10).samples
+    before, after = experiments.unreachable_part(model, x_T), experiments.unreachable_part(model, sample)
+    # 784 - 16 of the 784 dimensions are out of reach: nearly all of the noise's energy
+    assert float(before.square().sum()) > 0.9 * (784 - 16) / 784 * float(x_T.square().sum())
+    before, after = before - before.mean(0), after - after.mean(0)
+    assert torch.allclose(after, before / schedule.sqrt_alpha_bar[-1], rtol=1e-3, atol=1e-3 * float(after.abs().max()))
+
+
 def test_uint8_round_trip_and_block_means():
     x = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0])
     assert experiments.to_uint8(x).tolist() == [0, 0, 128, 255, 255]
