@@ -1,0 +1,248 @@
+"""Benchmarks of diffusion_lib on this machine: prints markdown tables and writes them to benchmarks/RESULTS.md.
+
+    python benchmarks/run.py                          # every section, full sizes (about 15 minutes on 2 CPU cores)
+    python benchmarks/run.py --quick                  # every section, small sizes (about 2 minutes)
+    python benchmarks/run.py --sections throughput sampling
+
+Sections:
+    reference    what real MNIST scores with the metric's classifier (the targets for generated digits)
+    throughput   training images/s of every backbone (batch 128, forward + backward + AdamW step)
+    sampling     wall time for 64 images and quality per sampler and step count, shipped unconditional U-Net
+    guidance     guided accuracy, confident share and class diversity over the guidance weight w, shipped conditional U-Net
+    cards        the numbers of the model cards (diffusion_lib/weights/<name>.json) reproduced
+
+Not a test: numbers depend on the machine and on what else runs on it (the load average is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from evaluate import evaluate, generate  # noqa: E402
+
+from diffusion_lib.backbones import BACKBONES, build_backbone, count_parameters  # noqa: E402
+from diffusion_lib.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
+from diffusion_lib.pretrained import PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_schedule  # noqa: E402
+from diffusion_lib.schedules import make_schedule  # noqa: E402
+from diffusion_lib.training import diffusion_loss  # noqa: E402
+
+SECTIONS = ("reference", "throughput", "sampling", "guidance", "cards")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = "load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"Python {platform.python_version()}; {load}")
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- sections
+
+def section_reference(args) -> str:
+    classifier = load_classifier()
+    r = reference_scores(classifier, n=args.n)
+    rows = [["classifier accuracy, MNIST test set (10,000)", f"{r['test_accuracy']:.4f}"],
+            ["confident share (p > 0.9), MNIST test set", f"{r['test_confident_share']:.3f}"],
+            ["effective classes, MNIST test set", f"{r['test_effective_classes']:.2f}"],
+            [f"Frechet distance, {r['train_vs_test_n']} training images vs test set",
+             f"{r['train_vs_test_frechet_distance']:.2f}"]]
+    return "## Real data (the targets)\n\n" + table(["quantity", "value"], rows)
+
+
+def training_throughput(name: str, precision: str, batch_size: int, min_seconds: float, **kwargs) -> tuple[int, float]:
+    """(parameters, images/s) of training steps on random batches: loss, backward, AdamW step."""
+    torch.manual_seed(0)
+    model = build_backbone(name, **kwargs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    schedule = make_schedule("linear", 1000)
+    x0 = torch.rand(batch_size, 1, 28, 28) * 2 - 1
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = diffusion_loss(model, x0, schedule)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()                                                   # warm-up: allocations, kernel selection
+    steps, start = 0, time.monotonic()
+    while steps < 2 or time.monotonic() - start < min_seconds:
+        step()
+        steps += 1
+    return count_parameters(model), steps * batch_size / (time.monotonic() - start)
+
+
+def section_throughput(args) -> str:
+    rows = []
+    settings = [(name, {}, "fp32") for name in BACKBONES if name not in ("unet", "mlp")]   # "mlp" is SmolMLP's parent
+    settings += [("unet", {"base": base}, precision) for base in (32, 16) for precision in ("fp32", "bf16")]
+    for name, kwargs, precision in settings:
+        params, rate = training_throughput(name, precision, 128, args.min_seconds, **kwargs)
+        label = name + "".join(f" {k}={v}" for k, v in kwargs.items())
+        rows.append([label, f"{params:,}", precision, f"{rate:,.0f}", f"{60000 / rate / 60:.1f}"])
+        print(rows[-1], flush=True)
+    return ("## Training throughput (batch 128, forward + backward + AdamW, random batches)\n\n"
+            + table(["backbone", "parameters", "precision", "images/s", "minutes per epoch (60k)"], rows))
+
+
+def sampling_seconds(model, schedule, sampler: str, steps: int, n: int, precision: str = "fp32",
+                     repeats: int = 1) -> float:
+    """Best wall time of `repeats` runs of a sampler on n images in one batch."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.monotonic()
+        generate(model, schedule, n, sampler, steps, w=None, seed=0, precision=precision)
+        best = min(best, time.monotonic() - start)
+    return best
+
+
+def real_images_row(n: int, classifier, reference) -> list:
+    """The scores of n random MNIST training images: what a perfect sampler would get at this n."""
+    from diffusion_lib.data import load_mnist
+    from diffusion_lib.metrics import score_samples
+    images, _ = load_mnist(train=True)
+    idx = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    s = score_samples(images[idx], classifier, reference)
+    return ["real training images", "", n, f"{s['confident_share']:.3f}", f"{s['frechet_distance']:.2f}",
+            f"{s['effective_classes']:.2f}"]
+
+
+_SCORED: dict = {}
+
+
+def scored(name, model, schedule, classifier, reference, n, steps, w=None, sampler="ddim", precision="fp32", seed=0,
+           eta=0.0):
+    """evaluate(...) once per setting: the cards section reuses what the sampling and guidance sections computed."""
+    key = (name, n, steps, w, sampler, precision, seed, eta)
+    if key not in _SCORED:
+        _SCORED[key] = evaluate(model, schedule, classifier, reference, n, steps, w, sampler, seed, precision, eta)
+    return _SCORED[key]
+
+
+def section_sampling(args, classifier, reference) -> str:
+    model, schedule = load_pretrained("unet"), pretrained_schedule("unet")
+    rows = []
+    settings = [("ddpm", 1000, "fp32", None)] + [("ddim", s, "fp32", 0.0) for s in (10, 20, 50, 100)]
+    settings += [("ddim", 20, "bf16", 0.0), ("ddim", 50, "fp32", 1.0)]
+    for sampler, steps, precision, eta in settings:
+        seconds = sampling_seconds(model, schedule, sampler, steps, args.n_time, precision,
+                                   repeats=1 if sampler == "ddpm" else 3)
+        s = scored("unet", model, schedule, classifier, reference, args.n_sampling, steps, None, sampler, precision,
+                   eta=eta or 0.0)
+        rows.append([f"{sampler.upper()} {steps}" + (f", eta={eta:g}" if sampler == "ddim" else "")
+                     + (", bf16 autocast" if precision == "bf16" else ""),
+                     f"{seconds:.2f}", args.n_sampling, f"{s['confident_share']:.3f}", f"{s['frechet_distance']:.2f}",
+                     f"{s['effective_classes']:.2f}"])
+        print(rows[-1], flush=True)
+    rows.append(real_images_row(args.n_sampling, classifier, reference))
+    return ("## Sampling with the shipped unconditional U-Net (`unet`)\n\n"
+            f"Time: {args.n_time} images in one batch, best of 3 runs (DDPM: 1 run), fp32 unless said. "
+            f"Quality: {args.n_sampling} images from seed 0 for every sampler, scored by diffusion_lib.metrics; the "
+            "Frechet distance is against the MNIST test set, so compare it with the real-images row of the same n.\n\n"
+            + table(["sampler", f"seconds for {args.n_time} images", "n scored", "confident share", "Frechet distance",
+                     "effective classes"], rows))
+
+
+def section_guidance(args, classifier, reference) -> str:
+    model, schedule = load_pretrained("unet_cond"), pretrained_schedule("unet_cond")
+    rows = []
+    for w in args.w:
+        s = scored("unet_cond", model, schedule, classifier, reference, args.n, 50, w)
+        rows.append([w, f"{s['guided_accuracy']:.3f}", f"{s['confident_share']:.3f}", f"{s['frechet_distance']:.2f}",
+                     f"{s['effective_classes']:.2f}", " ".join(map(str, s["class_histogram"])),
+                     f"{s['sampling_seconds']:.0f}"])
+        print(rows[-1], flush=True)
+    return (f"## Classifier-free guidance sweep (`unet_cond`, DDIM 50, {args.n} images, labels 0..9 in turn)\n\n"
+            + table(["w", "guided accuracy", "confident share", "Frechet distance", "effective classes",
+                     "class histogram (0..9)", "sampling s"], rows))
+
+
+def section_cards(args, classifier, reference) -> str:
+    rows = []
+    for name in PRETRAINED:
+        card_path = WEIGHTS_DIR / f"{name}.json"
+        if not card_path.exists():
+            rows.append([name, "(no card)", "", "", "", ""])
+            continue
+        card = json.loads(card_path.read_text())
+        model, schedule = load_pretrained(name), pretrained_schedule(name)
+        for expected in card["scores"]:
+            n = min(expected["n"], args.n) if args.quick else expected["n"]
+            eta = expected.get("eta") or 0.0
+            got = scored(name, model, schedule, classifier, reference, n, expected["steps"], expected.get("w"),
+                         seed=expected.get("seed", 0), eta=eta)
+            setting = f"DDIM {expected['steps']}, eta={eta:g}, n={n}"
+            if expected.get("w") is not None:
+                setting += f", w={expected['w']:g}"
+            for key in ("guided_accuracy", "confident_share", "frechet_distance"):
+                if key in expected:
+                    rows.append([name, setting, key, f"{expected[key]:.3f}", f"{got[key]:.3f}",
+                                 "" if n == expected["n"] else "smaller n (quick mode)"])
+                    print(rows[-1], flush=True)
+    return ("## Model cards reproduced (diffusion_lib/weights/<name>.json against this run)\n\n"
+            + table(["model", "setting", "quantity", "card", "this run", "note"], rows))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not numbers to quote")
+    p.add_argument("--w", type=float, nargs="*", default=[0.0, 1.0, 2.0, 3.0, 5.0])
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # n: images per guidance weight and per model-card check; n_sampling: per sampler (DDPM 1000 is the slow one)
+    args.n, args.n_sampling, args.n_time, args.min_seconds = (50, 16, 8, 1.0) if args.quick else (500, 200, 64, 5.0)
+
+    start = time.monotonic()
+    header = (f"# diffusion_lib benchmarks\n\nMachine: {machine()}\n\n"
+              f"Command: `python {' '.join(sys.argv)}`" + (" (quick mode: smoke sizes, not numbers to quote)" if args.quick else ""))
+    print(header, flush=True)
+    parts = [header]
+    classifier = reference = None
+    if set(args.sections) & {"sampling", "guidance", "cards"}:
+        classifier = load_classifier()
+        reference = mnist_test_features(classifier)
+    for name in args.sections:
+        t = time.monotonic()
+        if name == "reference":
+            text = section_reference(args)
+        elif name == "throughput":
+            text = section_throughput(args)
+        else:
+            text = globals()[f"section_{name}"](args, classifier, reference)
+        text += f"\n\n({time.monotonic() - t:.0f} s)"
+        print("\n" + text + "\n", flush=True)
+        parts.append(text)
+    parts.append(f"Total: {(time.monotonic() - start) / 60:.1f} min.")
+    Path(args.out).write_text("\n\n".join(parts) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
