@@ -15,6 +15,18 @@ class NotAttempted(Exception):
     """The exercise still holds its placeholder (it raises NotImplementedError)."""
 
 
+def call_with_broadcast_hint(answer, *args, scales: str = "each image"):
+    """answer(*args), turning torch's "must match the size" error into a hint about per-timestep scalars."""
+    try:
+        return answer(*args)
+    except RuntimeError as e:
+        if "must match the size" not in str(e):
+            raise
+        raise AssertionError(f"shapes do not broadcast ({e}). schedule.alpha_bar[t] has shape (B,): reshape it to "
+                             f"(B, 1, 1, 1) so that it scales {scales}, e.g. "
+                             "schedule.alpha_bar[t].reshape(-1, 1, 1, 1)") from None
+
+
 def get_check(notebook: str):
     """The check function of notebook "01" .. "09"."""
     try:

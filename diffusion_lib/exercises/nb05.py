@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import call_with_broadcast_hint
 from ..schedules import extract, make_schedule
 from ..training import diffusion_loss
 
@@ -55,14 +56,8 @@ def check(answer) -> None:
         schedule = make_schedule(name, 1000)
         x0, t, eps = _inputs(seed)
         expected = diffusion_loss(model, x0, schedule, t, eps)
-        try:
-            got = answer(model, x0.clone(), t.clone(), eps.clone(), schedule)
-        except RuntimeError as e:
-            if "must match the size" not in str(e):
-                raise
-            raise AssertionError(f"shapes do not broadcast ({e}). schedule.alpha_bar[t] has shape (B,): reshape it to "
-                                 "(B, 1, 1, 1) so that it scales each image of x0 (B, 1, 28, 28), e.g. "
-                                 "schedule.alpha_bar[t].reshape(-1, 1, 1, 1)") from None
+        got = call_with_broadcast_hint(answer, model, x0.clone(), t.clone(), eps.clone(), schedule,
+                                       scales="each image of x0 (B, 1, 28, 28)")
         assert isinstance(got, torch.Tensor), f"return a torch.Tensor (the loss), got {type(got).__name__}"
         assert got.numel() == 1, (f"return one number, the mean over the batch and the pixels; got shape "
                                   f"{tuple(got.shape)}")

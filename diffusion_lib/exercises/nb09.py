@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..forward import predict_x0_from_eps, q_sample
+from . import call_with_broadcast_hint
 from ..schedules import extract, make_schedule
 
 
@@ -45,14 +46,7 @@ def check(answer) -> None:
         x0, t, eps, delta = _inputs(seed)
         x_t = q_sample(x0, t, schedule, eps)
         expected = predict_x0_from_eps(x_t, t, eps + delta, schedule) - predict_x0_from_eps(x_t, t, eps, schedule)
-        try:
-            got = answer(delta.clone(), t.clone(), schedule)
-        except RuntimeError as e:
-            if "must match the size" not in str(e):
-                raise
-            raise AssertionError(f"shapes do not broadcast ({e}). schedule.alpha_bar[t] has shape (B,): reshape it to "
-                                 "(B, 1, 1, 1) so that it scales each image, e.g. "
-                                 "schedule.alpha_bar[t].reshape(-1, 1, 1, 1)") from None
+        got = call_with_broadcast_hint(answer, delta.clone(), t.clone(), schedule)
         assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
         assert got.shape == delta.shape, (f"return one error per pixel, shape {tuple(delta.shape)} like eps_error; "
                                           f"got {tuple(got.shape)}")
