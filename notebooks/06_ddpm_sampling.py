@@ -1,0 +1,245 @@
+# %% [markdown]
+# # 06 · DDPM sampling: from noise to a digit, one step at a time
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffusion-course/diffusion-by-code/blob/main/notebooks/06_ddpm_sampling.ipynb)
+#
+# Notebook 05 trained a network $\varepsilon_\theta(x_t, t)$ to guess the noise in $x_t$. Here it draws digits:
+# start from pure noise $x_{T-1} \sim \mathcal{N}(0, I)$ and apply the reverse step 1000 times, exactly as in
+# Ho et al. (2020), Algorithm 2. We use the network the course ships (`dl.pretrained.load_pretrained("unet")`,
+# trained by the project; its model card is `diffusion_lib/weights/unet.md`), so nothing has to be trained first.
+#
+# **Run time.** The full chain is 1000 network calls on `B.ddpm_images` images (section 2), and section 4 runs two
+# more chains on a quarter of them.
+# Its measured time is printed in section 2; on the 2-core CPU this notebook was built on, the whole notebook takes
+# the time printed in section 6. With a GPU (Colab: Runtime > Change runtime type) it takes seconds.
+
+# %%
+# Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+
+# %%
+import inspect
+import os
+import time
+
+import torch
+
+import diffusion_lib as dl
+import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.metrics, diffusion_lib.plotting  # dl.exercises, ...
+import diffusion_lib.pretrained, diffusion_lib.samplers, diffusion_lib.sweeps, diffusion_lib.widgets       # dl.pretrained, ...
+
+notebook_start = time.perf_counter()
+device = dl.default_device()
+B = dl.budget()
+model = dl.pretrained.load_pretrained("unet", device=device)     # the shipped unconditional U-Net, EMA weights
+schedule = dl.pretrained.pretrained_schedule("unet")             # the schedule it was trained with
+classifier = dl.metrics.load_classifier(device=device)          # the course's MNIST classifier (notebook 07 explains it)
+T = schedule.T
+print(f"device {device}, {B.mode} mode: {B.ddpm_images} images through the full chain")
+print(f"network: {type(model).__name__} {model.arch['kwargs']}, {dl.count_parameters(model):,} parameters; "
+      f"schedule: {schedule.name}, T = {T}")
+
+# %% [markdown]
+# ## 1. The reverse step
+#
+# Given $x_t$ and the network's noise estimate $\varepsilon_\theta(x_t, t)$, one step of ancestral sampling draws
+# (Ho et al. 2020, Eq. 11 and Algorithm 2)
+#
+# $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t, t)\Big) + \sigma_t z,
+# \qquad z \sim \mathcal{N}(0, I),$$
+#
+# a mean (remove the predicted noise, undo one step's shrinking by $\sqrt{\alpha_t}$) plus fresh noise of standard
+# deviation $\sigma_t$. `dl.samplers.ddpm_step` is this line; `extract(schedule.beta, t, x_t.shape)` is $\beta_t$
+# gathered for each image and reshaped to `(B, 1, 1, 1)`:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(inspect.getsource(dl.samplers.ddpm_step))
+
+# %% [markdown]
+# The sampler walks every timestep from $T-1$ down to $0$ and yields each state, so a slider can scrub the chain
+# afterwards. In code, $t = 0$ is the last noisy state (the paper's $t = 1$) and its step returns the clean image, with
+# **no** noise added (section 5):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(inspect.getsource(dl.samplers.ddpm_sample_progressive))
+pairs = dl.timestep_pairs(dl.samplers.ddpm_timesteps(T))
+print(f"{len(pairs)} steps (t, t_prev): {pairs[:3]} ... {pairs[-3:]}  (t_prev = -1: the clean image)")
+
+# %% [markdown]
+# **Question.** The sampler also yields `x0_pred`, the clean image the network currently believes in:
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta) / \sqrt{\bar\alpha_t}$ (notebook 02's closed form, solved for
+# $x_0$). Why can the mean of the step be written as a weighted sum of $x_t$ and $\hat x_0$?
+# (Hint: the posterior $q(x_{t-1} \mid x_t, x_0)$ of notebook 02.)
+
+# %% [markdown]
+# ## 2. A full chain: 1000 network calls
+#
+# One starting noise per image, one seeded generator for the 999 fresh noises $z$, and `dl.record` keeps every
+# step's $x_t$ and $\hat x_0$ (on the CPU) for the pictures below.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+x_T = dl.sample_noise(B.ddpm_images, generator=torch.Generator(device=device).manual_seed(0), device=device)  # (N, 1, 28, 28)
+z_stream = torch.Generator(device=device).manual_seed(1)        # the z of every step
+chain, seconds = dl.sweeps.timed(dl.record, dl.ddpm_sample_progressive(model, x_T, schedule, generator=z_stream,
+                                                                        progress=True))
+ddpm_seconds_per_image = seconds / B.ddpm_images
+print(f"{T} steps for {B.ddpm_images} images in {seconds:.1f} s: {ddpm_seconds_per_image:.2f} s per image, "
+      f"{1000 * seconds / T:.0f} ms per network call on a batch of {B.ddpm_images}")
+print("measured on:", dl.inspection.machine_description(device))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"recorded {len(chain.timesteps)} steps, t = {chain.timesteps[:3]} ... {chain.timesteps[-3:]}; "
+      f"one image is {tuple(chain.sample.shape[1:])}")
+
+# %%
+dl.plotting.show_grid(chain.sample, nrow=8, title=f"DDPM, {T} steps: {B.ddpm_images} samples", scale=1.0);
+
+# %% [markdown]
+# ## 3. Watching the chain: $x_t$ and the predicted $\hat x_0$
+#
+# Drag the slider through the chain: it counts the steps taken, from 0 (pure noise, $t = 999$) to 999 (the last step,
+# $t = 0$). Left, the state $x_t$; right, the network's guess $\hat x_0$ of where it is going. On GitHub the slider is inert: the strip below
+# it shows the same thing at eight timesteps.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+dl.widgets.slider_view(lambda k: dl.plotting.plot_chain_step(chain, k), values=range(len(chain.timesteps)),
+                       description="step", value=600)
+
+# %%
+strip_ts = [999, 900, 800, 700, 600, 400, 200, 0]
+strip_k = [chain.timesteps.index(t) for t in strip_ts]
+dl.plotting.plot_labelled_grid({f"{name} {i + 1}": chain_field[strip_k, i]
+                                for i in range(2) for name, chain_field in (("x_t", chain.x_t), ("x0_pred", chain.x0_pred))},
+                               col_labels=[f"t = {t}" for t in strip_ts], scale=1.6,
+                               title="two images of the chain: the state and the predicted clean image");
+
+# %% [markdown]
+# When is the digit decided? The classifier of the course's metric reads $\hat x_0$ at every step; below is the share
+# of images whose $\hat x_0$ is already classified as the digit the chain ends with, and how much one step changes the
+# state (mean absolute change of a pixel).
+
+# %%
+agreement_ts, agreement = dl.sweeps.agreement_with_final(chain, classifier, every=5)        # every 5th step
+step_size = (chain.x_t[1:] - chain.x_t[:-1]).abs().mean(dim=(1, 2, 3, 4))                  # (999,) |x_{t-1} - x_t|
+dl.plotting.plot_over_t(agreement_ts, {"x0_pred classified as the final digit": agreement},
+                        "when the digit is decided", "share of images");
+dl.plotting.plot_over_t(chain.timesteps[:-1], {"mean |x_(t-1) - x_t| per pixel": step_size},
+                        "how much one step changes the state", "mean absolute change (log scale)", logy=True);
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+undecided = [t for t, share in zip(agreement_ts, agreement.tolist()) if share < 1.0]     # t falls along the chain
+print(f"below t = {min(undecided) if undecided else T}, every image's x0_pred shows the digit it ends as")
+print("share of images already showing their final digit:",
+      ", ".join(f"t = {agreement_ts[k]}: {agreement[k]:.2f}" for k in range(0, len(agreement_ts), len(agreement_ts) // 8)))
+
+# %% [markdown]
+# **Question.** The steps near $t = 999$ change the state the most, yet $\hat x_0$ there is a grey blur.
+# Explain both with $\sqrt{\bar\alpha_t}$: how much of $x_t$ is signal at $t = 900$ (notebook 01)?
+
+# %% [markdown]
+# ## 4. Two choices of $\sigma_t$
+#
+# Ho et al. tried two variances for the fresh noise and found similar samples:
+# $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$, the variance of the true posterior
+# $q(x_{t-1} \mid x_t, x_0)$ (the library's default, `variance="beta_tilde"`), and $\sigma_t^2 = \beta_t$
+# (`variance="beta"`). They differ only for the last few dozen steps:
+
+# %%
+dl.plotting.plot_ddpm_sigmas(schedule);
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for t in (999, 500, 100, 10, 1, 0):
+    print(f"t = {t:>3}: sqrt(beta_t) = {schedule.beta[t].sqrt():.5f}, sqrt(beta_tilde_t) = {schedule.beta_tilde[t].sqrt():.5f}")
+
+# %% [markdown]
+# Same starting noise, same stream of $z$, only $\sigma_t$ changed. Each run is another full chain, so this comparison
+# uses a quarter of the images above:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+n_var = B.ddpm_images // 4
+variance_samples, variance_seconds = {}, {}
+for variance in ("beta_tilde", "beta"):
+    variance_samples[variance], variance_seconds[variance] = dl.sweeps.timed(
+        dl.sweeps.ddpm_images, model, schedule, x_T[:n_var], variance=variance, seed=2, progress=True)
+difference = variance_samples["beta_tilde"] - variance_samples["beta"]                    # (n_var, 1, 28, 28)
+print(f"{n_var} images: mean |difference| per pixel {difference.abs().mean():.4f}, largest {difference.abs().max():.3f} "
+      f"(pixels span 2, one grey level is {2 / 255:.4f})")
+for variance, x in variance_samples.items():
+    print(f"{variance:>10}: {(x < -1).float().mean():.1%} of the pixels below -1, {(x > 1).float().mean():.1%} above 1; "
+          f"range [{x.min():.2f}, {x.max():.2f}] (clamped to [-1, 1] for display and for the classifier)")
+
+# %%
+dl.plotting.plot_labelled_grid({**variance_samples, "|difference| x 10": (10 * difference.abs()).clamp(0, 2) - 1},
+                               title="the same noise through both variances", scale=1.6);
+
+# %% [markdown]
+# **Question.** With $\sigma_t^2 = \beta_t$ every step adds a little more noise than the posterior allows. Why does so
+# little of it show in the final image? (Look at the ratio plot above: where do the two differ, and how large is
+# $\sqrt{\beta_t}$ there compared with one grey level, $2/255$?)
+
+# %% [markdown]
+# ## 5. The last step adds no noise
+#
+# At code $t = 0$, $\bar\alpha_{t-1} = 1$, so $\tilde\beta_0 = 0$: the posterior has no variance left and the step
+# returns its mean. And since $\alpha_0 = \bar\alpha_0$ and $\beta_0 = 1 - \bar\alpha_0$, that mean is exactly the
+# predicted clean image $\hat x_0$. `ddpm_sample_progressive` passes no noise at this step whichever variance is
+# chosen (with $\sigma_0 = \sqrt{\beta_0} = 0.01$ it would sprinkle invisible noise over the finished digit).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"beta_tilde_0 = {schedule.beta_tilde[0].item()}, beta_0 = {schedule.beta[0].item():.4g}")
+print("the last step returns x0_pred:", torch.allclose(chain.sample, chain.x0_pred[-1], atol=1e-4))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"the last step changes a pixel by {(chain.sample - chain.x_t[-1]).abs().mean():.4f} on average; "
+      f"the first step by {(chain.x_t[1] - chain.x_t[0]).abs().mean():.4f}")
+
+# %% [markdown]
+# **Note.** The library does not clip $\hat x_0$ to $[-1, 1]$ during sampling (Ho et al.'s code does); samples can
+# overshoot a little (the numbers in section 4), and only the display and the classifier clamp them.
+#
+# ## 6. What it costs
+#
+# Every image above cost 1000 network calls. On this machine:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"DDPM, {T} steps: {ddpm_seconds_per_image:.2f} s per image in a batch of {B.ddpm_images} (section 2), "
+      f"{variance_seconds['beta'] / n_var:.2f} s per image in a batch of {n_var} (section 4)")
+print(f"at that rate, 64 images take {64 * ddpm_seconds_per_image / 60:.1f} min; notebook 07 does it in 50 steps instead of 1000")
+print(f"this whole notebook ran in {time.perf_counter() - notebook_start:.0f} s ({B.mode} mode) on "
+      f"{dl.inspection.machine_description(device)}; load average {os.getloadavg()[0]:.1f} (other jobs share the CPU)")
+
+# %% [markdown]
+# ## Exercise: write the reverse step yourself
+#
+# Given the state `x_t` (B, 1, 28, 28), the predicted noise `eps` (same shape), a timestep `t` (a plain `int`), the
+# schedule's `beta` (shape `(T,)`) and fresh noise `noise` (same shape as `x_t`), return
+# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\big) + \sqrt{\tilde\beta_t}\, z$
+# with $\tilde\beta_t = \beta_t (1-\bar\alpha_{t-1}) / (1-\bar\alpha_t)$ and $\bar\alpha_{-1} = 1$, and **no** noise at
+# $t = 0$. Everything comes from `beta`: $\alpha_t = 1 - \beta_t$ and $\bar\alpha_t$ = `torch.cumprod(1 - beta, 0)[t]`.
+# A worked solution is in `solutions/06_ddpm_sampling.py`.
+
+# %%
+# EXERCISE
+def reverse_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, beta: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """x_{t-1} from x_t: the mean plus sqrt(beta_tilde_t) * noise, and no noise at t = 0."""
+    raise NotImplementedError
+
+# %%
+dl.exercises.check("06", reverse_step);
