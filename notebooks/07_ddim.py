@@ -1,0 +1,301 @@
+# %% [markdown]
+# # 07 · DDIM: fewer steps, a knob for the noise, and a way back
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffusion-course/diffusion-by-code/blob/main/notebooks/07_ddim.ipynb)
+#
+# DDPM (notebook 06) needs all 1000 steps. Song et al. (2021) showed that the *same* trained network can be sampled
+# with a different, non-Markovian reverse process: it jumps between any two noise levels, takes a parameter $\eta$
+# that sets how much fresh noise each step adds ($\eta = 0$: none at all), and, being deterministic at $\eta = 0$,
+# can be run backwards to turn a real image into the noise that generates it. No retraining: we use the shipped
+# unconditional U-Net of notebook 06.
+
+# %%
+# Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+
+# %%
+import inspect
+import os
+import time
+
+import torch
+
+import diffusion_lib as dl
+import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.interpolation, diffusion_lib.metrics  # dl.exercises, ...
+import diffusion_lib.plotting, diffusion_lib.pretrained, diffusion_lib.samplers, diffusion_lib.sweeps, diffusion_lib.widgets
+
+notebook_start = time.perf_counter()
+device = dl.default_device()
+B = dl.budget()
+model = dl.pretrained.load_pretrained("unet", device=device)     # the shipped unconditional U-Net (notebook 06)
+schedule = dl.pretrained.pretrained_schedule("unet")
+classifier = dl.metrics.load_classifier(device=device)
+T = schedule.T
+print(f"device {device}, {B.mode} mode; {dl.count_parameters(model):,} parameters; {schedule.name} schedule, T = {T}")
+
+# %% [markdown]
+# ## 1. The DDIM update
+#
+# From $x_t$ and the predicted noise $\varepsilon = \varepsilon_\theta(x_t, t)$, jump to an *earlier* level $t' < t$ (any one,
+# not only $t - 1$) with (Song et al. 2021, Eq. 12, with $\bar\alpha$ for their $\alpha$):
+#
+# $$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\underbrace{\frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon}{\sqrt{\bar\alpha_t}}}_{\hat x_0\text{, predicted clean image}}
+# + \underbrace{\sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\;\varepsilon}_{\text{direction pointing to } x_t} + \underbrace{\sigma_t z}_{\text{fresh noise}},
+# \qquad \sigma_t(\eta) = \eta\,\sqrt{\frac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\,\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t'}}}\quad\text{(Eq. 16)}$$
+#
+# Read it as: guess the clean image, then re-noise it to level $t'$, re-using the *predicted* noise for part of the
+# variance and fresh noise for the rest. `dl.samplers.ddim_step` and `ddim_sigma` are these lines:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(inspect.getsource(dl.samplers.ddim_sigma))
+print(inspect.getsource(dl.samplers.ddim_step))
+
+# %% [markdown]
+# Two special cases. $\eta = 0$: $\sigma_t = 0$, no fresh noise, the whole chain is a deterministic function of
+# $x_{T-1}$. $\eta = 1$ with $t' = t - 1$: $\sigma_t^2$ is exactly DDPM's posterior variance $\tilde\beta_t$, and
+# DDIM *is* DDPM (the library's tests check this draw for draw). Numerically, on every step of the full grid:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+sigma_full = torch.tensor([dl.samplers.ddim_sigma(dl.samplers.alpha_bar_at(schedule, t),
+                                                  dl.samplers.alpha_bar_at(schedule, t - 1), eta=1.0) for t in range(T)])
+print("sigma_t(eta = 1) on the full grid equals sqrt(beta_tilde_t) at every t:",
+      torch.allclose(sigma_full.float(), schedule.beta_tilde.sqrt(), rtol=1e-4, atol=1e-7))
+
+# %% [markdown]
+# ## 2. Which timesteps?
+#
+# With $S$ steps the library visits $S$ timesteps evenly spaced from $T-1$ down to $0$, then jumps to the clean image.
+# It always **starts at $t = T-1$**, where $x_{T-1}$ really is almost pure noise. (The seed report's code used a grid
+# that never visited $T-1$: its first step started from pure noise but told the network it was at a less noisy level.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for S in (5, 10):
+    grid = dl.ddim_timesteps(S, T)
+    print(f"S = {S:>2}: timesteps {grid}")
+    print(f"        pairs (t, t'): {dl.timestep_pairs(grid)}")
+print(f"S = 50: {len(dl.ddim_timesteps(50, T))} timesteps, {dl.ddim_timesteps(50, T)[:4]} ... {dl.ddim_timesteps(50, T)[-3:]}")
+
+# %% [markdown]
+# ## 3. Same starting noise, DDPM and DDIM
+#
+# A few starting noises $x_{T-1}$ go through DDPM (1000 steps) and through DDIM with 10 and 50 steps, at $\eta = 0$
+# and $\eta = 1$. Each row is timed.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+n_compare = B.ddpm_images // 2
+x_T = dl.sample_noise(n_compare, generator=torch.Generator(device=device).manual_seed(0), device=device)  # (n, 1, 28, 28)
+ddpm, ddpm_seconds = dl.sweeps.timed(dl.sweeps.ddpm_images, model, schedule, x_T, seed=1, progress=True)
+print(f"DDPM, {T} steps: {ddpm_seconds:.1f} s for {n_compare} images ({ddpm_seconds / n_compare:.2f} s per image)")
+
+# %% [markdown]
+# The DDIM results for a grid of step counts and $\eta$ are computed once, here, so that the sliders below only look
+# them up (instant in class):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+grid_steps, grid_etas = [5, 10, 20, 50], [0.0, 0.5, 1.0]
+grid_images, grid_seconds = dl.sweeps.timed(dl.sweeps.ddim_grid, model, schedule, x_T, grid_steps, grid_etas, seed=1)
+print(f"{len(grid_steps) * len(grid_etas)} DDIM settings for {n_compare} images in {grid_seconds:.1f} s")
+
+# %%
+compare_rows = {"DDPM 1000": ddpm, **{f"DDIM {s}, eta {e:g}": grid_images[(s, e)] for s in (50, 10) for e in (0.0, 1.0)}}
+dl.plotting.plot_labelled_grid(compare_rows, title="the same x_(T-1) in every column", scale=1.5);
+
+# %% [markdown]
+# **Question.** DDIM with $\eta = 0$ and DDPM start from the same noise but usually end at *different* digits, while
+# DDIM with 10 and with 50 steps mostly agree. Why? (What else, besides $x_{T-1}$, decides where a DDPM chain ends?)
+
+# %% [markdown]
+# ## 4. Sliders: number of steps and $\eta$
+#
+# The first slider sets the number of steps (one row per $\eta$), the second sets $\eta$ (one row per number of
+# steps). Below them, every setting for the first three images, for GitHub and print.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+dl.widgets.slider_view(lambda s: dl.plotting.plot_labelled_grid({f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
+                                                               title=f"DDIM with {s} steps", scale=1.5),
+                       values=grid_steps, description="DDIM steps", value=10)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+dl.widgets.slider_view(lambda e: dl.plotting.plot_labelled_grid({f"{s} steps": grid_images[(s, e)] for s in grid_steps},
+                                                               title=f"DDIM with eta = {e:g}", scale=1.5),
+                       values=grid_etas, description="eta", value=0.0)
+
+# %%
+dl.plotting.plot_labelled_grid({f"image {i + 1}, eta = {e:g}": torch.stack([grid_images[(s, e)][i] for s in grid_steps])
+                                for i in range(min(3, n_compare)) for e in grid_etas},
+                               col_labels=[f"{s} steps" for s in grid_steps], scale=1.8,
+                               title="every setting of the sliders, first three images");
+
+# %% [markdown]
+# **Question.** At 5 and 10 steps, which $\eta$ gives the cleaner digits *here*? Song et al. (2021, Table 1) found
+# $\eta = 0$ best when the steps are few: each step with $\eta > 0$ adds noise that the remaining steps must remove.
+# Does this small network agree? What could make a deterministic path worse than a noisy one?
+
+# %% [markdown]
+# ## 5. Quality and time against the number of steps
+#
+# Pictures of eight digits cannot say whether 20 steps are as good as 100. The course's metric (`dl.metrics`) can: a
+# small MNIST classifier reads every sample, and we report the **confident share** (images it reads as one digit with
+# $p > 0.9$) and the **Fréchet distance** between the classifier features of the samples and of the 10,000 MNIST test
+# digits (lower is better; FID's construction with an MNIST classifier in place of Inception). Real digits give the
+# targets, measured with the same classifier and the same number of images.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+n_sweep = B.sweep_samples // 2
+reference = dl.sweeps.real_reference(classifier, n=n_sweep)          # one pass of the classifier over the test set
+reference_features = reference["test_features"]                                      # (10000, 128)
+print(f"real digits: confident share {reference['test_confident_share']:.3f} (test set); Frechet distance of "
+      f"{n_sweep} training digits to the test set {reference['train_vs_test_frechet_distance']:.2f}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sweep_x_T = dl.sample_noise(n_sweep, generator=torch.Generator(device=device).manual_seed(2), device=device)
+sweep_rows, sweep_images = dl.sweeps.steps_sweep(model, schedule, sweep_x_T, [10, 20, 50, 100], classifier,
+                                                 reference_features)
+ddpm_row = dl.sweeps.score_row(ddpm, ddpm_seconds, classifier, reference_features, sampler="DDPM", steps=T)
+ddpm_row["frechet_distance"] = None            # from a handful of images a Frechet distance means nothing
+print(dl.sweeps.format_rows(sweep_rows + [ddpm_row], ["sampler", "steps", "n", "seconds_per_image", "confident_share",
+                                                     "frechet_distance"]))
+print("measured on:", dl.inspection.machine_description(device))
+
+# %%
+dl.plotting.plot_quality_vs_steps({f"DDIM, eta = 0, {n_sweep} images (measured now)": sweep_rows,
+                                   f"DDPM 1000, {n_compare} images (section 3)": [ddpm_row]}, reference=reference);
+
+# %% [markdown]
+# The DDPM point's time is real, but its confident share comes from only the few images of section 3 (and its
+# Fréchet distance is left out: with so few images it means nothing). Scoring DDPM-1000 on as many images as the DDIM
+# points would take $n \times 1000$ network calls, far beyond this notebook's budget; the project's benchmark
+# (`python benchmarks/run.py --sections sampling`, results in `benchmarks/RESULTS.md` in the repository) scores DDPM-1000
+# and DDIM on 500 images each, with the same classifier.
+#
+# **Question.** From the table, how many DDIM steps would you use in class, and how much faster than DDPM is it?
+#
+# DDIM with $\eta = 0$ is deterministic, so the same $x_{T-1}$ should give the same digit whatever the number of steps:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+predicted = {s: dl.metrics.classify(x, classifier).argmax(1) for s, x in sweep_images.items()}    # steps -> (n,)
+for s in (10, 20, 50):
+    print(f"DDIM {s:>3} and DDIM 100 from the same noise draw the same digit (classifier) for "
+          f"{(predicted[s] == predicted[100]).float().mean():.0%} of {n_sweep} images")
+
+# %% [markdown]
+# ## 6. The way back: deterministic encoding
+#
+# Because the $\eta = 0$ update is deterministic, it can be run in reverse: from a clean image, step *up* the grid
+# with $x_{t} = \sqrt{\bar\alpha_{t}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t}}\,\varepsilon_\theta(x_{t'}, t)$, the update
+# of section 1 with the roles of $t$ and $t'$ swapped (Song et al. 2021, Sec. 4.3, the ODE view).
+# `dl.ddim_invert_progressive` does this; `dl.sweeps.ddim_encode` records it. One real test digit of each class:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+test_images, test_labels = dl.load_mnist(train=False)
+first_of_each = torch.tensor([int((test_labels == d).nonzero()[0]) for d in range(10)])
+digits = test_images[first_of_each].to(device)                                               # (10, 1, 28, 28)
+print("test images used:", first_of_each.tolist(), "labels:", test_labels[first_of_each].tolist())
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+encoding, encode_seconds = dl.sweeps.timed(dl.sweeps.ddim_encode, model, schedule, digits, B.ddim_steps)
+latents = encoding.x_t[-1].to(device)                                                        # (10, 1, 28, 28) x_(T-1)
+reconstructions = dl.sweeps.ddim_images(model, schedule, latents, B.ddim_steps)
+recon_class = dl.metrics.classify(reconstructions, classifier).argmax(1)
+print(f"encoded and decoded with {B.ddim_steps} steps each ({encode_seconds:.1f} s to encode 10 digits)")
+print(f"|latent| / sqrt(784): {(latents.flatten(1).norm(dim=1) / 28).mean():.3f} on average (pure noise: 1.000); "
+      f"latent pixel std {latents.std():.3f}")
+print(f"mean |reconstruction - original| per pixel: {(reconstructions - digits).abs().mean():.3f}; "
+      f"reconstructions classified as the original digit: {(recon_class.cpu() == torch.arange(10)).sum()} of 10")
+
+# %%
+dl.plotting.plot_labelled_grid({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
+                               title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way", scale=1.5);
+
+# %%
+encode_k = torch.linspace(0, len(encoding.timesteps) - 1, 7).round().long().tolist()
+dl.plotting.plot_labelled_grid({f"digit {d}": encoding.x_t[encode_k, d] for d in (2, 7)},
+                               col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k], scale=1.8,
+                               title="encoding: the digit walks up the noise levels");
+
+# %% [markdown]
+# **Question.** The encoded noise looks like noise, yet it is not a *typical* draw from $\mathcal{N}(0, I)$: look at
+# the encoded $x_{T-1}$ of the 1 and the 0. What structure is left, and why might the network's prediction at large $t$
+# leave it there?
+
+# %% [markdown]
+# ## 7. Interpolating between two noises
+#
+# Decode a path between two starting noises. A straight line $(1-s) z_a + s z_b$ passes through vectors that are too
+# short to be typical noise: two independent draws from $\mathcal{N}(0, I)$ in 784 dimensions are almost orthogonal,
+# so the midpoint has norm $\approx |z|/\sqrt{2}$, and the network never saw such a quiet $x_{T-1}$. Spherical
+# interpolation (`dl.interpolation.slerp`) turns along the great circle instead and keeps the norm:
+#
+# $$\mathrm{slerp}(z_a, z_b, s) = \frac{\sin((1-s)\theta)}{\sin\theta}\, z_a + \frac{\sin(s\theta)}{\sin\theta}\, z_b,
+# \qquad \cos\theta = \frac{\langle z_a, z_b\rangle}{|z_a|\,|z_b|}$$
+#
+# Two pairs of ends: two draws of noise from section 5 (the two whose DDIM-50 digits the classifier is surest of,
+# among different digits), and the encoded noises of the 2 and the 7 of section 6.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sure = dl.metrics.classify(sweep_images[50], classifier)                                   # (n, 10)
+order = sure.max(1).values.argsort(descending=True).tolist()
+i_a = order[0]
+i_b = next(i for i in order if sure[i].argmax() != sure[i_a].argmax())
+s_values = torch.linspace(0, 1, 9).tolist()
+ends = {"drawn noises": (sweep_x_T[i_a], sweep_x_T[i_b]), "encoded 2 and 7": (latents[2], latents[7])}
+paths = {}
+for name, (z_a, z_b) in ends.items():
+    paths[f"{name}, slerp"] = dl.interpolation.slerp_path(z_a, z_b, len(s_values))                       # (9, 1, 28, 28)
+    paths[f"{name}, lerp"] = torch.stack([dl.interpolation.lerp(z_a, z_b, s) for s in s_values])        # (9, 1, 28, 28)
+    print(f"{name}: angle between the ends {torch.rad2deg(torch.tensor(dl.interpolation.angle(z_a, z_b))):.1f} degrees")
+for name, z in paths.items():
+    print(f"  |z| / 28 along {name:<22}", " ".join(f"{v:.2f}" for v in (z.flatten(1).norm(dim=1) / 28).tolist()))
+path_images = {name: dl.sweeps.ddim_images(model, schedule, z, B.ddim_steps) for name, z in paths.items()}
+
+# %%
+dl.plotting.plot_labelled_grid(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], scale=1.8,
+                               title=f"decoded paths between two noises (DDIM, {B.ddim_steps} steps)");
+
+# %% [markdown]
+# **Question.** For the drawn noises, where along the straight path do the digits fade, and how does that match the
+# printed norms? The encoded noises are not typical draws (their norms above are not 28): does the argument for
+# slerp still hold for them? Compare what the two rows of each pair actually show.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"this whole notebook ran in {time.perf_counter() - notebook_start:.0f} s ({B.mode} mode) on "
+      f"{dl.inspection.machine_description(device)}; load average {os.getloadavg()[0]:.1f} (other jobs share the CPU)")
+
+# %% [markdown]
+# ## Exercise: write the DDIM update yourself
+#
+# Given `x_t` (B, 1, 28, 28), the predicted noise `eps`, the floats `alpha_bar_t` and `alpha_bar_prev`
+# ($\bar\alpha_t$ and $\bar\alpha_{t'}$), the float `eta` and fresh noise `noise` (same shape as `x_t`), return
+# $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\,\varepsilon + \sigma_t z$ with
+# $\sigma_t(\eta)$ of Eq. 16. The check runs it on a 5-step grid for $\eta = 0, 0.5, 1$. A worked solution is in
+# `solutions/07_ddim.py`.
+
+# %%
+# EXERCISE
+def ddim_update(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_bar_prev: float, eta: float,
+                noise: torch.Tensor) -> torch.Tensor:
+    """x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma noise."""
+    raise NotImplementedError
+
+# %%
+dl.exercises.check("07", ddim_update);
