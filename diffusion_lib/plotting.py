@@ -509,8 +509,14 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
     _style(axes[2], "Frechet distance to the test set (lower is better)", "sampling steps (network calls)",
            "Frechet distance")
     axes[2].set_ylim(bottom=0)
+    from matplotlib.ticker import NullLocator
+
+    all_steps = sorted({r["steps"] for rows in groups.values() for r in rows})
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(all_steps)                              # the step counts measured, written out in full
+        ax.set_xticklabels([str(s) for s in all_steps])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=TICK_SIZE - 1)
     fig.tight_layout()
