@@ -8,10 +8,10 @@
 # Ho et al. (2020), Algorithm 2. We use the network the course ships (`dl.pretrained.load_pretrained("unet")`,
 # trained by the project; its model card is `diffusion_lib/weights/unet.md`), so nothing has to be trained first.
 #
-# **Run time.** The full chain is 1000 network calls on `B.ddpm_images` images (section 2), and section 4 runs two
-# more chains on a quarter of them.
-# Its measured time is printed in section 2; on the 2-core CPU this notebook was built on, the whole notebook takes
-# the time printed in section 6. With a GPU (Colab: Runtime > Change runtime type) it takes seconds.
+# **Run time.** About a minute on the 2-core CPU this notebook was built on, up to 2.5 minutes when other jobs share
+# it (section 6 prints the time and the load). Most of it is the full chain: 1000 network calls on `B.ddpm_images`
+# images (section 2); section 4 runs two more chains on a quarter of them. With a GPU (Colab: Runtime > Change
+# runtime type) it takes seconds.
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
