@@ -8,6 +8,11 @@
 # that sets how much fresh noise each step adds ($\eta = 0$: none at all), and, being deterministic at $\eta = 0$,
 # can be run backwards to turn a real image into the noise that generates it. No retraining: we use the shipped
 # unconditional U-Net of notebook 06.
+#
+# **Run time.** About a minute on the 2-core CPU this notebook was built on, up to 2.5 minutes when other jobs share
+# it (the last cell of section 7 prints the time and the load). Most of it is the DDPM chain of section 3 (1000 network
+# calls on `B.ddpm_images // 2` images) and the measured sweep of section 5 (10 + 20 + 50 steps at two values of
+# $\eta$ on `B.sweep_samples // 2` images). With a GPU (Colab: Runtime > Change runtime type) it takes seconds.
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
@@ -21,6 +26,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import inspect
+import json
 import os
 import time
 
@@ -147,11 +153,28 @@ dl.plotting.plot_labelled_grid({f"image {i + 1}, eta = {e:g}": torch.stack([grid
 # %% [markdown]
 # ## 5. Quality and time against the number of steps
 #
-# Pictures of eight digits cannot say whether 20 steps are as good as 100. The course's metric (`dl.metrics`) can: a
+# Pictures of eight digits cannot say whether 20 steps are as good as 50, or which $\eta$ is better. The course's
+# metric (`dl.metrics`) can: a
 # small MNIST classifier reads every sample, and we report the **confident share** (images it reads as one digit with
 # $p > 0.9$) and the **Fréchet distance** between the classifier features of the samples and of the 10,000 MNIST test
 # digits (lower is better; FID's construction with an MNIST classifier in place of Inception). Real digits give the
-# targets, measured with the same classifier and the same number of images.
+# targets, measured with the same classifier and the same number of images. The same starting noises go through
+# DDIM with 10, 20 and 50 steps, at $\eta = 0$ and at $\eta = 1$.
+#
+# **What these numbers can and cannot tell.**
+#
+# * The *confident share* counts samples that look like some digit to this classifier. It says nothing about variety
+#   (a model that draws the same neat 1 every time scores 1.0), and the classifier, trained on MNIST only, can be
+#   sure of a shape no person would call a digit (it was trained to doubt noise and scribbles, see
+#   `diffusion_lib/weights/classifier.md`, but it cannot have seen every odd shape).
+# * The *Fréchet distance* compares the mean and covariance of the classifier's 128 features for samples and real
+#   digits, so it sees quality and variety together, but only through what this classifier learned to look at. It
+#   grows as the number of images shrinks, even for real digits: compare it only between runs with the same number
+#   of images, and against real digits at that number (the dashed line). It is not the FID of papers (Inception
+#   features of natural images); these numbers compare with each other, not with published ones.
+# * The *histogram of predicted classes* (and its effective number of classes, 10 when all digits are equally
+#   common) tells whether every digit appears, not how well each is drawn.
+# * None of them can replace looking at the samples: they are a few hundred images through one small network.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -164,17 +187,36 @@ print(f"real digits: confident share {reference['test_confident_share']:.3f} (te
 # %%
 # NBVAL_IGNORE_OUTPUT
 sweep_x_T = dl.sample_noise(n_sweep, generator=torch.Generator(device=device).manual_seed(2), device=device)
-sweep_rows, sweep_images = dl.sweeps.steps_sweep(model, schedule, sweep_x_T, [10, 20, 50, 100], classifier,
-                                                 reference_features)
+sweep_rows, sweep_images = {}, {}
+for eta in (0.0, 1.0):
+    sweep_rows[eta], sweep_images[eta] = dl.sweeps.steps_sweep(model, schedule, sweep_x_T, [10, 20, 50], classifier,
+                                                               reference_features, eta=eta, seed=3)
 ddpm_row = dl.sweeps.score_row(ddpm, ddpm_seconds, classifier, reference_features, sampler="DDPM", steps=T)
 ddpm_row["frechet_distance"] = None            # from a handful of images a Frechet distance means nothing
-print(dl.sweeps.format_rows(sweep_rows + [ddpm_row], ["sampler", "steps", "n", "seconds_per_image", "confident_share",
-                                                     "frechet_distance"]))
+print(dl.sweeps.format_rows(sweep_rows[0.0] + sweep_rows[1.0] + [ddpm_row],
+                            ["sampler", "steps", "eta", "n", "seconds_per_image", "confident_share", "frechet_distance"]))
 print("measured on:", dl.inspection.machine_description(device))
 
+# %% [markdown]
+# How much of that is noise? The same sampler scored on another 100 starting noises can move the confident share by
+# several hundredths. The shipped model's card (`diffusion_lib/weights/unet.json`, measured with
+# `benchmarks/evaluate.py` on 500 images) is steadier; its DDIM-50 scores are loaded here and drawn as single points
+# (its Fréchet distances are left out of the plot: they come from 500 images and compare with 500 real digits, not
+# with the dashed line of this notebook's smaller sample):
+
 # %%
-dl.plotting.plot_quality_vs_steps({f"DDIM, eta = 0, {n_sweep} images (measured now)": sweep_rows,
-                                   f"DDPM 1000, {n_compare} images (section 3)": [ddpm_row]}, reference=reference);
+# NBVAL_IGNORE_OUTPUT
+card = json.loads((dl.pretrained.WEIGHTS_DIR / "unet.json").read_text())
+print("model card:", card["command"])
+print(dl.sweeps.format_rows(card["scores"], ["sampler", "steps", "eta", "n", "confident_share", "frechet_distance"]))
+card_rows = {r["eta"]: [{**r, "seconds_per_image": r["sampling_seconds"] / r["n"], "frechet_distance": None}]
+             for r in card["scores"]}
+
+# %%
+dl.plotting.plot_quality_vs_steps({**{f"DDIM, eta = {eta:g}, {n_sweep} images": rows for eta, rows in sweep_rows.items()},
+                                   f"DDPM 1000, {n_compare} images (section 3)": [ddpm_row],
+                                   **{f"model card: DDIM, eta = {eta:g}, 500 images": rows for eta, rows in card_rows.items()}},
+                                  reference=reference);
 
 # %% [markdown]
 # The DDPM point's time is real, but its confident share comes from only the few images of section 3 (and its
@@ -183,16 +225,19 @@ dl.plotting.plot_quality_vs_steps({f"DDIM, eta = 0, {n_sweep} images (measured n
 # (`python benchmarks/run.py --sections sampling`, results in `benchmarks/RESULTS.md` in the repository) scores DDPM-1000
 # and DDIM on 500 images each, with the same classifier.
 #
-# **Question.** From the table, how many DDIM steps would you use in class, and how much faster than DDPM is it?
+# **Question.** From the table, which number of steps and which $\eta$ would you use in class, and how much faster
+# than DDPM is that? (DDPM is DDIM with $\eta = 1$ on all 1000 steps: where would its point lie on the $\eta = 1$
+# curve if it were scored on as many images?)
 #
-# DDIM with $\eta = 0$ is deterministic, so the same $x_{T-1}$ should give the same digit whatever the number of steps:
+# DDIM with $\eta = 0$ is deterministic, so the same $x_{T-1}$ should give the same digit whatever the number of steps;
+# with $\eta = 1$ the fresh noise of every step has its say too:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-predicted = {s: dl.metrics.classify(x, classifier).argmax(1) for s, x in sweep_images.items()}    # steps -> (n,)
-for s in (10, 20, 50):
-    print(f"DDIM {s:>3} and DDIM 100 from the same noise draw the same digit (classifier) for "
-          f"{(predicted[s] == predicted[100]).float().mean():.0%} of {n_sweep} images")
+for eta, images_by_steps in sweep_images.items():
+    predicted = {s: dl.metrics.classify(x, classifier).argmax(1) for s, x in images_by_steps.items()}  # steps -> (n,)
+    print(f"eta = {eta:g}: " + ", ".join(f"DDIM {s} and DDIM 50 agree on {(predicted[s] == predicted[50]).float().mean():.0%}"
+                                         for s in (10, 20)) + f" of {n_sweep} images (same noise, classifier's digit)")
 
 # %% [markdown]
 # ## 6. The way back: deterministic encoding
@@ -247,12 +292,12 @@ dl.plotting.plot_labelled_grid({f"digit {d}": encoding.x_t[encode_k, d] for d in
 # $$\mathrm{slerp}(z_a, z_b, s) = \frac{\sin((1-s)\theta)}{\sin\theta}\, z_a + \frac{\sin(s\theta)}{\sin\theta}\, z_b,
 # \qquad \cos\theta = \frac{\langle z_a, z_b\rangle}{|z_a|\,|z_b|}$$
 #
-# Two pairs of ends: two draws of noise from section 5 (the two whose DDIM-50 digits the classifier is surest of,
+# Two pairs of ends: two draws of noise from section 5 (the two whose DDIM-50, eta = 0 digits the classifier is surest of,
 # among different digits), and the encoded noises of the 2 and the 7 of section 6.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-sure = dl.metrics.classify(sweep_images[50], classifier)                                   # (n, 10)
+sure = dl.metrics.classify(sweep_images[0.0][50], classifier)                                   # (n, 10)
 order = sure.max(1).values.argsort(descending=True).tolist()
 i_a = order[0]
 i_b = next(i for i in order if sure[i].argmax() != sure[i_a].argmax())
