@@ -15,6 +15,10 @@
 # what the sampler does with their noise estimates, and what one change to the network does. The long runs were made
 # once by `benchmarks/mlp_vs_cnn.py`; their numbers and small pictures ship inside the package and load in a second.
 # Section 7 reruns a short version live.
+#
+# **Run time.** About a minute on the 2-core CPU this notebook was built on (63 s, measured with
+# `python tools/build_notebooks.py 09`): the long runs are loaded, not repeated; section 7 trains three short runs live (about half a minute).
+# The long runs themselves took 45 minutes (see section 2).
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
