@@ -62,8 +62,9 @@ CASES = [
                "dl.widgets.slider_view(lambda t: dl.plotting.plot_schedules", deterministic=True),
     SliderCase("02-forward-noising", "notebooks/02_forward_noising.ipynb",
                "dl.widgets.slider_view(lambda t: dl.plotting.plot_forward_state", "t", deterministic=True),
-    # A sampling notebook's chain scrubber goes here once it exists, e.g.
-    # SliderCase("06-ddpm-chain", "notebooks/06_ddpm_sampling.ipynb", "slider_view(", description="step"),
+    # The DDPM notebook's chain scrubber: 1000 recorded steps, x_t beside the predicted x_0.
+    SliderCase("06-ddpm-chain", "notebooks/06_ddpm_sampling.ipynb", "dl.plotting.plot_chain_step", "step",
+               deterministic=True),
 ]
 
 
