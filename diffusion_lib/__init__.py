@@ -20,7 +20,7 @@ from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps
 from .samplers import (ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps, ddpm_sample_progressive,
-                       final, record, sample_noise, timestep_pairs)
+                       final, record, sample_noise, timestep_pairs, with_precision)
 from .schedules import Schedule, extract, make_schedule
 from .training import TrainConfig, Trainer, diffusion_loss, train
 

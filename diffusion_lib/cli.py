@@ -63,7 +63,7 @@ def _sample(args) -> int:
     from .checkpoints import load_checkpoint, load_model
     from .guidance import cfg_eps_model
     from .plotting import save_grid
-    from .samplers import ddim_sample_progressive, ddpm_sample_progressive, final, sample_noise
+    from .samplers import ddim_sample_progressive, ddpm_sample_progressive, final, sample_noise, with_precision
     from .schedules import make_schedule
 
     device = torch.device(args.device) if args.device else default_device()
@@ -89,6 +89,9 @@ def _sample(args) -> int:
             print("error: --label needs a class-conditional model", file=sys.stderr)
             return 2
         eps_model = model
+    eps_model = with_precision(eps_model, args.precision)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.monotonic()
     if args.sampler == "ddpm":
         steps = ddpm_sample_progressive(eps_model, x_T, schedule, variance=args.variance, generator=generator, progress=True)
@@ -151,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, help="number of images (default: the budget's n_samples)")
     s.add_argument("--nrow", type=int, help="images per row")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: run the network under bfloat16 autocast (2-3x faster on recent CPUs and GPUs)")
+    s.add_argument("--threads", type=int, help="torch CPU threads")
     s.add_argument("--device")
     s.add_argument("--out", default="samples.png")
     s.set_defaults(func=_sample)

@@ -180,6 +180,26 @@ def ddim_invert_progressive(eps_model: EpsModel, x0: torch.Tensor, schedule: Sch
         x = x_t
 
 
+# ----------------------------------------------------------------------------- speed
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
+    """The same eps_model, its network run under bfloat16 autocast when precision == "bf16" (2-3x faster on CPUs
+    with AVX512-BF16 and on recent GPUs; measured in benchmarks/RESULTS.md). The noise estimate comes back as
+    float32, so the sampler's own arithmetic stays in float32. precision == "fp32" returns eps_model unchanged."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "fp32":
+        return eps_model
+
+    def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return eps_model(x, t).float()
+    return run
+
+
 # ----------------------------------------------------------------------------- running a chain
 
 def final(steps: Iterator[SamplerStep]) -> torch.Tensor:

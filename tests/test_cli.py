@@ -43,6 +43,15 @@ def test_sample_writes_a_png_grid(trained, tmp_path, capsys):
     assert "wrote 4 samples" in capsys.readouterr().out
 
 
+def test_sample_in_bf16_writes_a_grid_close_to_fp32(trained, tmp_path):
+    common = ["sample", "--checkpoint", str(trained), "--steps", "2", "--n", "4", "--device", "cpu", "--threads", "1"]
+    assert main([*common, "--out", str(tmp_path / "fp32.png")]) == 0
+    assert main([*common, "--precision", "bf16", "--out", str(tmp_path / "bf16.png")]) == 0
+    fp32, bf16 = (matplotlib.image.imread(tmp_path / f"{p}.png") for p in ("fp32", "bf16"))
+    assert fp32.shape == bf16.shape
+    assert abs(fp32.astype(float) - bf16.astype(float)).mean() < 0.05   # same noise, same picture up to rounding
+
+
 def test_train_resumes_in_the_same_folder(trained, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

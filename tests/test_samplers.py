@@ -4,7 +4,7 @@ import torch
 
 from diffusion_lib.backbones import UNet
 from diffusion_lib.forward import predict_x0_from_eps, q_sample
-from diffusion_lib.samplers import (ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
+from diffusion_lib.samplers import (with_precision, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
                                     ddpm_sample_progressive, ddpm_step, final, record, sample_noise, timestep_pairs)
 from diffusion_lib.schedules import make_schedule
 
@@ -269,3 +269,20 @@ def test_unet_sampling_shapes_and_noise():
     assert torch.equal(noise, sample_noise(3, generator=torch.Generator().manual_seed(0)))
     out = final(ddim_sample_progressive(model, noise, SCHEDULE, num_steps=2, eta=1.0, generator=gen(0)))
     assert out.shape == (3, 1, 28, 28) and torch.isfinite(out).all()
+
+
+def test_with_precision_bf16_is_close_to_fp32_and_returns_float32():
+    torch.manual_seed(0)
+    net = UNet(base=8).eval()
+    x, t = torch.randn(4, 1, 28, 28), torch.tensor([0, 10, 500, 999])
+    assert with_precision(net, "fp32") is net                      # fp32: the model itself, untouched
+    with torch.no_grad():
+        eps32, eps16 = net(x, t), with_precision(net, "bf16")(x, t)
+    assert eps16.dtype == torch.float32
+    assert not torch.equal(eps16, eps32)                           # it really ran in bfloat16 ...
+    assert torch.allclose(eps16, eps32, atol=0.05, rtol=0.05)      # ... and bfloat16 keeps about 3 significant digits
+
+
+def test_with_precision_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown precision 'fp16'.*'fp32', 'bf16'"):
+        with_precision(lambda x, t: x, "fp16")
