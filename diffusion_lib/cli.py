@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=int, help="images per row")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="bf16: run the network under bfloat16 autocast (2-3x faster on recent CPUs and GPUs)")
+                   help="bf16: run the network under bfloat16 autocast (faster on CPUs with AVX512-BF16)")
     s.add_argument("--threads", type=int, help="torch CPU threads")
     s.add_argument("--device")
     s.add_argument("--out", default="samples.png")

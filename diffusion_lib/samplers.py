@@ -186,8 +186,8 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
-    """The same eps_model, its network run under bfloat16 autocast when precision == "bf16" (2-3x faster on CPUs
-    with AVX512-BF16 and on recent GPUs; measured in benchmarks/RESULTS.md). The noise estimate comes back as
+    """The same eps_model, its network run under bfloat16 autocast when precision == "bf16" (sampling on a CPU
+    with AVX512-BF16 took 1.5 to 2.8 times less time, see benchmarks/RESULTS.md). The noise estimate comes back as
     float32, so the sampler's own arithmetic stays in float32. precision == "fp32" returns eps_model unchanged."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
