@@ -492,7 +492,9 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
     for i, (name, rows) in enumerate(groups.items()):
         steps = [r["steps"] for r in rows]
         style = dict(marker=markers[i % len(markers)], ms=8, lw=2.5, color=f"C{i}", label=name)
-        axes[0].plot(steps, [1000 * r["seconds_per_image"] for r in rows], **style)
+        timed = [(s, 1000 * r["seconds_per_image"]) for s, r in zip(steps, rows) if r.get("seconds_per_image") is not None]
+        if timed:                 # rows measured elsewhere (another machine, another load) leave their time out
+            axes[0].plot(*zip(*timed), **style)
         axes[1].plot(steps, [r["confident_share"] for r in rows], **style)
         fd = [(s, r["frechet_distance"]) for s, r in zip(steps, rows) if r.get("frechet_distance") is not None]
         if fd:

@@ -49,6 +49,8 @@ def test_quality_and_guidance_plots_take_sweep_rows():
     reference = {"test_confident_share": 0.97, "train_vs_test_frechet_distance": 2.0, "train_vs_test_n": 4}
     fig = plotting.plot_quality_vs_steps({"a": rows, "b": [{**rows[0], "frechet_distance": None}]}, reference)
     assert len(fig.axes) == 3 and len(fig.axes[2].lines) == 2               # 'b' has no Frechet distance: one curve + ref
+    fig = plotting.plot_quality_vs_steps({"a": rows, "b": [{**rows[0], "seconds_per_image": None}]})
+    assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 2     # 'b' untimed: no time curve, still a share
     guide = [{"w": w, "guided_accuracy": a, "confident_share": a, "relative_spread": 1 - a, "frechet_distance": 5.0}
              for w, a in ((0.0, 0.1), (3.0, 0.9))]
     fig = plotting.plot_guidance_tradeoff(guide, reference)
