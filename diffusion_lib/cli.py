@@ -20,6 +20,7 @@ import torch
 from .backbones import BACKBONES
 from .config import budget
 from .device import default_device
+from .samplers import PRECISIONS
 from .schedules import BETA_SCHEDULES
 
 
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=int, default=0, help="learning-rate warm-up steps")
     t.add_argument("--lr-decay", default="constant", choices=["constant", "cosine"])
     t.add_argument("--ema-decay", type=float, default=0.999)
-    t.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    t.add_argument("--precision", default="fp32", choices=PRECISIONS)
     t.add_argument("--checkpoint-every", type=int, default=500)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N training images")
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, help="number of images (default: the budget's n_samples)")
     s.add_argument("--nrow", type=int, help="images per row")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+    s.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="bf16: run the network under bfloat16 autocast (faster on CPUs with AVX512-BF16)")
     s.add_argument("--threads", type=int, help="torch CPU threads")
     s.add_argument("--device")

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .guidance import cfg_eps_model
-from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, score_samples
+from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, classify, score_samples
 from .samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
 from .schedules import Schedule
 
@@ -102,8 +102,6 @@ def agreement_with_final(trajectory, classifier: MNISTClassifier, every: int = 1
     """When the digit's identity is decided: (timesteps, share), for every `every`-th recorded step of a chain
     (and the last), the share of images whose predicted clean image x0_pred is classified as the same digit
     as the chain's final sample."""
-    from .metrics import classify
-
     keep = [k for k in range(len(trajectory.timesteps)) if k % every == 0 or k == len(trajectory.timesteps) - 1]
     final_class = classify(trajectory.sample, classifier).argmax(1)                       # (B,)
     x0_pred = trajectory.x0_pred[keep]                                                    # (K, B, C, H, W)
@@ -186,8 +184,6 @@ def guidance_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, label
     Grouping by the label asked for would mix digits when guidance is weak (at w = 0 the label is
     ignored), and unreadable images would add their own scatter: both would count as diversity.
     """
-    from .metrics import classify
-
     rows, images = [], {}
     for w in tqdm(list(ws), desc="guidance weights", disable=not progress):
         x, seconds = timed(ddim_images, model, schedule, x_T, num_steps, 0.0, seed, labels, w)
