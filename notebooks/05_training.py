@@ -15,8 +15,8 @@
 #
 # **How long:** everything but the training run takes about a minute. The training run is 3,000 steps of 128 images
 # in full mode (quick mode: 30 steps of 32), a 162,305-parameter U-Net with 16 base channels, its forward pass in
-# bfloat16. It took **15 minutes** on the course's development machine (AMD EPYC, 2 cores, one torch thread; 29
-# minutes when other work shared the cores), a few seconds in quick mode. Section 2 measures your machine and prints its own estimate before starting.
+# bfloat16. It took **10 to 15 minutes** on the course's development machine (AMD EPYC, 2 cores, one torch thread;
+# 29 minutes when other work shared the cores), a few seconds in quick mode. Section 2 measures your machine and prints its own estimate before starting.
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
