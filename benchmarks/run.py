@@ -98,9 +98,12 @@ def section_throughput(args) -> str:
     rows = []
     settings = [(name, {}, "fp32") for name in BACKBONES if name not in ("unet", "mlp")]   # "mlp" is SmolMLP's parent
     settings += [("unet", {"base": base}, precision) for base in (32, 16) for precision in ("fp32", "bf16")]
+    shipped = {k: v for k, v in load_pretrained("unet").arch["kwargs"].items() if v is not None}
+    if shipped not in ({"base": 32, "mults": [1, 2, 2]}, {"base": 16, "mults": [1, 2, 2]}):   # the shipped width too
+        settings += [("unet", shipped, precision) for precision in ("fp32", "bf16")]
     for name, kwargs, precision in settings:
         params, rate = training_throughput(name, precision, 128, args.min_seconds, **kwargs)
-        label = name + "".join(f" {k}={v}" for k, v in kwargs.items())
+        label = name + "".join(f" {k}={tuple(v) if isinstance(v, list) else v}" for k, v in kwargs.items())
         rows.append([label, f"{params:,}", precision, f"{rate:,.0f}", f"{60000 / rate / 60:.1f}"])
         print(rows[-1], flush=True)
     return ("## Training throughput (batch 128, forward + backward + AdamW, random batches)\n\n"
