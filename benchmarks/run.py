@@ -97,10 +97,11 @@ def training_throughput(name: str, precision: str, batch_size: int, min_seconds:
 def section_throughput(args) -> str:
     rows = []
     settings = [(name, {}, "fp32") for name in BACKBONES if name not in ("unet", "mlp")]   # "mlp" is SmolMLP's parent
-    settings += [("unet", {"base": base}, precision) for base in (32, 16) for precision in ("fp32", "bf16")]
-    shipped = {k: v for k, v in load_pretrained("unet").arch["kwargs"].items() if v is not None}
-    if shipped not in ({"base": 32, "mults": [1, 2, 2]}, {"base": 16, "mults": [1, 2, 2]}):   # the shipped width too
-        settings += [("unet", shipped, precision) for precision in ("fp32", "bf16")]
+    unet_widths = [{"base": 32}, {"base": 16}]
+    shipped = load_pretrained("unet").arch["kwargs"]
+    if all(build_backbone("unet", **w).arch["kwargs"] != shipped for w in unet_widths):   # the shipped width too
+        unet_widths.append({k: v for k, v in shipped.items() if v is not None})
+    settings += [("unet", w, precision) for w in unet_widths for precision in ("fp32", "bf16")]
     for name, kwargs, precision in settings:
         params, rate = training_throughput(name, precision, 128, args.min_seconds, **kwargs)
         label = name + "".join(f" {k}={tuple(v) if isinstance(v, list) else v}" for k, v in kwargs.items())
