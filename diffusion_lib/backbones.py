@@ -176,20 +176,50 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H*W positions of a feature map, with a residual path:
+    x + proj(softmax(q k^T / sqrt(d)) v), q, k, v from GroupNorm(x) by a 1x1 convolution."""
+
+    def __init__(self, channels: int, heads: int = 4, groups: int = 8):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention needs channels divisible by heads, got {channels} channels and {heads} heads")
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)                  # (B, heads, H*W, c / heads)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
 class UNet(Backbone):
     """A small U-Net: 28x28 (base channels) -> 14x14 (2 base) -> 7x7 (2 base) and back up, with
     skip connections (concatenated) at each resolution and the time (and class) embedding in every block.
 
     num_classes=None gives an unconditional network; num_classes=10 adds a label embedding with
     11 rows, row 10 being the null label used for classifier-free guidance.
+    mid_blocks > 1 stacks more residual blocks at 7x7, and mid_attention=True puts self-attention
+    after the first of them: cheap on a CPU (49 positions), and they see the whole digit at once.
     """
 
     name = "unet"
 
-    def __init__(self, base: int = 32, mults=(1, 2, 2), num_classes: int | None = None):
-        super().__init__(base=base, mults=tuple(mults), num_classes=num_classes)
+    def __init__(self, base: int = 32, mults=(1, 2, 2), num_classes: int | None = None,
+                 mid_blocks: int = 1, mid_attention: bool = False):
+        extras = {}   # recorded only when not the default, so older checkpoints' records stay the same
+        if mid_blocks != 1:
+            extras["mid_blocks"] = mid_blocks
+        if mid_attention:
+            extras["mid_attention"] = True
+        super().__init__(base=base, mults=tuple(mults), num_classes=num_classes, **extras)
         if len(mults) != 3:
             raise ValueError("mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, e.g. (1, 2, 2)")
+        if not isinstance(mid_blocks, int) or mid_blocks < 1:
+            raise ValueError(f"mid_blocks must be an integer >= 1 (residual blocks at 7x7), got {mid_blocks!r}")
         self.num_classes = num_classes
         c1, c2, c3 = (base * m for m in mults)
         emb_dim = 4 * base
@@ -202,6 +232,8 @@ class UNet(Backbone):
         self.pool2 = nn.Conv2d(c2, c2, 3, stride=2, padding=1)       # 14 -> 7
         self.down3 = ResBlock(c2, c3, emb_dim)
         self.mid = ResBlock(c3, c3, emb_dim)
+        self.mid_attention = SelfAttention(c3) if mid_attention else None
+        self.mid_more = nn.ModuleList(ResBlock(c3, c3, emb_dim) for _ in range(mid_blocks - 1))
         self.up3 = ResBlock(c3 + c3, c2, emb_dim)
         self.unpool2 = nn.Conv2d(c2, c2, 3, padding=1)               # after nearest 7 -> 14
         self.up2 = ResBlock(c2 + c2, c1, emb_dim)
@@ -222,6 +254,10 @@ class UNet(Backbone):
         s2 = self.down2(self.pool1(s1), emb)                            # (B, c2, 14, 14)
         s3 = self.down3(self.pool2(s2), emb)                            # (B, c3, 7, 7)
         h = self.mid(s3, emb)                                           # (B, c3, 7, 7)
+        if self.mid_attention is not None:
+            h = self.mid_attention(h)
+        for block in self.mid_more:
+            h = block(h, emb)
         h = self.up3(torch.cat([h, s3], dim=1), emb)                    # (B, c2, 7, 7)
         h = self.unpool2(F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.up2(torch.cat([h, s2], dim=1), emb)                    # (B, c1, 14, 14)

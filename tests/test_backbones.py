@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from diffusion_lib.backbones import (BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone,
+from diffusion_lib.backbones import (BACKBONES, ChunkyMLP, ConvNet, SelfAttention, SmolMLP, UNet, build_backbone,
                                      count_parameters)
 
 from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
@@ -128,3 +128,51 @@ def test_label_shape():
 def test_unet_mults_must_have_three_levels():
     with pytest.raises(ValueError, match="mults"):
         UNet(base=8, mults=(1, 2))
+
+
+def test_self_attention_matches_an_explicit_softmax():
+    """SelfAttention against the formula written out: per head, softmax(q k^T / sqrt(d)) v over the 49 positions."""
+    torch.manual_seed(0)
+    attn = SelfAttention(16, heads=4).eval()
+    x = torch.randn(2, 16, 7, 7)
+    with torch.no_grad():
+        got = attn(x)
+        qkv = attn.qkv(attn.norm(x)).flatten(2)                       # (B, 3 * 16, 49)
+        q, k, v = qkv[:, :16], qkv[:, 16:32], qkv[:, 32:]
+        heads = []
+        for h in range(4):
+            qh, kh, vh = (a[:, 4 * h:4 * h + 4] for a in (q, k, v))   # (B, 4, 49)
+            weights = torch.softmax(torch.einsum("bdi,bdj->bij", qh, kh) / 2.0, dim=-1)   # sqrt(4) = 2
+            heads.append(torch.einsum("bij,bdj->bdi", weights, vh))
+        expected = x + attn.proj(torch.cat(heads, dim=1).view(2, 16, 7, 7))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_mid_blocks_and_attention_add_exactly_their_parameters():
+    base = UNet(base=8, mults=(1, 2, 4))
+    deeper = UNet(base=8, mults=(1, 2, 4), mid_blocks=3, mid_attention=True)
+    c, e = 32, 32                                                     # 7x7 channels 8 * 4, embedding 4 * 8
+    res_block = 2 * c + (9 * c * c + c) + (e * c + c) + 2 * c + (9 * c * c + c)   # norms, convs, embedding
+    attention = 2 * c + (c * 3 * c + 3 * c) + (c * c + c)
+    assert count_parameters(deeper) - count_parameters(base) == 2 * res_block + attention
+    x, t = batch(2)
+    assert deeper(x, t).shape == x.shape
+    rebuilt = build_backbone("unet", **deeper.arch["kwargs"])
+    assert rebuilt.arch == deeper.arch and count_parameters(rebuilt) == count_parameters(deeper)
+
+
+def test_default_unet_record_has_no_new_keys():
+    """Checkpoints written before mid_blocks / mid_attention existed hold exactly this record."""
+    assert UNet(base=16, mults=(1, 2, 8)).arch == {"name": "unet", "kwargs": {"base": 16, "mults": [1, 2, 8],
+                                                                               "num_classes": None}}
+
+
+@pytest.mark.parametrize("kwargs, match", [({"mid_blocks": 0}, "mid_blocks"), ({"mid_blocks": 1.5}, "mid_blocks")])
+def test_bad_mid_blocks(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        UNet(base=8, **kwargs)
+
+
+def test_attention_heads_must_divide_channels():
+    with pytest.raises(ValueError, match="divisible by heads"):
+        SelfAttention(10, heads=4)
