@@ -18,7 +18,7 @@ import torch
 
 from diffusion_lib.checkpoints import load_checkpoint, load_model
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.metrics import load_classifier, mnist_test_features, score_samples
+from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
 from diffusion_lib.samplers import ddim_sample_progressive, ddpm_sample_progressive, final, sample_noise, with_precision
 from diffusion_lib.schedules import make_schedule
 

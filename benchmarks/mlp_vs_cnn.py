@@ -32,10 +32,10 @@ import torch
 
 from diffusion_lib.backbones import count_parameters
 from diffusion_lib.data import load_mnist
-from diffusion_lib.experiments import (MLP_VS_CNN_RUNS, RESULTS_IMAGES, RESULTS_JSON, blog_config, block_means,
+from diffusion_lib.measure.experiments import (MLP_VS_CNN_RUNS, RESULTS_IMAGES, RESULTS_JSON, blog_config, block_means,
                                        chain_magnitudes, one_step_x0, to_uint8)
-from diffusion_lib.inspection import loss_by_timestep, machine_description
-from diffusion_lib.metrics import (CLASSIFIER_PATH, classifier_features, load_classifier, reference_scores,
+from diffusion_lib.measure.inspection import loss_by_timestep, machine_description
+from diffusion_lib.measure.metrics import (CLASSIFIER_PATH, classifier_features, load_classifier, reference_scores,
                                    score_samples)
 from diffusion_lib.samplers import ddpm_sample_progressive, final, sample_noise
 from diffusion_lib.schedules import make_schedule

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from evaluate import evaluate, generate  # noqa: E402
 
 from diffusion_lib.backbones import BACKBONES, build_backbone, count_parameters  # noqa: E402
-from diffusion_lib.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
+from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
 from diffusion_lib.pretrained import PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_schedule  # noqa: E402
 from diffusion_lib.schedules import make_schedule  # noqa: E402
 from diffusion_lib.training import diffusion_loss  # noqa: E402
@@ -125,7 +125,7 @@ def sampling_seconds(model, schedule, sampler: str, steps: int, n: int, precisio
 def real_images_row(n: int, classifier, reference) -> list:
     """The scores of n random MNIST training images: what a perfect sampler would get at this n."""
     from diffusion_lib.data import load_mnist
-    from diffusion_lib.metrics import score_samples
+    from diffusion_lib.measure.metrics import score_samples
     images, _ = load_mnist(train=True)
     idx = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     s = score_samples(images[idx], classifier, reference)

@@ -35,7 +35,7 @@ from evaluate import evaluate, load_network  # noqa: E402
 from run import machine, table  # noqa: E402
 
 from diffusion_lib.checkpoints import load_checkpoint  # noqa: E402
-from diffusion_lib.metrics import load_classifier, mnist_test_features  # noqa: E402
+from diffusion_lib.measure.metrics import load_classifier, mnist_test_features  # noqa: E402
 
 TARGET = 0.8     # confident share that counts as "digits" (real MNIST test digits: 0.972)
 

@@ -18,7 +18,7 @@ import time
 import torch
 
 from diffusion_lib.data import load_mnist
-from diffusion_lib.metrics import (ClassifierConfig, classifier_accuracy, load_classifier, reference_scores,
+from diffusion_lib.measure.metrics import (ClassifierConfig, classifier_accuracy, load_classifier, reference_scores,
                                    save_classifier, train_classifier)
 
 

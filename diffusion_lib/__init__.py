@@ -1,16 +1,29 @@
-"""diffusion_lib: the small library behind the course's notebooks.
+"""diffusion_lib: the small library behind the course's notebooks, in three layers.
 
-Modules read like the course's table of contents:
-    schedules   noise schedules and every quantity derived from beta_t         (notebook 01)
-    forward     q(x_t | x_0), q(x_t | x_{t-1}) and the posterior                 (notebook 02)
-    embeddings  the sinusoidal time embedding                                    (notebook 03)
-    backbones   ConvNet, SmolMLP, ChunkyMLP (the seed blog's) and a small U-Net  (notebook 04)
-    training    the noise-prediction objective, EMA, checkpoints, resume         (notebook 05)
-    samplers    DDPM and DDIM over explicit timestep pairs                       (notebooks 06-07)
-    guidance    classifier-free guidance                                         (notebook 08)
-    data, device, config, plotting, checkpoints: the plumbing.
+The core is the math the notebooks teach, one function per equation; it loads only torch (and tqdm):
+    schedules      noise schedules and every quantity derived from beta_t                (notebook 01)
+    forward        q(x_t | x_0), q(x_t | x_{t-1}) and the posterior q(x_{t-1} | x_t, x_0)  (notebook 02)
+    embeddings     the sinusoidal time embedding                                          (notebook 03)
+    backbones      ConvNet, SmolMLP, ChunkyMLP (the blog's) and a small U-Net             (notebook 04)
+    objectives     what the network predicts (eps, x0, v), its loss and loss weighting    (notebook 05)
+    training       the training loop, EMA, label dropout, checkpoints and resuming        (notebook 05)
+    samplers       DDPM and DDIM: one step convention, one loop over timestep pairs       (notebooks 06-07)
+    guidance       classifier-free guidance                                               (notebook 08)
+    interpolation  blending two images through their DDIM noises                          (notebook 07)
+    and the plumbing: checkpoints, pretrained (the shipped weights), data (MNIST, Fashion-MNIST),
+    images (grids and PNG files), device, config (quick and full mode), cli (the command line).
+
+Built on the core, and never imported by it:
+    measure    metrics, sweeps, inspection, experiments: numbers about models, samples and runs
+    pictures   plotting, widgets: figures and sliders (matplotlib, ipywidgets)
+    exercises  the automatic checks of the notebooks' exercises
+
+`import diffusion_lib` loads the core only. The other layers load on first use (PEP 562), so
+`dl.plotting.show_grid(...)`, `dl.metrics.classify(...)` or `dl.exercises.check(...)` work after a
+plain `import diffusion_lib as dl`.
 """
-from . import exercises, plotting, widgets  # dl.plotting.show_grid, dl.widgets.slider_view, dl.exercises.check
+import importlib
+
 from .backbones import BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone, count_parameters
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import budget, quick_mode
@@ -19,9 +32,30 @@ from .device import default_device
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps
+from . import interpolation, pretrained
 from .samplers import (ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps, ddpm_sample_progressive,
                        final, record, sample_noise, timestep_pairs, with_precision)
 from .schedules import Schedule, extract, make_schedule
 from .training import TrainConfig, Trainer, diffusion_loss, train
 
 __version__ = "0.1.0"
+
+# The layers on top of the core, loaded on first attribute access: name -> module.
+_LAZY = {
+    "measure": ".measure", "metrics": ".measure.metrics", "sweeps": ".measure.sweeps",
+    "inspection": ".measure.inspection", "experiments": ".measure.experiments",
+    "pictures": ".pictures", "plotting": ".pictures.plotting", "widgets": ".pictures.widgets",
+    "exercises": ".exercises",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name], __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -63,7 +63,7 @@ def _train(args) -> int:
 def _sample(args) -> int:
     from .checkpoints import load_checkpoint, load_model
     from .guidance import cfg_eps_model
-    from .plotting import save_grid
+    from .images import save_grid
     from .samplers import ddim_sample_progressive, ddpm_sample_progressive, final, sample_noise, with_precision
     from .schedules import make_schedule
 

@@ -21,7 +21,6 @@ if "google.colab" in sys.modules:
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.plotting, diffusion_lib.widgets  # dl.exercises, dl.plotting, dl.widgets
 
 device = dl.default_device()   # the tensors here are small: everything stays on the CPU
 B = dl.budget()                # nothing here depends on it

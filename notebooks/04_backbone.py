@@ -33,7 +33,6 @@ if "google.colab" in sys.modules:
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.plotting, diffusion_lib.widgets  # dl.exercises, dl.inspection, ...
 
 device = dl.default_device()   # only section 4 (the timings) uses it
 B = dl.budget()                # nothing here depends on it: no network is trained

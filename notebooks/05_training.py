@@ -34,7 +34,6 @@ import time
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.plotting, diffusion_lib.pretrained, diffusion_lib.widgets  # dl.exercises, ...
 
 device = dl.default_device()
 B = dl.budget()

@@ -31,8 +31,6 @@ import time
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.metrics, diffusion_lib.plotting  # dl.exercises, ...
-import diffusion_lib.pretrained, diffusion_lib.samplers, diffusion_lib.sweeps, diffusion_lib.widgets       # dl.pretrained, ...
 
 notebook_start = time.perf_counter()
 device = dl.default_device()

@@ -33,8 +33,6 @@ import time
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.interpolation, diffusion_lib.metrics  # dl.exercises, ...
-import diffusion_lib.plotting, diffusion_lib.pretrained, diffusion_lib.samplers, diffusion_lib.sweeps, diffusion_lib.widgets
 
 notebook_start = time.perf_counter()
 device = dl.default_device()

@@ -32,8 +32,6 @@ import torch
 from IPython.display import Markdown
 
 import diffusion_lib as dl
-import diffusion_lib.exercises, diffusion_lib.guidance, diffusion_lib.inspection, diffusion_lib.metrics  # dl.exercises, ...
-import diffusion_lib.plotting, diffusion_lib.pretrained, diffusion_lib.sweeps, diffusion_lib.training, diffusion_lib.widgets
 
 notebook_start = time.perf_counter()
 device = dl.default_device()

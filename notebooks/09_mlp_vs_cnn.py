@@ -37,7 +37,6 @@ import matplotlib.pyplot as plt
 import torch
 
 import diffusion_lib as dl
-import diffusion_lib.experiments, diffusion_lib.exercises, diffusion_lib.inspection, diffusion_lib.plotting, diffusion_lib.widgets  # dl.experiments, ...
 
 device = dl.default_device()
 B = dl.budget()                                   # section 7's live runs follow it
@@ -113,7 +112,7 @@ for name in dl.experiments.BLOG_BACKBONES:
 # The training loss of each run (means over blocks of 10 steps):
 
 # %%
-dl.experiments.plot_loss_curves({n: runs[n]["loss_curve"] for n in dl.experiments.BLOG_BACKBONES},
+dl.plotting.plot_loss_curves({n: runs[n]["loss_curve"] for n in dl.experiments.BLOG_BACKBONES},
                                 title="training loss, the blog's recipe, 1,000 steps of 128 images");
 
 # %% [markdown]
@@ -232,7 +231,7 @@ print("amplification:", "  ".join(f"{v:6.3g}" for v in amp.tolist()))
 # $x_t$ and of $\hat x_0$ at every step:
 
 # %%
-dl.experiments.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "ChunkyMLP", "U-Net"]},
+dl.plotting.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "ChunkyMLP", "U-Net"]},
                                      data_std=results["reference"]["data_std"]);
 
 # %% [markdown]
@@ -346,7 +345,7 @@ for ax, name in zip(axes, ["SmolMLP + skip", "SmolMLP + LayerNorm", "SmolMLP, lr
 fig.tight_layout()
 
 # %%
-dl.experiments.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "SmolMLP + skip", "ChunkyMLP, lr 1e-4", "U-Net"]},
+dl.plotting.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "SmolMLP + skip", "ChunkyMLP, lr 1e-4", "U-Net"]},
                                      data_std=results["reference"]["data_std"]);
 
 # %%

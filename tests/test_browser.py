@@ -36,7 +36,7 @@ class SliderCase:
 # diffusion_lib.widgets in a browser without depending on any course notebook.
 SCRATCH_CELLS = [
     ("markdown", "# Scratch: sliders for the browser test"),
-    ("code", "import diffusion_lib as dl\nimport diffusion_lib.widgets  # noqa: F401\n"
+    ("code", "import diffusion_lib as dl\n"
              "import matplotlib.pyplot as plt\nimport numpy as np"),
     ("code", "rng = np.random.default_rng(0)\n"
              "yy, xx = np.mgrid[-1:1:28j, -1:1:28j]\n"

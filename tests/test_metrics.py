@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from diffusion_lib.metrics import (CLASSIFIER_PATH, MNISTClassifier, class_histogram, classifier_features, classify,
+from diffusion_lib.measure.metrics import (CLASSIFIER_PATH, MNISTClassifier, class_histogram, classifier_features, classify,
                                    confident_share, effective_classes, frechet_distance, frechet_distance_gaussians,
                                    gaussian_statistics, guided_accuracy, load_classifier, score_samples, sqrtm_psd)
 

@@ -5,7 +5,7 @@ import torch
 from diffusion_lib.backbones import UNet
 from diffusion_lib.checkpoints import load_model
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.metrics import classify, confident_share, guided_accuracy, load_classifier
+from diffusion_lib.measure.metrics import classify, confident_share, guided_accuracy, load_classifier
 from diffusion_lib.pretrained import PRETRAINED, WEIGHTS_DIR, export_for_sampling, load_pretrained, pretrained_schedule
 from diffusion_lib.samplers import ddim_sample_progressive, final, sample_noise
 from diffusion_lib.training import TrainConfig, Trainer

@@ -7,9 +7,9 @@ import torch
 from _tiny import one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
 from diffusion_lib.backbones import UNet
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.metrics import MNISTClassifier, classifier_features, classify
+from diffusion_lib.measure.metrics import MNISTClassifier, classifier_features, classify
 from diffusion_lib.schedules import make_schedule
-from diffusion_lib.sweeps import (class_feature_spread, ddim_encode, ddim_grid, ddim_images, ddpm_images,
+from diffusion_lib.measure.sweeps import (class_feature_spread, ddim_encode, ddim_grid, ddim_images, ddpm_images,
                                   eps_model_for, format_rows, guidance_sweep, relative_spread, score_row, steps_sweep,
                                   timed)
 
@@ -138,8 +138,8 @@ def test_timed_and_score_row():
 
 def test_real_reference_agrees_with_metrics_reference_scores():
     from diffusion_lib.data import MNISTNotFoundError, load_mnist
-    from diffusion_lib.metrics import reference_scores
-    from diffusion_lib.sweeps import real_reference
+    from diffusion_lib.measure.metrics import reference_scores
+    from diffusion_lib.measure.sweeps import real_reference
     try:
         load_mnist(train=False)
     except MNISTNotFoundError as e:
@@ -154,14 +154,14 @@ def test_real_reference_agrees_with_metrics_reference_scores():
 
 def test_agreement_with_final_counts_steps_whose_prediction_is_the_final_digit():
     from diffusion_lib.samplers import Trajectory
-    from diffusion_lib.sweeps import agreement_with_final
+    from diffusion_lib.measure.sweeps import agreement_with_final
     classifier, _ = _classifier_and_reference()
     g = torch.Generator().manual_seed(0)
     sample = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
     other = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
     x0_pred = torch.stack([other, sample, torch.cat([sample[:2], other[2:]])])         # (3, 4, 1, 28, 28)
     trajectory = Trajectory([2, 1, 0], x0_pred.clone(), x0_pred, sample)
-    from diffusion_lib.metrics import classify
+    from diffusion_lib.measure.metrics import classify
     same_other = float((classify(other, classifier).argmax(1) == classify(sample, classifier).argmax(1)).double().mean())
     ts, share = agreement_with_final(trajectory, classifier)
     assert ts == [2, 1, 0] and share.shape == (3,) and share[1] == 1.0

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from diffusion_lib.widgets import figure_to_png, slider_view
+from diffusion_lib.pictures.widgets import figure_to_png, slider_view
 
 
 def render(value):

@@ -31,7 +31,7 @@ CHECK = textwrap.dedent('''
     import sys
     import ipywidgets
     import matplotlib.pyplot as plt
-    import diffusion_lib.widgets as dw
+    import diffusion_lib.pictures.widgets as dw
 
     expected, where = sys.argv[1], sys.argv[2]
     assert ipywidgets.__version__.startswith(expected), (ipywidgets.__version__, expected)

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ..pretrained import WEIGHTS_DIR
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 CLASSIFIER_PATH = WEIGHTS_DIR / "classifier.pt"
 CONFIDENCE_THRESHOLD = 0.9
 
@@ -315,7 +315,7 @@ def score_samples(images: torch.Tensor, classifier: MNISTClassifier, reference_f
 
 def mnist_test_features(classifier: MNISTClassifier, root: str | os.PathLike | None = None) -> torch.Tensor:
     """classifier_features of the 10,000 MNIST test images (10000, feature_dim): the Frechet reference set."""
-    from .data import load_mnist
+    from ..data import load_mnist
     images, _ = load_mnist(train=False, root=root)
     return classifier_features(images, classifier)
 
@@ -324,7 +324,7 @@ def reference_scores(classifier: MNISTClassifier, n: int = 500, seed: int = 0,
                      root: str | os.PathLike | None = None) -> dict:
     """What real data scores: the test set's confident share and accuracy, and the Frechet distance of
     n random training images against the test set (the floor that n generated images can hope for)."""
-    from .data import load_mnist
+    from ..data import load_mnist
     test_images, test_labels = load_mnist(train=False, root=root)
     train_images, _ = load_mnist(train=True, root=root)
     probs = classify(test_images, classifier)

@@ -8,25 +8,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clamped (only for display: the model works in [-1, 1])."""
-    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+from ..images import image_grid as _image_grid, to_unit
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
-    """Tile (B, 1, H, W) images in [-1, 1] into one (rows*(H+pad)-pad, nrow*(W+pad)-pad) array in [0, 1]."""
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-    x = to_unit(images)[:, 0].numpy()
-    B, H, W = x.shape
-    nrow = nrow or math.ceil(math.sqrt(B))
-    rows = math.ceil(B / nrow)
-    grid = np.ones((rows * (H + pad) - pad, nrow * (W + pad) - pad), dtype=np.float32)
-    for i in range(B):
-        r, c = divmod(i, nrow)
-        grid[r * (H + pad):r * (H + pad) + H, c * (W + pad):c * (W + pad) + W] = x[i]
-    return grid
+    """images.image_grid as a numpy array, for imshow."""
+    return _image_grid(images, nrow, pad).numpy()
 
 
 def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None = None, ax=None, scale: float = 0.6):
@@ -39,11 +26,6 @@ def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None =
     if title:
         ax.set_title(title)
     return im
-
-
-def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:
-    """Write image_grid(images) to a PNG."""
-    plt.imsave(path, image_grid(images, nrow), cmap="gray", vmin=0, vmax=1)
 
 
 def show_strip(images: torch.Tensor, labels=None, title: str | None = None, scale: float = 1.2):
@@ -212,7 +194,7 @@ def plot_pixel_histograms(images, labels, title: str | None = None):
 
 def plot_forward_state(x0: torch.Tensor, t: int, schedules, noise: torch.Tensor, show: int = 8):
     """The slider picture of notebook 02: x_t = q_sample(x0, t) for each schedule, a few images and the pixel histogram."""
-    from .forward import q_sample
+    from ..forward import q_sample
 
     fig, axes = plt.subplots(len(schedules), 2, figsize=(11, 3.3 * len(schedules)), squeeze=False,
                              gridspec_kw={"width_ratios": [1.6, 1]})
@@ -589,5 +571,41 @@ def plot_over_t(timesteps, curves: dict, title: str, ylabel: str, logy: bool = F
     ax.grid(alpha=0.3, which="both")
     if len(curves) > 1:
         ax.legend(fontsize=TICK_SIZE)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebook 09: the MLP-vs-CNN experiment (its numbers come from measure.experiments).
+
+def plot_loss_curves(curves: dict, title: str = "training loss"):
+    """Loss against optimizer step (log scale), one curve per run: name -> {"step": [...], "loss": [...]}."""
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["step"], c["loss"], lw=2.5, color=f"C{i}", label=name, marker="o" if len(c["step"]) < 20 else None)
+    ax.set_yscale("log")
+    _style(ax, title, "optimizer step (batches of 128)", LOSS_LABEL)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=TICK_SIZE, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_chain_magnitudes(chains: dict, data_std: float | None = None):
+    """Two panels against t (sampling runs right to left, T-1 -> 0): std of x_t and std of x0_pred over a DDIM
+    chain, log scale, one curve per run: name -> {"t": [...], "x_t_std": [...], "x0_pred_std": [...]}."""
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    for i, (name, c) in enumerate(chains.items()):
+        for ax, key in zip(axes, ("x_t_std", "x0_pred_std")):
+            ax.plot(c["t"], c[key], "o-", ms=3, lw=2.5, color=f"C{i}", label=name)
+    for ax, what in zip(axes, ("$x_t$", r"predicted $x_0$")):
+        if data_std is not None:
+            ax.axhline(data_std, color="k", ls="--", lw=1.5, label=f"MNIST pixels ({data_std:.2f})")
+        ax.set_yscale("log")
+        ax.invert_xaxis()
+        _style(ax, f"std of {what} along a DDIM chain", "timestep t (sampling goes left to right)",
+               "standard deviation (log scale)")
+        ax.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=TICK_SIZE)
     fig.tight_layout()
     return fig

@@ -16,11 +16,11 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .backbones import Backbone
-from .guidance import cfg_eps_model
+from ..backbones import Backbone
+from ..guidance import cfg_eps_model
 from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, classify, score_samples
-from .samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
-from .schedules import Schedule
+from ..samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
+from ..schedules import Schedule
 
 
 def _sync(device: torch.device) -> None:
@@ -82,7 +82,7 @@ def real_reference(classifier: MNISTClassifier, n: int, seed: int = 0, root=None
     against the test set), plus what the sweeps need: test_features (10000, D), test_labels (10000,)
     and test_class_spread (10,), the within-class spread of real digits (class_feature_spread).
     """
-    from .data import load_mnist
+    from ..data import load_mnist
     from .metrics import confident_share, frechet_distance
 
     test_images, test_labels = load_mnist(train=False, root=root)

@@ -11,7 +11,8 @@
     dead_unit_share(model, x_t, t)  per hidden layer of an MLP, the share of ReLUs silent on a whole batch
     unreachable_part(model, x)    the part of an image an MLP's output can never reach (SmolMLP: 272 of 784 dimensions)
     load_mlp_vs_cnn_results()     what benchmarks/mlp_vs_cnn.py measured, shipped in diffusion_lib/weights/
-    results_table, plot_loss_curves, plot_chain_magnitudes    the notebook's table and pictures
+    results_table(record)         the notebook's table (its pictures: pictures.plotting.plot_loss_curves and
+                                  plot_chain_magnitudes)
 
 Images are stored as uint8 (pixels of [-1, 1] clamped and mapped to 0..255): they are for display,
 the numbers (standard deviations, losses, scores) are measured on the float tensors before that.
@@ -22,19 +23,17 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from .config import Budget
-from .forward import predict_x0_from_eps, q_sample
-from .plotting import LABEL_SIZE, TICK_SIZE, TITLE_SIZE
-from .samplers import ddim_sample_progressive
-from .schedules import Schedule
-from .training import TrainConfig
+from ..config import Budget
+from ..forward import predict_x0_from_eps, q_sample
+from ..samplers import ddim_sample_progressive
+from ..schedules import Schedule
+from ..pretrained import WEIGHTS_DIR
+from ..training import TrainConfig
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 RESULTS_JSON = WEIGHTS_DIR / "mlp_vs_cnn.json"
 RESULTS_IMAGES = WEIGHTS_DIR / "mlp_vs_cnn.pt"
 
@@ -247,44 +246,3 @@ def results_table(record: dict, runs=None) -> str:
                  f"{ref['test_confident_share']:>9.3f} {ref['train_vs_test_frechet_distance']:>8.1f} "
                  f"{ref['test_effective_classes']:>7.2f} {ref['data_std']:>10.3g}")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- pictures
-
-def _style(ax, title, xlabel, ylabel) -> None:
-    ax.set_title(title, fontsize=TITLE_SIZE)
-    ax.set_xlabel(xlabel, fontsize=LABEL_SIZE)
-    ax.set_ylabel(ylabel, fontsize=LABEL_SIZE)
-    ax.tick_params(labelsize=TICK_SIZE)
-    ax.grid(alpha=0.3, which="both")
-
-
-def plot_loss_curves(curves: dict, title: str = "training loss"):
-    """Loss against optimizer step (log scale), one curve per run: name -> {"step": [...], "loss": [...]}."""
-    fig, ax = plt.subplots(figsize=(11, 5))
-    for i, (name, c) in enumerate(curves.items()):
-        ax.plot(c["step"], c["loss"], lw=2.5, color=f"C{i}", label=name, marker="o" if len(c["step"]) < 20 else None)
-    ax.set_yscale("log")
-    _style(ax, title, "optimizer step (batches of 128)", r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)")
-    ax.legend(fontsize=TICK_SIZE, loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_chain_magnitudes(chains: dict, data_std: float | None = None):
-    """Two panels against t (sampling runs right to left, T-1 -> 0): std of x_t and std of x0_pred over a DDIM
-    chain, log scale, one curve per run: name -> {"t": [...], "x_t_std": [...], "x0_pred_std": [...]}."""
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    for i, (name, c) in enumerate(chains.items()):
-        for ax, key in zip(axes, ("x_t_std", "x0_pred_std")):
-            ax.plot(c["t"], c[key], "o-", ms=3, lw=2.5, color=f"C{i}", label=name)
-    for ax, what in zip(axes, ("$x_t$", r"predicted $x_0$")):
-        if data_std is not None:
-            ax.axhline(data_std, color="k", ls="--", lw=1.5, label=f"MNIST pixels ({data_std:.2f})")
-        ax.set_yscale("log")
-        ax.invert_xaxis()
-        _style(ax, f"std of {what} along a DDIM chain", "timestep t (sampling goes left to right)",
-               "standard deviation (log scale)")
-    axes[1].legend(fontsize=TICK_SIZE)
-    fig.tight_layout()
-    return fig

@@ -22,10 +22,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .backbones import count_parameters
-from .samplers import ddim_sample_progressive, final
-from .schedules import Schedule
-from .training import diffusion_loss
+from ..backbones import count_parameters
+from ..samplers import ddim_sample_progressive, final
+from ..schedules import Schedule
+from ..training import diffusion_loss
 
 
 # ----------------------------------------------------------------------------- shapes through one forward pass
