@@ -19,6 +19,9 @@ MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
+DATASETS = ("mnist", "fashion_mnist")   # the names load_dataset knows
+
+
 class MNISTNotFoundError(FileNotFoundError):
     """MNIST is not on disk and could not be downloaded."""
 
@@ -39,6 +42,16 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
     N = 60,000 for train=True, 10,000 for the test set. The result is cached per root and split.
     """
     return _load_mnist_cached(str(data_root(root)), bool(train), bool(download))
+
+
+def load_dataset(name: str = "mnist", train: bool = True, root: str | os.PathLike | None = None,
+                 download: bool = True):
+    """(images, labels) of the dataset called `name` (one of DATASETS), as load_mnist returns them."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if name == "mnist":
+        return load_mnist(train=train, root=root, download=download)
+    raise NotImplementedError("fashion_mnist: being added")
 
 
 @functools.lru_cache(maxsize=4)

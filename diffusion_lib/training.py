@@ -34,6 +34,10 @@ class TrainConfig:
     backbone_kwargs: dict = field(default_factory=dict)   # e.g. {"base": 32, "num_classes": 10}
     schedule: str = "linear"
     T: int = 1000
+    objective: str = "eps"         # what the network predicts: "eps", "x0" or "v" (see objectives.py)
+    loss_weighting: str = "none"   # "none", or "min_snr": min(SNR, gamma) per timestep (Hang et al. 2023)
+    min_snr_gamma: float = 5.0     # gamma of "min_snr"
+    dataset: str = "mnist"         # "mnist" or "fashion_mnist" (data.DATASETS); recorded, checked on resume
     steps: int = 3000              # optimizer steps in all (a resumed run stops at the same total)
     max_minutes: float | None = None   # optional wall-clock limit for this call
     batch_size: int = 128
