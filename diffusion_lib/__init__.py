@@ -35,7 +35,8 @@ from .guidance import cfg_eps_model, guided_eps
 from . import interpolation, objectives, pretrained
 from .objectives import OBJECTIVES, eps_model_for, objective_loss
 from .pretrained import load_pretrained, pretrained_schedule
-from .samplers import (ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps, ddpm_sample_progressive,
+from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
+                       ddpm_sample_progressive, heun_sample_progressive,
                        final, record, sample_noise, timestep_pairs, with_precision)
 from .schedules import Schedule, extract, make_schedule
 from .training import TrainConfig, Trainer, diffusion_loss, train

@@ -26,8 +26,9 @@ pairs and the step:
     ddim_sample_progressive   num_steps pairs, ddim_step with eta          (Song et al. 2021)
     ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
 
-Adding a sampler is one small function in this file. A second-order solver, for instance, is a step that
-corrects with a second network evaluation, plugged into the same loop:
+Adding a sampler is one small step function in this file, plugged into the same loop. The second-order
+solver here shows how: `heun_step` corrects DDIM's Euler step with a second network evaluation, and its
+sampler only chooses the pairs and passes the network to the step:
 
     def heun_step(x_t, eps, t, t_prev, schedule, noise=None, *, eps_model):
         x_euler, x0_pred = ddim_step(x_t, eps, t, t_prev, schedule)        # Euler: DDIM with eta = 0
@@ -36,9 +37,14 @@ corrects with a second network evaluation, plugged into the same loop:
         eps_prev = eps_model(x_euler, torch.full((x_t.shape[0],), t_prev, device=x_t.device))
         return ddim_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)   # the average slope
 
-    def heun_sample_progressive(eps_model, x_T, schedule, num_steps=10):
+    def heun_sample_progressive(eps_model, x_T, schedule, num_steps=10, progress=False):
         step = functools.partial(heun_step, eps_model=eps_model)
         return _walk(eps_model, x_T, timestep_pairs(ddim_timesteps(num_steps, schedule.T)), schedule, step)
+
+Why this is Heun's method: in the variables xbar = x / sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar)
+the probability-flow ODE reads d xbar / d sigma = eps(x, t), and the DDIM update with eta = 0 is exactly one
+Euler step of it, xbar_prev = xbar_t + (sigma_prev - sigma_t) eps (Song et al. 2021, Sec. 4.3; Karras et al.
+2022, Algorithm 1 is Heun's method on the same ODE). Averaging the slopes at both ends gives second order.
 
 eps_model is any callable (x_t, t) -> predicted noise: a backbone, objectives.eps_model_for(...) for a
 network trained with another objective (checkpoints.load_model does this), or guidance.cfg_eps_model(...).
@@ -215,6 +221,35 @@ def ddim_invert(eps_model: EpsModel, x0: torch.Tensor, schedule: Schedule, num_s
                 progress: bool = False) -> torch.Tensor:
     """The encoded noise x_{T-1} (B, C, H, W) of clean images x0: the end of ddim_invert_progressive."""
     return final(ddim_invert_progressive(eps_model, x0, schedule, num_steps, progress=progress))
+
+
+# ----------------------------------------------------------------------------- a second-order solver
+
+def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+              noise: torch.Tensor | None = None, *, eps_model: EpsModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Heun's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1, without churn):
+    the Euler (DDIM, eta = 0) step, then the same step with the mean of the noise estimates at both ends.
+    The last step (to the clean image) is Euler's: there is no network evaluation at t = -1. `noise` is unused."""
+    x_euler, x0_pred = ddim_step(x_t, eps, t, t_prev, schedule)
+    if t_prev < 0:
+        return x_euler, x0_pred
+    eps_prev = eps_model(x_euler, _batch_t(x_t, t_prev))
+    return ddim_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)
+
+
+def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 10,
+                            progress: bool = False) -> Iterator[SamplerStep]:
+    """Deterministic sampling with Heun's method over the DDIM grid of num_steps timesteps: 2 num_steps - 1
+    network evaluations (heun_nfe), against num_steps for DDIM. Each SamplerStep's x0_pred is the Euler one."""
+    check_image_batch(x_T, "x_T")
+    step = functools.partial(heun_step, eps_model=eps_model)
+    return _walk(eps_model, x_T, timestep_pairs(ddim_timesteps(num_steps, schedule.T)), schedule, step,
+                 draw_noise=False, progress=progress, desc="Heun")
+
+
+def heun_nfe(num_steps: int) -> int:
+    """Network evaluations of heun_sample_progressive with num_steps steps: two per step but the last."""
+    return 2 * num_steps - 1
 
 
 # ----------------------------------------------------------------------------- the one loop

@@ -337,15 +337,15 @@ def _docstring_example():
     """The second-order sampler that the samplers module's docstring shows, executed from the docstring."""
     doc = samplers.__doc__
     start = doc.index("    def heun_step")
-    end = doc.index("eps_model is any callable")
+    end = doc.index("Why this is Heun's method")
     code = "\n".join(line[4:] for line in doc[start:end].rstrip().splitlines())
     namespace = vars(samplers).copy()
     exec(code, namespace)
     return namespace["heun_sample_progressive"]
 
 
-def test_the_docstrings_second_order_sampler_plugs_into_the_loop():
-    heun = _docstring_example()
+@pytest.mark.parametrize("heun", [samplers.heun_sample_progressive, _docstring_example()], ids=["library", "docstring"])
+def test_a_second_order_sampler_plugs_into_the_loop(heun):
     x0 = torch.rand((2, 1, 8, 8), generator=gen(0), dtype=torch.float64) * 2 - 1
     e = torch.randn(x0.shape, generator=gen(1), dtype=torch.float64)
     # a model that answers the same eps at every t: Heun's average slope is Euler's, so Heun == DDIM
@@ -360,3 +360,55 @@ def test_the_docstrings_second_order_sampler_plugs_into_the_loop():
     assert [(s.t, s.t_next) for s in steps] == timestep_pairs(ddim_timesteps(4, 1000))
     ddim = final(ddim_sample_progressive(model, x_T(), SCHEDULE, num_steps=4))
     assert (steps[-1].x_next - ddim).abs().max() > 1e-4
+
+
+def test_the_library_and_the_docstring_give_the_same_heun():
+    model = tiny_eps(seed=3, dtype=torch.float64)
+    a = final(samplers.heun_sample_progressive(model, x_T(), SCHEDULE, num_steps=6))
+    b = final(_docstring_example()(model, x_T(), SCHEDULE, num_steps=6))
+    assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- the ODE view
+
+S2 = 0.25   # data x_0 ~ N(0, S2 I): E[eps | x_t] = sqrt(1 - abar) x_t / (abar S2 + 1 - abar), known in closed form
+
+
+def gaussian_eps(x, t):
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t].reshape(-1, 1, 1, 1)
+    return (1 - abar).sqrt() * x / (abar * S2 + 1 - abar)
+
+
+def test_ddim_is_an_euler_step_of_the_probability_flow_ode():
+    """In xbar = x / sqrt(abar), sigma = sqrt((1 - abar) / abar): d xbar / d sigma = eps. One Euler step of it,
+    written here from the alpha_bars alone, is one DDIM (eta = 0) step, for big and small steps alike."""
+    abar = alpha_bars(linear_betas())
+    x = x_T(seed=4)
+    for t, t_prev in [(999, 500), (500, 499), (120, 3), (3, -1)]:
+        eps = gaussian_eps(x, torch.full((2,), t))
+        a_t, a_prev = abar[t], (abar[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64))
+        sigma_t, sigma_prev = ((1 - a_t) / a_t) ** 0.5, ((1 - a_prev) / a_prev) ** 0.5
+        xbar_prev = x / a_t ** 0.5 + (sigma_prev - sigma_t) * eps
+        ddim_prev, _ = ddim_step(x, eps, t, t_prev, SCHEDULE)
+        assert torch.allclose(ddim_prev, a_prev ** 0.5 * xbar_prev, atol=1e-5), (t, t_prev)
+
+
+def test_heun_error_shrinks_as_h_squared_and_ddim_as_h():
+    """Gaussian data: the ODE's solution is xbar(sigma) = xbar_T sqrt(S2 + sigma^2) / sqrt(S2 + sigma_T^2), so the
+    exact clean end of x_T is known. Doubling the steps halves DDIM's error (first order) and quarters Heun's."""
+    abar = alpha_bars(linear_betas())
+    x = x_T(B=4, seed=5)
+    sigma_T2 = (1 - abar[999]) / abar[999]
+    exact = x / abar[999] ** 0.5 * S2 ** 0.5 / (S2 + sigma_T2) ** 0.5
+    errors = {"ddim": [], "heun": []}
+    for n in (20, 40, 80):
+        ddim = final(ddim_sample_progressive(gaussian_eps, x, SCHEDULE, num_steps=n))
+        heun = final(samplers.heun_sample_progressive(gaussian_eps, x, SCHEDULE, num_steps=n))
+        errors["ddim"].append(float((ddim - exact).abs().max()))
+        errors["heun"].append(float((heun - exact).abs().max()))
+    for coarse, fine in zip(errors["ddim"], errors["ddim"][1:]):
+        assert 1.7 < coarse / fine < 2.5, errors                         # measured: 2.0, 2.0
+    for coarse, fine in zip(errors["heun"], errors["heun"][1:]):
+        assert 3.3 < coarse / fine < 5.5, errors                         # measured: 4.3, 4.7
+    assert errors["heun"][-1] < errors["ddim"][-1] / 10
+    assert samplers.heun_nfe(10) == 19
