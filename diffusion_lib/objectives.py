@@ -23,8 +23,19 @@ x_0, the weight is min(SNR_t, gamma): since |d eps|^2 = SNR_t |d x_0|^2 and |d v
 for a fixed x_t, that is min(SNR_t, gamma) / SNR_t on the eps loss, min(SNR_t, gamma) on the x0 loss and
 min(SNR_t, gamma) / (SNR_t + 1) on the v loss (`min_snr_weight`).
 
-Adding an objective (flow matching, say) is one more Objective subclass here: the training loop asks the
-objective for the timesteps, the noisy input and the target (`objective_loss`), and never branches on it.
+Flow matching (rectified flow; Liu et al. 2022, Lipman et al. 2022) is one more Objective on another path:
+
+    x_s = (1 - s) x_0 + s eps,  s in [0, 1],   target u = eps - x_0 = d x_s / d s,
+
+with the code's integer timestep t = 0 .. T-1 standing for s = (t + 1) / T (flow_time), so the training
+loop, the network's time input and the samplers' timestep pairs are the same as for the DDPM family
+(t = -1 is s = 0, the clean image). It is the same family of Gaussian paths under a change of time and
+scale: x_s / c_s with c_s = sqrt((1 - s)^2 + s^2) is the variance-preserving x_t of a schedule with
+sqrt(alpha_bar) = (1 - s) / c_s, and v-prediction's v is c_s u - (2 s - 1) x_s / c_s (`flow_as_vp`,
+`v_from_flow_velocity`, tested). Its network is sampled with samplers.flow_euler_sample_progressive.
+
+Adding an objective is one more Objective subclass here: the training loop asks the objective for the
+timesteps, the noisy input and the target (`objective_loss`), and never branches on it.
 """
 from __future__ import annotations
 
@@ -134,7 +145,55 @@ class PredictV(Objective):
         return schedule.snr.to(t.device)[t] + 1
 
 
-OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV())}
+# ----------------------------------------------------------------------------- flow matching
+
+def flow_time(t: torch.Tensor, T: int) -> torch.Tensor:
+    """s = (t + 1) / T in (0, 1] for code timesteps t in [0, T-1] (and s = 0 for t = -1, the clean image), float32."""
+    return (t.to(torch.float32) + 1) / T
+
+
+def flow_interpolant(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """x_s = (1 - s) x_0 + s eps, s (B,) broadcast over the image."""
+    s = s.to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+    return (1 - s) * x0 + s * noise
+
+
+def flow_as_vp(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_s, sqrt(alpha_bar)) for s (B,): x_s = c_s (sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps) with
+    c_s = sqrt((1 - s)^2 + s^2) and sqrt(alpha_bar) = (1 - s) / c_s: the flow's state, divided by c_s, is the
+    variance-preserving state of the DDPM family at the noise level alpha_bar."""
+    c = ((1 - s) ** 2 + s ** 2).sqrt()
+    return c, (1 - s) / c
+
+
+def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """v-prediction's v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of the same (x_0, eps), from the flow's
+    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s (differentiate x_s = c_s x_vp in s)."""
+    s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
+    c, _ = flow_as_vp(s)
+    return c * u - (2 * s - 1) * x_s / c
+
+
+class FlowMatching(Objective):
+    """The network predicts the flow's velocity u = eps - x_0 on the straight path x_s = (1 - s) x_0 + s eps."""
+
+    name = "flow"
+
+    def noisy_input(self, x0, t, noise, schedule):
+        return flow_interpolant(x0, noise, flow_time(t, schedule.T))
+
+    def target(self, x0, t, noise, schedule):
+        return noise - x0
+
+    def to_eps(self, output, x_t, t, schedule):
+        raise ValueError("a flow-matching network predicts a velocity on the straight path, not eps on the DDPM "
+                         "path: sample it with samplers.flow_euler_sample_progressive (or flow_heun_...)")
+
+    def x0_error_scale(self, t, schedule):
+        return 1 / flow_time(t, schedule.T) ** 2      # x_0 = x_s - s u: |d x_0|^2 = s^2 |d u|^2
+
+
+OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching())}
 
 
 def get_objective(objective: str | Objective) -> Objective:
@@ -202,11 +261,14 @@ def diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, t: torch.Tensor 
 def eps_model_for(network, objective: str | Objective, schedule: Schedule):
     """The callable (x_t, t[, y]) -> eps that the samplers take, for a network trained with `objective`.
 
-    For "eps" that is the network itself. Otherwise it is an EpsFromOutput module that converts the
+    For "eps" that is the network itself (and for "flow" too: its output is a velocity, which the flow
+    samplers take as it is; the DDPM-family samplers do not apply to it). Otherwise it is an EpsFromOutput module that converts the
     network's output with objective.to_eps and exposes the network's num_classes, null_label and
     image_shape, so guidance.cfg_eps_model works on it as on any eps network.
     """
     objective = get_objective(objective)
+    if objective.name == "flow":
+        return network                               # a velocity model: the flow samplers call it as it is
     return network if objective.name == "eps" else EpsFromOutput(network, objective, schedule)
 
 

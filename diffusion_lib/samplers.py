@@ -25,21 +25,17 @@ pairs and the step:
     ddpm_sample_progressive   all T pairs, ddpm_step                      (Ho et al. 2020, Algorithm 2)
     ddim_sample_progressive   num_steps pairs, ddim_step with eta          (Song et al. 2021)
     ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
+    heun_sample_progressive   the DDIM pairs, heun_step                    (Karras et al. 2022, Algorithm 1)
+    flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
 
 Adding a sampler is one small step function in this file, plugged into the same loop. The second-order
-solver here shows how: `heun_step` corrects DDIM's Euler step with a second network evaluation, and its
-sampler only chooses the pairs and passes the network to the step:
-
-    def heun_step(x_t, eps, t, t_prev, schedule, noise=None, *, eps_model):
-        x_euler, x0_pred = ddim_step(x_t, eps, t, t_prev, schedule)        # Euler: DDIM with eta = 0
-        if t_prev < 0:
-            return x_euler, x0_pred                                        # last step: Euler only
-        eps_prev = eps_model(x_euler, torch.full((x_t.shape[0],), t_prev, device=x_t.device))
-        return ddim_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)   # the average slope
+solver here shows how. `heun_step` (below) is a step like the others with one more keyword, the network,
+which it calls once more to correct DDIM's Euler step; its sampler only chooses the pairs and the step:
 
     def heun_sample_progressive(eps_model, x_T, schedule, num_steps=10, progress=False):
         step = functools.partial(heun_step, eps_model=eps_model)
-        return _walk(eps_model, x_T, timestep_pairs(ddim_timesteps(num_steps, schedule.T)), schedule, step)
+        pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+        return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
 
 Why this is Heun's method: in the variables xbar = x / sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar)
 the probability-flow ODE reads d xbar / d sigma = eps(x, t), and the DDIM update with eta = 0 is exactly one
@@ -226,30 +222,75 @@ def ddim_invert(eps_model: EpsModel, x0: torch.Tensor, schedule: Schedule, num_s
 # ----------------------------------------------------------------------------- a second-order solver
 
 def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
-              noise: torch.Tensor | None = None, *, eps_model: EpsModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of Heun's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1, without churn):
-    the Euler (DDIM, eta = 0) step, then the same step with the mean of the noise estimates at both ends.
-    The last step (to the clean image) is Euler's: there is no network evaluation at t = -1. `noise` is unused."""
-    x_euler, x0_pred = ddim_step(x_t, eps, t, t_prev, schedule)
+              noise: torch.Tensor | None = None, *, eps_model: EpsModel, euler_step: Step = ddim_step
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Heun's method (Karras et al. 2022, Algorithm 1, without churn): the Euler step (DDIM with
+    eta = 0; flow_euler_step for a flow), then the same step with the mean of the network's outputs at both
+    ends. The last step, into the clean image (t_prev = -1), is Euler's: the network has no input level there.
+    Returns the corrected state and the x0_pred of the Euler step; `noise` is unused."""
+    x_euler, x0_pred = euler_step(x_t, eps, t, t_prev, schedule)
     if t_prev < 0:
         return x_euler, x0_pred
     eps_prev = eps_model(x_euler, _batch_t(x_t, t_prev))
-    return ddim_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)
+    return euler_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)[0], x0_pred
 
 
 def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 10,
                             progress: bool = False) -> Iterator[SamplerStep]:
     """Deterministic sampling with Heun's method over the DDIM grid of num_steps timesteps: 2 num_steps - 1
-    network evaluations (heun_nfe), against num_steps for DDIM. Each SamplerStep's x0_pred is the Euler one."""
+    network evaluations (heun_nfe), against num_steps for DDIM."""
     check_image_batch(x_T, "x_T")
     step = functools.partial(heun_step, eps_model=eps_model)
-    return _walk(eps_model, x_T, timestep_pairs(ddim_timesteps(num_steps, schedule.T)), schedule, step,
-                 draw_noise=False, progress=progress, desc="Heun")
+    pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+    return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
 
 
 def heun_nfe(num_steps: int) -> int:
     """Network evaluations of heun_sample_progressive with num_steps steps: two per step but the last."""
     return 2 * num_steps - 1
+
+
+# ----------------------------------------------------------------------------- flow matching
+
+def flow_timesteps(num_steps: int, T: int) -> list[int]:
+    """num_steps timesteps whose flow times s = (t + 1) / T are evenly spaced from 1 down to 1 / num_steps:
+    with the clean image (t = -1, s = 0) after them, every step covers the same ds = 1 / num_steps."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+        raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {T}], got {num_steps!r}")
+    return [round(T * (1 - k / num_steps)) - 1 for k in range(num_steps)]
+
+
+def _flow_s(t: int, T: int) -> float:
+    return (t + 1) / T
+
+
+def flow_euler_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+                    noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of the flow dx/ds = u from s = (t + 1) / T to s_prev = (t_prev + 1) / T:
+    x_prev = x_s + (s_prev - s) u, and x0_pred = x_s - s u (the clean end of the straight line through x_s).
+    `u` is the velocity network's output (in the slot where the DDPM family's steps take eps); only
+    schedule.T is used; `noise` is unused."""
+    s, s_prev = _flow_s(t, schedule.T), _flow_s(t_prev, schedule.T)
+    return x_t + (s_prev - s) * u, x_t - s * u
+
+
+def flow_euler_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule,
+                                  num_steps: int = 20, progress: bool = False) -> Iterator[SamplerStep]:
+    """Sample a flow-matching network: Euler steps from pure noise x_1 (s = 1) to the clean image (s = 0) over
+    flow_timesteps(num_steps, T); num_steps network evaluations."""
+    check_image_batch(x_1, "x_1")
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(velocity_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
+                 desc="flow Euler")
+
+
+def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule,
+                                 num_steps: int = 10, progress: bool = False) -> Iterator[SamplerStep]:
+    """Heun's method on the flow over flow_timesteps(num_steps, T): 2 num_steps - 1 network evaluations."""
+    check_image_batch(x_1, "x_1")
+    step = functools.partial(heun_step, eps_model=velocity_model, euler_step=flow_euler_step)
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
 
 
 # ----------------------------------------------------------------------------- the one loop

@@ -7,9 +7,11 @@ from diffusion_lib.backbones import UNet
 from diffusion_lib.checkpoints import load_checkpoint, load_model
 from diffusion_lib.forward import predict_eps_from_x0, predict_x0_from_eps, q_sample
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.objectives import (OBJECTIVES, EpsFromOutput, diffusion_loss, eps_model_for, get_objective,
-                                      loss_weights, min_snr_weight, objective_loss, predict_eps_from_v,
-                                      predict_x0_from_v, v_target)
+from diffusion_lib.objectives import (OBJECTIVES, EpsFromOutput, diffusion_loss, eps_model_for, flow_as_vp,
+                                      flow_interpolant, flow_time, get_objective, loss_weights, min_snr_weight,
+                                      objective_loss, predict_eps_from_v, predict_x0_from_v, v_from_flow_velocity,
+                                      v_target)
+from diffusion_lib.samplers import final, flow_euler_sample_progressive, flow_heun_sample_progressive
 from diffusion_lib.pretrained import export_for_sampling
 from diffusion_lib.schedules import make_schedule
 from diffusion_lib.training import TrainConfig, Trainer
@@ -17,6 +19,7 @@ from diffusion_lib.training import TrainConfig, Trainer
 from _tiny import one_thread  # noqa: F401 (autouse)
 
 SCHEDULE = make_schedule("linear")
+VP_OBJECTIVES = ["eps", "v", "x0"]     # the DDPM family's targets on x_t = sqrt(abar) x0 + sqrt(1 - abar) eps
 COSINE = make_schedule("cosine")
 
 
@@ -54,7 +57,7 @@ def test_conversions_between_eps_x0_and_v_are_exact(schedule):
     assert torch.allclose(x_t.square() + v.square(), x0.square() + eps.square(), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@pytest.mark.parametrize("name", VP_OBJECTIVES)
 def test_each_objectives_to_eps_inverts_its_target(name):
     objective = get_objective(name)
     x0, eps, t = batch()
@@ -65,7 +68,7 @@ def test_each_objectives_to_eps_inverts_its_target(name):
 
 
 def test_unknown_objective_and_weighting():
-    with pytest.raises(ValueError, match="unknown objective 'score'.*'eps', 'v', 'x0'"):
+    with pytest.raises(ValueError, match="unknown objective 'score'.*'eps', 'flow', 'v', 'x0'"):
         get_objective("score")
     with pytest.raises(ValueError, match="unknown loss weighting 'p2'"):
         loss_weights(torch.tensor([1]), SCHEDULE, "eps", "p2")
@@ -96,7 +99,7 @@ def network_from_x0_estimate(name, gain):
     return net
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@pytest.mark.parametrize("name", VP_OBJECTIVES)
 @pytest.mark.parametrize("weighting", ["none", "min_snr"])
 def test_each_loss_is_lowest_at_the_closed_form_optimum(name, weighting):
     g = gen(11)
@@ -114,7 +117,7 @@ def test_each_loss_is_lowest_at_the_closed_form_optimum(name, weighting):
         assert loss(gain) > best, (name, weighting, gain)
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@pytest.mark.parametrize("name", VP_OBJECTIVES)
 def test_eps_model_for_turns_the_optimum_into_the_optimal_eps(name):
     x0 = MU + S * torch.randn((5, 1, 2, 2), generator=gen(2), dtype=torch.float64)
     eps = torch.randn(x0.shape, generator=gen(3), dtype=torch.float64)
@@ -211,7 +214,7 @@ def test_the_training_loop_is_the_same_for_every_objective():
     for name in sorted(OBJECTIVES):
         trainer = Trainer(tiny_config(objective=name))
         losses[name] = trainer.train_step(images)
-    assert len(set(losses.values())) == 3                            # three different targets
+    assert len(set(losses.values())) == len(OBJECTIVES)              # a different target each
     trainer = Trainer(tiny_config())
     g = torch.Generator().manual_seed(0)
     t = torch.randint(0, 1000, (4,), generator=g)
@@ -219,3 +222,91 @@ def test_the_training_loop_is_the_same_for_every_objective():
     with torch.no_grad():
         expected = float(diffusion_loss(trainer.model, images, SCHEDULE, t, noise))
     assert losses["eps"] == pytest.approx(expected, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- flow matching
+
+def flow_batch():
+    x0 = torch.rand((5, 1, 3, 3), generator=gen(20), dtype=torch.float64) * 2 - 1
+    eps = torch.randn(x0.shape, generator=gen(21), dtype=torch.float64)
+    s = torch.tensor([0.001, 0.2, 0.5, 0.8, 1.0], dtype=torch.float64)
+    return x0, eps, s
+
+
+def test_flow_path_is_the_vp_path_rescaled():
+    """x_s / c_s = sqrt(abar) x_0 + sqrt(1 - abar) eps with sqrt(abar) = (1 - s) / c_s: the same Gaussian path."""
+    x0, eps, s = flow_batch()
+    x_s = flow_interpolant(x0, eps, s)
+    assert torch.allclose(x_s, (1 - s).reshape(-1, 1, 1, 1) * x0 + s.reshape(-1, 1, 1, 1) * eps)
+    c, a = flow_as_vp(s)
+    c, a = c.reshape(-1, 1, 1, 1), a.reshape(-1, 1, 1, 1)
+    assert torch.allclose(x_s / c, a * x0 + (1 - a ** 2).sqrt() * eps, atol=1e-12)
+
+
+def test_flow_velocity_converts_to_v_prediction():
+    x0, eps, s = flow_batch()
+    x_s = flow_interpolant(x0, eps, s)
+    c, a = flow_as_vp(s)
+    a, b = a.reshape(-1, 1, 1, 1), (1 - a ** 2).sqrt().reshape(-1, 1, 1, 1)
+    assert torch.allclose(v_from_flow_velocity(eps - x0, x_s, s), a * eps - b * x0, atol=1e-12)
+
+
+def test_flow_objective_trains_on_the_straight_path():
+    flow = get_objective("flow")
+    x0, eps, _ = flow_batch()
+    t = torch.tensor([0, 199, 499, 799, 999])
+    assert torch.allclose(flow_time(t, 1000), torch.tensor([0.001, 0.2, 0.5, 0.8, 1.0]))
+    assert torch.allclose(flow.noisy_input(x0, t, eps, SCHEDULE), flow_interpolant(x0, eps, flow_time(t, 1000)))
+    assert torch.equal(flow.target(x0, t, eps, SCHEDULE), eps - x0)
+    net = lambda x, tt, y=None: torch.zeros_like(x)  # noqa: E731
+    loss = objective_loss(net, x0, SCHEDULE, "flow", t, eps, reduction="none")
+    assert torch.allclose(loss, (eps - x0).square().flatten(1).mean(1))
+    with pytest.raises(ValueError, match="flow_euler_sample_progressive"):
+        flow.to_eps(eps, x0, t, SCHEDULE)
+
+
+FLOW_MU, FLOW_S = 0.4, 0.3    # data N(FLOW_MU, FLOW_S^2) per pixel
+
+
+def exact_velocity(x, t, T=1000):
+    """E[eps - x_0 | x_s] for x_0 ~ N(MU, S^2), eps ~ N(0, 1), x_s = (1 - s) x_0 + s eps (linear: Gaussian)."""
+    s = flow_time(t, T).double().reshape(-1, 1, 1, 1)
+    var = (1 - s) ** 2 * FLOW_S ** 2 + s ** 2
+    cov = s - (1 - s) * FLOW_S ** 2                                  # Cov(eps - x_0, x_s) per pixel
+    return -FLOW_MU + cov / var * (x - (1 - s) * FLOW_MU)
+
+
+@pytest.mark.parametrize("sampler,steps,tol", [(flow_euler_sample_progressive, 200, 5e-3),
+                                                (flow_heun_sample_progressive, 50, 1e-3)], ids=["euler", "heun"])
+def test_flow_sampler_with_the_exact_velocity_carries_noise_to_the_data(sampler, steps, tol):
+    """The exact velocity field's flow is affine in x: x_0 = A x_1 + B with A = S, B = MU (it carries N(0, 1)
+    to N(MU, S^2)). Push x_1 = 0 and x_1 = 1 through the sampler and read A and B off."""
+    x_1 = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)]).double()
+    out = final(sampler(exact_velocity, x_1, SCHEDULE, num_steps=steps))
+    B_, A_ = out[0], out[1] - out[0]
+    assert torch.allclose(A_, torch.full_like(A_, FLOW_S), atol=tol), float(A_.mean())
+    assert torch.allclose(B_, torch.full_like(B_, FLOW_MU), atol=tol), float(B_.mean())
+
+
+def test_flow_loss_is_lowest_at_the_exact_velocity():
+    g = gen(30)
+    n = 20000
+    x0 = FLOW_MU + FLOW_S * torch.randn((n, 1, 2, 2), generator=g, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 1000, (n,), generator=g)
+
+    def loss(gain):
+        net = lambda x, tt, y=None: -FLOW_MU + gain * (exact_velocity(x, tt) + FLOW_MU)  # noqa: E731
+        return float(objective_loss(net, x0, SCHEDULE, "flow", t, eps))
+    best = loss(1.0)
+    assert all(loss(gain) > best for gain in (0.9, 0.95, 1.05, 1.1))
+
+
+def test_a_flow_checkpoint_loads_as_the_velocity_network(tmp_path):
+    trainer = Trainer(tiny_config(objective="flow"))
+    trainer.train_step(torch.rand((4, 1, 28, 28), generator=gen(0)) * 2 - 1)
+    model = load_model(trainer.save(tmp_path / "last.pt"))
+    assert isinstance(model, UNet)
+    x = torch.randn(2, 1, 28, 28)
+    steps = list(flow_euler_sample_progressive(model, x, SCHEDULE, num_steps=3))
+    assert [(s.t, s.t_next) for s in steps] == [(999, 666), (666, 332), (332, -1)]

@@ -336,7 +336,7 @@ def test_every_step_has_one_signature(model64):
 def _docstring_example():
     """The second-order sampler that the samplers module's docstring shows, executed from the docstring."""
     doc = samplers.__doc__
-    start = doc.index("    def heun_step")
+    start = doc.index("    def heun_sample_progressive")
     end = doc.index("Why this is Heun's method")
     code = "\n".join(line[4:] for line in doc[start:end].rstrip().splitlines())
     namespace = vars(samplers).copy()
