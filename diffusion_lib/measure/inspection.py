@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..backbones import count_parameters
+from ..device import synchronize
 from ..samplers import ddim_sample_progressive, final
 from ..schedules import Schedule
 from ..training import diffusion_loss
@@ -155,13 +156,6 @@ def mask_extent(mask: torch.Tensor) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- cost
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, precision: str = "fp32",
                    device: torch.device | str | None = None) -> float:
     """Seconds per image of one forward + backward pass (what a training step costs, less the optimizer).
@@ -176,12 +170,12 @@ def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, pre
     t = torch.randint(0, 1000, (batch_size,), generator=g).to(device)
     times = []
     for i in range(repeats + 1):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = model(x, t)
         out.float().square().mean().backward()
-        _sync(device)
+        synchronize(device)
         if i > 0:
             times.append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)

@@ -17,17 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones import Backbone
+from ..device import synchronize
 from ..guidance import cfg_eps_model
 from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, classify, score_samples
 from ..samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
 from ..schedules import Schedule
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def timed(fn: Callable, *args, **kwargs):
@@ -36,7 +30,7 @@ def timed(fn: Callable, *args, **kwargs):
     out = fn(*args, **kwargs)
     tensor = out if isinstance(out, torch.Tensor) else getattr(out, "sample", None)
     if isinstance(tensor, torch.Tensor):
-        _sync(tensor.device)
+        synchronize(tensor.device)
     return out, time.perf_counter() - start
 
 
