@@ -28,21 +28,6 @@ def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None =
     return im
 
 
-def show_strip(images: torch.Tensor, labels=None, title: str | None = None, scale: float = 1.2):
-    """One row of images (K, 1, H, W) with a caption under each: the static twin of a slider."""
-    K = images.shape[0]
-    fig, axes = plt.subplots(1, K, figsize=(scale * K, scale * 1.3), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(to_unit(images[i])[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_axis_off()
-        if labels is not None:
-            ax.set_title(str(labels[i]), fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Notebooks 01-03: schedules, forward noising, time embeddings. Sized for a projector: large fonts, every axis
 # labelled, a legend wherever there is more than one curve. Each function returns its matplotlib Figure, so it
