@@ -177,7 +177,7 @@ dl.plotting.plot_labelled_grid({f"image {i + 1}, eta = {e:g}": torch.stack([grid
 # %%
 # NBVAL_IGNORE_OUTPUT
 n_sweep = B.sweep_samples // 2
-reference = dl.sweeps.real_reference(classifier, n=n_sweep)          # one pass of the classifier over the test set
+reference = dl.metrics.reference_scores(classifier, n=n_sweep, with_features=True)   # one pass over the test set
 reference_features = reference["test_features"]                                      # (10000, 128)
 print(f"real digits: confident share {reference['test_confident_share']:.3f} (test set); Frechet distance of "
       f"{n_sweep} training digits to the test set {reference['train_vs_test_frechet_distance']:.2f}")

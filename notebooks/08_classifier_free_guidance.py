@@ -107,7 +107,7 @@ print(inspect.getsource(dl.guidance.cfg_eps_model))
 # * **confident share**: the share the classifier reads as one digit with $p > 0.9$;
 # * **within-class diversity**: take the images the classifier reads with confidence, group them by the digit it
 #   reads, and measure the spread (total variance) of their classifier features in each group, divided by the same
-#   spread for real test digits of that class, averaged over the digits (`dl.sweeps.relative_spread`):
+#   spread for real test digits of that class, averaged over the digits (`dl.metrics.relative_spread`):
 #   1 = as varied as real handwriting, towards 0 = the same digit every time;
 # * **Fréchet distance** of all the samples to the test set (notebook 07).
 
@@ -118,7 +118,7 @@ n_guided = B.sweep_samples                        # images per w, the ten digits
 guide_steps = B.ddim_steps // 5                   # DDIM steps per image; each step calls the network on 2 x n images
 labels = torch.arange(n_guided) % 10                                    # (n,)
 x_T = dl.sample_noise(n_guided, generator=torch.Generator(device=device).manual_seed(0), device=device)
-reference = dl.sweeps.real_reference(classifier, n=n_guided)           # real digits, with the same classifier
+reference = dl.metrics.reference_scores(classifier, n=n_guided, with_features=True)   # real digits, same classifier
 guide_rows, guide_images = dl.sweeps.guidance_sweep(model, schedule, x_T, labels, ws, classifier,
                                                     reference["test_features"], reference["test_class_spread"],
                                                     num_steps=guide_steps)

@@ -3,15 +3,16 @@
 Pictures say whether samples look like digits; these functions say how often, and how varied.
 Everything goes through one frozen classifier (shipped at diffusion_lib/weights/classifier.pt):
 
-    p(y | x)          the classifier's softmax over the ten digits, one row per image
-    guided accuracy   share of images whose argmax is the label that was asked for
-    confident share   share of images with max_y p(y | x) > 0.9
-    class histogram   how many images fall in each predicted class
-    effective classes exp(entropy of the histogram): 10 = every digit equally often, 1 = one digit
-    Frechet distance  || mu_1 - mu_2 ||^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})
-                      between Gaussians fitted to the classifier's penultimate features (the
-                      construction of FID, Heusel et al. 2017, with an MNIST classifier in place
-                      of Inception)
+    p(y | x)            the classifier's softmax over the ten digits, one row per image
+    guided accuracy     share of images whose argmax is the label that was asked for
+    confident share     share of images with max_y p(y | x) > 0.9
+    class histogram     how many images fall in each predicted class
+    effective classes   exp(entropy of the histogram): 10 = every digit equally often, 1 = one digit
+    within-class spread tr Cov(features) of the images of each digit; relative to real digits of that digit
+    Frechet distance    || mu_1 - mu_2 ||^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})
+                        between Gaussians fitted to the classifier's penultimate features (the
+                        construction of FID, Heusel et al. 2017, with an MNIST classifier in place
+                        of Inception)
 
 None of these is a verdict. The classifier was trained on real digits, plus noise, blobs and
 blank pages that it learnt to answer with "no idea" (p = 0.1 for every digit), so that an
@@ -183,16 +184,24 @@ def _batched(fn, images: torch.Tensor, classifier: MNISTClassifier, batch_size: 
     return torch.cat(outputs)
 
 
-def classify(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
-    """p(y | x): softmax probabilities (N, 10) of images (N, 1, 28, 28), clamped to [-1, 1] first."""
-    classifier.eval()
-    return _batched(lambda x: classifier(x).softmax(dim=1), images, classifier, batch_size)
-
-
 def classifier_features(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
     """Penultimate features (N, feature_dim) of images (N, 1, 28, 28), clamped to [-1, 1] first."""
     classifier.eval()
     return _batched(classifier.features, images, classifier, batch_size)
+
+
+def classify_features(features: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
+    """p(y | x) (N, 10) from the penultimate features (N, feature_dim) of the images: the classifier's head, then
+    softmax (dropout is off in eval mode). Lets one pass over the images give both features and probabilities."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    with torch.no_grad():
+        return torch.cat([classifier.head(chunk.to(device)).softmax(dim=1).cpu() for chunk in features.split(batch_size)])
+
+
+def classify(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
+    """p(y | x): softmax probabilities (N, 10) of images (N, 1, 28, 28), clamped to [-1, 1] first."""
+    return classify_features(classifier_features(images, classifier, batch_size), classifier, batch_size)
 
 
 def classifier_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: MNISTClassifier) -> float:
@@ -320,22 +329,72 @@ def mnist_test_features(classifier: MNISTClassifier, root: str | os.PathLike | N
     return classifier_features(images, classifier)
 
 
-def reference_scores(classifier: MNISTClassifier, n: int = 500, seed: int = 0,
-                     root: str | os.PathLike | None = None) -> dict:
-    """What real data scores: the test set's confident share and accuracy, and the Frechet distance of
-    n random training images against the test set (the floor that n generated images can hope for)."""
+def reference_scores(classifier: MNISTClassifier, n: int = 500, seed: int = 0, root: str | os.PathLike | None = None,
+                     with_features: bool = False) -> dict:
+    """What real data scores, from one pass of the classifier over the MNIST test set:
+
+        test_accuracy, test_confident_share, test_effective_classes   of the 10,000 test images
+        train_vs_test_n, train_vs_test_frechet_distance               n random training images (drawn from `seed`)
+                                                                      against the test set: the floor that n
+                                                                      generated images can hope for
+
+    with_features=True adds the tensors that the sweeps compare with: test_features (10000, feature_dim),
+    test_labels (10000,) and test_class_spread (10,), the within-class spread of real digits
+    (class_feature_spread). Without them the dict holds plain numbers only, ready for JSON or a checkpoint.
+    """
     from ..data import load_mnist
     test_images, test_labels = load_mnist(train=False, root=root)
     train_images, _ = load_mnist(train=True, root=root)
-    probs = classify(test_images, classifier)
+    features = classifier_features(test_images, classifier)                             # (10000, D)
+    probs = classify_features(features, classifier)                                     # (10000, 10)
     idx = torch.randperm(train_images.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-    fd = frechet_distance(classifier_features(train_images[idx], classifier), classifier_features(test_images, classifier))
-    return {"test_accuracy": guided_accuracy(probs, test_labels), "test_confident_share": confident_share(probs),
-            "test_effective_classes": effective_classes(class_histogram(probs)),
-            "train_vs_test_n": n, "train_vs_test_frechet_distance": fd}
+    fd = frechet_distance(classifier_features(train_images[idx], classifier), features)
+    scores = {"test_accuracy": guided_accuracy(probs, test_labels), "test_confident_share": confident_share(probs),
+              "test_effective_classes": effective_classes(class_histogram(probs)),
+              "train_vs_test_n": n, "train_vs_test_frechet_distance": fd}
+    if with_features:
+        scores.update(test_features=features, test_labels=test_labels,
+                      test_class_spread=class_feature_spread(features, test_labels))
+    return scores
+
+
+# ----------------------------------------------------------------------------- variety within a class
+
+def class_feature_spread(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """(num_classes,) the total variance tr Cov(f) of the classifier features f of the images of each class.
+
+    How varied the images of one digit are: it falls towards 0 when a model draws the same 7 every
+    time it is asked for a 7. The unbiased covariance (divided by n - 1) makes it comparable between
+    sample sizes; classes with fewer than two images get NaN.
+    """
+    if features.ndim != 2 or labels.shape != (features.shape[0],):
+        raise ValueError(f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}")
+    spread = torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    f = features.detach().double().cpu()
+    labels = labels.cpu()
+    for c in range(num_classes):
+        fc = f[labels == c]                                              # (n_c, D)
+        if fc.shape[0] >= 2:
+            spread[c] = ((fc - fc.mean(0)) ** 2).sum() / (fc.shape[0] - 1)
+    return spread
+
+
+def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: torch.Tensor,
+                    threshold: float = CONFIDENCE_THRESHOLD) -> float:
+    """mean_c spread[c] / real_spread[c] over the images read as digit c with max_y p(y | x) > threshold.
+
+    features (N, D) and probs (N, C) of the same images; real_spread (C,) from class_feature_spread of real
+    digits (reference_scores(..., with_features=True)["test_class_spread"]). 1 means the recognisable digits
+    are as varied as real digits of their class. Classes with fewer than two confident images are left out;
+    NaN if none has two.
+    """
+    sure = probs.max(1).values > threshold                                               # (N,) recognisable digits
+    spread = class_feature_spread(features[sure], probs.argmax(1)[sure], real_spread.shape[0])
+    return float((spread / real_spread.double()).nanmean())
 
 
 __all__ = ["MNISTClassifier", "ClassifierConfig", "train_classifier", "save_classifier", "load_classifier",
-           "classify", "classifier_features", "classifier_accuracy", "guided_accuracy", "confident_share",
-           "class_histogram", "effective_classes", "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians",
-           "frechet_distance", "score_samples", "mnist_test_features", "reference_scores", "CLASSIFIER_PATH"]
+           "classify", "classifier_features", "classify_features", "classifier_accuracy", "guided_accuracy",
+           "confident_share", "class_histogram", "effective_classes", "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians",
+           "frechet_distance", "score_samples", "mnist_test_features", "reference_scores", "class_feature_spread",
+           "relative_spread", "CLASSIFIER_PATH"]

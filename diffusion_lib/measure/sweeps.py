@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..backbones import Backbone
 from ..device import synchronize
 from ..guidance import cfg_eps_model
-from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, classify, score_samples
+from .metrics import MNISTClassifier, classifier_features, classify, relative_spread, score_samples
 from ..samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
 from ..schedules import Schedule
 
@@ -68,30 +68,6 @@ def ddim_encode(model: Backbone, schedule: Schedule, x0: torch.Tensor, num_steps
 
 # ----------------------------------------------------------------------------- scoring
 
-def real_reference(classifier: MNISTClassifier, n: int, seed: int = 0, root=None) -> dict:
-    """What real digits score, with one pass of the classifier over the MNIST test set.
-
-    The keys of metrics.reference_scores (test_confident_share, train_vs_test_n,
-    train_vs_test_frechet_distance: n random training digits, drawn as reference_scores draws them,
-    against the test set), plus what the sweeps need: test_features (10000, D), test_labels (10000,)
-    and test_class_spread (10,), the within-class spread of real digits (class_feature_spread).
-    """
-    from ..data import load_mnist
-    from .metrics import confident_share, frechet_distance
-
-    test_images, test_labels = load_mnist(train=False, root=root)
-    train_images, _ = load_mnist(train=True, root=root)
-    features = classifier_features(test_images, classifier)                              # (10000, D)
-    device = next(classifier.parameters()).device
-    with torch.no_grad():                                   # the head of the classifier on the same features
-        probs = classifier.head(features.to(device)).softmax(dim=1).cpu()                # (10000, 10)
-    idx = torch.randperm(train_images.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-    return {"test_confident_share": confident_share(probs), "train_vs_test_n": n,
-            "train_vs_test_frechet_distance": frechet_distance(classifier_features(train_images[idx], classifier),
-                                                               features),
-            "test_features": features, "test_labels": test_labels,
-            "test_class_spread": class_feature_spread(features, test_labels)}
-
 def agreement_with_final(trajectory, classifier: MNISTClassifier, every: int = 1) -> tuple[list[int], torch.Tensor]:
     """When the digit's identity is decided: (timesteps, share), for every `every`-th recorded step of a chain
     (and the last), the share of images whose predicted clean image x0_pred is classified as the same digit
@@ -133,37 +109,6 @@ def ddim_grid(model: Backbone, schedule: Schedule, x_T: torch.Tensor, steps_list
 
 
 # ----------------------------------------------------------------------------- guidance
-
-def class_feature_spread(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """(num_classes,) the total variance tr Cov(f) of the classifier features f of the images of each class.
-
-    How varied the images of one digit are: it falls towards 0 when a model draws the same 7 every
-    time it is asked for a 7. The unbiased covariance (divided by n - 1) makes it comparable between
-    sample sizes; classes with fewer than two images get NaN.
-    """
-    if features.ndim != 2 or labels.shape != (features.shape[0],):
-        raise ValueError(f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}")
-    spread = torch.full((num_classes,), float("nan"), dtype=torch.float64)
-    f = features.detach().double().cpu()
-    labels = labels.cpu()
-    for c in range(num_classes):
-        fc = f[labels == c]                                              # (n_c, D)
-        if fc.shape[0] >= 2:
-            spread[c] = ((fc - fc.mean(0)) ** 2).sum() / (fc.shape[0] - 1)
-    return spread
-
-
-def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: torch.Tensor,
-                    threshold: float = CONFIDENCE_THRESHOLD) -> float:
-    """mean_c spread[c] / real_spread[c] over the images read as digit c with max_y p(y | x) > threshold.
-
-    features (N, D) and probs (N, C) of the same images; real_spread (C,) from class_feature_spread of real
-    digits. Classes with fewer than two confident images are left out; NaN if none has two.
-    """
-    sure = probs.max(1).values > threshold                                               # (N,) recognisable digits
-    spread = class_feature_spread(features[sure], probs.argmax(1)[sure], real_spread.shape[0])
-    return float((spread / real_spread.double()).nanmean())
-
 
 def guidance_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, labels: torch.Tensor, ws: Sequence[float],
                    classifier: MNISTClassifier, reference_features: torch.Tensor, real_spread: torch.Tensor,
