@@ -232,8 +232,8 @@ def test_reference_scores_from_one_pass_over_the_test_set(mnist_test):
     assert ours["test_confident_share"] == confident_share(probs)
     assert ours["test_effective_classes"] == effective_classes(class_histogram(probs))
     assert ours["train_vs_test_n"] == 50
-    assert ours["train_vs_test_frechet_distance"] == frechet_distance(classifier_features(train_images[idx], classifier),
-                                                                      features)
+    train_features = classifier_features(train_images[idx], classifier)
+    assert ours["train_vs_test_frechet_distance"] == frechet_distance(train_features, features)
     assert torch.equal(ours["test_features"], features) and torch.equal(ours["test_labels"], test_labels)
     assert torch.equal(ours["test_class_spread"], class_feature_spread(features, test_labels))
     plain = reference_scores(classifier, n=50, seed=3)                     # numbers only: JSON and checkpoints

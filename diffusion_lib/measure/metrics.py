@@ -16,8 +16,8 @@ Everything goes through one frozen classifier (shipped at diffusion_lib/weights/
 
 None of these is a verdict. The classifier was trained (the recipe is benchmarks/train_classifier.py)
 on real digits, plus noise, blobs and blank pages that it learnt to answer with "no idea" (p = 0.1
-for every digit), so that an untrained model does not score as confident. It can still be fooled by odd images it never saw,
-and it knows nothing of sharpness it did not need to classify. Scores are comparable only
+for every digit), so that an untrained model does not score as confident. It can still be fooled
+by odd images it never saw, and it knows nothing of sharpness it did not need to classify. Scores are comparable only
 between runs that use the same classifier, the same number of samples and the same reference set.
 
 Images are (B, 1, 28, 28) in [-1, 1], the range of diffusion_lib.data. Samplers can overshoot it,
@@ -112,7 +112,8 @@ def classify_features(features: torch.Tensor, classifier: MNISTClassifier, batch
     classifier.eval()
     device = next(classifier.parameters()).device
     with torch.no_grad():
-        return torch.cat([classifier.head(chunk.to(device)).softmax(dim=1).cpu() for chunk in features.split(batch_size)])
+        return torch.cat([classifier.head(chunk.to(device)).softmax(dim=1).cpu()
+                          for chunk in features.split(batch_size)])
 
 
 def classify(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
@@ -309,8 +310,7 @@ def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: to
     return float((spread / real_spread.double()).nanmean())
 
 
-__all__ = ["MNISTClassifier", "load_classifier",
-           "classify", "classifier_features", "classify_features", "classifier_accuracy", "guided_accuracy",
-           "confident_share", "class_histogram", "effective_classes", "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians",
-           "frechet_distance", "score_samples", "mnist_test_features", "reference_scores", "class_feature_spread",
-           "relative_spread", "CLASSIFIER_PATH"]
+__all__ = ["MNISTClassifier", "load_classifier", "classify", "classifier_features", "classify_features",
+           "classifier_accuracy", "guided_accuracy", "confident_share", "class_histogram", "effective_classes",
+           "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians", "frechet_distance", "score_samples",
+           "mnist_test_features", "reference_scores", "class_feature_spread", "relative_spread", "CLASSIFIER_PATH"]
