@@ -113,7 +113,7 @@ print(f"{len(grid_steps) * len(grid_etas)} DDIM settings for {n_compare} images 
 
 # %%
 compare_rows = {"DDPM 1000": ddpm, **{f"DDIM {s}, eta {e:g}": grid_images[(s, e)] for s in (50, 10) for e in (0.0, 1.0)}}
-dl.plotting.plot_labelled_grid(compare_rows, title="the same x_(T-1) in every column", scale=1.5);
+dl.plotting.show_rows(compare_rows, title="the same x_(T-1) in every column", size=0.75);
 
 # %% [markdown]
 # **Question.** DDIM with $\eta = 0$ and DDPM start from the same noise but usually end at *different* digits, while
@@ -127,21 +127,21 @@ dl.plotting.plot_labelled_grid(compare_rows, title="the same x_(T-1) in every co
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda s: dl.plotting.plot_labelled_grid({f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
-                                                               title=f"DDIM with {s} steps", scale=1.5),
+dl.widgets.slider_view(lambda s: dl.plotting.show_rows({f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
+                                                      title=f"DDIM with {s} steps", size=0.75),
                        values=grid_steps, description="DDIM steps", value=10)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda e: dl.plotting.plot_labelled_grid({f"{s} steps": grid_images[(s, e)] for s in grid_steps},
-                                                               title=f"DDIM with eta = {e:g}", scale=1.5),
+dl.widgets.slider_view(lambda e: dl.plotting.show_rows({f"{s} steps": grid_images[(s, e)] for s in grid_steps},
+                                                      title=f"DDIM with eta = {e:g}", size=0.75),
                        values=grid_etas, description="eta", value=0.0)
 
 # %%
-dl.plotting.plot_labelled_grid({f"image {i + 1}, eta = {e:g}": torch.stack([grid_images[(s, e)][i] for s in grid_steps])
-                                for i in range(min(3, n_compare)) for e in grid_etas},
-                               col_labels=[f"{s} steps" for s in grid_steps], scale=1.8,
-                               title="every setting of the sliders, first three images");
+dl.plotting.show_rows({f"image {i + 1}, eta = {e:g}": torch.stack([grid_images[(s, e)][i] for s in grid_steps])
+                       for i in range(min(3, n_compare)) for e in grid_etas},
+                      col_labels=[f"{s} steps" for s in grid_steps], size=0.9,
+                      title="every setting of the sliders, first three images");
 
 # %% [markdown]
 # **Question.** At 5 and 10 steps, which $\eta$ gives the cleaner digits *here*? Song et al. (2021, Table 1) found
@@ -264,14 +264,14 @@ print(f"mean |reconstruction - original| per pixel: {(reconstructions - digits).
       f"reconstructions classified as the original digit: {(recon_class.cpu() == torch.arange(10)).sum()} of 10")
 
 # %%
-dl.plotting.plot_labelled_grid({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
-                               title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way", scale=1.5);
+dl.plotting.show_rows({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
+                      title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way", size=0.75);
 
 # %%
 encode_k = torch.linspace(0, len(encoding.timesteps) - 1, 7).round().long().tolist()
-dl.plotting.plot_labelled_grid({f"digit {d}": encoding.x_t[encode_k, d] for d in (2, 7)},
-                               col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k], scale=1.8,
-                               title="encoding: the digit walks up the noise levels");
+dl.plotting.show_rows({f"digit {d}": encoding.x_t[encode_k, d] for d in (2, 7)},
+                      col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k], size=0.9,
+                      title="encoding: the digit walks up the noise levels");
 
 # %% [markdown]
 # **Question.** The encoded noise looks like noise, yet it is not a *typical* draw from $\mathcal{N}(0, I)$: look at
@@ -310,8 +310,8 @@ for name, z in paths.items():
 path_images = {name: dl.sweeps.ddim_images(model, schedule, z, B.ddim_steps) for name, z in paths.items()}
 
 # %%
-dl.plotting.plot_labelled_grid(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], scale=1.8,
-                               title=f"decoded paths between two noises (DDIM, {B.ddim_steps} steps)");
+dl.plotting.show_rows(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], size=0.9,
+                      title=f"decoded paths between two noises (DDIM, {B.ddim_steps} steps)");
 
 # %% [markdown]
 # **Question.** For the drawn noises, where along the straight path do the digits fade, and how does that match the

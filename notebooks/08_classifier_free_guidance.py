@@ -132,19 +132,19 @@ print(f"{len(ws)} guidance weights x {n_guided} images, DDIM {guide_steps} steps
 # NBVAL_IGNORE_OUTPUT
 per_row = min(10, n_guided // 10)
 by_digit = {w: {f"{d}": x[labels == d][:per_row] for d in range(10)} for w, x in guide_images.items()}
-dl.widgets.slider_view(lambda w: dl.plotting.plot_labelled_grid(by_digit[w], title=f"w = {w:g}", scale=1.4),
+dl.widgets.slider_view(lambda w: dl.plotting.show_rows(by_digit[w], title=f"w = {w:g}", size=0.7),
                        values=ws, description="w", value=3.0)
 
 # %% [markdown]
 # For GitHub and print: the grid at $w = 3$, then the first sample of every digit at every $w$.
 
 # %%
-dl.plotting.plot_labelled_grid(by_digit[3.0], title="w = 3: one row per digit asked for", scale=1.4);
+dl.plotting.show_rows(by_digit[3.0], title="w = 3: one row per digit asked for", size=0.7);
 
 # %%
-dl.plotting.plot_labelled_grid({f"w = {w:g}": torch.cat([by_digit[w][f"{d}"][:1] for d in range(10)]) for w in ws},
-                               col_labels=[f"asked {d}" for d in range(10)], scale=1.6,
-                               title="the first sample asked for each digit: same noise down a column, another w in each row");
+dl.plotting.show_rows({f"w = {w:g}": torch.cat([by_digit[w][f"{d}"][:1] for d in range(10)]) for w in ws},
+                      col_labels=[f"asked {d}" for d in range(10)], size=0.8,
+                      title="the first sample asked for each digit: same noise down a column, another w in each row");
 
 # %% [markdown]
 # **Question.** At $w = 0$ the label is ignored: what decides which digit appears? Compare the $w = 0$ row with
