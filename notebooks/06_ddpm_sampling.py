@@ -172,7 +172,7 @@ n_var = B.ddpm_images // 4
 variance_samples, variance_seconds = {}, {}
 for variance in ("beta_tilde", "beta"):
     variance_samples[variance], variance_seconds[variance] = dl.sweeps.timed(
-        dl.sweeps.ddpm_images, model, schedule, x_T[:n_var], variance=variance, seed=2, progress=True)
+        dl.sweeps.ddpm_images, model, x_T[:n_var], schedule, variance=variance, seed=2, progress=True)
 difference = variance_samples["beta_tilde"] - variance_samples["beta"]                    # (n_var, 1, 28, 28)
 print(f"{n_var} images: mean |difference| per pixel {difference.abs().mean():.4f}, largest {difference.abs().max():.3f} "
       f"(pixels span 2, one grey level is {2 / 255:.4f})")

@@ -98,7 +98,7 @@ print(f"S = 50: {len(dl.ddim_timesteps(50, T))} timesteps, {dl.ddim_timesteps(50
 # NBVAL_IGNORE_OUTPUT
 n_compare = B.ddpm_images // 2
 x_T = dl.sample_noise(n_compare, generator=torch.Generator(device=device).manual_seed(0), device=device)  # (n, 1, 28, 28)
-ddpm, ddpm_seconds = dl.sweeps.timed(dl.sweeps.ddpm_images, model, schedule, x_T, seed=1, progress=True)
+ddpm, ddpm_seconds = dl.sweeps.timed(dl.sweeps.ddpm_images, model, x_T, schedule, seed=1, progress=True)
 print(f"DDPM, {T} steps: {ddpm_seconds:.1f} s for {n_compare} images ({ddpm_seconds / n_compare:.2f} s per image)")
 
 # %% [markdown]
@@ -108,7 +108,7 @@ print(f"DDPM, {T} steps: {ddpm_seconds:.1f} s for {n_compare} images ({ddpm_seco
 # %%
 # NBVAL_IGNORE_OUTPUT
 grid_steps, grid_etas = [5, 10, 20, 50], [0.0, 0.5, 1.0]
-grid_images, grid_seconds = dl.sweeps.timed(dl.sweeps.ddim_grid, model, schedule, x_T, grid_steps, grid_etas, seed=1)
+grid_images, grid_seconds = dl.sweeps.timed(dl.sweeps.ddim_grid, model, x_T, schedule, grid_steps, grid_etas, seed=1)
 print(f"{len(grid_steps) * len(grid_etas)} DDIM settings for {n_compare} images in {grid_seconds:.1f} s")
 
 # %%
@@ -187,7 +187,7 @@ print(f"real digits: confident share {reference['test_confident_share']:.3f} (te
 sweep_x_T = dl.sample_noise(n_sweep, generator=torch.Generator(device=device).manual_seed(2), device=device)
 sweep_rows, sweep_images = {}, {}
 for eta in (0.0, 1.0):
-    sweep_rows[eta], sweep_images[eta] = dl.sweeps.steps_sweep(model, schedule, sweep_x_T, [10, 20, 50], classifier,
+    sweep_rows[eta], sweep_images[eta] = dl.sweeps.steps_sweep(model, sweep_x_T, schedule, [10, 20, 50], classifier,
                                                                reference_features, eta=eta, seed=3)
 ddpm_row = dl.sweeps.score_row(ddpm, ddpm_seconds, classifier, reference_features, sampler="DDPM", steps=T)
 ddpm_row["frechet_distance"] = None            # from a handful of images a Frechet distance means nothing
@@ -253,9 +253,9 @@ print("test images used:", first_of_each.tolist(), "labels:", test_labels[first_
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-encoding, encode_seconds = dl.sweeps.timed(dl.sweeps.ddim_encode, model, schedule, digits, B.ddim_steps)
+encoding, encode_seconds = dl.sweeps.timed(dl.sweeps.ddim_encode, model, digits, schedule, B.ddim_steps)
 latents = encoding.x_t[-1].to(device)                                                        # (10, 1, 28, 28) x_(T-1)
-reconstructions = dl.sweeps.ddim_images(model, schedule, latents, B.ddim_steps)
+reconstructions = dl.sweeps.ddim_images(model, latents, schedule, B.ddim_steps)
 recon_class = dl.metrics.classify(reconstructions, classifier).argmax(1)
 print(f"encoded and decoded with {B.ddim_steps} steps each ({encode_seconds:.1f} s to encode 10 digits)")
 print(f"|latent| / sqrt(784): {(latents.flatten(1).norm(dim=1) / 28).mean():.3f} on average (pure noise: 1.000); "
@@ -307,7 +307,7 @@ for name, (z_a, z_b) in ends.items():
     print(f"{name}: angle between the ends {torch.rad2deg(torch.tensor(dl.interpolation.angle(z_a, z_b))):.1f} degrees")
 for name, z in paths.items():
     print(f"  |z| / 28 along {name:<22}", " ".join(f"{v:.2f}" for v in (z.flatten(1).norm(dim=1) / 28).tolist()))
-path_images = {name: dl.sweeps.ddim_images(model, schedule, z, B.ddim_steps) for name, z in paths.items()}
+path_images = {name: dl.sweeps.ddim_images(model, z, schedule, B.ddim_steps) for name, z in paths.items()}
 
 # %%
 dl.plotting.show_rows(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], size=0.9,

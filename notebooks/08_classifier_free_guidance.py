@@ -119,7 +119,7 @@ guide_steps = B.ddim_steps // 5                   # DDIM steps per image; each s
 labels = torch.arange(n_guided) % 10                                    # (n,)
 x_T = dl.sample_noise(n_guided, generator=torch.Generator(device=device).manual_seed(0), device=device)
 reference = dl.metrics.reference_scores(classifier, n=n_guided, with_features=True)   # real digits, same classifier
-guide_rows, guide_images = dl.sweeps.guidance_sweep(model, schedule, x_T, labels, ws, classifier,
+guide_rows, guide_images = dl.sweeps.guidance_sweep(model, x_T, schedule, labels, ws, classifier,
                                                     reference["test_features"], reference["test_class_spread"],
                                                     num_steps=guide_steps)
 print(f"{len(ws)} guidance weights x {n_guided} images, DDIM {guide_steps} steps, "

@@ -24,17 +24,26 @@ def _noise(n=3, size=8, seed=0, dtype=torch.float64):
 
 def test_ddpm_images_is_ddim_eta1_on_the_full_grid_with_the_same_seed(schedule):
     model, x_T = tiny_eps(), _noise()
-    ddpm = ddpm_images(model, schedule, x_T, seed=5)
-    assert torch.allclose(ddpm, ddim_images(model, schedule, x_T, schedule.T, eta=1.0, seed=5), atol=1e-5)
-    assert not torch.allclose(ddpm, ddpm_images(model, schedule, x_T, seed=6))          # the seed is the z stream
-    assert not torch.allclose(ddpm, ddpm_images(model, schedule, x_T, variance="beta", seed=5))
+    ddpm = ddpm_images(model, x_T, schedule, seed=5)
+    assert torch.allclose(ddpm, ddim_images(model, x_T, schedule, schedule.T, eta=1.0, seed=5), atol=1e-5)
+    assert not torch.allclose(ddpm, ddpm_images(model, x_T, schedule, seed=6))          # the seed is the z stream
+    assert not torch.allclose(ddpm, ddpm_images(model, x_T, schedule, variance="beta", seed=5))
 
 
 def test_ddim_eta0_ignores_the_seed_and_eta1_does_not(schedule):
     model, x_T = tiny_eps(), _noise()
-    assert torch.equal(ddim_images(model, schedule, x_T, 10, 0.0, seed=1), ddim_images(model, schedule, x_T, 10, 0.0, seed=2))
-    assert not torch.allclose(ddim_images(model, schedule, x_T, 10, 1.0, seed=1),
-                              ddim_images(model, schedule, x_T, 10, 1.0, seed=2))
+    assert torch.equal(ddim_images(model, x_T, schedule, 10, 0.0, seed=1), ddim_images(model, x_T, schedule, 10, 0.0, seed=2))
+    assert not torch.allclose(ddim_images(model, x_T, schedule, 10, 1.0, seed=1),
+                              ddim_images(model, x_T, schedule, 10, 1.0, seed=2))
+
+
+def test_the_old_argument_order_is_refused_with_the_samplers_order(schedule):
+    model, x_T = tiny_eps(), _noise()
+    calls = [lambda: ddim_images(model, schedule, x_T, 5), lambda: ddpm_images(model, schedule, x_T),
+             lambda: ddim_encode(model, schedule, x_T, 5), lambda: ddim_grid(model, schedule, x_T, [2], [0.0], progress=False)]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"\(model, x_T, schedule, \.\.\.\).*got a Schedule where the images go"):
+            call()
 
 
 def test_eps_model_for_is_the_network_or_guidance():
@@ -50,10 +59,10 @@ def test_eps_model_for_is_the_network_or_guidance():
 def test_ddim_encode_walks_up_to_T_minus_1_and_decodes_back(schedule):
     model = tiny_eps()
     x0 = _noise(seed=3).clamp(-1, 1)
-    trajectory = ddim_encode(model, schedule, x0, num_steps=schedule.T)
+    trajectory = ddim_encode(model, x0, schedule, num_steps=schedule.T)
     assert trajectory.timesteps == list(range(schedule.T))               # t reached, from 0 up to T-1
     assert trajectory.x_t.shape == (schedule.T, 3, 1, 8, 8)
-    back = ddim_images(model, schedule, trajectory.x_t[-1], schedule.T, 0.0)
+    back = ddim_images(model, trajectory.x_t[-1], schedule, schedule.T, 0.0)
     assert (back - x0).abs().max() < 0.05
 
 
@@ -69,14 +78,14 @@ def test_steps_sweep_rows(schedule):
     torch.manual_seed(0)
     model = UNet(base=8).eval()
     x_T = _noise(n=4, size=28, dtype=torch.float32)
-    rows, images = steps_sweep(model, schedule, x_T, [2, 5], classifier, reference, progress=False)
+    rows, images = steps_sweep(model, x_T, schedule, [2, 5], classifier, reference, progress=False)
     assert set(images) == {2, 5} and images[5].shape == x_T.shape
     assert [r["steps"] for r in rows] == [2, 5] and all(r["n"] == 4 and r["sampler"] == "DDIM" for r in rows)
     assert all(r["seconds"] > 0 and r["seconds_per_image"] == pytest.approx(r["seconds"] / 4) for r in rows)
     assert all(0 <= r["confident_share"] <= 1 and r["frechet_distance"] >= 0 for r in rows)
-    grid = ddim_grid(model, schedule, x_T, [2, 5], [0.0, 1.0], progress=False)
+    grid = ddim_grid(model, x_T, schedule, [2, 5], [0.0, 1.0], progress=False)
     assert set(grid) == {(2, 0.0), (2, 1.0), (5, 0.0), (5, 1.0)}
-    assert torch.equal(grid[(5, 0.0)], ddim_images(model, schedule, x_T, 5, 0.0))
+    assert torch.equal(grid[(5, 0.0)], ddim_images(model, x_T, schedule, 5, 0.0))
     assert torch.equal(grid[(5, 0.0)], images[5])
     text = format_rows(rows, ["steps", "n", "confident_share"])
     assert text.splitlines()[0].split() == ["steps", "n", "confident_share"] and len(text.splitlines()) == 3
@@ -89,7 +98,7 @@ def test_guidance_sweep_rows_and_images(schedule):
     x_T = _noise(n=20, size=28, dtype=torch.float32)
     labels = torch.arange(20) % 10
     real_spread = torch.full((10,), 2.0)
-    rows, images = guidance_sweep(model, schedule, x_T, labels, [0.0, 3.0], classifier, reference, real_spread,
+    rows, images = guidance_sweep(model, x_T, schedule, labels, [0.0, 3.0], classifier, reference, real_spread,
                                   num_steps=3, progress=False)
     assert [r["w"] for r in rows] == [0.0, 3.0] and set(images) == {0.0, 3.0}
     assert images[3.0].shape == (20, 1, 28, 28)
