@@ -4,6 +4,8 @@ A checkpoint is a dict of plain types and tensors:
     format      "diffusion_lib/1"
     arch        {"name": backbone name, "kwargs": {...}}  -- rebuilds the network
     schedule    {"name": "linear", "T": 1000}
+    objective   what the network predicts: "eps", "x0" or "v" (objectives.py); absent in older files: "eps"
+    dataset     what it was trained on: "mnist" or "fashion_mnist"; absent in older files: "mnist"
     model       state_dict of the trained weights
     ema         state_dict of the torch.optim.swa_utils.AveragedModel (EMA weights), optional
     optimizer, lr_scheduler, step, rng, config, history   -- for resuming training
@@ -17,6 +19,8 @@ from pathlib import Path
 import torch
 
 from .backbones import Backbone, build_backbone
+from .objectives import eps_model_for
+from .schedules import make_schedule
 
 FORMAT = "diffusion_lib/1"
 
@@ -80,10 +84,18 @@ def load_weights_into(model: Backbone, checkpoint: dict, ema: bool = True) -> Ba
     return model
 
 
-def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu") -> Backbone:
-    """Rebuild the network a checkpoint was trained with and load its (EMA) weights; returns it in eval mode."""
+def checkpoint_objective(checkpoint: dict) -> str:
+    """The objective a checkpoint's network was trained with; "eps" for files written before it was recorded."""
+    return checkpoint.get("objective", "eps")
+
+
+def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu"):
+    """Rebuild the network a checkpoint was trained with, load its (EMA) weights, in eval mode on `device`,
+    and return it as the samplers' eps model: the network itself when it predicts eps, else the network
+    with its output converted to eps (objectives.eps_model_for), so the caller need not know the objective."""
     checkpoint = load_checkpoint(path)
     arch = checkpoint["arch"]
     model = build_backbone(arch["name"], **arch["kwargs"])
     load_weights_into(model, checkpoint, ema=ema and checkpoint.get("ema") is not None)
-    return model.to(device).eval()
+    schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
+    return eps_model_for(model.to(device).eval(), checkpoint_objective(checkpoint), schedule)

@@ -1,9 +1,11 @@
-"""Training a noise-prediction network (Ho et al. 2020, Algorithm 1).
+"""Training a denoising network (Ho et al. 2020, Algorithm 1).
 
     repeat:  x_0 ~ data,  t ~ Uniform{0, ..., T-1},  eps ~ N(0, I)
              loss = || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
 
-with AdamW, an exponential moving average (EMA) of the weights through
+for the default objective, noise prediction. Another objective (x0 or v prediction, objectives.py) and a
+loss weighting (min-SNR-gamma) are settings of TrainConfig; the loop asks the objective for t, x_t and
+the target, and is the same for all of them. With AdamW, an exponential moving average (EMA) of the weights through
 torch.optim.swa_utils.AveragedModel, label dropout for class-conditional networks, and
 periodic atomic checkpoints. Every random draw of the loop comes from one torch.Generator whose
 state is saved, so a run resumed from a checkpoint continues exactly as if it had never stopped.
@@ -18,14 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .backbones import Backbone, build_backbone
 from .checkpoints import load_checkpoint, save_checkpoint
-from .forward import q_sample
-from .schedules import Schedule, make_schedule
+from .objectives import diffusion_loss, get_objective, loss_weights, objective_loss
+from .schedules import make_schedule
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "diffusion_loss", "drop_labels", "make_ema", "lr_factor"]
 
 
 @dataclass
@@ -62,23 +65,6 @@ class TrainConfig:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
-
-
-def diffusion_loss(model: Backbone, x0: torch.Tensor, schedule: Schedule, t: torch.Tensor | None = None,
-                   noise: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                   reduction: str = "mean") -> torch.Tensor:
-    """MSE between the true noise eps and eps_theta(x_t, t), with x_t = q_sample(x_0, t, eps).
-
-    t and noise are drawn here when not given; reduction="none" returns one loss per image (B,).
-    """
-    if t is None:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device)
-    if noise is None:
-        noise = torch.randn_like(x0)
-    x_t = q_sample(x0, t, schedule, noise)
-    eps_pred = model(x_t, t, y)
-    loss = F.mse_loss(eps_pred, noise, reduction="none").flatten(1).mean(1)   # (B,)
-    return loss.mean() if reduction == "mean" else loss
 
 
 def drop_labels(y: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -126,8 +112,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, device: torch.device | str = "cpu"):
         self.config = config
         self.device = torch.device(device)
-        torch.manual_seed(config.seed)                                   # weight initialisation
-        self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+        with torch.random.fork_rng(devices=[]):                          # the caller's global RNG is left as it was
+            torch.manual_seed(config.seed)                               # weight initialisation
+            self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+        self.objective = get_objective(config.objective)
         self.ema = make_ema(self.model, config.ema_decay, config.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -150,15 +138,16 @@ class Trainer:
         """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks."""
         self.model.train()
         B = x0.shape[0]
-        t = torch.randint(0, self.schedule.T, (B,), generator=self.generator).to(self.device)
+        t = self.objective.draw_t(B, self.schedule, self.generator).to(self.device)
         noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
+        weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
             if self.model.num_classes is None:
                 raise ValueError("labels were given but the backbone is unconditional; "
                                  "pass backbone_kwargs={'num_classes': 10} to train a conditional model")
             y = drop_labels(y, self.config.label_dropout, self.model.null_label, self.generator).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            loss = diffusion_loss(self.model, x0.to(self.device), self.schedule, t, noise, y)
+            loss = objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -174,6 +163,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"arch": self.model.arch, "schedule": {"name": self.config.schedule, "T": self.config.T},
+                "objective": self.config.objective, "dataset": self.config.dataset,
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
                 "step": self.step, "rng": self.generator.get_state(), "config": asdict(self.config),

@@ -98,6 +98,19 @@ print(inspect.getsource(dl.guidance.cfg_eps_model))
 # of a batch that ask for different digits?
 
 # %% [markdown]
+# Sampling with guidance is the DDIM sampler of notebook 07 given the guided noise estimate instead of the network:
+# `dl.cfg_eps_model(model, labels, w)` is a function $(x_t, t) \mapsto \tilde\varepsilon$, and the sampler calls it
+# at every step. Eight 7s at $w = 3$:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sevens = torch.full((8,), 7)                                                              # the digit asked for, (8,)
+x_T_sevens = dl.sample_noise(8, generator=torch.Generator(device=device).manual_seed(7), device=device)
+guided_model = dl.cfg_eps_model(model, sevens, w=3.0)
+sevens_images = dl.final(dl.ddim_sample_progressive(guided_model, x_T_sevens, schedule, num_steps=B.ddim_steps // 5))
+dl.plotting.show_grid(sevens_images, nrow=8, title=f"w = 3, label 7: DDIM {B.ddim_steps // 5} steps", scale=1.5);
+
+# %% [markdown]
 # ## 3. Sweeping $w$
 #
 # The same starting noises and the same labels (0, 1, ..., 9, 0, 1, ...) for every $w$, sampled with DDIM

@@ -60,9 +60,9 @@ def test_ddim_encode_walks_up_to_T_minus_1_and_decodes_back(schedule):
     model = tiny_eps()
     x0 = _noise(seed=3).clamp(-1, 1)
     trajectory = ddim_encode(model, x0, schedule, num_steps=schedule.T)
-    assert trajectory.timesteps == list(range(schedule.T))               # t reached, from 0 up to T-1
-    assert trajectory.x_t.shape == (schedule.T, 3, 1, 8, 8)
-    back = ddim_images(model, trajectory.x_t[-1], schedule, schedule.T, 0.0)
+    assert trajectory.timesteps == list(range(-1, schedule.T - 1))       # states from the clean image (-1) up to T-2
+    assert trajectory.x_t.shape == (schedule.T, 3, 1, 8, 8) and torch.equal(trajectory.x_t[0], x0)
+    back = ddim_images(model, trajectory.sample, schedule, schedule.T, 0.0)
     assert (back - x0).abs().max() < 0.05
 
 

@@ -171,7 +171,7 @@ def chain_magnitudes(model: nn.Module, x_T: torch.Tensor, schedule: Schedule, nu
         if start == 0:
             kept_x = torch.stack([s.x_t[:keep].cpu() for s in steps])           # (S, keep, 1, 28, 28)
             kept_x0 = torch.stack([s.x0_pred[:keep].cpu() for s in steps])
-        samples.append(steps[-1].x_prev.cpu())
+        samples.append(steps[-1].x_next.cpu())
     n = x_T.numel()
     std = lambda s2, s1: float(((s2 - s1 * s1 / n) / (n - 1)) ** 0.5)   # noqa: E731
     return ChainMagnitudes(timesteps=[s.t for s in steps],

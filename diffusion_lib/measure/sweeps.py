@@ -73,8 +73,9 @@ def ddpm_images(model: Backbone, x_T: torch.Tensor, schedule: Schedule, variance
 
 
 def ddim_encode(model: Backbone, x0: torch.Tensor, schedule: Schedule, num_steps: int, progress: bool = False):
-    """Deterministic DDIM encoding of clean images x0 (B, C, H, W): a Trajectory whose x_t[k] are the
-    ever noisier states (x_t[-1] is the noise x_{T-1} that decodes back to about x0) and timesteps the t reached."""
+    """Deterministic DDIM encoding of clean images x0 (B, C, H, W), recorded: a Trajectory whose x_t[k] are the
+    ever noisier states at timesteps[k] (-1, the clean image, first) and whose sample is the encoded noise
+    x_{T-1} that decodes back to about x0."""
     _check_order(x0, schedule)
     return record(ddim_invert_progressive(model, x0, schedule, num_steps, progress=progress))
 
