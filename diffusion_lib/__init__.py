@@ -27,7 +27,7 @@ import importlib
 from .backbones import BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone, count_parameters
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import budget, quick_mode
-from .data import MNISTNotFoundError, load_mnist
+from .data import DATASETS, DatasetCorruptError, DatasetNotFoundError, MNISTNotFoundError, load_dataset, load_mnist
 from .device import default_device
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step

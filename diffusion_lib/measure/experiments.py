@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..config import Budget
+from ..data import to_model_range
 from ..forward import predict_x0_from_eps, q_sample
 from ..samplers import ddim_sample_progressive
 from ..schedules import Schedule
@@ -211,8 +212,8 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def from_uint8(x: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float images in [-1, 1]."""
-    return x.float() / 127.5 - 1
+    """uint8 0..255 -> float images in [-1, 1], the inverse of to_uint8: data.to_model_range, as MNIST is loaded."""
+    return to_model_range(x)
 
 
 # ----------------------------------------------------------------------------- the shipped results
