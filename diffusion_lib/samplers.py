@@ -137,7 +137,15 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_ba
 
 
 def check_eta(eta: float) -> None:
-    if not 0.0 <= float(eta) <= 1.0:
+    """Raise a ValueError unless eta is a finite number in [0, 1]."""
+    import math
+    try:
+        value = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"eta must be a finite number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+    if not 0.0 <= value <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
 
 
