@@ -133,9 +133,10 @@ def _check_representable(alpha_bar: torch.Tensor, name: str) -> None:
     if bool(small.any()):
         first = int(small.nonzero()[0])
         raise UnderflowError(f"the {name} schedule with T = {alpha_bar.numel()} is not representable in float32: "
-                             f"alpha_bar_t falls below {torch.finfo(torch.float32).tiny:.2g} from t = {first} on "
-                             f"({int(small.sum())} timesteps), where sampling would divide by sqrt(alpha_bar_t) = 0; "
-                             "use fewer steps T, or the cosine schedule")
+                             f"alpha_bar_t falls below {torch.finfo(torch.float32).tiny:.2g}, the smallest normal "
+                             f"float32, from t = {first} on ({int(small.sum())} timesteps), so it is stored as 0 or "
+                             "with its digits lost, and sampling divides by sqrt(alpha_bar_t); use fewer steps T, "
+                             "or the cosine schedule")
 
 
 @functools.lru_cache(maxsize=None)
