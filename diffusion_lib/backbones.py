@@ -64,7 +64,7 @@ class Backbone(nn.Module):
             raise ValueError(f"{name} expects floating-point images in [-1, 1], got dtype {x.dtype}; "
                              "scale uint8 pixels with x.float() / 127.5 - 1")
         weight_dtype = next(self.parameters()).dtype
-        if x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+        if x.dtype != weight_dtype and not _autocast_enabled(x.device.type):
             raise ValueError(f"{name} has {weight_dtype} weights but got {x.dtype} images; pass x.to({weight_dtype}) "
                              f"(or convert the network with model.to({x.dtype}))")
         if not isinstance(t, torch.Tensor):
@@ -92,6 +92,14 @@ class Backbone(nn.Module):
             if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
                                  f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether torch.autocast is on for this device type (torch < 2.4 has no device argument)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 def _check_positive_int(value, what: str) -> None:
