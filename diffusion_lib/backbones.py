@@ -8,6 +8,8 @@ and returns predicted noise of the same shape as the images.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -350,7 +352,9 @@ def build_backbone(name: str, **kwargs) -> Backbone:
     try:
         return BACKBONES[name](**kwargs)
     except TypeError as e:
-        raise ValueError(f"backbone {name!r} does not take these arguments {kwargs}: {e}") from None
+        takes = [p for p in inspect.signature(BACKBONES[name]).parameters if p != "self"]
+        raise ValueError(f"backbone {name!r} does not take these arguments {kwargs} ({e}); "
+                         + (f"it takes {', '.join(takes)}" if takes else "it takes no arguments")) from None
 
 
 def count_parameters(model: nn.Module) -> int:
