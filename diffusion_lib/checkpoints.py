@@ -81,8 +81,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}). "
-                              "Delete it and resume from an earlier checkpoint, or train again.") from e
+        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}); "
+                              "delete it and resume from an earlier checkpoint, or train again") from e
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT or "arch" not in checkpoint:
         raise CheckpointError(f"{path} is not a diffusion_lib checkpoint (expected format {FORMAT!r}); "
                               "checkpoints are written by diffusion_lib.train or `python -m diffusion_lib train`")
