@@ -257,13 +257,15 @@ def _flag(name: str) -> str:
     return FLAGS.get(name, f"{name} (set through the Python API)")
 
 
-def _as_options(name: str, value) -> str:
-    """The options that give TrainConfig field `name` the value `value`."""
+def _as_options(name: str, value, given=None) -> str:
+    """The options that give TrainConfig field `name` the value `value` (`given`: the value this command gave)."""
     if name == "backbone_kwargs":
         rest = dict(value)
         parts = [f"--base {rest.pop('base')}"] if "base" in rest else []
         if rest.pop("num_classes", None) is not None:
             parts.append("--conditional")
+        elif isinstance(given, dict) and given.get("num_classes") is not None:
+            parts.append("without --conditional")
         if rest:
             parts.append(f"--backbone-kwargs '{json.dumps(rest)}'")
         return " ".join(parts) or "no --base, --conditional or --backbone-kwargs"
@@ -275,7 +277,7 @@ def _as_options(name: str, value) -> str:
 def _resume_message(e) -> str:
     listed = "; ".join(f"{_flag(name)}: the checkpoint records {old!r}, this command gives {new!r}"
                        for name, old, new in e.differences)
-    again = " ".join(_as_options(name, old) for name, old, _ in e.differences)
+    again = " ".join(_as_options(name, old, new) for name, old, new in e.differences)
     return (f"cannot resume from {e.path}, which was trained with other settings ({listed}); rerun with the "
             f"recorded settings ({again}; only --steps/--epochs, --minutes and --checkpoint-every may change on a "
             f"resume), or pass --fresh to start over (this overwrites {e.path})")
@@ -406,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=integer(1), default=500,
                    help="write OUT/last.pt every this many steps, >= 1 (default 500), and at the end")
     t.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
-    t.add_argument("--limit", type=integer(1), help="use only the first N training images, 1 <= N <= the data size")
+    t.add_argument("--limit", type=integer(1), help="use only the first N training images, an integer >= 1 and at most the data size")
     t.add_argument("--data", metavar="FOLDER",
                    help="data root, an existing folder (default: $DIFFUSION_LIB_DATA or ~/.cache/diffusion_lib/data)")
     t.add_argument("--device", type=device_name, help="cpu, cuda, cuda:N or mps, one this machine has "
