@@ -77,7 +77,7 @@ class Backbone(nn.Module):
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ValueError(f"t must be an integer tensor (torch.long) of timesteps, got dtype {t.dtype}; "
                              "use t.long() (a network is trained on integer timesteps only)")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) > self.T - 1):
+        if t.numel() and bool(((t < 0) | (t > self.T - 1)).any()):
             raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], but this network "
                              f"is used with T = {self.T} steps, so t must lie in [0, {self.T - 1}]; "
                              f"if it was trained with another schedule length, set model.T to it")
@@ -91,7 +91,7 @@ class Backbone(nn.Module):
             if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
                 raise ValueError(f"labels y must be an integer tensor (torch.long) of classes, got dtype {y.dtype}; "
                                  "use y.long()")
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
+            if y.numel() and bool(((y < 0) | (y > self.num_classes)).any()):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
                                  f"got values in [{int(y.min())}, {int(y.max())}]")
 

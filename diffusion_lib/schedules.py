@@ -175,7 +175,7 @@ def _check_timestep_values(t: torch.Tensor, T: int, what: str = "this schedule")
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
                          "use torch.full((B,), t, dtype=torch.long)")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) > T - 1):
+    if t.numel() and bool(((t < 0) | (t > T - 1)).any()):   # one device sync; min and max only for the message
         raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
                          f"but {what} has T = {T}, so t must lie in [0, {T - 1}]")
 
