@@ -557,6 +557,7 @@ train(tiny_config(steps=6, T=20, checkpoint_every=1), images, out_dir={out!r}, p
 """
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")
 def test_a_run_killed_while_writing_a_checkpoint_resumes_and_leaves_no_temp_file(tmp_path):
     out = tmp_path / "run"
     marker = tmp_path / "third write stalled"
