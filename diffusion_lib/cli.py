@@ -350,7 +350,8 @@ def _sample(args) -> int:
         steps = ddpm_sample_progressive(eps_model, x_T, schedule, variance=args.variance or "beta_tilde",
                                         generator=generator, progress=True)
     else:
-        steps = ddim_sample_progressive(eps_model, x_T, schedule, args.steps or budget().ddim_steps,
+        num_steps = args.steps if args.steps is not None else min(budget().ddim_steps, schedule.T)
+        steps = ddim_sample_progressive(eps_model, x_T, schedule, num_steps,
                                         0.0 if args.eta is None else args.eta, generator=generator, progress=True)
     images = final(steps)
     seconds = time.monotonic() - start
@@ -427,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the raw weights instead of the EMA ones (training checkpoints only)")
     s.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="default ddim")
     s.add_argument("--steps", type=integer(1),
-                   help=f"DDIM steps, in [1, T] (default {FULL.ddim_steps}, {QUICK.ddim_steps} in quick mode); ddim only")
+                   help=f"DDIM steps, in [1, T] (default {FULL.ddim_steps}, {QUICK.ddim_steps} in quick mode, at most T); "
+                        "ddim only")
     s.add_argument("--eta", type=number(0, 1), help="DDIM stochasticity, in [0, 1] (default 0); ddim only")
     s.add_argument("--variance", choices=DDPM_VARIANCES, help="DDPM variance (default beta_tilde); ddpm only")
     s.add_argument("--w", type=number(0), help="guidance weight, >= 0 (default 3); class-conditional models only")
