@@ -12,6 +12,7 @@ A checkpoint is a dict of plain types and tensors:
 """
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,31 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files save_checkpoint(..., path) leaves beside `path` when it is killed mid-write
+    (.<name>.<random>.tmp in the same folder). Files of other checkpoints in that folder are not listed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of `path` left by an earlier run that was killed while saving; returns them.
+
+    Call it when a run that writes `path` starts: no other writer of the same checkpoint is running then
+    (two runs training into one folder at once would overwrite each other's checkpoints anyway).
+    """
+    removed = []
+    for tmp in temp_files(path):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint with torch.load(weights_only=True) onto the CPU, with clear errors."""
     path = Path(path)
@@ -59,8 +85,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}). "
-                              "Delete it and resume from an earlier checkpoint, or train again.") from e
+        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}); "
+                              "delete it and resume from an earlier checkpoint, or train again") from e
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT or "arch" not in checkpoint:
         raise CheckpointError(f"{path} is not a diffusion_lib checkpoint (expected format {FORMAT!r}); "
                               "checkpoints are written by diffusion_lib.train or `python -m diffusion_lib train`")
@@ -79,8 +105,14 @@ def load_weights_into(model: Backbone, checkpoint: dict, ema: bool = True) -> Ba
     if checkpoint["arch"] != model.arch:
         raise CheckpointError(f"architecture mismatch: the checkpoint holds {checkpoint['arch']}, but the model is "
                               f"{model.arch}. Build the model from the checkpoint instead: diffusion_lib.load_model(path)")
+    if not ema and checkpoint.get("model") is None:
+        raise CheckpointError("this checkpoint has no raw weights, only the EMA ones (a sampling-only file, as the "
+                              "shipped weights are); load it with ema=True (on the command line: drop --no-ema)")
     state = ema_weights(checkpoint) if ema else checkpoint["model"]
     model.load_state_dict(state)
+    schedule = checkpoint.get("schedule")
+    if isinstance(schedule, dict) and isinstance(schedule.get("T"), int):
+        model.T = schedule["T"]          # the timesteps the weights were trained on: forward() refuses others
     return model
 
 

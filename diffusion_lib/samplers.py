@@ -99,6 +99,14 @@ def alpha_bar_at(schedule: Schedule, t: int) -> float:
     return 1.0 if t < 0 else float(schedule.alpha_bar[t])
 
 
+def _check_start(x: torch.Tensor, name: str) -> None:
+    """The starting state of a chain: a float batch of images (B, C, H, W) with finite entries."""
+    check_image_batch(x, name)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} has NaN or infinite entries; start from finite values, e.g. "
+                         "sample_noise(n, generator=...) for pure noise")
+
+
 def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
@@ -138,7 +146,7 @@ def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 def ddpm_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, variance: str = "beta_tilde",
                             generator: torch.Generator | None = None, progress: bool = False) -> Iterator[SamplerStep]:
     """Ancestral sampling over all T steps from x_T; no noise is added at the final step t = 0."""
-    check_image_batch(x_T, "x_T")
+    _check_start(x_T, "x_T")
     if variance not in DDPM_VARIANCES:
         raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
     step = functools.partial(ddpm_step, variance=variance)
@@ -153,11 +161,22 @@ def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
     (Song et al. 2021, Eq. 16). eta = 0: deterministic DDIM; eta = 1 on the full grid: DDPM's beta_tilde."""
     if eta == 0:
         return 0.0  # deterministic; also avoids 0 / 0 when inversion starts from the clean image (alpha_bar_t = 1)
+    if alpha_bar_t >= 1:
+        raise ValueError("eta > 0 needs a noisy starting state (alpha_bar_t < 1); from the clean image (t = -1) "
+                         "only the deterministic update exists: use eta = 0")
     return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
 
 
 def check_eta(eta: float) -> None:
-    if not 0.0 <= float(eta) <= 1.0:
+    """Raise a ValueError unless eta is a finite number in [0, 1]."""
+    import math
+    try:
+        value = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"eta must be a finite number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+    if not 0.0 <= value <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
 
 
@@ -189,7 +208,7 @@ def ddim_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Sc
     A fresh z is drawn at every step but the last, whatever eta is, so that the noise stream lines up
     with DDPM's and DDIM(eta = 1) on the full grid reproduces DDPM draw for draw.
     """
-    check_image_batch(x_T, "x_T")
+    _check_start(x_T, "x_T")
     check_eta(eta)
     pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
     return _walk(eps_model, x_T, pairs, schedule, functools.partial(ddim_step, eta=eta), generator,
@@ -207,7 +226,7 @@ def ddim_invert_progressive(eps_model: EpsModel, x0: torch.Tensor, schedule: Sch
     what they mean in sampling (x_t: the state at t, x_next: the state reached), so `final(...)` (or
     ddim_invert) returns the encoded noise.
     """
-    check_image_batch(x0, "x0")
+    _check_start(x0, "x0")
     pairs = [(t_prev, t) for t, t_prev in reversed(timestep_pairs(ddim_timesteps(num_steps, schedule.T)))]
     return _walk(eps_model, x0, pairs, schedule, ddim_step, draw_noise=False, eps_at_next=True,
                  progress=progress, desc="DDIM inversion")
@@ -239,7 +258,7 @@ def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Sc
                             progress: bool = False) -> Iterator[SamplerStep]:
     """Deterministic sampling with Heun's method over the DDIM grid of num_steps timesteps: 2 num_steps - 1
     network evaluations (heun_nfe), against num_steps for DDIM."""
-    check_image_batch(x_T, "x_T")
+    _check_start(x_T, "x_T")
     step = functools.partial(heun_step, eps_model=eps_model)
     pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
     return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
@@ -278,7 +297,7 @@ def flow_euler_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, s
                                   num_steps: int = 20, progress: bool = False) -> Iterator[SamplerStep]:
     """Sample a flow-matching network: Euler steps from pure noise x_1 (s = 1) to the clean image (s = 0) over
     flow_timesteps(num_steps, T); num_steps network evaluations."""
-    check_image_batch(x_1, "x_1")
+    _check_start(x_1, "x_1")
     pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
     return _walk(velocity_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
                  desc="flow Euler")
@@ -287,7 +306,7 @@ def flow_euler_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, s
 def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule,
                                  num_steps: int = 10, progress: bool = False) -> Iterator[SamplerStep]:
     """Heun's method on the flow over flow_timesteps(num_steps, T): 2 num_steps - 1 network evaluations."""
-    check_image_batch(x_1, "x_1")
+    _check_start(x_1, "x_1")
     step = functools.partial(heun_step, eps_model=velocity_model, euler_step=flow_euler_step)
     pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
     return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
@@ -371,4 +390,6 @@ def record(steps: Iterator[SamplerStep], every: int = 1) -> Trajectory:
 def sample_noise(n: int, shape=(1, 28, 28), generator: torch.Generator | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """x_T ~ N(0, I) of shape (n, *shape), drawn from generator (a seeded torch.Generator on `device`)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of images n must be an integer >= 1, got {n!r}")
     return torch.randn((n, *shape), generator=generator, device=device)
