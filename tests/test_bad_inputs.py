@@ -30,6 +30,7 @@ from diffusion_lib.checkpoints import CheckpointError, load_checkpoint, load_mod
 from diffusion_lib.forward import predict_eps_from_x0, predict_x0_from_eps, q_sample
 from diffusion_lib.guidance import cfg_eps_model, guided_eps
 from diffusion_lib.pretrained import export_for_sampling
+from diffusion_lib.interpolation import slerp
 from diffusion_lib.samplers import (alpha_bar_at, ddim_sample_progressive, ddim_step, ddim_timesteps, ddpm_step, final,
                                     record, sample_noise)
 from diffusion_lib.schedules import extract, longest_schedule, make_schedule
@@ -453,6 +454,8 @@ API_CASES = [
         "the number of images n must be an integer >= 1, got -3"),
     api("record-every-0", lambda tmp, runs: record(ddim_sample_progressive(unet(), x(), SCHEDULE, 2), every=0),
         ValueError, "every must be a positive integer"),
+    api("slerp-of-zero-vectors", lambda tmp, runs: slerp(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), 0.5), ValueError,
+        "a zero vector has no direction"),
     api("nan-x-T", lambda tmp, runs: ddim_sample_progressive(unet(), torch.full((2, 1, 28, 28), math.nan), SCHEDULE, 2),
         ValueError, "x_T has NaN or infinite entries"),
     api("predict-x0-t-minus-1", lambda tmp, runs: predict_x0_from_eps(x(), torch.tensor([-1, 3]), x(), SCHEDULE),
