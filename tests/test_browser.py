@@ -68,11 +68,11 @@ CASES = [
                deterministic=True),
     # The course's forward-noising notebook: its timestep slider.
     SliderCase("01-noise-schedule", "notebooks/01_noise_schedule.ipynb",
-               "dl.widgets.slider_view(lambda t: dl.plotting.plot_schedules", deterministic=True),
+               "dl.widgets.slider_view(dl.plotting.schedules_slider", deterministic=True),
     SliderCase("02-forward-noising", "notebooks/02_forward_noising.ipynb",
-               "dl.widgets.slider_view(lambda t: dl.plotting.plot_forward_state", "t", deterministic=True),
+               "dl.widgets.slider_view(dl.plotting.forward_state_slider", "t", deterministic=True),
     # The DDPM notebook's chain scrubber: 1000 recorded steps, x_t beside the predicted x_0.
-    SliderCase("06-ddpm-chain", "notebooks/06_ddpm_sampling.ipynb", "dl.plotting.plot_chain_step", "step",
+    SliderCase("06-ddpm-chain", "notebooks/06_ddpm_sampling.ipynb", "dl.plotting.chain_slider", "step",
                deterministic=True),
 ]
 
