@@ -404,3 +404,14 @@ def key_latencies(page, handle, image, key: str = "ArrowRight", presses: int = 8
         while not kernel_idle(page) and time.monotonic() < deadline:
             time.sleep(0.05)
     return seconds
+
+
+def notebook_room(page, screen_height: int) -> float:
+    """Pixels of notebook left on a screen `screen_height` tall: below the notebook's top edge (JupyterLab's
+    menu, tab bar and toolbar sit above it), above the status bar."""
+    return page.evaluate("""(h) => {
+        const panel = window.jupyterapp.shell.currentWidget.content.node.getBoundingClientRect();
+        const status = document.querySelector('#jp-bottom-panel, .jp-StatusBar-Widget');
+        const statusHeight = status ? status.getBoundingClientRect().height : 0;
+        return h - (panel.top + window.scrollY) - statusHeight;
+    }""", screen_height)

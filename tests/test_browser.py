@@ -39,6 +39,7 @@ class SliderCase:
 # figure on every step (0.5-0.9 s when this test was written) is what it must catch when the machine is quiet.
 LATENCY_BOUND_S = float(__import__("os").environ.get("BROWSER_TEST_LATENCY_BOUND_S", 1.0))
 LATENCY_PRESSES = 10
+SCREEN_HEIGHT = 800             # the screen a slider and its picture must fit (1280 wide, as the browser here)
 
 # The scratch notebook: slider_view over range(0, 1000) (an IntSlider) and over a few timesteps in
 # sampling order (a SelectionSlider, the shape of a chain scrubber). It tests this harness and
@@ -167,6 +168,10 @@ def _move_slider_and_check(page, nb, case: SliderCase, out):
     slider.wait_for(state="visible", timeout=bh.ACTION_MS)
     image.wait_for(state="visible", timeout=bh.ACTION_MS)
     box.scroll_into_view_if_needed()
+    # A teacher's 1280x800 screen: the slider and its picture fit under JupyterLab's bars in one view.
+    height, room = box.bounding_box()["height"], bh.notebook_room(page, SCREEN_HEIGHT)
+    print(f"{case.id}: slider and picture {height:.0f} px tall; a {SCREEN_HEIGHT}-pixel screen leaves {room:.0f} px")
+    assert height <= room, f"{case.id}: the slider and its picture ({height:.0f} px) do not fit {room:.0f} px"
 
     pos, digest = bh.slider_position(slider), bh.image_digest(image)
     assert digest is not None, f"{case.id}: the widget's picture is empty before any move"

@@ -3,6 +3,7 @@
     python tools/build_notebooks.py 01 03      # the notebooks 01 and 03
     python tools/build_notebooks.py all        # every notebooks/NN_*.py
     python tools/build_notebooks.py --no-execute all   # only the header cells and the .py -> .ipynb sync
+    python tools/build_notebooks.py --quick --out /tmp/built 06   # a check: quick mode, written elsewhere
 
 For each notebook: the .py (jupytext py:percent, the file you edit) gets the canonical first two
 cells (title + Colab badge, Colab set-up; see tools/notebook_cells.py) and is rewritten if they were
@@ -17,7 +18,8 @@ tests/test_notebooks_static.py checks too); the exit code is 1 if there is one.
 
 --no-execute writes the header cells into the .py files and updates each .ipynb from its .py, keeping the
 outputs it has (jupytext --update): for a change to tools/notebook_cells.py or to a cell's source, without
-running anything.
+running anything. --quick (DIFFUSION_LIB_QUICK=1) and --out DIR (write the executed notebook into DIR, not
+notebooks/) are for checking the build and its outputs quickly; never commit a quick-mode notebook.
 
 Offline, point the library at MNIST first: export DIFFUSION_LIB_DATA=/path/to/folder/with/MNIST/raw.
 """
@@ -87,8 +89,9 @@ def strip_widget_metadata(nb) -> None:
     nb.metadata.pop("widgets", None)
 
 
-def build(py: Path) -> tuple[float, list[str]]:
-    """Sync, execute and save one notebook; returns the execution time in seconds and its output problems."""
+def build(py: Path, out: Path | None = None) -> tuple[float, list[str]]:
+    """Sync, execute and save one notebook (into `out`, default notebooks/); returns the execution time in seconds
+    and its output problems."""
     nb = read_source(py)
     nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC})
     stable_cell_ids(nb)
@@ -100,7 +103,7 @@ def build(py: Path) -> tuple[float, list[str]]:
     finish_progress_bars(nb)               # needs metadata.widgets: before it is stripped
     strip_widget_metadata(nb)
     nbformat.validate(nb)
-    nbformat.write(nb, py.with_suffix(".ipynb"))
+    nbformat.write(nb, (out or py.parent) / py.with_suffix(".ipynb").name)
     return seconds, output_problems(nb)
 
 
@@ -115,18 +118,27 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="+", help="two-digit notebook numbers, or 'all'")
     parser.add_argument("--no-execute", action="store_true",
                         help="only write the header cells into the .py and update the .ipynb from it, keeping outputs")
+    parser.add_argument("--quick", action="store_true", help="execute in quick mode (a check; never commit it)")
+    parser.add_argument("--out", type=Path, help="write the executed notebooks into this folder, not notebooks/")
     args = parser.parse_args(argv)
     if args.no_execute:
         for py in find_sources(args.notebooks):
             sync_without_executing(py)
             print(f"{py.stem}: synced notebooks/{py.stem}.ipynb from the .py (not executed)", flush=True)
         return 0
-    os.environ.pop("DIFFUSION_LIB_QUICK", None)   # committed notebooks are executed in full mode
+    if args.quick:
+        os.environ["DIFFUSION_LIB_QUICK"] = "1"
+    else:
+        os.environ.pop("DIFFUSION_LIB_QUICK", None)   # committed notebooks are executed in full mode
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    mode = "quick" if args.quick else "full"
     bad = {}
     for py in find_sources(args.notebooks):
-        print(f"{py.stem}: executing in full mode ...", flush=True)
-        seconds, problems = build(py)
-        print(f"{py.stem}: executed in {seconds:.1f} s -> notebooks/{py.stem}.ipynb", flush=True)
+        print(f"{py.stem}: executing in {mode} mode ...", flush=True)
+        seconds, problems = build(py, args.out)
+        where = args.out or "notebooks"
+        print(f"{py.stem}: executed in {seconds:.1f} s -> {where}/{py.stem}.ipynb", flush=True)
         if problems:
             bad[py.stem] = problems
     for stem, problems in bad.items():

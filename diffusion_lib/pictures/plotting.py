@@ -375,15 +375,15 @@ def _forward_state(x0, t, schedules, noise, show):
         return f"{s.name}: " + r"$\sqrt{\bar\alpha_t}$" + f" = {s.sqrt_alpha_bar[t].item():.3f}"
 
     images, titles, bars = [], [], []
-    for row, s, x_t in zip(axes, schedules, states(t)):
+    for i, (row, s, x_t) in enumerate(zip(axes, schedules, states(t))):
         images.append(row[0].imshow(image_grid(x_t[:show], nrow=nrow), cmap="gray", vmin=0, vmax=1))
         row[0].set_axis_off()
         titles.append(row[0].set_title(caption(s, t), fontsize=TITLE_SIZE))
         bars.append(_histogram(row[1], x_t, f"pixels of {x0.shape[0]} images"))
         row[1].set_ylim(0, 1.5)
         row[1].legend(fontsize=TICK_SIZE - 1, loc="upper left", handlelength=1.2, borderpad=0.3)
-        if row is not axes[-1]:
-            row[1].set_xlabel(None)
+        if i < len(schedules) - 1:
+            row[1].set_xlabel(None)                # "pixel value" once, under the last histogram
     suptitle = fig.suptitle(f"t = {t}", fontsize=TITLE_SIZE + 1)
     fig.tight_layout(pad=0.4, h_pad=0.5)
 
