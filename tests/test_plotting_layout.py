@@ -124,6 +124,13 @@ STATIC = {
     "plot_labelled_grid 07 interpolation": lambda: P.plot_labelled_grid(
         {"slerp": X0[:9], "lerp": X0[:9]}, col_labels=[f"s = {s:.3g}" for s in np.linspace(0, 1, 9)],
         title="between two noises"),
+    "plot_labelled_grid 07 paths": lambda: P.plot_labelled_grid(
+        {f"{e}, {how}": X0[:9] for e in ("drawn noises", "encoded 2 and 7") for how in ("slerp", "lerp")},
+        col_labels=[f"s = {s:.3g}" for s in np.linspace(0, 1, 9)],
+        title="decoded paths between two noises (DDIM, 10 steps)"),
+    "plot_labelled_grid 07 encode decode": lambda: P.plot_labelled_grid(
+        {"original": X0[:10], "encoded x_(T-1)": X0[10:20], "decoded": X0[20:30]},
+        title="DDIM encoding and decoding, 10 steps each way"),
     "plot_labelled_grid 08 one w": lambda: P.plot_labelled_grid({f"{d}": X0[:10] for d in range(10)},
                                                                 title="w = 3: one row per digit asked for"),
     "plot_labelled_grid 08 every w": lambda: P.plot_labelled_grid(

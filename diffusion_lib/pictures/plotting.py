@@ -90,8 +90,9 @@ def _fit_scale(scale, tiles_wide: float, tiles_high: float, extra_w: float, extr
                max_height: float = GRID_HEIGHT_IN) -> float:
     """The images' scale (1: GRID_TILE_IN inches each): `scale`, or the largest that fits (scale None), never
     wider than MAX_WIDTH_IN, taller than max_height or larger than GRID_SCALE_MAX; extra_*: inches of text."""
-    fit = min((MAX_WIDTH_IN - extra_w) / (GRID_TILE_IN * tiles_wide), (max_height - extra_h) / (GRID_TILE_IN * tiles_high),
-              GRID_SCALE_MAX)
+    # 0.3 inch to spare: the inline backend's tight bounding box and its 0.1-inch pad on each side
+    fit = min((MAX_WIDTH_IN - 0.3 - extra_w) / (GRID_TILE_IN * tiles_wide),
+              (max_height - extra_h) / (GRID_TILE_IN * tiles_high), GRID_SCALE_MAX)
     return fit if scale is None else min(scale, fit)
 
 
