@@ -14,9 +14,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import torch
@@ -88,8 +96,8 @@ dl.plotting.show_rows(rows, title=f"eight digits at t = {t_show}");
 # NBVAL_IGNORE_OUTPUT
 many = images[:256]                                      # (256, 1, 28, 28)
 eps_many = torch.randn(many.shape, generator=g)
-dl.widgets.slider_view(lambda t: dl.plotting.plot_forward_state(many, t, schedules, eps_many),
-                       values=range(T), description="t", value=t_show)
+dl.widgets.slider_view(dl.plotting.forward_state_slider(many, schedules, eps_many), values=range(T), description="t",
+                       value=t_show)
 
 # %% [markdown]
 # ## 3. The pixels become a standard Gaussian
@@ -191,7 +199,7 @@ for s in schedules:
     print(f"{s.name:>6}: remaining noise std after averaging = {1 / (n_draws ** 0.5 * s.sqrt_alpha_bar[-1]):.2f}")
 
 # %%
-dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "linear", "cosine"], size=2.4,
+dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "linear", "cosine"],
                       title=f"mean of {n_draws:,} draws of x_{T - 1}, divided by sqrt(alpha_bar_{T - 1})");
 
 # %% [markdown]

@@ -13,9 +13,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import torch
@@ -55,7 +63,7 @@ for guess, err in zip(guesses, errors):
     print(f"guess s = {guess:>3}: mean squared error of x0_hat = {err:.3f}")
 
 # %%
-dl.plotting.show_rows({"": torch.cat([x0, x_t, x0_hat])}, size=1.7,
+dl.plotting.show_rows({"": torch.cat([x0, x_t, x0_hat])},
                       col_labels=["x_0", f"x_t, t={t_true}"] + [f"s = {guess}" for guess in guesses],
                       title=f"x0_hat from x_t (made at t = {t_true}) with the true noise, assuming timestep s");
 
@@ -129,7 +137,7 @@ dl.plotting.plot_similarity_curves(sim, [0, 250, 500, 999]);
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda t: dl.plotting.plot_embedding_at(emb, sim, t), values=range(T), description="t", value=500)
+dl.widgets.slider_view(dl.plotting.embedding_slider(emb, sim), values=range(T), description="t", value=500)
 
 # %% [markdown]
 # **Question.** Nearby timesteps get similar embeddings, far ones dissimilar (though never orthogonal: the slow

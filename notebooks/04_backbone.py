@@ -25,9 +25,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import torch

@@ -24,9 +24,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import time
@@ -215,7 +223,7 @@ dl.widgets.slider_view(lambda step: dl.plotting.show_rows({f"step {step}": recor
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps}, size=1.1);
+dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps});
 
 # %% [markdown]
 # **Question.** At which step do the samples stop being noise and become strokes, and at which do they become
@@ -249,7 +257,7 @@ dl.plotting.plot_loss_by_timestep(ts, curves);
 # NBVAL_IGNORE_OUTPUT
 x_T = dl.sample_noise(B.n_samples, generator=torch.Generator().manual_seed(0)).to(device)
 samples = dl.final(dl.ddim_sample_progressive(shipped, x_T, shipped_schedule, num_steps=B.ddim_steps, progress=True))
-dl.plotting.show_grid(samples, title=f"shipped U-Net: {B.n_samples} samples, DDIM {B.ddim_steps} steps", scale=1.2);
+dl.plotting.show_grid(samples, title=f"shipped U-Net: {B.n_samples} samples, DDIM {B.ddim_steps} steps");
 
 # %% [markdown]
 # **Question.** Where, in $t$, does the shipped model beat your run the most? Does that match where its samples

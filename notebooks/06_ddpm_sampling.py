@@ -19,9 +19,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import inspect
@@ -100,7 +108,7 @@ print(f"recorded {len(chain.timesteps)} steps, t = {chain.timesteps[:3]} ... {ch
       f"one image is {tuple(chain.sample.shape[1:])}")
 
 # %%
-dl.plotting.show_grid(chain.sample, nrow=8, title=f"DDPM, {T} steps: {B.ddpm_images} samples", scale=1.0);
+dl.plotting.show_grid(chain.sample, nrow=8, title=f"DDPM, {T} steps: {B.ddpm_images} samples");
 
 # %% [markdown]
 # ## 3. Watching the chain: $x_t$ and the predicted $\hat x_0$
@@ -111,15 +119,15 @@ dl.plotting.show_grid(chain.sample, nrow=8, title=f"DDPM, {T} steps: {B.ddpm_ima
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda k: dl.plotting.plot_chain_step(chain, k), values=range(len(chain.timesteps)),
-                       description="step", value=600)
+dl.widgets.slider_view(dl.plotting.chain_slider(chain), values=range(len(chain.timesteps)), description="step",
+                       value=600)
 
 # %%
 strip_ts = [999, 900, 800, 700, 600, 400, 200, 0]
 strip_k = [chain.timesteps.index(t) for t in strip_ts]
 dl.plotting.show_rows({f"{name} {i + 1}": chain_field[strip_k, i]
                        for i in range(2) for name, chain_field in (("x_t", chain.x_t), ("x0_pred", chain.x0_pred))},
-                      col_labels=[f"t = {t}" for t in strip_ts], size=0.8,
+                      col_labels=[f"t = {t}" for t in strip_ts],
                       title="two images of the chain: the state and the predicted clean image");
 
 # %% [markdown]
@@ -182,7 +190,7 @@ for variance, x in variance_samples.items():
 
 # %%
 dl.plotting.show_rows({**variance_samples, "|difference| x 10": (10 * difference.abs()).clamp(0, 2) - 1},
-                      title="the same noise through both variances", size=0.8);
+                      title="the same noise through both variances");
 
 # %% [markdown]
 # **Question.** With $\sigma_t^2 = \beta_t$ every step adds a little more noise than the posterior allows. Why does so

@@ -20,9 +20,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import inspect
@@ -123,7 +131,7 @@ print("the grid's (10 steps, eta 0) images are the call above:", torch.equal(gri
 
 # %%
 compare_rows = {"DDPM 1000": ddpm, **{f"DDIM {s}, eta {e:g}": grid_images[(s, e)] for s in (50, 10) for e in (0.0, 1.0)}}
-dl.plotting.show_rows(compare_rows, title="the same x_(T-1) in every column", size=0.75);
+dl.plotting.show_rows(compare_rows, title="the same x_(T-1) in every column");
 
 # %% [markdown]
 # **Question.** DDIM with $\eta = 0$ and DDPM start from the same noise but usually end at *different* digits, while
@@ -137,20 +145,20 @@ dl.plotting.show_rows(compare_rows, title="the same x_(T-1) in every column", si
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda s: dl.plotting.show_rows({f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
-                                                      title=f"DDIM with {s} steps", size=0.75),
+dl.widgets.slider_view(dl.plotting.labelled_grid_slider(lambda s: {f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
+                                                       lambda s: f"DDIM with {s} steps"),
                        values=grid_steps, description="DDIM steps", value=10)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda e: dl.plotting.show_rows({f"{s} steps": grid_images[(s, e)] for s in grid_steps},
-                                                      title=f"DDIM with eta = {e:g}", size=0.75),
+dl.widgets.slider_view(dl.plotting.labelled_grid_slider(lambda e: {f"{s} steps": grid_images[(s, e)] for s in grid_steps},
+                                                       lambda e: f"DDIM with eta = {e:g}"),
                        values=grid_etas, description="eta", value=0.0)
 
 # %%
 dl.plotting.show_rows({f"image {i + 1}, eta = {e:g}": torch.stack([grid_images[(s, e)][i] for s in grid_steps])
                        for i in range(min(3, n_compare)) for e in grid_etas},
-                      col_labels=[f"{s} steps" for s in grid_steps], size=0.9,
+                      col_labels=[f"{s} steps" for s in grid_steps],
                       title="every setting of the sliders, first three images");
 
 # %% [markdown]
@@ -275,12 +283,12 @@ print(f"mean |reconstruction - original| per pixel: {(reconstructions - digits).
 
 # %%
 dl.plotting.show_rows({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
-                      title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way", size=0.75);
+                      title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way");
 
 # %%
 encode_k = torch.linspace(0, len(encoding.timesteps) - 1, 7).round().long().tolist()
 dl.plotting.show_rows({f"digit {d}": encoding.x_t[encode_k, d] for d in (2, 7)},
-                      col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k], size=0.9,
+                      col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k],
                       title="encoding: the digit walks up the noise levels");
 
 # %% [markdown]
@@ -320,7 +328,7 @@ for name, z in paths.items():
 path_images = {name: dl.sweeps.ddim_images(model, z, schedule, B.ddim_steps) for name, z in paths.items()}
 
 # %%
-dl.plotting.show_rows(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], size=0.9,
+dl.plotting.show_rows(path_images, col_labels=[f"s = {s:.3g}" for s in s_values],
                       title=f"decoded paths between two noises (DDIM, {B.ddim_steps} steps)");
 
 # %% [markdown]

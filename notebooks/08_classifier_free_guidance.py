@@ -19,9 +19,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import inspect
@@ -108,7 +116,7 @@ sevens = torch.full((8,), 7)                                                    
 x_T_sevens = dl.sample_noise(8, generator=torch.Generator(device=device).manual_seed(7), device=device)
 guided_model = dl.cfg_eps_model(model, sevens, w=3.0)
 sevens_images = dl.final(dl.ddim_sample_progressive(guided_model, x_T_sevens, schedule, num_steps=B.ddim_steps // 5))
-dl.plotting.show_grid(sevens_images, nrow=8, title=f"w = 3, label 7: DDIM {B.ddim_steps // 5} steps", scale=1.5);
+dl.plotting.show_grid(sevens_images, nrow=8, title=f"w = 3, label 7: DDIM {B.ddim_steps // 5} steps");
 
 # %% [markdown]
 # ## 3. Sweeping $w$
@@ -145,18 +153,18 @@ print(f"{len(ws)} guidance weights x {n_guided} images, DDIM {guide_steps} steps
 # NBVAL_IGNORE_OUTPUT
 per_row = min(10, n_guided // 10)
 by_digit = {w: {f"{d}": x[labels == d][:per_row] for d in range(10)} for w, x in guide_images.items()}
-dl.widgets.slider_view(lambda w: dl.plotting.show_rows(by_digit[w], title=f"w = {w:g}", size=0.7),
+dl.widgets.slider_view(dl.plotting.labelled_grid_slider(lambda w: by_digit[w], lambda w: f"w = {w:g}"),
                        values=ws, description="w", value=3.0)
 
 # %% [markdown]
 # For GitHub and print: the grid at $w = 3$, then the first sample of every digit at every $w$.
 
 # %%
-dl.plotting.show_rows(by_digit[3.0], title="w = 3: one row per digit asked for", size=0.7);
+dl.plotting.show_rows(by_digit[3.0], title="w = 3: one row per digit asked for");
 
 # %%
 dl.plotting.show_rows({f"w = {w:g}": torch.cat([by_digit[w][f"{d}"][:1] for d in range(10)]) for w in ws},
-                      col_labels=[f"asked {d}" for d in range(10)], size=0.8,
+                      col_labels=[f"asked {d}" for d in range(10)],
                       title="the first sample asked for each digit: same noise down a column, another w in each row");
 
 # %% [markdown]

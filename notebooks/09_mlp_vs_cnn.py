@@ -26,9 +26,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/diffusion-course/diffusion-by-code.git@main"], check=True)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
 # %%
 import time
@@ -121,13 +129,13 @@ dl.plotting.plot_loss_curves({n: runs[n]["loss_curve"] for n in dl.experiments.B
 # forward passes of it take too long on a CPU).
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(16, 4.6))
+fig, axes = plt.subplots(1, 4, figsize=(10.5, 3.4))
 for ax, name in zip(axes, dl.experiments.BLOG_BACKBONES):
     dl.plotting.show_grid(results["images"][name]["ddim"][:36], nrow=6, ax=ax, title=f"{name}\n(DDIM, 50 steps)")
 fig.tight_layout()
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.6))
 for ax, name in zip(axes, ["SmolMLP", "ChunkyMLP", "U-Net"]):
     dl.plotting.show_grid(results["images"][name]["ddpm"], nrow=5, ax=ax, title=f"{name}\n(DDPM, 1000 steps)")
 fig.tight_layout()
@@ -286,17 +294,20 @@ print(f"largest deviation from sample = x_T / sqrt(alpha_bar_999) there: "
 # NBVAL_IGNORE_OUTPUT
 chain_runs = ["SmolMLP", "ChunkyMLP", "U-Net"]
 chain_t = runs["U-Net"]["chain"]["t"]
+n_chain = results["images"]["U-Net"]["chain_x_t"].shape[1]                     # images per chain shown
 dl.widgets.slider_view(
-    lambda k: dl.plotting.show_rows({f"{n}\n{what}": results["images"][n][f"chain_{key}"][k]
-                                     for n in chain_runs for what, key in (("$x_t$", "x_t"), (r"$\hat x_0$", "x0_pred"))},
-                                    title=f"DDIM step {k + 1} of {len(chain_t)}: t = {chain_t[k]}", size=1.3),
+    dl.plotting.labelled_grid_slider(
+        lambda k: {n: torch.cat([results["images"][n]["chain_x_t"][k], results["images"][n]["chain_x0_pred"][k]])
+                   for n in chain_runs},
+        lambda k: f"DDIM step {k + 1} of {len(chain_t)}: t = {chain_t[k]}",
+        col_labels=[f"$x_t$ {i + 1}" for i in range(n_chain)] + [f"$\\hat x_0$ {i + 1}" for i in range(n_chain)]),
     values=range(len(chain_t)), description="DDIM step", value=10)
 
 # %%
 strip_steps = [0, 10, 20, 30, 40, 49]
 dl.plotting.show_rows({f"{n} $\\hat x_0$": results["images"][n]["chain_x0_pred"][strip_steps, 0] for n in chain_runs},
                       col_labels=[f"t = {chain_t[k]}" for k in strip_steps],
-                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain", size=1.5);
+                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain");
 
 # %% [markdown]
 # One step, without a chain: a test digit noised to $x_t$ at five timesteps, and each network's $\hat x_0$ from it.
@@ -304,8 +315,7 @@ dl.plotting.show_rows({f"{n} $\\hat x_0$": results["images"][n]["chain_x0_pred"]
 # %%
 one_step_t = results["one_step_t"]
 dl.plotting.show_rows({n: results["images"][n]["one_step"] for n in dl.experiments.BLOG_BACKBONES},
-                      col_labels=[f"t = {t}" for t in one_step_t], title=r"$\hat x_0$ from $x_t$ of one test digit",
-                      size=1.5);
+                      col_labels=[f"t = {t}" for t in one_step_t], title=r"$\hat x_0$ from $x_t$ of one test digit");
 
 # %% [markdown]
 # At $t = 50$ every network's $\hat x_0$ shows the 7, even the untrained ConvNet's: with
@@ -339,7 +349,7 @@ print(dl.experiments.results_table(results, changes))
 dl.plotting.plot_loss_by_timestep(ts, {n: runs[n]["loss_by_timestep"] for n in changes});
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(16, 4.6))
+fig, axes = plt.subplots(1, 4, figsize=(10.5, 3.4))
 for ax, name in zip(axes, ["SmolMLP + skip", "SmolMLP + LayerNorm", "SmolMLP, lr 1e-4", "ChunkyMLP, lr 1e-4"]):
     dl.plotting.show_grid(results["images"][name]["ddim"][:36], nrow=6, ax=ax, title=f"{name}\n(DDIM, 50 steps)")
 fig.tight_layout()
@@ -351,7 +361,7 @@ dl.plotting.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "Smo
 # %%
 dl.plotting.show_rows({f"{n} $\\hat x_0$": results["images"][n]["chain_x0_pred"][strip_steps, 0] for n in ["SmolMLP + skip", "U-Net"]},
                       col_labels=[f"t = {chain_t[k]}" for k in strip_steps],
-                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain, with the skip connection", size=1.5);
+                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain, with the skip connection");
 
 # %% [markdown]
 # Why did ChunkyMLP not learn at all at the blog's learning rate? Count its **dead ReLUs**: hidden units that output 0

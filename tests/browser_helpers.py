@@ -361,3 +361,57 @@ def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+_LATENCY_ARM_JS = """(img) => {
+    // One measurement: the time from the key going down to the new picture having loaded in the <img>.
+    const m = {key: null, src: null, load: null};
+    window.__browserTestLatency = m;
+    document.addEventListener('keydown', () => { if (m.key === null) m.key = performance.now(); },
+                              {capture: true, once: true});
+    const observer = new MutationObserver(() => {
+        if (m.src !== null) return;
+        m.src = performance.now();
+        observer.disconnect();
+        const loaded = () => { if (m.load === null) m.load = performance.now(); };
+        if (img.complete && img.naturalWidth > 0) loaded();
+        img.addEventListener('load', loaded, {once: true});
+    });
+    observer.observe(img, {attributes: true, attributeFilter: ['src']});
+}"""
+
+
+def key_latencies(page, handle, image, key: str = "ArrowRight", presses: int = 8) -> list[float]:
+    """Seconds from a key press on the slider's handle to the new picture loaded in its <img>, `presses` times.
+
+    Each press waits for its picture and for the kernel to go idle before the next, so the presses do not
+    queue up. The clock is the page's own (performance.now()), so Playwright's round trips are not counted.
+    """
+    element = image.element_handle(timeout=ACTION_MS)
+    seconds = []
+    for n in range(presses):
+        handle.focus()
+        page.evaluate(_LATENCY_ARM_JS, element)
+        page.keyboard.press(key)
+        deadline = time.monotonic() + UPDATE_S
+        m = page.evaluate("() => window.__browserTestLatency")
+        while m["load"] is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            m = page.evaluate("() => window.__browserTestLatency")
+        assert m["key"] is not None, f"press {n + 1} of {key}: the page saw no keydown"
+        assert m["load"] is not None, f"press {n + 1} of {key}: no new picture within {UPDATE_S:.0f} s"
+        seconds.append((m["load"] - m["key"]) / 1000)
+        while not kernel_idle(page) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return seconds
+
+
+def notebook_room(page, screen_height: int) -> float:
+    """Pixels of notebook left on a screen `screen_height` tall: below the notebook's top edge (JupyterLab's
+    menu, tab bar and toolbar sit above it), above the status bar."""
+    return page.evaluate("""(h) => {
+        const panel = window.jupyterapp.shell.currentWidget.content.node.getBoundingClientRect();
+        const status = document.querySelector('#jp-bottom-panel, .jp-StatusBar-Widget');
+        const statusHeight = status ? status.getBoundingClientRect().height : 0;
+        return h - (panel.top + window.scrollY) - statusHeight;
+    }""", screen_height)

@@ -4,6 +4,11 @@ Outside Colab it must run nothing. In (simulated) Colab it must install diffusio
 course's repository and nothing else: Colab's torch, torchvision and ipywidgets 7.7.1 stay as they are
 (--no-deps or a constraint), and nothing asks for ipywidgets 8. Every way a cell can start a command
 (subprocess, os.system, `!pip`, `%pip`) is replaced by a recorder, so nothing is installed here.
+
+Two tests run the cell's own pip command for real, offline: against a git+file:// URL of a clone of this
+repository (installed with --target into a scratch folder, --no-index so pip never asks an index), which
+proves the command works once the repository is where the URL says; and against an address that does not
+exist, where the cell must print what happened and what to do, and raise nothing.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from notebook_cells import COLAB_CELL_MARKER, GITHUB_SLUG  # noqa: E402
+from notebook_cells import COLAB_CELL_MARKER, COLAB_CELL_SOURCE, GITHUB_SLUG, INSTALL_URL  # noqa: E402
 
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 COLAB_OWNED = ("torch", "torchvision", "ipywidgets")     # Colab's own; a reinstall breaks its runtime
@@ -160,3 +165,67 @@ def test_package_metadata_admits_colab_ipywidgets():
     assert widgets, "pyproject.toml should declare ipywidgets"
     for req in widgets:
         assert req.specifier.contains(COLAB_IPYWIDGETS), f"pyproject.toml's {req} excludes Colab's ipywidgets 7.7.1"
+
+
+# --- the cell's pip command, run for real (offline) -------------------------------------------------------------
+
+PIP_S = 240
+
+
+def _run_cell_in_colab(monkeypatch, url: str, target: Path) -> None:
+    """Execute the Colab cell as in Colab, its pip command pointed at `url` and installing into `target` only."""
+    real_run = subprocess.run
+    seen = []
+
+    def run(cmd, *args, **kwargs):
+        assert INSTALL_URL in cmd, f"the cell's command no longer installs {INSTALL_URL}: {cmd}"
+        seen.append(cmd)
+        cmd = [url if arg == INSTALL_URL else arg for arg in cmd]
+        # Offline and out of the way: no index, no build isolation (setuptools comes from this environment),
+        # and into a scratch folder instead of the environment.
+        cmd += ["--target", str(target), "--no-index", "--no-build-isolation", "--disable-pip-version-check"]
+        return real_run(cmd, *args, **kwargs, timeout=PIP_S)
+
+    colab = types.ModuleType("google.colab")
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(subprocess, "run", run)
+    exec(compile(COLAB_CELL_SOURCE, "<colab set-up cell>", "exec"), {"__name__": "__main__"})
+    assert len(seen) == 1, seen
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def test_the_install_command_works_from_a_clone(tmp_path, monkeypatch, capsys):
+    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if git.returncode != 0:
+        message = f"the repository is not a git checkout here ({git.stderr.strip()})"
+        pytest.fail(message) if _ci() else pytest.skip(message)
+    import importlib.util
+    if importlib.util.find_spec("setuptools") is None:      # --no-build-isolation builds with this environment's
+        pytest.skip("setuptools is not installed here (pip install setuptools), and pip may not fetch it offline")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=PIP_S)
+    subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", "-B", "main"], check=True)   # the URL's @main
+    target = tmp_path / "site"
+    _run_cell_in_colab(monkeypatch, INSTALL_URL.replace(f"https://github.com/{GITHUB_SLUG}.git", clone.as_uri()),
+                       target)
+    out = capsys.readouterr().out
+    assert out == "", f"the install from the clone failed:\n{out}"
+    assert (target / "diffusion_lib" / "__init__.py").is_file()
+    assert (target / "diffusion_lib" / "weights" / "unet.pt").is_file(), "package data (the shipped weights) missing"
+    installed = sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".egg-info")))
+    assert installed == ["bin", "diffusion_lib"], f"--no-deps: only diffusion_lib may be installed, found {installed}"
+    assert [p.name for p in (target / "bin").iterdir()] == ["diffusion-lib"]      # its command-line entry point
+
+
+def test_a_failed_install_prints_what_to_do_and_raises_nothing(tmp_path, monkeypatch, capsys):
+    missing = f"git+{(tmp_path / 'not-published.git').as_uri()}@main"
+    _run_cell_in_colab(monkeypatch, missing, tmp_path / "site")              # must not raise
+    out = capsys.readouterr().out
+    assert out.startswith(f"Could not install diffusion_lib from {INSTALL_URL} (pip exited with "), out
+    assert "What to do:" in out and "set url above" in out and "pip install --no-deps" in out, out
+    assert "not-published.git" in out, f"pip's own reason should be shown:\n{out}"
+    assert "Traceback" not in out
+    assert not (tmp_path / "site" / "diffusion_lib").exists()

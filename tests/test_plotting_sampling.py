@@ -35,10 +35,15 @@ def test_show_rows_is_one_picture_with_a_row_per_entry():
     assert np.allclose(strip[0, :28], (torch.linspace(-1, 1, 28).numpy() + 1) / 2)
 
 
-def test_show_rows_size_is_the_height_of_a_row_in_inches():
+def test_show_rows_scale_sets_the_height_of_a_row():
+    """scale s draws each image s x GRID_TILE_IN inches tall: three rows grow by 3 x GRID_TILE_IN per unit of s;
+    scale None is the largest that fits, and a scale too large for the screen is cut down to that."""
     rows = {f"row {i}": torch.zeros(4, 1, 28, 28) for i in range(3)}
-    heights = [plotting.show_rows(rows, size=size).get_size_inches()[1] for size in (0.5, 1.0, 2.0)]
-    assert np.allclose(np.diff(heights), [3 * 0.5, 3 * 1.0])             # three rows: 3 * size more each time
+    heights = [plotting.show_rows(rows, scale=scale).get_size_inches()[1] for scale in (0.5, 1.0, 2.0)]
+    assert np.allclose(np.diff(heights), [3 * 0.5 * plotting.GRID_TILE_IN, 3 * 1.0 * plotting.GRID_TILE_IN])
+    fitted = plotting.show_rows(rows).get_size_inches()
+    assert np.allclose(plotting.show_rows(rows, scale=50).get_size_inches(), fitted)
+    assert fitted[0] <= plotting.MAX_WIDTH_IN and fitted[1] <= plotting.GRID_HEIGHT_IN
 
 
 def test_show_rows_refuses_nothing_and_mixed_sizes():

@@ -4,7 +4,7 @@ Each version runs in a subprocess: for 7.7.1, a folder holding ipywidgets 7.7.1 
 and cached) goes first on PYTHONPATH. The subprocess builds both kinds of slider (IntSlider for a
 contiguous range, SelectionSlider otherwise), moves them the way the browser does (a state update from
 the front end: `value` for an IntSlider, `index` for a SelectionSlider) and from code (view.set), and
-checks that the PNG in view.image follows.
+checks that the PNG in view.image follows, and that its display bundle is our sentence plus the box's view.
 
 The 7.7.1 folder: $DIFFUSION_LIB_IPYWIDGETS7 if set, else ~/.cache/diffusion_lib/ipywidgets-7.7.1
 (installed on first use with IPYWIDGETS7_PIN below). Without network and without that folder the 7.7.1
@@ -63,11 +63,24 @@ CHECK = textwrap.dedent('''
     assert view.value == 20 and png(view) not in (at0, at10)
     view.set(10)
     assert png(view) == at10, "the same value should give the same picture"
-    assert calls == [0, 10, 20, 10], calls
+    assert calls == [0, 10, 20], calls            # 10 was drawn before: its PNG is kept
+
+    # Without a kernel (GitHub, nbconvert, an untrusted notebook) the output's text/plain is all there is:
+    # a sentence, not the widget's repr; with one, the front end shows the VBox by its model id.
+    from IPython.core.formatters import DisplayFormatter
+    data, _ = DisplayFormatter().format(view)
+    assert data["text/plain"].startswith("Interactive slider over t (run the notebook"), data["text/plain"]
+    assert "VBox" not in data["text/plain"], data["text/plain"]
+    bundle = data["application/vnd.jupyter.widget-view+json"]
+    own = view.box._repr_mimebundle_() if hasattr(view.box, "_repr_mimebundle_") else None
+    if own is not None:                           # ipywidgets 8: the same view as the box's own bundle
+        assert bundle == own["application/vnd.jupyter.widget-view+json"], (bundle, own)
+    assert bundle == {"version_major": 2, "version_minor": 0, "model_id": view.box.model_id}, bundle
 
     # Anything else (e.g. timesteps in sampling order): a SelectionSlider. The front end sends {"index": i}.
     calls.clear()
     chain = dw.slider_view(render, values=[999, 666, 333, 0], description="step", value=666)
+    assert calls == [666, 999, 333, 0], calls     # four values: all drawn up front, the shown one first
     assert isinstance(chain.slider, ipywidgets.SelectionSlider), type(chain.slider)
     assert (chain.value, chain.slider.index, chain.slider.label) == (666, 1, "666")
     first = png(chain)
@@ -75,7 +88,7 @@ CHECK = textwrap.dedent('''
     assert (chain.value, chain.slider.label) == (0, "0") and png(chain) != first
     chain.set(999)
     assert chain.slider.index == 0 and png(chain) != first
-    assert calls == [666, 0, 999], calls
+    assert calls == [666, 999, 333, 0], calls     # moving only swapped bytes
 
     for bad in ((render, []), (render, range(3), "t", 7)):
         try:

@@ -18,15 +18,27 @@ COLAB_CELL_MARKER = "# Colab set-up"
 
 # Colab already ships torch, torchvision, ipywidgets 7.7.1, matplotlib and tqdm, which is everything
 # diffusion_lib needs; --no-deps installs only diffusion_lib itself, so none of them is reinstalled.
+# A failed install (the repository is not published under GITHUB_SLUG yet, no network, a typo in the
+# address) prints what pip said and what to do, and raises nothing: a traceback would bury the advice.
+# tests/test_colab_setup.py runs this cell's command against a local clone (git+file://) and a bad address.
+INSTALL_URL = f"git+https://github.com/{GITHUB_SLUG}.git@{BRANCH}"
 COLAB_CELL_SOURCE = f"""\
 {COLAB_CELL_MARKER}: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    url = "{INSTALL_URL}"
     # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "git+https://github.com/{GITHUB_SLUG}.git@{BRANCH}"], check=True)"""
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {{url}} (pip exited with {{install.returncode}}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
+              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
+              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")"""
 
 
 def colab_url(stem: str) -> str:

@@ -1,14 +1,84 @@
-"""Pictures: image grids and tables, strips over time, schedule curves. Images come in as (B, 1, H, W) in [-1, 1]."""
+"""Pictures: image grids, strips over time, schedule curves. Images come in as (B, 1, H, W) in [-1, 1].
+
+Every figure is sized for a projector and for GitHub: at most MAX_WIDTH_IN inches wide (at 100 dpi, shown
+at its own size in JupyterLab on a 1280-pixel screen and only a little smaller on GitHub), no text under
+10 points (about 14 pixels). A slider's picture is also at most SLIDER_HEIGHT_IN tall, so the slider and
+its picture fit a 1280x800 screen together.
+
+The pictures behind a slider over many values (01's schedules, 02's forward process, 03's embedding, 06's
+chain, 09's chains) have a live twin, a LiveFigure: drawn in full once, after that only the artists that
+change with the value are redrawn (blitting), which takes tens of milliseconds instead of most of a second.
+"""
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ..images import image_grid as _image_grid
+from ..images import image_grid as _image_grid, to_unit
+
+MAX_WIDTH_IN = 10.5        # inches; 1050 pixels at matplotlib's default 100 dpi
+SLIDER_HEIGHT_IN = 5.6     # inches; a slider's picture, so that slider and picture fit 800 pixels of screen
+PNG_COMPRESS_LEVEL = 1     # zlib level of a LiveFigure's PNG: fast to write, a few per cent larger
+GRID_TILE_IN = 0.42        # inches per image (28 pixels and the gap) at scale 1
+GRID_SCALE_MAX = 2.4       # the largest a grid's images are drawn: 2.4 x 0.42 = 1 inch, 100 pixels for 28
+GRID_HEIGHT_IN = 6.4       # a static grid's greatest height (a slider's picture: SLIDER_HEIGHT_IN)
+
+
+class LiveFigure:
+    """A slider's picture: drawn in full for the first value, then only its moving artists are redrawn.
+
+    build(value) -> (fig, moving, update): the figure drawn at `value`, the artists that change with the
+    value (lines, images, texts, legends), and update(value), which changes only those artists (set_data,
+    set_text, ...) and never the axes' limits or the layout. Calling the LiveFigure with a value returns the
+    PNG bytes of the picture at that value; pass it as the `render` of diffusion_lib.widgets.slider_view.
+
+    The picture depends on the value only, not on the values shown before it (tests/test_plotting_live.py).
+    """
+
+    def __init__(self, build):
+        self._build = build
+        self._state = None
+
+    @property
+    def figure(self):
+        """The figure (None until the first call)."""
+        return None if self._state is None else self._state[0]
+
+    def __call__(self, value) -> bytes:
+        if self._state is None:
+            fig, moving, update = self._build(value)
+            plt.close(fig)                       # ours to draw: never shown by an inline backend
+            if not isinstance(fig.canvas, FigureCanvasAgg):
+                FigureCanvasAgg(fig)             # blitting needs Agg's buffer, whatever the notebook's backend
+            for artist in moving:
+                artist.set_animated(True)        # left out of the full draw: the background without them
+            fig.canvas.draw()
+            self._state = (fig, list(moving), update, fig.canvas.copy_from_bbox(fig.bbox))
+        else:
+            self._state[2](value)
+        fig, moving, _, background = self._state
+        fig.canvas.restore_region(background)
+        for artist in moving:
+            fig.draw_artist(artist)
+        return _rgba_to_png(fig.canvas.buffer_rgba())
+
+
+def _rgba_to_png(rgba) -> bytes:
+    from PIL import Image
+
+    pixels = np.asarray(rgba)                                     # (H, W, 4) uint8, Agg's own buffer
+    image = Image.frombuffer("RGBA", (pixels.shape[1], pixels.shape[0]), pixels.tobytes(), "raw", "RGBA", 0, 1)
+    if pixels[..., 3].min() == 255:
+        image = image.convert("RGB")                              # opaque (the usual white figure): a smaller PNG
+    buf = io.BytesIO()
+    image.save(buf, format="png", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
@@ -16,63 +86,35 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> n
     return _image_grid(images, nrow, pad).numpy()
 
 
-def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None = None, ax=None, scale: float = 0.6):
-    """Draw image_grid(images) on ax (a new figure if None); returns the AxesImage."""
+def _fit_scale(scale, tiles_wide: float, tiles_high: float, extra_w: float, extra_h: float,
+               max_height: float = GRID_HEIGHT_IN) -> float:
+    """The images' scale (1: GRID_TILE_IN inches each): `scale`, or the largest that fits (scale None), never
+    wider than MAX_WIDTH_IN, taller than max_height or larger than GRID_SCALE_MAX; extra_*: inches of text."""
+    # 0.3 inch to spare: the inline backend's tight bounding box and its 0.1-inch pad on each side
+    fit = min((MAX_WIDTH_IN - 0.3 - extra_w) / (GRID_TILE_IN * tiles_wide),
+              (max_height - extra_h) / (GRID_TILE_IN * tiles_high), GRID_SCALE_MAX)
+    return fit if scale is None else min(scale, fit)
+
+
+def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None = None, ax=None,
+              scale: float | None = None):
+    """Draw image_grid(images) on ax (a new figure if None); returns the AxesImage.
+
+    A new figure is sized like show_rows: images of `scale` x 0.42 inch, or (scale None) as large
+    as fits MAX_WIDTH_IN x GRID_HEIGHT_IN, up to 1 inch each.
+    """
     grid = image_grid(images, nrow)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(2, scale * grid.shape[1] / 30 * 3), max(2, scale * grid.shape[0] / 30 * 3)))
+        tiles_high, tiles_wide = (grid.shape[0] + 2) / 30, (grid.shape[1] + 2) / 30      # 28 pixels + 2 of gap
+        title_h = 0.45 * (str(title).count("\n") + 1) if title else 0.0
+        scale = _fit_scale(scale, tiles_wide, tiles_high, 0.1, title_h + 0.1)
+        _, ax = plt.subplots(figsize=(scale * GRID_TILE_IN * tiles_wide + 0.1,
+                                      scale * GRID_TILE_IN * tiles_high + title_h + 0.1))
     im = ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=LABEL_SIZE)
     return im
-
-
-def show_rows(rows: dict, col_labels=None, title: str | None = None, size: float = 1.6):
-    """A table of images in one picture: one row per entry of `rows` (name -> (K, 1, H, W) in [-1, 1]), its name
-    on the left, `col_labels` above the columns, rows shorter than the longest padded with white.
-
-    size: the height of one image, in inches. The images are tiled into one array and drawn with one imshow,
-    so that the figure is quick enough to be the render of a slider.
-    """
-    names = list(rows)
-    if not names:
-        raise ValueError("rows is empty: give at least one name -> images (K, 1, H, W)")
-    K = max(rows[n].shape[0] for n in names)
-    H, W = rows[names[0]].shape[-2:]
-    if any(tuple(rows[n].shape[-2:]) != (H, W) for n in names):
-        raise ValueError(f"every row needs images of one size; got {[tuple(rows[n].shape[-2:]) for n in names]}")
-    pad = 2
-    strips = []
-    for n in names:
-        strip = image_grid(rows[n], nrow=K, pad=pad)                     # (H, K (W + pad) - pad) or shorter
-        full = np.ones((H, K * (W + pad) - pad), dtype=np.float32)
-        full[:, :strip.shape[1]] = strip
-        strips.append(full)
-    gap = np.ones((pad, strips[0].shape[1]), dtype=np.float32)
-    picture = np.concatenate([part for strip in strips for part in (strip, gap)])[:-pad]   # white between rows
-    col_size = LABEL_SIZE if size >= 1 else TICK_SIZE                  # column labels no wider than an image
-    longest = max((len(line) for n in names for line in str(n).split("\n")), default=0)
-    label_width = 0.55 * LABEL_SIZE / 72 * longest + 0.2                 # inches: about 0.55 em per character
-    width = size * K * (W + pad) / (H + pad) + label_width + 0.2
-    height = size * len(names) + (0.5 if title else 0.1) + (0.3 if col_labels is not None else 0)
-    fig, ax = plt.subplots(figsize=(width, height))
-    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
-    ax.set_yticks([r * (H + pad) + H / 2 for r in range(len(names))])
-    ax.set_yticklabels([str(n) for n in names], fontsize=LABEL_SIZE)
-    if col_labels is not None:
-        ax.set_xticks([k * (W + pad) + W / 2 for k in range(len(col_labels))])
-        ax.set_xticklabels([str(c) for c in col_labels], fontsize=col_size)
-        ax.xaxis.tick_top()
-    else:
-        ax.set_xticks([])
-    ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=TITLE_SIZE)
-    fig.tight_layout()
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -109,38 +151,76 @@ def _color(name: str, i: int) -> str:
     return SCHEDULE_COLORS.get(name, f"C{i + 2}")
 
 
+# Where each panel's legend goes: the corner its curves leave empty, for every t (so it never jumps).
+SCHEDULE_LEGEND_LOC = {"beta": "upper left", "alpha_bar": "upper right", "sqrt_alpha_bar": "upper right",
+                       "sqrt_one_minus_alpha_bar": "lower right", "log_snr": "upper right"}
+
+
 def plot_schedules(schedules, quantities=tuple(SCHEDULE_LABELS), t=None, ncols: int = 3):
     """One panel per Schedule field in `quantities`, one curve per schedule, against t = 0 .. T-1.
 
-    t: None; an int (a dotted line there, the value of each schedule in the legend: the slider's picture);
-    or a list of ints (a dotted line at each: the static strip).
+    t: None; an int (a dot at t on each curve, a dotted line there, the value of each schedule in the
+    legend: the slider's picture, see schedules_slider); or a list of ints (a dotted line at each: the
+    static strip).
     """
+    return _schedule_panels(schedules, quantities, t, ncols)[0]
+
+
+def schedules_slider(schedules, quantities=tuple(SCHEDULE_LABELS), ncols: int = 3) -> LiveFigure:
+    """The live twin of plot_schedules(schedules, quantities, t) for a slider over t: render(t) -> PNG bytes."""
+    return LiveFigure(lambda t: _schedule_panels(schedules, quantities, int(t), ncols))
+
+
+def _schedule_panels(schedules, quantities, t, ncols):
     marks = [] if t is None else [t] if isinstance(t, int) else list(t)
     n = len(quantities)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    width = min(MAX_WIDTH_IN, 3.6 * ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, min(2.85 * nrows, 2 * SLIDER_HEIGHT_IN) + 0.2 * (n == 1)),
+                             squeeze=False)
+    moving, dots, lines, legends = [], [], [], []
     for ax, q in zip(axes.flat, quantities):
         for i, s in enumerate(schedules):
             values = getattr(s, q).numpy()
             label = s.name if not isinstance(t, int) else f"{s.name}: {values[t]:.4g}"
             ax.plot(np.arange(s.T), values, color=_color(s.name, i), lw=2.5, label=label)
             if isinstance(t, int):
-                ax.plot([t], [values[t]], "o", color=_color(s.name, i), ms=8)
+                dot, = ax.plot([t], [values[t]], "o", color=_color(s.name, i), ms=8)
+                dots.append((dot, values))
         for m in marks:
-            ax.axvline(m, color="gray", ls=":", lw=1.5)
+            lines.append(ax.axvline(m, color="gray", ls=":", lw=1.5))
         if q == "beta":
             ax.set_yscale("log")         # linear betas span 1e-4 .. 0.02, cosine ones 4e-5 .. 0.999
         if q == "log_snr":
             ax.axhline(0, color="k", lw=1)  # SNR = 1: signal and noise variances are equal
-        _style(ax, SCHEDULE_LABELS.get(q, q) + (" (log scale)" if q == "beta" else ""), "timestep t")
-        ax.legend(fontsize=TICK_SIZE, title=None if t is None or not isinstance(t, int) else f"t = {t}",
-                  title_fontsize=TICK_SIZE)
+        if q in ("alpha_bar", "sqrt_alpha_bar"):  # room above 1 for the legend: the curves start at 1 on the left
+            ax.set_ylim(-0.05, 1.55)
+            ax.set_yticks(np.linspace(0, 1, 6))
+        _style(ax, SCHEDULE_LABELS.get(q, q) + (" (log scale)" if q == "beta" else ""),
+               "timestep t" if ax in axes[-1] or n <= ncols else None)
+        legend = ax.legend(fontsize=TICK_SIZE - 1, loc=SCHEDULE_LEGEND_LOC.get(q, "best"),
+                           title=f"t = {t}" if isinstance(t, int) else None, title_fontsize=TICK_SIZE - 1,
+                           borderpad=0.3, handlelength=1.5, labelspacing=0.3)
+        legends.append((legend, [getattr(s, q).numpy() for s in schedules]))
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    fig.tight_layout(pad=0.4, h_pad=0.6, w_pad=0.8)
+    if isinstance(t, int):
+        moving = [d for d, _ in dots] + lines + [leg for leg, _ in legends]
+
+    def update(t: int) -> None:
+        for dot, values in dots:
+            dot.set_data([t], [values[t]])
+        for line in lines:
+            line.set_xdata([t, t])
+        for legend, per_schedule in legends:
+            legend.get_title().set_text(f"t = {t}")
+            for text, s, values in zip(legend.get_texts(), schedules, per_schedule):
+                text.set_text(f"{s.name}: {values[t]:.4g}")
+
+    return fig, moving, update
 
 
 def schedule_table(schedules, ts, quantities=tuple(SCHEDULE_LABELS), digits: int = 4) -> str:
@@ -157,7 +237,8 @@ def schedule_table(schedules, ts, quantities=tuple(SCHEDULE_LABELS), digits: int
 
 def plot_variance_split(schedules):
     """Per schedule, the variance of x_t split into signal alpha_bar_t and noise 1 - alpha_bar_t: they stack to 1."""
-    fig, axes = plt.subplots(1, len(schedules), figsize=(6 * len(schedules), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(schedules), figsize=(min(MAX_WIDTH_IN, 5.2 * len(schedules)), 3.6), squeeze=False,
+                             sharey=True)
     for ax, s in zip(axes[0], schedules):
         t = np.arange(s.T)
         ab = s.alpha_bar.numpy()
@@ -165,59 +246,105 @@ def plot_variance_split(schedules):
                      labels=[r"signal variance $\bar\alpha_t$", r"noise variance $1-\bar\alpha_t$"])
         ax.set_ylim(0, 1.05)
         ax.set_xlim(0, s.T - 1)
-        _style(ax, f"{s.name} schedule", "timestep t", r"share of Var$(x_t)$")
-        ax.legend(loc="center right", fontsize=TICK_SIZE)
-    fig.tight_layout()
+        _style(ax, f"{s.name} schedule", "timestep t", r"share of Var$(x_t)$" if ax is axes[0, 0] else None)
+        ax.legend(loc="center right", fontsize=TICK_SIZE - 1)
+    fig.tight_layout(pad=0.4)
     return fig
 
 
-def _histogram(ax, x: torch.Tensor, title: str, normal: bool = True, bins: int = 60) -> None:
+HIST_BINS, HIST_RANGE = 60, (-4.0, 4.0)
+
+
+def _pixel_density(x: torch.Tensor, bins: int = HIST_BINS) -> np.ndarray:
+    """The histogram of x's pixel values on HIST_RANGE as a density (bars of area 1 in all, as hist(density=True))."""
     values = x.detach().float().flatten().cpu().numpy()
-    ax.hist(values, bins=bins, range=(-4, 4), density=True, color="tab:purple", alpha=0.7, label="pixels of $x_t$")
+    return np.histogram(values, bins=bins, range=HIST_RANGE, density=True)[0]
+
+
+def _histogram(ax, x: torch.Tensor, title: str, normal: bool = True, bins: int = HIST_BINS):
+    """A filled histogram of x's pixels with the N(0, 1) density; returns the histogram's artist (a StepPatch)."""
+    edges = np.linspace(*HIST_RANGE, bins + 1)
+    bars = ax.stairs(_pixel_density(x, bins), edges, fill=True, color="tab:purple", alpha=0.7, label="pixels of $x_t$")
     if normal:
-        grid = np.linspace(-4, 4, 200)
+        grid = np.linspace(*HIST_RANGE, 200)
         ax.plot(grid, np.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), "k--", lw=2, label="N(0, 1)")
-    ax.set_xlim(-4, 4)
+    ax.set_xlim(*HIST_RANGE)
+    ax.set_xticks([-3, -2, -1, 0, 1, 2, 3])       # none at the corners, where they would run into the y labels
     _style(ax, title, "pixel value", "density")
+    return bars
 
 
 def plot_pixel_histograms(images, labels, title: str | None = None):
     """One histogram of pixel values per entry of `images` (a list of tensors), with the N(0, 1) density."""
     K = len(images)
-    fig, axes = plt.subplots(1, K, figsize=(3.6 * K, 3.4), squeeze=False, sharey=True)
-    for ax, x, label in zip(axes[0], images, labels):
-        _histogram(ax, x, str(label))
+    ncols = min(K, 5)
+    nrows = math.ceil(K / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(min(MAX_WIDTH_IN, 2.1 * ncols + 0.5), 2.9 * nrows + 0.3),
+                             squeeze=False, sharey=True)
+    for ax, x, label in zip(axes.flat, images, labels):
+        bars = _histogram(ax, x, str(label))
         ax.set_ylim(0, 1.0)
-        if ax.patches and max(p.get_height() for p in ax.patches) > 1.0:
-            ax.text(0.98, 0.95, "peaks cut at 1", transform=ax.transAxes, ha="right", va="top", fontsize=TICK_SIZE)
-    axes[0, 0].legend(fontsize=TICK_SIZE - 1, loc="upper left")
-    for ax in axes[0, 1:]:
-        ax.set_ylabel(None)
+        ax.set_xticks([-2, 0, 2])
+        if bars.get_data().values.max() > 1.0:
+            ax.text(0.97, 0.96, "peaks\ncut at 1", transform=ax.transAxes, ha="right", va="top", fontsize=TICK_SIZE - 1)
+    axes[0, 0].legend(fontsize=TICK_SIZE - 1, loc="upper left", handlelength=1.2, borderpad=0.3)
+    for i, ax in enumerate(axes.flat):
+        if i % ncols:
+            ax.set_ylabel(None)
+    for ax in axes.flat[K:]:
+        ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=TITLE_SIZE)
-    fig.tight_layout()
+    fig.tight_layout(pad=0.4)
     return fig
 
 
 def plot_forward_state(x0: torch.Tensor, t: int, schedules, noise: torch.Tensor, show: int = 8):
-    """The slider picture of notebook 02: x_t = q_sample(x0, t) for each schedule, a few images and the pixel histogram."""
+    """The slider picture of notebook 02: x_t = q_sample(x0, t) for each schedule, a few images and the pixel
+    histogram (live twin for a slider: forward_state_slider)."""
+    return _forward_state(x0, t, schedules, noise, show)[0]
+
+
+def forward_state_slider(x0: torch.Tensor, schedules, noise: torch.Tensor, show: int = 8) -> LiveFigure:
+    """The live twin of plot_forward_state for a slider over t: render(t) -> PNG bytes."""
+    return LiveFigure(lambda t: _forward_state(x0, int(t), schedules, noise, show))
+
+
+def _forward_state(x0, t, schedules, noise, show):
     from ..forward import q_sample
 
-    fig, axes = plt.subplots(len(schedules), 2, figsize=(11, 3.3 * len(schedules)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.6, 1]})
-    t_batch = torch.full((x0.shape[0],), t, dtype=torch.long)
-    for row, s in zip(axes, schedules):
-        x_t = q_sample(x0, t_batch, s, noise=noise)
-        row[0].imshow(image_grid(x_t[:show], nrow=show // 2 if show > 4 else show), cmap="gray", vmin=0, vmax=1)
+    nrow = show // 2 if show > 4 else show
+    fig, axes = plt.subplots(len(schedules), 2, figsize=(MAX_WIDTH_IN * 0.86, min(SLIDER_HEIGHT_IN, 2.55 * len(schedules) + 0.45)),
+                             squeeze=False, gridspec_kw={"width_ratios": [1.45, 1]})
+
+    def states(t):
+        t_batch = torch.full((x0.shape[0],), t, dtype=torch.long)
+        return [q_sample(x0, t_batch, s, noise=noise) for s in schedules]
+
+    def caption(s, t):
+        return f"{s.name}: " + r"$\sqrt{\bar\alpha_t}$" + f" = {s.sqrt_alpha_bar[t].item():.3f}"
+
+    images, titles, bars = [], [], []
+    for i, (row, s, x_t) in enumerate(zip(axes, schedules, states(t))):
+        images.append(row[0].imshow(image_grid(x_t[:show], nrow=nrow), cmap="gray", vmin=0, vmax=1))
         row[0].set_axis_off()
-        row[0].set_title(f"{s.name}: " + r"$\sqrt{\bar\alpha_t}$" + f" = {s.sqrt_alpha_bar[t].item():.3f}",
-                         fontsize=TITLE_SIZE)
-        _histogram(row[1], x_t, f"pixels of {x0.shape[0]} images")
+        titles.append(row[0].set_title(caption(s, t), fontsize=TITLE_SIZE))
+        bars.append(_histogram(row[1], x_t, f"pixels of {x0.shape[0]} images"))
         row[1].set_ylim(0, 1.5)
-        row[1].legend(fontsize=TICK_SIZE - 1, loc="upper left")
-    fig.suptitle(f"t = {t}", fontsize=TITLE_SIZE + 1)
-    fig.tight_layout()
-    return fig
+        row[1].legend(fontsize=TICK_SIZE - 1, loc="upper left", handlelength=1.2, borderpad=0.3)
+        if i < len(schedules) - 1:
+            row[1].set_xlabel(None)                # "pixel value" once, under the last histogram
+    suptitle = fig.suptitle(f"t = {t}", fontsize=TITLE_SIZE + 1)
+    fig.tight_layout(pad=0.4, h_pad=0.5)
+
+    def update(t: int) -> None:
+        for image, title, bar, s, x_t in zip(images, titles, bars, schedules, states(t)):
+            image.set_data(image_grid(x_t[:show], nrow=nrow))
+            title.set_text(caption(s, t))
+            bar.set_data(values=_pixel_density(x_t))
+        suptitle.set_text(f"t = {t}")
+
+    return fig, [*images, *titles, *bars, suptitle], update
 
 
 def plot_embedding_heatmap(emb: torch.Tensor):
@@ -249,30 +376,57 @@ def plot_similarity_matrix(sim: torch.Tensor, title: str = "cosine similarity of
 
 def plot_similarity_curves(sim: torch.Tensor, ts, ax=None):
     """Rows `ts` of a similarity matrix: how alike emb(t) is to emb(s), as a function of s, one curve per t."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(9, 4))
+    return _similarity_curves(sim, ts, ax)[0]
+
+
+def _similarity_curves(sim, ts, ax=None, legend: bool = True):
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(9, 3.9))
     s = np.arange(sim.shape[1])
+    curves, marks = [], []
     for i, t in enumerate(ts):
-        ax.plot(s, sim[t].numpy(), lw=2, color=f"C{i}", label=f"t = {t}")
-        ax.axvline(t, color=f"C{i}", ls=":", lw=1.2)
+        curves.append(ax.plot(s, sim[t].numpy(), lw=2, color=f"C{i}", label=f"t = {t}")[0])
+        marks.append(ax.axvline(t, color=f"C{i}", ls=":", lw=1.2))
     ax.set_ylim(float(sim.min()) - 0.02, 1.02)
     _style(ax, "cosine similarity of emb(t) with emb(s)", "timestep s", "cosine similarity")
-    ax.legend(fontsize=TICK_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if legend:
+        ax.legend(fontsize=TICK_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    fig.tight_layout(pad=0.4)
+    return fig, curves, marks
 
 
 def plot_embedding_at(emb: torch.Tensor, sim: torch.Tensor, t: int):
-    """The slider picture of notebook 03: emb(t) over the dimensions, and its similarity to every emb(s)."""
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4))
+    """The slider picture of notebook 03: emb(t) over the dimensions, and its similarity to every emb(s)
+    (live twin for a slider: embedding_slider)."""
+    return _embedding_at(emb, sim, t)[0]
+
+
+def embedding_slider(emb: torch.Tensor, sim: torch.Tensor) -> LiveFigure:
+    """The live twin of plot_embedding_at(emb, sim, t) for a slider over t: render(t) -> PNG bytes."""
+    return LiveFigure(lambda t: _embedding_at(emb, sim, int(t)))
+
+
+def _embedding_at(emb, sim, t):
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.7), gridspec_kw={"width_ratios": [1, 1.25]})
     dim = emb.shape[1]
-    ax0.plot(np.arange(dim), emb[t].numpy(), ".-", color="tab:blue", ms=4)
+    line, = ax0.plot(np.arange(dim), emb[t].numpy(), ".-", color="tab:blue", ms=4)
     ax0.axvline(dim / 2 - 0.5, color="k", lw=1.5)
     ax0.set_ylim(-1.1, 1.1)
-    _style(ax0, f"emb(t) at t = {t}  (sin half | cos half)", "embedding dimension", "value")
+    _style(ax0, f"emb(t) at t = {t}", "embedding dimension (sin half | cos half)", "value")
     ax0.grid(alpha=0.3)
-    plot_similarity_curves(sim, [t], ax=ax1)
-    return fig
+    # No legend (one curve; the dotted line is at t): a legend beside the axes would make the layout depend on t.
+    _, (curve,), (mark,) = _similarity_curves(sim, [t], ax=ax1, legend=False)
+    title, title1 = ax0.title, ax1.title
+    title1.set_text(f"similarity of emb({t}) with every emb(s)")
+
+    def update(t: int) -> None:
+        line.set_ydata(emb[t].numpy())
+        title.set_text(f"emb(t) at t = {t}")
+        curve.set_ydata(sim[t].numpy())
+        mark.set_xdata([t, t])
+        title1.set_text(f"similarity of emb({t}) with every emb(s)")
+
+    return fig, [line, title, curve, mark, title1], update
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,7 +438,7 @@ def plot_shape_traces(traces: dict):
     traces: name -> diffusion_lib.inspection.ShapeTrace. Layers whose output is not an image (the time
     embedding) are left out; the x axis is the layer's place in the forward pass.
     """
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4.6))
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.9))
     for i, (name, trace) in enumerate(traces.items()):
         layers = [r for r in trace if len(r.out_shape) == 4]
         x = np.arange(1, len(layers) + 1)
@@ -292,13 +446,12 @@ def plot_shape_traces(traces: dict):
         ax1.plot(x, [r.out_shape[1] for r in layers], "o-", lw=2.5, ms=7, color=f"C{i}", label=name)
     ax0.set_yticks([7, 14, 28])
     ax0.set_ylim(0, 31)
-    _style(ax0, "resolution of each layer's output", "layer (in the order the forward pass calls them)",
-           "height = width (pixels)")
-    _style(ax1, "channels of each layer's output", "layer (in the order the forward pass calls them)", "channels")
+    _style(ax0, "resolution of each layer's output", "layer, in the order of the forward pass", "height = width (pixels)")
+    _style(ax1, "channels of each layer's output", "layer, in the order of the forward pass", "channels")
     for ax in (ax0, ax1):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=TICK_SIZE)
-    fig.tight_layout()
+        ax.legend(fontsize=TICK_SIZE - 1)
+    fig.tight_layout(pad=0.4)
     return fig
 
 
@@ -313,8 +466,10 @@ def plot_receptive_fields(masks: dict, pixels, which=None):
 
     which = list(range(len(pixels))) if which is None else list(which)
     names = list(masks)
-    fig, axes = plt.subplots(len(names), len(which), figsize=(2.9 * len(which) + 1.2, 3.1 * len(names)),
-                             squeeze=False)
+    label_w, _ = _text_inches(names, LABEL_SIZE)
+    panel = min((MAX_WIDTH_IN - label_w - 0.3) / len(which), (SLIDER_HEIGHT_IN - 0.1) / len(names) - 0.45, 2.6)
+    fig, axes = plt.subplots(len(names), len(which), figsize=(panel * len(which) + label_w + 0.3,
+                                                              (panel + 0.45) * len(names) + 0.1), squeeze=False)
     for r, name in enumerate(names):
         for c, p in enumerate(which):
             ax = axes[r, c]
@@ -324,7 +479,7 @@ def plot_receptive_fields(masks: dict, pixels, which=None):
             ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color="red"))
             rows_seen = np.flatnonzero(mask.any(1))
             cols_seen = np.flatnonzero(mask.any(0))
-            ax.set_title(f"pixel ({row}, {col}): sees {len(rows_seen)}x{len(cols_seen)}", fontsize=LABEL_SIZE)
+            ax.set_title(f"({row}, {col}) sees {len(rows_seen)}x{len(cols_seen)}", fontsize=LABEL_SIZE)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -337,7 +492,7 @@ def plot_cost_per_image(seconds: dict, machine: str | None = None):
     """Horizontal bars of milliseconds per image (log scale), each annotated with images per second."""
     names = list(seconds)
     ms = np.array([1000 * seconds[n] for n in names])
-    fig, ax = plt.subplots(figsize=(11, 0.75 * len(names) + 1.6))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 0.7 * len(names) + 1.6))
     y = np.arange(len(names))[::-1]
     ax.barh(y, ms, color=[f"C{i}" for i in range(len(names))])
     ax.set_xscale("log")
@@ -345,14 +500,15 @@ def plot_cost_per_image(seconds: dict, machine: str | None = None):
     ax.set_yticklabels(names, fontsize=LABEL_SIZE)
     ax.set_xlim(ms.min() / 3, ms.max() * 8)
     for yi, v in zip(y, ms):
-        ax.text(v * 1.1, yi, f"{v:.3g} ms  ({1000 / v:,.0f} images/s)", va="center", fontsize=LABEL_SIZE)
+        ax.text(v * 1.1, yi, f"{v:.3g} ms  ({1000 / v:,.0f} images/s)", va="center", fontsize=TICK_SIZE + 1)
     _style(ax, "forward + backward, per image" + (f"\n{machine}" if machine else ""), "milliseconds per image (log scale)")
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
+    fig.tight_layout(pad=0.4)
     return fig
 
 
-LOSS_LABEL = r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)"
+# The losses the library reports are means over the pixels (F.mse_loss): ||eps - eps_theta||^2 / 784 for MNIST.
+LOSS_LABEL = r"mean over pixels of $(\varepsilon - \varepsilon_\theta)^2$" "\n(log scale)"
 
 
 def _loss_axes(ax, title: str, xlabel: str):
@@ -360,14 +516,14 @@ def _loss_axes(ax, title: str, xlabel: str):
     ax.set_yscale("log")
     _style(ax, title, xlabel, LOSS_LABEL)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=TICK_SIZE)
-    ax.figure.tight_layout()
+    ax.legend(fontsize=TICK_SIZE - 1)
+    ax.figure.tight_layout(pad=0.4)
     return ax.figure
 
 
 def plot_loss_curve(history: dict, window: int | None = None, ax=None):
     """The training loss of every step (light) and its running mean over `window` steps (dark), log scale."""
-    ax = ax if ax is not None else plt.subplots(figsize=(11, 4.5))[1]
+    ax = ax if ax is not None else plt.subplots(figsize=(MAX_WIDTH_IN, 4.0))[1]
     steps = np.asarray(history["step"])
     loss = np.asarray(history["loss"], dtype=np.float64)
     window = window or max(1, len(loss) // 30)
@@ -380,7 +536,7 @@ def plot_loss_curve(history: dict, window: int | None = None, ax=None):
 
 def plot_loss_by_timestep(timesteps, curves: dict, ax=None):
     """The loss at fixed t against t, one curve per model (name -> (len(timesteps),) tensor), log scale."""
-    ax = ax if ax is not None else plt.subplots(figsize=(11, 4.5))[1]
+    ax = ax if ax is not None else plt.subplots(figsize=(MAX_WIDTH_IN, 4.0))[1]
     for i, (name, values) in enumerate(curves.items()):
         ax.plot(list(timesteps), np.asarray(values), "o-", lw=2.5, ms=5, color=f"C{i}", label=name)
     return _loss_axes(ax, "loss at each timestep", "timestep t")
@@ -389,47 +545,184 @@ def plot_loss_by_timestep(timesteps, curves: dict, ax=None):
 # ----------------------------------------------------------------------------------------------------------------
 # Notebooks 06-08: sampling chains, DDIM settings, quality against cost, classifier-free guidance.
 
+def _text_inches(labels, size: float) -> tuple[float, float]:
+    """Rough width and height in inches of the longest of `labels` at font `size` (points), lines counted."""
+    lines = [line for label in labels for line in str(label).replace("$", "").split("\n")] or [""]
+    return 0.56 * size / 72 * max(len(line) for line in lines), 1.25 * size / 72 * max(str(x).count("\n") + 1 for x in labels)
+
+
+def _two_lines(label: str) -> str:
+    """`label` broken at the space nearest its middle (unchanged if it has none)."""
+    spaces = [i for i, c in enumerate(label) if c == " "]
+    if not spaces:
+        return label
+    cut = min(spaces, key=lambda i: abs(i - len(label) / 2))
+    return label[:cut] + "\n" + label[cut + 1:]
+
+
+def _labelled_grid_picture(rows: dict, pad: int = 2):
+    """The one image of show_rows: each row's images side by side, rows below each other, white gaps."""
+    names = list(rows)
+    K = max(rows[n].shape[0] for n in names)
+    H, W = next(iter(rows.values())).shape[-2:]
+    strips = []
+    for n in names:
+        strip = image_grid(rows[n], nrow=K, pad=pad)                     # (H, K (W + pad) - pad) or shorter
+        full = np.ones((H, K * (W + pad) - pad), dtype=np.float32)
+        full[:, :strip.shape[1]] = strip
+        strips.append(full)
+    return np.concatenate([np.concatenate([s, np.ones((pad, s.shape[1]), dtype=np.float32)]) for s in strips])[:-pad]
+
+
+def show_rows(rows: dict, col_labels=None, title: str | None = None, scale: float | None = None,
+              max_height: float = GRID_HEIGHT_IN):
+    """A table of images in one picture (one imshow: fast enough for a slider), each row's name on the left,
+    `col_labels` above the columns.
+
+    rows: name -> (K, 1, H, W) in [-1, 1]; rows shorter than the longest are padded with white.
+    scale: the images' size (1: 0.42 inch each); None, or anything larger than fits, is the largest that fits
+    MAX_WIDTH_IN and max_height (inches), up to GRID_SCALE_MAX. Texts keep their size whatever the scale.
+    """
+    return _labelled_grid(rows, title, col_labels, scale, max_height)[0]
+
+
+def labelled_grid_slider(rows_at, title_at=None, col_labels=None, scale: float | None = None) -> LiveFigure:
+    """The live twin of show_rows for a slider: rows_at(value) -> the rows (same names and shapes for
+    every value), title_at(value) -> the title (or a fixed string, or None). render(value) -> PNG bytes."""
+    title_of = title_at if callable(title_at) else (lambda value: title_at)
+    return LiveFigure(lambda value: _labelled_grid(rows_at(value), title_of(value), col_labels, scale, SLIDER_HEIGHT_IN,
+                                                   rows_at=rows_at, title_at=title_of))
+
+
+def _labelled_grid(rows, title, col_labels, scale, max_height, rows_at=None, title_at=None):
+    names = list(rows)
+    if not names:
+        raise ValueError("rows is empty: give at least one name -> images (K, 1, H, W)")
+    if len({tuple(images.shape[-2:]) for images in rows.values()}) > 1:
+        raise ValueError(f"every row needs images of one size; got {[tuple(rows[n].shape[-2:]) for n in names]}")
+    K = max(rows[n].shape[0] for n in names)
+    H, W = next(iter(rows.values())).shape[-2:]
+    pad = 2
+    picture = _labelled_grid_picture(rows, pad)
+    label_w, _ = _text_inches(names, LABEL_SIZE)
+    extra_w = label_w + 0.25
+    extra_h = (0.45 if title else 0.1) + (0.35 if col_labels is not None else 0) + 0.1
+    scale = _fit_scale(scale, K, len(names), extra_w, extra_h + 0.25 * (col_labels is not None), max_height)
+    if col_labels is not None:        # a label wider than its column goes on two lines (split at its middle space)
+        col_labels = [_two_lines(str(c)) if _text_inches([c], TICK_SIZE)[0] > 0.9 * scale * GRID_TILE_IN else str(c)
+                      for c in col_labels]
+        extra_h += 0.25 * any("\n" in c for c in col_labels)
+    fig, ax = plt.subplots(figsize=(scale * GRID_TILE_IN * K + extra_w, scale * GRID_TILE_IN * len(names) + extra_h))
+    image = ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([r * (H + pad) + H / 2 for r in range(len(names))])
+    ax.set_yticklabels([str(n) for n in names], fontsize=LABEL_SIZE)
+    if col_labels is not None:
+        ax.set_xticks([k * (W + pad) + W / 2 for k in range(len(col_labels))])
+        ax.set_xticklabels([str(c) for c in col_labels], fontsize=TICK_SIZE)
+        ax.xaxis.tick_top()
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    heading = ax.set_title(title or "", fontsize=TITLE_SIZE)
+    fig.tight_layout(pad=0.3)
+
+    def update(value) -> None:
+        new_rows = rows_at(value)
+        if list(new_rows) != names or any(tuple(new_rows[n].shape) != tuple(rows[n].shape) for n in names):
+            raise ValueError("labelled_grid_slider: rows_at(value) must give the same row names and image shapes "
+                             "for every value")
+        image.set_data(_labelled_grid_picture(new_rows, pad))
+        heading.set_text(title_at(value) or "")
+
+    return fig, [image, heading], update
+
+
 def plot_chain_step(trajectory, k: int, show: int = 16, nrow: int = 4):
     """The slider picture of notebook 06: after k recorded steps of a chain, the state x_t and the model's
-    prediction of the clean image x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), side by side."""
-    t = trajectory.timesteps[k]
+    prediction of the clean image x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), side by side
+    (live twin for a slider: chain_slider)."""
+    return _chain_step(trajectory, k, show, nrow)[0]
+
+
+def chain_slider(trajectory, show: int = 16, nrow: int = 4) -> LiveFigure:
+    """The live twin of plot_chain_step(trajectory, k) for a slider over k: render(k) -> PNG bytes."""
+    return LiveFigure(lambda k: _chain_step(trajectory, int(k), show, nrow))
+
+
+def _chain_step(trajectory, k, show, nrow):
     n = min(show, trajectory.x_t.shape[1])
     nrow = min(nrow, n)
     rows = math.ceil(n / nrow)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 5.2 * rows / nrow + 1.3))
-    ax0.imshow(image_grid(trajectory.x_t[k, :n], nrow=nrow), cmap="gray", vmin=0, vmax=1)
-    ax1.imshow(image_grid(trajectory.x0_pred[k, :n], nrow=nrow), cmap="gray", vmin=0, vmax=1)
-    ax0.set_title(f"$x_t$, the state at t = {t}", fontsize=TITLE_SIZE)
+    side = min((MAX_WIDTH_IN - 0.6) / 2, (SLIDER_HEIGHT_IN - 1.0) * nrow / rows)     # each grid's width, inches
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(2 * side + 0.6, side * rows / nrow + 1.0))
+
+    def texts(k):
+        t = trajectory.timesteps[k]
+        return f"$x_t$, the state at t = {t}", f"after {k} of {len(trajectory.timesteps)} steps: t = {t}"
+
+    state = ax0.imshow(image_grid(trajectory.x_t[k, :n], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+    guess = ax1.imshow(image_grid(trajectory.x0_pred[k, :n], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+    left, top = texts(k)
+    title = ax0.set_title(left, fontsize=TITLE_SIZE)
     ax1.set_title(r"$\hat x_0$, the model's guess of the end", fontsize=TITLE_SIZE)
     for ax in (ax0, ax1):
         ax.set_axis_off()
-    fig.suptitle(f"after {k} of {len(trajectory.timesteps)} steps: t = {t}", fontsize=TITLE_SIZE + 2)
-    fig.tight_layout()
-    return fig
+    suptitle = fig.suptitle(top, fontsize=TITLE_SIZE + 1)
+    fig.tight_layout(pad=0.3, w_pad=2.0, rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))   # 0.4 inch for the suptitle
+
+    def update(k: int) -> None:
+        state.set_data(image_grid(trajectory.x_t[k, :n], nrow=nrow))
+        guess.set_data(image_grid(trajectory.x0_pred[k, :n], nrow=nrow))
+        left, top = texts(k)
+        title.set_text(left)
+        suptitle.set_text(top)
+
+    return fig, [state, guess, title, suptitle], update
 
 
 def plot_ddpm_sigmas(schedule):
-    """The two DDPM noise levels sigma_t = sqrt(beta_t) and sqrt(beta_tilde_t) against t (log scale), and their ratio."""
+    """The two DDPM noise levels sigma_t = sqrt(beta_t) and sqrt(beta_tilde_t) against t (log scale), and their ratio.
+
+    Ho et al. (2020, section 3.2): for data of unit variance per pixel, sigma_t^2 = beta_t and beta_tilde_t
+    are the upper and the lower bound on the entropy of the reverse step (optimal for x_0 ~ N(0, I) and for
+    one fixed x_0).
+    """
     t = np.arange(schedule.T)
     beta, beta_tilde = schedule.beta.double().numpy(), schedule.beta_tilde.double().numpy()
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4.6))
-    ax0.plot(t, np.sqrt(beta), lw=2.5, color="tab:red", label=r"$\sigma_t = \sqrt{\beta_t}$ (upper bound)")
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 4.0))
+    ax0.plot(t, np.sqrt(beta), lw=2.5, color="tab:red", label=r"$\sigma_t = \sqrt{\beta_t}$: upper bound")
     ax0.plot(t[1:], np.sqrt(beta_tilde[1:]), lw=2.5, color="tab:blue",
-             label=r"$\sigma_t = \sqrt{\tilde\beta_t}$ (posterior, lower bound)")
+             label=r"$\sigma_t = \sqrt{\tilde\beta_t}$ (posterior): lower bound")
     ax0.set_yscale("log")
-    ax0.set_xscale("symlog", linthresh=10)
-    _style(ax0, "noise added by one reverse step", "timestep t (log scale above 10)", r"$\sigma_t$ (log scale)")
-    ax0.legend(fontsize=TICK_SIZE)
+    _style(ax0, "noise of one reverse step", "timestep t (log scale above 10)", r"$\sigma_t$ (log scale)")
+    ax0.legend(fontsize=TICK_SIZE - 1, loc="upper left", title="bounds on the step's entropy",
+               title_fontsize=TICK_SIZE - 1)
     ratio = np.sqrt(beta_tilde / beta)
     ax1.plot(t, ratio, lw=2.5, color="tab:purple")
-    ax1.set_xscale("symlog", linthresh=10)
     ax1.set_ylim(0, 1.05)
     _style(ax1, r"$\sqrt{\tilde\beta_t / \beta_t}$: they differ only near t = 0", "timestep t (log scale above 10)",
            "ratio")
     for ax in (ax0, ax1):
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(0, schedule.T - 1)                   # t >= 0: no negative side of the symlog axis
         ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
+    fig.tight_layout(pad=0.4)
     return fig
+
+
+def _shared_legend(fig, axes, ncol: int, bottom_in: float) -> None:
+    """One legend for all panels (each label once), under them, in `bottom_in` inches kept free for it."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=TICK_SIZE - 1, frameon=False,
+               handlelength=1.8, columnspacing=1.2)
+    fig.tight_layout(pad=0.4, w_pad=1.0, rect=(0, bottom_in / fig.get_figheight(), 1, 1))
 
 
 def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
@@ -437,9 +730,11 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
 
     groups: series name -> list of rows from diffusion_lib.sweeps (keys steps, seconds_per_image,
     confident_share, frechet_distance, n); reference: diffusion_lib.metrics.reference_scores(...),
-    drawn as dashed lines (what real digits score).
+    drawn as dashed lines (what real digits score). One legend for the three panels, under them.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    n_labels = len(groups) + (2 if reference else 0)
+    legend_rows = math.ceil(n_labels / 2)
+    fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH_IN, 3.5 + 0.27 * legend_rows))
     markers = "osD^v"
     for i, (name, rows) in enumerate(groups.items()):
         steps = [r["steps"] for r in rows]
@@ -453,15 +748,15 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
             axes[2].plot(*zip(*fd), **style)
     if reference:
         axes[1].axhline(reference["test_confident_share"], color="k", ls="--", lw=1.5,
-                        label="real MNIST test digits")
-        axes[2].axhline(reference["train_vs_test_frechet_distance"], color="k", ls="--", lw=1.5,
-                        label=f"{reference['train_vs_test_n']} real training digits")
-    _style(axes[0], "time per image", "sampling steps (network calls)", "milliseconds (log scale)")
+                        label="confident share of real MNIST test digits")
+        axes[2].axhline(reference["train_vs_test_frechet_distance"], color="k", ls=":", lw=2,
+                        label=f"Frechet distance of {reference['train_vs_test_n']} real training digits")
+    xlabel = "sampling steps (log scale)"
+    _style(axes[0], "time per image", xlabel, "milliseconds (log scale)")
     axes[0].set_yscale("log")
-    _style(axes[1], "confident share (higher is better)", "sampling steps (network calls)", "share with p > 0.9")
+    _style(axes[1], "confident share\n(higher is better)", xlabel, "share with p > 0.9")
     axes[1].set_ylim(0, 1.02)
-    _style(axes[2], "Frechet distance to the test set (lower is better)", "sampling steps (network calls)",
-           "Frechet distance")
+    _style(axes[2], "Frechet distance to the\ntest set (lower is better)", xlabel, "Frechet distance")
     axes[2].set_ylim(bottom=0)
     from matplotlib.ticker import NullLocator
 
@@ -472,8 +767,7 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
         ax.set_xticklabels([str(s) for s in all_steps])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=TICK_SIZE - 1)
-    fig.tight_layout()
+    _shared_legend(fig, axes, ncol=2, bottom_in=0.27 * legend_rows + 0.1)
     return fig
 
 
@@ -483,44 +777,40 @@ def plot_guidance_tradeoff(rows, reference: dict | None = None):
     ws = [r["w"] for r in rows]
     acc = [r["guided_accuracy"] for r in rows]
     spread = [r["relative_spread"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH_IN, 4.3))
     ax = axes[0]
     ax.plot(spread, acc, "-", color="gray", lw=1.5, zorder=1)
-    ax.scatter(spread, acc, c=np.log1p(ws), cmap="viridis", s=110, zorder=2, edgecolor="k")
-    # Label each point; where points crowd (large w: all near the top), turn the labels around the point.
-    span_x, span_y = (max(spread) - min(spread)) or 1.0, (max(acc) - min(acc)) or 1.0
-    placements = [((8, -14), "left"), ((0, 10), "center"), ((0, -24), "center"), ((-8, 22), "right")]
-    labelled = []
-    for w, x, y in zip(ws, spread, acc):
-        crowd = sum(abs(x - x2) / span_x < 0.15 and abs(y - y2) / span_y < 0.08 for x2, y2 in labelled)
-        offset, ha = placements[crowd % len(placements)]
-        ax.annotate(f"w = {w:g}", (x, y), textcoords="offset points", xytext=offset, ha=ha, fontsize=TICK_SIZE + 1)
-        labelled.append((x, y))
-    _style(ax, "the trade-off: each point is one w", "within-class diversity (1 = as varied as real digits)",
+    # One colour per w and a legend for them: the labels never overlap, however the points crowd.
+    colors = plt.get_cmap("viridis")(np.linspace(0, 1, len(ws)))
+    for w, x, y, c in zip(ws, spread, acc, colors):
+        ax.scatter([x], [y], color=c, s=90, zorder=2, edgecolor="k", label=f"{w:g}")
+    _style(ax, "the trade-off\n(one point per w)", "within-class diversity\n(1: as varied as real digits)",
            "guided accuracy")
-    ax.set_ylim(min(acc) - 0.05, 1.08)
+    ax.set_ylim(min(acc) - 0.05, 1.05)
+    ax.legend(title="w", fontsize=TICK_SIZE - 1, title_fontsize=TICK_SIZE - 1, loc="lower left", ncol=2,
+              handletextpad=0.2, columnspacing=0.6, borderpad=0.3)
     ax.grid(alpha=0.3)
     ax = axes[1]
-    ax.plot(ws, acc, "o-", lw=2.5, ms=8, color="tab:green", label="guided accuracy")
-    ax.plot(ws, [r["confident_share"] for r in rows], "s-", lw=2.5, ms=8, color="tab:blue", label="confident share")
-    ax.plot(ws, spread, "D-", lw=2.5, ms=8, color="tab:orange", label="within-class diversity")
+    ax.plot(ws, acc, "o-", lw=2.5, ms=7, color="tab:green", label="guided accuracy")
+    ax.plot(ws, [r["confident_share"] for r in rows], "s-", lw=2.5, ms=7, color="tab:blue", label="confident share")
+    ax.plot(ws, spread, "D-", lw=2.5, ms=7, color="tab:orange", label="within-class diversity")
     if reference:
         ax.axhline(reference["test_confident_share"], color="tab:blue", ls="--", lw=1.2,
-                   label="confident share of real digits")
+                   label="confident share,\nreal digits")
     ax.set_ylim(0, 1.1)
-    _style(ax, "against the guidance weight", "guidance weight w", "share / ratio")
-    ax.legend(fontsize=TICK_SIZE - 1, loc="lower right")
+    _style(ax, "against the\nguidance weight", "guidance weight w", "share / ratio")
+    ax.legend(fontsize=TICK_SIZE - 1, loc="lower right", borderpad=0.3, handlelength=1.5)
     ax.grid(alpha=0.3)
     ax = axes[2]
-    ax.plot(ws, [r["frechet_distance"] for r in rows], "o-", lw=2.5, ms=8, color="tab:red", label="generated")
+    ax.plot(ws, [r["frechet_distance"] for r in rows], "o-", lw=2.5, ms=7, color="tab:red", label="generated")
     if reference:
         ax.axhline(reference["train_vs_test_frechet_distance"], color="k", ls="--", lw=1.5,
-                   label=f"{reference['train_vs_test_n']} real training digits")
+                   label=f"{reference['train_vs_test_n']} real\ntraining digits")
     ax.set_ylim(bottom=0)
-    _style(ax, "Frechet distance to the test set", "guidance weight w", "Frechet distance (lower is better)")
-    ax.legend(fontsize=TICK_SIZE - 1)
+    _style(ax, "Frechet distance to the\ntest set (lower is better)", "guidance weight w", "Frechet distance")
+    ax.legend(fontsize=TICK_SIZE - 1, loc="upper right", borderpad=0.3, handlelength=1.5)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(pad=0.4, w_pad=0.8)
     return fig
 
 
@@ -529,7 +819,7 @@ def plot_over_t(timesteps, curves: dict, title: str, ylabel: str, logy: bool = F
 
     curves: name -> (K,) values at `timesteps`; marks: timesteps to draw as dotted lines.
     """
-    fig, ax = plt.subplots(figsize=(11, 4.3))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 3.9))
     for i, (name, values) in enumerate(curves.items()):
         ax.plot(list(timesteps), np.asarray(values, dtype=np.float64), lw=2.5, color=f"C{i}", label=name)
     for m in marks or []:
@@ -540,8 +830,8 @@ def plot_over_t(timesteps, curves: dict, title: str, ylabel: str, logy: bool = F
     _style(ax, title, "timestep t (sampling goes left to right)", ylabel)
     ax.grid(alpha=0.3, which="both")
     if len(curves) > 1:
-        ax.legend(fontsize=TICK_SIZE)
-    fig.tight_layout()
+        ax.legend(fontsize=TICK_SIZE - 1)
+    fig.tight_layout(pad=0.4)
     return fig
 
 
@@ -550,21 +840,24 @@ def plot_over_t(timesteps, curves: dict, title: str, ylabel: str, logy: bool = F
 
 def plot_loss_curves(curves: dict, title: str = "training loss"):
     """Loss against optimizer step (log scale), one curve per run: name -> {"step": [...], "loss": [...]}."""
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH_IN, 4.3))
     for i, (name, c) in enumerate(curves.items()):
         ax.plot(c["step"], c["loss"], lw=2.5, color=f"C{i}", label=name, marker="o" if len(c["step"]) < 20 else None)
     ax.set_yscale("log")
     _style(ax, title, "optimizer step (batches of 128)", LOSS_LABEL)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=TICK_SIZE, loc="upper right")
-    fig.tight_layout()
+    ax.legend(fontsize=TICK_SIZE - 1, loc="upper right")
+    fig.tight_layout(pad=0.4)
     return fig
 
 
 def plot_chain_magnitudes(chains: dict, data_std: float | None = None):
-    """Two panels against t (sampling runs right to left, T-1 -> 0): std of x_t and std of x0_pred over a DDIM
-    chain, log scale, one curve per run: name -> {"t": [...], "x_t_std": [...], "x0_pred_std": [...]}."""
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    """Two panels against t (t = T-1 on the left: sampling goes left to right): std of x_t and std of x0_pred
+    over a DDIM chain, log scale, one curve per run: name -> {"t": [...], "x_t_std": [...], "x0_pred_std": [...]}.
+    One legend for both panels, under them."""
+    n_labels = len(chains) + (data_std is not None)
+    legend_rows = math.ceil(n_labels / 3)
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.8 + 0.27 * legend_rows))
     for i, (name, c) in enumerate(chains.items()):
         for ax, key in zip(axes, ("x_t_std", "x0_pred_std")):
             ax.plot(c["t"], c[key], "o-", ms=3, lw=2.5, color=f"C{i}", label=name)
@@ -574,8 +867,7 @@ def plot_chain_magnitudes(chains: dict, data_std: float | None = None):
         ax.set_yscale("log")
         ax.invert_xaxis()
         _style(ax, f"std of {what} along a DDIM chain", "timestep t (sampling goes left to right)",
-               "standard deviation (log scale)")
+               "standard deviation (log scale)" if ax is axes[0] else None)
         ax.grid(alpha=0.3, which="both")
-    axes[1].legend(fontsize=TICK_SIZE)
-    fig.tight_layout()
+    _shared_legend(fig, axes, ncol=3, bottom_in=0.27 * legend_rows + 0.1)
     return fig

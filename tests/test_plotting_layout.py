@@ -1,0 +1,295 @@
+"""Every figure of diffusion_lib.plotting fits a screen and a projector, with the inputs the notebooks give it.
+
+For each figure, drawn as a notebook shows it (the inline backend's tight bounding box; a slider's picture
+as its LiveFigure draws it, the whole canvas):
+- at most MAX_WIDTH_PX wide, so it is shown at (nearly) its own size: JupyterLab on a 1280-pixel screen
+  gives an output about 1100 pixels wide with the file browser closed, GitHub about 980;
+- no text smaller than MIN_TEXT_PX once shown SHOWN_WIDTH_PX wide (a figure is scaled down to fit);
+- a slider's picture at most SLIDER_HEIGHT_PX tall, any other figure at most SCREEN_HEIGHT_PX, so that on a
+  1280x800 screen it fits under JupyterLab's bars (the slider itself takes about 30 more);
+- no two texts overlap or touch, and no text of a slider's picture is cut off at its edge.
+
+Texts are the ones the renderer actually draws (Text.draw is watched while the figure is drawn).
+Also: a LiveFigure's picture depends only on its value, never on the values shown before.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from diffusion_lib import embeddings, inspection  # noqa: E402
+from diffusion_lib.pictures import plotting as P  # noqa: E402
+from diffusion_lib.samplers import Trajectory  # noqa: E402
+from diffusion_lib.schedules import make_schedule  # noqa: E402
+
+MAX_WIDTH_PX = 1060           # MAX_WIDTH_IN at 100 dpi, and the inline backend's 0.1-inch pad
+SHOWN_WIDTH_PX = 1000
+MIN_TEXT_PX = 12
+SLIDER_HEIGHT_PX = 570
+SCREEN_HEIGHT_PX = 680
+
+g = torch.Generator().manual_seed(0)
+
+
+def imgs(n, *shape):
+    return (torch.rand(n, *shape, 1, 28, 28, generator=g) * 2 - 1) if shape else torch.rand(n, 1, 28, 28, generator=g) * 2 - 1
+
+
+S = [make_schedule("linear"), make_schedule("cosine")]
+EMB = embeddings.sinusoidal_embedding(torch.arange(1000), 256)
+UNIT = EMB / EMB.norm(dim=1, keepdim=True)
+SIM = UNIT @ UNIT.T
+X0 = imgs(64)
+NOISE = torch.randn(X0.shape, generator=g)
+CHAIN = Trajectory(list(range(999, -1, -1)), imgs(1000, 16), imgs(1000, 16), imgs(16))
+PIXELS = [(k, k) for k in range(0, 28, 3)]
+MASKS = {name: torch.rand(len(PIXELS), 28, 28, generator=g) > 0.5 for name in ("ConvNet", "UNet (base 32)")}
+REFERENCE = {"test_confident_share": 0.972, "train_vs_test_frechet_distance": 26.13, "train_vs_test_n": 200}
+SWEEP = [{"steps": s, "seconds_per_image": 0.0013 * s, "confident_share": c, "frechet_distance": f, "n": 100}
+         for s, c, f in ((10, 0.83, 89.6), (20, 0.86, 82.1), (50, 0.84, 83.9))]
+GUIDE = [{"w": w, "guided_accuracy": a, "confident_share": c, "relative_spread": r, "frechet_distance": f}
+         for w, a, c, r, f in ((0, 0.09, 0.51, 1.04, 249), (0.5, 0.445, 0.58, 1.02, 216), (1, 0.825, 0.795, 0.915, 72.4),
+                               (2, 0.975, 0.93, 0.741, 34.2), (3, 0.98, 0.95, 0.655, 52.5), (5, 0.985, 0.94, 0.613, 77),
+                               (8, 0.97, 0.9, 0.688, 122))]
+TS = [0, 50, 100, 250, 500, 750, 900, 999]
+CURVES = {"linear": np.exp(-np.linspace(0, 3, 8)), "cosine": np.exp(-np.linspace(0, 2, 8))}
+HISTORY = {"step": list(range(3000)), "loss": list(0.03 + 0.5 / (1 + np.arange(3000) / 50))}
+MAG = {n: {"t": list(range(999, -1, -20)), "x_t_std": list(np.linspace(1, 0.6, 50) * k), "x0_pred_std": list(np.linspace(3, 0.6, 50) * k)}
+       for n, k in (("SmolMLP", 5), ("SmolMLP + skip", 2), ("ChunkyMLP, lr 1e-4", 3), ("U-Net", 1))}
+
+
+def _trace():
+    from diffusion_lib.backbones import ConvNet, UNet
+    x, t = imgs(2), torch.zeros(2, dtype=torch.long)
+    return {"ConvNet": inspection.shape_trace(ConvNet(), x, t), "UNet (base 32)": inspection.shape_trace(UNet(base=32), x, t)}
+
+
+# name -> (what draws it, the values a slider visits or None for a static figure)
+STATIC = {
+    "show_grid 64": lambda: P.show_grid(X0, nrow=8, title="DDPM, 1000 steps: 64 samples").figure,
+    "show_grid 16": lambda: P.show_grid(X0[:16], nrow=8, title="DDPM, 1000 steps: 16 samples").figure,
+    "plot_schedules, marks": lambda: P.plot_schedules(S, t=[0, 100, 250, 500, 750, 999]),
+    "plot_schedules, one panel": lambda: P.plot_schedules(S, ["log_snr"], t=[259, 496]),
+    "plot_variance_split": lambda: P.plot_variance_split(S),
+    "show_rows 02": lambda: P.show_rows({"linear": X0[:8], "cosine": X0[8:16]}, col_labels=[f"t = {t}" for t in TS],
+                                        title="x_t = q_sample(x_0, t), same noise in every column"),
+    "show_rows 02 eight digits": lambda: P.show_rows({"linear": X0[:8], "cosine": X0[8:16]}, title="eight digits at t = 250"),
+    "show_rows 03": lambda: P.show_rows({"": X0[:3]}, col_labels=["$x_0$", "$x_t$", r"$\hat x_0$"]),
+    "show_rows 05 batch": lambda: P.show_rows({"$x_0$": X0[:8], r"$\varepsilon$": X0[8:16], "$x_t$": X0[16:24],
+                                               r"$\varepsilon_\theta(x_t, t)$": X0[24:32]}),
+    "show_rows 05 steps": lambda: P.show_rows({f"step {s}": X0[:8] for s in (1, 100, 300, 600, 1000, 1500, 2000, 3000)}),
+    "show_rows 09": lambda: P.show_rows({f"{n} $\\hat x_0$": X0[:6] for n in ("SmolMLP", "ChunkyMLP", "U-Net")},
+                                        col_labels=[f"t = {t}" for t in (999, 799, 599, 399, 199, 19)],
+                                        title=r"the guess $\hat x_0$ of the first image along its DDIM chain"),
+    "plot_pixel_histograms": lambda: P.plot_pixel_histograms([X0 * a for a in (1, 0.8, 0.5, 0.2, 0.01)],
+                                                             [f"t = {t}" for t in (0, 100, 250, 500, 999)],
+                                                             title="pixels of x_t, linear schedule"),
+    "plot_embedding_heatmap": lambda: P.plot_embedding_heatmap(EMB),
+    "plot_similarity_matrix": lambda: P.plot_similarity_matrix(SIM),
+    "plot_similarity_curves": lambda: P.plot_similarity_curves(SIM, [0, 250, 500, 999]),
+    "plot_shape_traces": lambda: P.plot_shape_traces(_trace()),
+    "plot_receptive_fields, four": lambda: P.plot_receptive_fields(MASKS, PIXELS, which=[0, 2, 5, 9]),
+    "plot_cost_per_image": lambda: P.plot_cost_per_image({"ConvNet": 0.0123, "UNet (base 32)": 0.0051, "UNet (base 16)": 0.002,
+                                                          "SmolMLP": 0.0001},
+                                                         machine="AMD EPYC, 1 torch thread on 2 logical cores, torch 2.15.0+cu132"),
+    "plot_loss_curve": lambda: P.plot_loss_curve(HISTORY),
+    "plot_loss_by_timestep": lambda: P.plot_loss_by_timestep(TS, {"your run (3000 steps)": np.linspace(1, 0.01, 8),
+                                                                  "shipped (EMA)": np.linspace(0.9, 0.008, 8)}),
+    "show_rows 06 strip": lambda: P.show_rows(
+        {f"{n} {i}": X0[:8] for i in (1, 2) for n in ("x_t", "x0_pred")}, col_labels=[f"t = {t}" for t in TS],
+        title="two images of the chain: the state and the predicted clean image"),
+    "show_rows 06 variance": lambda: P.show_rows(
+        {"beta_tilde": X0[:4], "beta": X0[4:8], "|difference| x 10": X0[8:12]}, title="the same noise through both variances"),
+    "show_rows 07 compare": lambda: P.show_rows(
+        {"DDPM 1000": X0[:8], **{f"DDIM {s}, eta {e:g}": X0[:8] for s in (50, 10) for e in (0.0, 1.0)}},
+        title="the same x_(T-1) in every column"),
+    "show_rows 07 every setting": lambda: P.show_rows(
+        {f"image {i + 1}, eta = {e:g}": X0[:4] for i in range(3) for e in (0.0, 0.5, 1.0)},
+        col_labels=[f"{s} steps" for s in (5, 10, 20, 50)], title="every setting, three images"),
+    "show_rows 07 encoding": lambda: P.show_rows(
+        {f"digit {d}": X0[:7] for d in (2, 7)}, col_labels=[f"t = {t}" for t in (0, 160, 320, 480, 660, 820, 999)],
+        title="a digit encoded step by step"),
+    "show_rows 07 interpolation": lambda: P.show_rows(
+        {"slerp": X0[:9], "lerp": X0[:9]}, col_labels=[f"s = {s:.3g}" for s in np.linspace(0, 1, 9)],
+        title="between two noises"),
+    "show_rows 07 paths": lambda: P.show_rows(
+        {f"{e}, {how}": X0[:9] for e in ("drawn noises", "encoded 2 and 7") for how in ("slerp", "lerp")},
+        col_labels=[f"s = {s:.3g}" for s in np.linspace(0, 1, 9)],
+        title="decoded paths between two noises (DDIM, 10 steps)"),
+    "show_rows 07 encode decode": lambda: P.show_rows(
+        {"original": X0[:10], "encoded x_(T-1)": X0[10:20], "decoded": X0[20:30]},
+        title="DDIM encoding and decoding, 10 steps each way"),
+    "show_rows 08 one w": lambda: P.show_rows({f"{d}": X0[:10] for d in range(10)},
+                                                                title="w = 3: one row per digit asked for"),
+    "show_rows 08 every w": lambda: P.show_rows(
+        {f"w = {w:g}": X0[:10] for w in (0, 0.5, 1, 2, 3, 5, 8)}, col_labels=[f"asked {d}" for d in range(10)],
+        title="the first sample of every digit at every w"),
+    "plot_ddpm_sigmas": lambda: P.plot_ddpm_sigmas(S[0]),
+    "plot_quality_vs_steps": lambda: P.plot_quality_vs_steps(
+        {"DDIM, eta = 0, 100 images": SWEEP, "DDIM, eta = 1, 100 images": SWEEP,
+         "DDPM 1000, 8 images (section 3)": [{"steps": 1000, "seconds_per_image": 1.87, "confident_share": 0.875,
+                                              "frechet_distance": None}],
+         **{f"model card: DDIM, eta = {e}, 500 images": [{"steps": 50, "seconds_per_image": None, "confident_share": c,
+                                                          "frechet_distance": None}] for e, c in ((0, 0.822), (1, 0.876))}},
+        reference={**REFERENCE, "train_vs_test_n": 100}),
+    "plot_guidance_tradeoff": lambda: P.plot_guidance_tradeoff(GUIDE, REFERENCE),
+    "plot_over_t": lambda: P.plot_over_t(list(range(999, -1, -50)), {"x0_pred classified as the final digit": np.linspace(0.1, 1, 20)},
+                                         "does the guess already show the final digit?", "share of the 16 images"),
+    "plot_loss_curves": lambda: P.plot_loss_curves({n: {"step": [0, 100, 200, 300], "loss": [1, 0.3, 0.1, 0.05]}
+                                                    for n in ("SmolMLP", "ChunkyMLP", "ConvNet", "U-Net")}),
+    "plot_chain_magnitudes": lambda: P.plot_chain_magnitudes(MAG, data_std=0.62),
+}
+
+# The pictures behind the notebooks' sliders: a LiveFigure, or a static figure drawn once per value.
+SLIDERS = {
+    "01 schedules": (lambda: P.schedules_slider(S), [250, 251, 999, 0, 137]),
+    "02 forward state": (lambda: P.forward_state_slider(X0, S, NOISE), [250, 251, 999, 0]),
+    "03 embedding": (lambda: P.embedding_slider(EMB, SIM), [500, 501, 999, 0]),
+    "04 receptive field": (lambda: (lambda k: P.plot_receptive_fields(MASKS, PIXELS, which=[PIXELS.index((k, k))])),
+                           [0, 27]),
+    "05 training step": (lambda: (lambda s: P.show_rows({f"step {s}": X0[:8]})), [1, 3000]),
+    "06 chain": (lambda: P.chain_slider(CHAIN), [600, 601, 999, 0]),
+    "07 DDIM steps": (lambda: P.labelled_grid_slider(lambda s: {f"eta = {e:g}": X0[:8] for e in (0.0, 0.5, 1.0)},
+                                                     lambda s: f"DDIM with {s} steps"), [10, 5, 50]),
+    "07 eta": (lambda: P.labelled_grid_slider(lambda e: {f"{s} steps": X0[:8] for s in (5, 10, 20, 50)},
+                                              lambda e: f"DDIM with eta = {e:g}"), [0.0, 0.5, 1.0]),
+    "08 w": (lambda: P.labelled_grid_slider(lambda w: {f"{d}": X0[:10] for d in range(10)}, lambda w: f"w = {w:g}"),
+             [3.0, 0.0, 8.0]),
+    "09 chains": (lambda: P.labelled_grid_slider(
+        lambda k: {n: X0[:6] * (1 - k / 50) for n in ("SmolMLP", "ChunkyMLP", "U-Net")},
+        lambda k: f"DDIM step {k + 1} of 50: t = {999 - 20 * k}",
+        col_labels=[f"$x_t$ {i}" for i in (1, 2, 3)] + [f"$\\hat x_0$ {i}" for i in (1, 2, 3)]), [10, 11, 49, 0]),
+}
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def drawn_texts(fig, monkeypatch, **savefig):
+    """(text, its box in pixels of the saved picture) for every non-empty Text the renderer draws, and the
+    picture's (width, height) in pixels."""
+    seen = []
+    original, original_figure = Text.draw, Figure.draw
+
+    def draw(self, renderer):
+        original(self, renderer)
+        if self.get_visible() and self.get_text().strip():
+            seen.append((self, self.get_window_extent(renderer)))
+
+    def draw_figure(self, renderer):
+        seen.clear()                    # bbox_inches="tight" draws twice: keep the texts of the last draw
+        original_figure(self, renderer)
+
+    monkeypatch.setattr(Text, "draw", draw)
+    monkeypatch.setattr(Figure, "draw", draw_figure)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig)
+    monkeypatch.setattr(Text, "draw", original)
+    monkeypatch.setattr(Figure, "draw", original_figure)
+    return seen, Image.open(io.BytesIO(buf.getvalue())).size
+
+
+def layout_problems(fig, monkeypatch, slider: bool) -> list[str]:
+    if slider:
+        texts, (w, h) = drawn_texts(fig, monkeypatch)                     # a LiveFigure's whole canvas
+    else:
+        texts, (w, h) = drawn_texts(fig, monkeypatch, bbox_inches="tight")   # what the inline backend shows
+    problems = []
+    if w > MAX_WIDTH_PX:
+        problems.append(f"{w} pixels wide (at most {MAX_WIDTH_PX})")
+    limit = SLIDER_HEIGHT_PX if slider else SCREEN_HEIGHT_PX
+    if h > limit:
+        problems.append(f"{h} pixels tall (at most {limit})")
+    shrink = min(1.0, SHOWN_WIDTH_PX / w)
+    for text, _ in texts:
+        px = text.get_fontsize() * fig.dpi / 72 * shrink
+        if px < MIN_TEXT_PX - 1e-6:
+            problems.append(f"text {text.get_text()!r} is {px:.1f} px shown {SHOWN_WIDTH_PX} px wide (at least {MIN_TEXT_PX})")
+    boxes = [(t, b) for t, b in texts if b.width > 0 and b.height > 0]
+    for i, (t1, b1) in enumerate(boxes):
+        for t2, b2 in boxes[i + 1:]:
+            dx = min(b1.x1, b2.x1) - max(b1.x0, b2.x0)
+            dy = min(b1.y1, b2.y1) - max(b1.y0, b2.y0)
+            if dx > -1 and dy > -1:                   # closer than a pixel: they touch or overlap
+                problems.append(f"texts touch or overlap: {t1.get_text()!r} and {t2.get_text()!r} ({dx:.0f} x {dy:.0f} px)")
+        if slider and (b1.x0 < -1 or b1.y0 < -1 or b1.x1 > w + 1 or b1.y1 > h + 1):
+            problems.append(f"text {t1.get_text()!r} is cut off at the edge of the picture")
+    return problems
+
+
+@pytest.mark.parametrize("name", STATIC)
+def test_static_figure_fits_and_reads(name, monkeypatch):
+    assert layout_problems(STATIC[name](), monkeypatch, slider=False) == []
+
+
+@pytest.mark.parametrize("name", SLIDERS)
+def test_slider_picture_fits_and_reads(name, monkeypatch):
+    make, values = SLIDERS[name]
+    render = make()
+    for v in (values[0], values[-1]):               # the first picture and one after a move
+        picture = render(v)
+        fig = render.figure if isinstance(render, P.LiveFigure) else picture
+        assert layout_problems(fig, monkeypatch, slider=isinstance(render, P.LiveFigure)) == [], f"{name} at {v}"
+
+
+@pytest.mark.parametrize("name", [n for n, (make, _) in SLIDERS.items() if isinstance(make(), P.LiveFigure)])
+def test_live_picture_depends_on_the_value_only(name):
+    make, values = SLIDERS[name]
+    live = make()
+    pngs = {v: live(v) for v in values}                        # visited in this order, one figure redrawn
+    assert all(p.startswith(b"\x89PNG") for p in pngs.values())
+    assert len(set(pngs.values())) == len(values), f"{name}: different values should give different pictures"
+    for v in values[::-1]:
+        assert live(v) == pngs[v], f"{name}: back at {v}, the picture differs"
+    v = values[-1]
+    assert make()(v) == pngs[v], f"{name}: drawn fresh at {v}, the picture differs from the redrawn one"
+
+
+def test_live_schedules_picture_shows_the_values_at_t():
+    live = P.schedules_slider(S)
+    live(10)
+    live(600)
+    fig = live.figure
+    legend = fig.axes[1].get_legend()                           # alpha_bar's panel
+    assert legend.get_title().get_text() == "t = 600"
+    assert [t.get_text() for t in legend.get_texts()] == [f"{s.name}: {s.alpha_bar[600].item():.4g}" for s in S]
+    dots = [line for line in fig.axes[1].lines if line.get_marker() == "o"]
+    assert [float(d.get_ydata()[0]) for d in dots] == pytest.approx([s.alpha_bar[600].item() for s in S])
+    assert [leg.get_texts()[0].get_text() for leg in (ax.get_legend() for ax in fig.axes[:5])] == \
+        [f"linear: {getattr(S[0], q)[600].item():.4g}" for q in P.SCHEDULE_LABELS]
+    locs = [ax.get_legend()._loc for ax in fig.axes[:5]]
+    live(999)
+    assert [ax.get_legend()._loc for ax in fig.axes[:5]] == locs            # legends stay in their corners
+
+
+def test_live_forward_state_histogram_is_the_density_of_x_t():
+    live = P.forward_state_slider(X0, S, NOISE)
+    live(0)
+    live(300)
+    bars = [a for ax in live.figure.axes for a in ax.patches]
+    from diffusion_lib.forward import q_sample
+    x_t = q_sample(X0, torch.full((X0.shape[0],), 300), S[1], noise=NOISE)
+    expected = np.histogram(x_t.flatten().numpy(), bins=P.HIST_BINS, range=P.HIST_RANGE, density=True)[0]
+    assert np.allclose(bars[1].get_data().values, expected)
+    assert np.sum(expected) * (P.HIST_RANGE[1] - P.HIST_RANGE[0]) / P.HIST_BINS == pytest.approx(1, abs=0.02)
+
+
+def test_live_grid_rejects_rows_that_change_shape():
+    live = P.labelled_grid_slider(lambda v: {"a": X0[:v]}, lambda v: str(v))
+    live(3)
+    with pytest.raises(ValueError, match="same row names and image shapes"):
+        live(4)
