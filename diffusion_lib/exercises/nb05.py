@@ -76,3 +76,50 @@ def WRONG_EXAMPLE(model, x0, t, eps, schedule):
     alpha_bar = schedule.alpha_bar[t].reshape(-1, 1, 1, 1)
     x_t = alpha_bar * x0 + (1 - alpha_bar) * eps
     return ((eps - model(x_t, t)) ** 2).mean()
+
+
+# ----------------------------------------------------------------------------- experiment "05-schedules"
+
+def check_schedules(measured) -> str:
+    """{"timesteps": [...], "linear": L(t), "cosine": L(t)}: the loss at each timestep of two runs that differ only
+    in their schedule, each measured with its own schedule.
+
+    Checked: the shapes, both curves falling from the smallest t to the largest, and the direction that notebook
+    01 predicts: in the middle of the run (100 <= t <= 750) the cosine schedule leaves more of the image, so its
+    noise is harder to name and its loss is higher. Returns the ratio cosine / linear at each t.
+    """
+    if measured is None or not isinstance(measured, dict):
+        if measured is None:
+            raise NotImplementedError
+        raise AssertionError(f"pass a dict with keys 'timesteps', 'linear' and 'cosine', got {type(measured).__name__}")
+    if any(measured.get(k) is None for k in ("linear", "cosine")):
+        raise NotImplementedError
+    ts = [int(t) for t in measured["timesteps"]]
+    assert len(ts) >= 3 and ts == sorted(set(ts)) and 0 <= ts[0] and ts[-1] <= 999, (
+        f"'timesteps' must be at least three increasing code timesteps in [0, 999], got {ts}")
+    middle = [i for i, t in enumerate(ts) if 100 <= t <= 750]
+    assert middle, f"measure at least one timestep between 100 and 750 (the middle of the run), got {ts}"
+    curves = {}
+    for name in ("linear", "cosine"):
+        c = torch.as_tensor(measured[name], dtype=torch.float64).detach().flatten()
+        assert c.numel() == len(ts), (f"'{name}' has {c.numel()} losses for {len(ts)} timesteps: one L(t) per "
+                                      "timestep, as dl.inspection.loss_by_timestep returns")
+        assert torch.isfinite(c).all() and bool((c > 0).all()), f"'{name}': every L(t) must be a positive number"
+        assert c[-1] < c[0], (f"'{name}': L(t) should fall from t = {ts[0]} ({float(c[0]):.3f}) to t = {ts[-1]} "
+                              f"({float(c[-1]):.3f}), as in section 4. If it does not, the run is too short to have "
+                              "learned anything: train for more steps.")
+        curves[name] = c
+    lin, cos = curves["linear"][middle].mean(), curves["cosine"][middle].mean()
+    assert cos > lin, (
+        f"between t = 100 and 750 your cosine run's loss ({float(cos):.3f} on average) is not above the linear "
+        f"run's ({float(lin):.3f}). Notebook 01: at the same t the cosine schedule keeps more of the image, so there "
+        "is less noise to name and the loss is higher. Did you measure each network with the schedule it was "
+        "trained with (loss_by_timestep(model, x, schedule, ts))?")
+    ratios = ", ".join(f"t = {t}: {float(c / l):.2f}" for t, c, l in zip(ts, curves["cosine"], curves["linear"]))
+    return f"cosine / linear loss at each t: {ratios}"
+
+
+# A plausible mistake: the two curves swapped (the cosine run measured where the linear one was meant).
+WRONG_SCHEDULES = {"timesteps": [10, 100, 250, 500, 750, 900],
+                   "linear": [1.008, 0.611, 0.429, 0.335, 0.301, 0.293],
+                   "cosine": [1.001, 0.495, 0.333, 0.276, 0.271, 0.271]}
