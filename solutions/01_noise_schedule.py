@@ -6,8 +6,8 @@ import diffusion_lib as dl
 
 def alpha_bar_from_beta(beta: torch.Tensor) -> torch.Tensor:
     """alpha_bar_t = prod_{s <= t} (1 - beta_s), shape (T,)."""
-    alpha = 1 - beta                      # alpha_t = 1 - beta_t, (T,)
-    return torch.cumprod(alpha, dim=0)    # alpha_bar_t = alpha_0 * alpha_1 * ... * alpha_t, (T,)
+    alpha = 1 - beta                      # alpha[t] = 1 - beta[t], (T,)
+    return torch.cumprod(alpha, dim=0)    # alpha_bar[t] = alpha[0] * alpha[1] * ... * alpha[t], (T,)
 
 
 ANSWER = alpha_bar_from_beta   # what the notebook's check cell passes to dl.exercises.check("01", ...)
@@ -21,5 +21,6 @@ def zero_terminal_snr(sqrt_alpha_bar: torch.Tensor) -> torch.Tensor:
     return s ** 2
 
 
-# The notebook's experiment cell computes this from the linear schedule, then runs dl.exercises.check("01-zero-snr", ...).
+# The notebook's experiment cell computes this from the linear schedule and passes it to
+# dl.exercises.check("01-zero-snr", ...).
 EXPERIMENTS = {"01-zero-snr": lambda: zero_terminal_snr(dl.make_schedule("linear").sqrt_alpha_bar)}

@@ -29,7 +29,7 @@ def schedules_experiment(images: torch.Tensor, test_images: torch.Tensor, steps:
     return measured
 
 
-# In the notebook: schedules_experiment(images, test_images, steps=max(30, B.train_steps // 10), batch_size=B.batch_size).
+# In the notebook: schedules_experiment(images, test_images, steps=max(30, B.train_steps // 10), batch_size=32).
 # The test suite runs a smaller version (20 steps of 32 images, base 8: a few seconds); the direction is already there.
 EXPERIMENTS = {"05-schedules": lambda: schedules_experiment(dl.load_mnist()[0], dl.load_mnist(train=False)[0],
                                                             steps=20, batch_size=32, base=8, n_eval=100)}

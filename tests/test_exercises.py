@@ -64,7 +64,8 @@ def test_every_experiment_check_has_a_solution():
     checks = {f"{p.stem[:2]}-{a[len('check_'):].replace('_', '-')}"
               for p in SOLUTIONS for a in dir(importlib.import_module(f"diffusion_lib.exercises.nb{p.stem[:2]}"))
               if a.startswith("check_")}
-    assert checks == {name for name, _ in EXPERIMENTS}, "every experiment check needs a worked measurement in solutions/"
+    assert checks == {name for name, _ in EXPERIMENTS}, ("every experiment check needs a worked measurement in "
+                                                         "solutions/")
     assert len(checks) >= 3
 
 

@@ -42,7 +42,8 @@ def get_check(name: str):
         raise ValueError(f"no exercise checks for notebook {notebook!r}") from None
     attribute = f"check_{experiment.replace('-', '_')}" if experiment else "check"
     if not hasattr(module, attribute):
-        known = sorted(f"{notebook}-{a[len('check_'):].replace('_', '-')}" for a in dir(module) if a.startswith("check_"))
+        known = sorted(f"{notebook}-{a[len('check_'):].replace('_', '-')}"
+                       for a in dir(module) if a.startswith("check_"))
         raise ValueError(f"notebook {notebook} has no check named {name!r}; its experiments: {known or 'none'}")
     return getattr(module, attribute)
 

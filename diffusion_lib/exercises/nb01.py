@@ -18,12 +18,13 @@ def check(answer) -> None:
                                          f"got {tuple(got.shape)}")
         got = got.to(torch.float64)
         assert torch.allclose(got[:1], expected[:1], rtol=1e-5), (
-            f"{name}: alpha_bar_0 should be 1 - beta_0 = {expected[0].item():.6g}, got {got[0].item():.6g}")
+            f"{name}: alpha_bar[0] should be 1 - beta[0] = {expected[0].item():.6g}, got {got[0].item():.6g}")
         wrong = ~torch.isclose(got, expected, rtol=1e-4, atol=1e-12)
         if wrong.any():
             t = int(wrong.nonzero()[0])
-            raise AssertionError(f"{name}: alpha_bar_{t} should be {expected[t].item():.6g}, got {got[t].item():.6g}. "
-                                 "alpha_bar_t is a product, not a sum: multiply alpha_s = 1 - beta_s for s = 0 .. t "
+            raise AssertionError(f"{name}: alpha_bar[{t}] should be {expected[t].item():.6g}, got {got[t].item():.6g}. "
+                                 "alpha_bar is a product, not a sum: alpha_bar[t] multiplies alpha[s] = 1 - beta[s] "
+                                 "for s = 0 .. t "
                                  "(torch.cumprod(1 - beta, dim=0)).")
 
 
@@ -63,7 +64,8 @@ def check_zero_snr(alpha_bar) -> str:
         f"alpha_bar at t = 1 (index 0) moved from {float(original[0]):.6f} to {float(got[0]):.6f}: after the shift, "
         "rescale sqrt(alpha_bar) so that its first value is the original's (multiply by "
         "sqrt(alpha_bar_1) / (sqrt(alpha_bar_1) - sqrt(alpha_bar_T))).")
-    assert bool((got[1:] < got[:-1]).all()), "alpha_bar must fall at every step (every beta_t > 0), yours rises somewhere"
+    assert bool((got[1:] < got[:-1]).all()), ("alpha_bar must fall at every step (every beta_t > 0), yours "
+                                               "rises somewhere")
     assert bool((got <= original * (1 + 1e-6) + 1e-12).all()), (
         "alpha_bar lies above the original somewhere: the fix removes signal, it never adds any")
     log_snr_old = (original / (1 - original)).log()
