@@ -33,7 +33,7 @@ if "google.colab" in sys.modules:
 # **What you need first:** Python, a little PyTorch (tensors and their shapes) and the Gaussian distribution (mean,
 # variance). This is the first notebook: nothing else is assumed.
 #
-# **Run time:** about 10 seconds (12 in full mode) on a 2-core laptop CPU; nothing is trained.
+# **Run time:** about 12 seconds on a 2-core CPU (10 in quick mode); nothing is trained.
 
 # %%
 import torch

@@ -30,7 +30,7 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebook 01 (the schedules, $\bar\alpha_t$, and the map from the papers' $t$ to the
 # code's index).
 #
-# **Run time:** about 16 seconds (17 in full mode) on a 2-core laptop CPU; nothing is trained.
+# **Run time:** about 17 seconds on a 2-core CPU (16 in quick mode); nothing is trained.
 
 # %%
 import torch

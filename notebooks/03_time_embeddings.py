@@ -28,7 +28,7 @@ if "google.colab" in sys.modules:
 #
 # **What you need first:** notebooks 01 and 02 ($\bar\alpha_t$, `q_sample`, and the code's index `t = 0 ... 999`).
 #
-# **Run time:** about 11 seconds (13 in full mode) on a 2-core laptop CPU; nothing is trained.
+# **Run time:** about 13 seconds on a 2-core CPU (11 in quick mode); nothing is trained.
 
 # %%
 import torch

@@ -52,7 +52,7 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebook 03 (the time embedding) and the idea of a convolution (a small kernel slid
 # over the image; channels; stride).
 #
-# **Run time:** about 34 seconds (38 in full mode) on a 2-core laptop CPU, most of it section 4's timings; nothing is
+# **Run time:** about 38 seconds on a 2-core CPU (34 in quick mode), most of it section 4's timings; nothing is
 # trained.
 
 # %%
