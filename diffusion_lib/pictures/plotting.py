@@ -345,7 +345,7 @@ def plot_cost_per_image(seconds: dict, machine: str | None = None):
     return fig
 
 
-LOSS_LABEL = r"$\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$ (log scale)"
+LOSS_LABEL = r"per-pixel mean of $(\varepsilon - \varepsilon_\theta(x_t, t))^2$ (log scale)"
 
 
 def _loss_axes(ax, title: str, xlabel: str):
