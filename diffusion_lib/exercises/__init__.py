@@ -59,7 +59,7 @@ def check(name: str, answer) -> bool:
         summary = get_check(name)(answer)
     except NotImplementedError:
         if experiment:
-            print(f"Experiment not attempted yet: replace the None placeholders above with your measurements. "
+            print(f"Experiment not attempted yet: fill in the placeholders above with your measurements. "
                   f"A worked version is in solutions/{notebook}_*.py.")
         else:
             print(f"Exercise not attempted yet: replace the `raise NotImplementedError` above with your answer. "
