@@ -89,7 +89,7 @@ dl.plotting.show_rows(noised, col_labels=[f"t = {t}" for t in ts], title="x_t = 
 # ## 2. A batch at one timestep
 #
 # `q_sample` takes one timestep per image, `t` of shape `(B,)`, so a batch can mix timesteps (training does
-# exactly that). Here all eight digits share $t = 250$:
+# exactly that). Here all eight digits share `t = 250`:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -122,7 +122,7 @@ dl.plotting.plot_embedding_heatmap(emb);
 # $\sqrt{128} = 11.3$: that is an identity, not a measurement ($\sin^2 + \cos^2 = 1$ for each of the 128
 # frequencies), and it means the network's input has the same scale at every $t$.
 #
-# **Question.** Which dimensions tell apart $t = 500$ and $t = 501$? Which ones tell apart $t = 100$ and $t = 900$?
+# **Question.** Which dimensions tell apart `t = 500` and `t = 501`? Which ones tell apart `t = 100` and `t = 900`?
 # Why would a network want both kinds? With $T = 1000$, about how many of the 256 dimensions hardly change at all
 # over the run (look at the periods printed above)?
 #
@@ -171,7 +171,7 @@ dl.widgets.slider_view(lambda t: dl.plotting.plot_embedding_at(emb, sim, t), val
 # %% [markdown]
 # **Question.** Nearby timesteps get similar embeddings, far ones dissimilar (though never orthogonal: the slow
 # dimensions are alike for all $t$). Why is "nearby steps look alike" what we want for a denoiser (think of how similar the denoising jobs at
-# $t = 400$ and $t = 401$ are)?
+# `t = 400` and `t = 401` are)?
 #
 # <details><summary>Answer</summary>
 #
