@@ -263,8 +263,8 @@ dl.exercises.check("01-zero-snr", fixed_alpha_bar);
 #
 # The fix lowers every $\sqrt{\bar\alpha_t}$ by $\sqrt{\bar\alpha_T} = 0.0064$ (and stretches the result by 0.6% to
 # keep the first value): nothing next to $\sqrt{\bar\alpha_t} \approx 1$ early in the run, everything near the end,
-# where $\sqrt{\bar\alpha_t}$ itself is that small. So the log-SNR barely moves for the first two thirds of the run and then drops ever faster, to minus
-# infinity at $t = T$. One consequence: the last step now has $\beta_T = 1$, and the sampler's first step, which
+# where $\sqrt{\bar\alpha_t}$ itself is that small. So the log-SNR barely moves for the first two thirds of the run
+# and then drops ever faster, to minus infinity at $t = T$. One consequence: the last step now has $\beta_T = 1$, and the sampler's first step, which
 # divides by $\sqrt{\bar\alpha_T}$ to predict $x_0$ from $\varepsilon$, breaks. This is why Lin et al. also train the
 # network to predict another target ($v$) instead of the noise.
 #

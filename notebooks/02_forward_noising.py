@@ -242,8 +242,8 @@ dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "l
 # %% [markdown]
 # For the linear schedule the noise left after averaging has a standard deviation of 0.70, and the 7 shows through
 # it. For the cosine schedule $\sqrt{\bar\alpha_T}$ is 130 times smaller, the noise left has a standard deviation of
-# 91 against the digit's pixels between $-1$ and $1$, and the panel is saturated noise: its trace is there too, but seeing it would take nearly a billion
-# draws.
+# 91 against the digit's pixels between $-1$ and $1$, and the panel is saturated noise: the trace is there too, but
+# seeing it would take nearly a billion draws.
 #
 # **Question.** The linear schedule leaves the digit at signal-to-noise ratio $4 \times 10^{-5}$, the cosine one at
 # $2 \times 10^{-9}$. A model trained with the linear schedule never sees truly pure noise, but is sampled from it:
@@ -253,8 +253,8 @@ dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "l
 # <details><summary>Answer</summary>
 #
 # What survives is the whole image times 0.0064, and its easiest part to pick out is the coarsest, such as its
-# average brightness: averaged over the 784 pixels, the noise shrinks 28-fold and the image's mean does not. A network trained on such
-# $x_T$ learns to read the overall brightness off its input and keep it. At sampling time $x_T$ is pure noise,
+# average brightness: averaged over the 784 pixels, the noise shrinks 28-fold and the image's mean does not. A
+# network trained on such $x_T$ learns to read the overall brightness off its input and keep it. At sampling time $x_T$ is pure noise,
 # whose pixel mean is close to 0 whatever image one wants, so the network is handed "medium brightness" every
 # time, and very dark or very bright images are out of reach. The training inputs at $t = T$ and the sampler's
 # starting point differ, and the network was never trained on the latter. Notebook 01's experiment makes

@@ -96,8 +96,8 @@ dl.plotting.show_rows({"": torch.cat([x0, x_t, x0_hat])}, scale=1.7,
 # %% [markdown]
 # ## 2. The sinusoidal embedding
 #
-# The network receives the code's index `t`, a single number in $\{0, \dots, 999\}$, and that is a poor input: neighbouring steps are almost equal and its scale is
-# huge. Instead (as in the Transformer's positional encoding), with $d = 256$ and $h = d/2$ frequencies
+# The network receives the code's index `t`, a single number in $\{0, \dots, 999\}$, and that is a poor input:
+# neighbouring steps are almost equal and its scale is huge. Instead (as in the Transformer's positional encoding), with $d = 256$ and $h = d/2$ frequencies
 #
 # $$\omega_i = \exp\!\Big(-\ln(10000)\,\frac{i}{h-1}\Big),\ i = 0 \dots h-1, \qquad
 # \mathrm{emb}(t) = \big[\sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1}),\ \cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1})\big]$$
@@ -134,8 +134,9 @@ dl.plotting.plot_embedding_heatmap(emb);
 # over the whole run and can. The network wants the slow ones to know roughly how noisy its input is, and the fast
 # ones to tell neighbouring steps apart. The periods above pass 10,000 steps between $i = 96$ and $i = 112$ (it
 # happens at $i = 102$): from there on a frequency turns by less than a tenth of a circle over the 1000 steps. That
-# is 26 of the 128 frequencies, so 52 of the 256 dimensions (sine and cosine) hardly change, the cosines staying
-# near 1 and the sines near 0.
+# is 26 of the 128 frequencies, 52 of the 256 dimensions: their cosines hardly change (they stay above 0.81), and
+# their sines rise slowly and almost in a straight line, a plain ramp in $t$ (the slowest, $i = 127$, turns by only
+# 0.1 radian over the whole run).
 #
 # </details>
 
@@ -170,8 +171,8 @@ dl.widgets.slider_view(lambda t: dl.plotting.plot_embedding_at(emb, sim, t), val
 
 # %% [markdown]
 # **Question.** Nearby timesteps get similar embeddings, far ones dissimilar (though never orthogonal: the slow
-# dimensions are alike for all $t$). Why is "nearby steps look alike" what we want for a denoiser (think of how similar the denoising jobs at
-# `t = 400` and `t = 401` are)?
+# dimensions are alike for all $t$). Why is "nearby steps look alike" what we want for a denoiser (think of how
+# similar the denoising jobs at `t = 400` and `t = 401` are)?
 #
 # <details><summary>Answer</summary>
 #

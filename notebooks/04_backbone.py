@@ -68,7 +68,7 @@ print(f"diffusion_lib {dl.__version__}, device {device}, {B.mode} mode")
 # ## 1. One signature, four networks
 #
 # $$\varepsilon_\theta : \underbrace{\mathbb{R}^{B \times 1 \times 28 \times 28}}_{x_t} \times
-# \underbrace{\{0, \dots, T-1\}^B}_{t} \to \mathbb{R}^{B \times 1 \times 28 \times 28}$$
+# \underbrace{\{0, \dots, T-1\}^B}_{t\text{, the code's index}} \to \mathbb{R}^{B \times 1 \times 28 \times 28}$$
 #
 # Each backbone turns $t$ into a vector with the sinusoidal embedding of notebook 03 and mixes it into its
 # layers. We build each one, push a batch of four noisy images through it, and count its trainable

@@ -215,8 +215,8 @@ dl.plotting.plot_loss_curve(result.history);
 #
 # $$L(t) = \mathbb{E}_{x_0, \varepsilon}\, \big\| \varepsilon - \varepsilon_\theta(x_t, t) \big\|^2 / 784$$
 #
-# (per pixel, as the training loss). The training loss is $L(t)$ averaged over uniformly drawn $t$. `dl.inspection.loss_by_timestep` computes
-# $L(t)$ at a list of timesteps on test images, with the same images and the same noise at every $t$. The
+# (per pixel, as the training loss). The training loss is $L(t)$ averaged over uniformly drawn $t$.
+# `dl.inspection.loss_by_timestep` computes $L(t)$ at a list of timesteps on test images, with the same images and the same noise at every $t$. The
 # trained model's EMA weights against the untrained network of section 1:
 
 # %%
@@ -257,7 +257,7 @@ dl.plotting.plot_loss_by_timestep(ts, curves);
 # ## 5. Samples during training
 #
 # Drag the slider over the training steps the callback recorded: the same eight starting noises, sampled with the
-# EMA weights of that moment. The table below shows every recorded step at once, for GitHub and print.
+# EMA weights of that moment. The grid below shows every recorded step at once, for GitHub and print.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
