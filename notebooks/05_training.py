@@ -41,9 +41,9 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebooks 01-04 (the schedule, `q_sample`, the time embedding and the U-Net).
 #
 # **Run time:** in quick mode about 25 seconds (a few seconds of training). In full mode 11 to 16 minutes on a
-# 2-core CPU, 10 to 15 of them the training run (it took 29 minutes when other work shared the cores).
-# Section 2 measures your machine and prints its own estimate before starting. The experiment at
-# the end adds two short runs (about a minute each in full mode) if you do it.
+# 2-core CPU, 10 to 15 of them the training run (if other programs keep the CPU busy, set `OMP_NUM_THREADS=1`
+# before starting Jupyter: see the README). Section 2 measures your machine and prints its own estimate before
+# starting. The experiment at the end adds two short runs (about a minute each in full mode) if you do it.
 
 # %%
 import time
