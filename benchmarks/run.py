@@ -71,10 +71,58 @@ def section_reference(args) -> str:
     return "## Real data (the targets)\n\n" + table(["quantity", "value"], rows)
 
 
-def training_throughput(name: str, precision: str, batch_size: int, min_seconds: float, **kwargs) -> tuple[int, float]:
-    """(parameters, images/s) of training steps on random batches: loss, backward, AdamW step."""
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_mhz() -> float | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def nominal_fp32_peak(threads: int, fma_units: int = 2) -> tuple[float | None, str]:
+    """The CPU's nominal fp32 peak in GFLOP/s for `threads` cores, and the formula with its inputs:
+    cores x fp32 lanes per SIMD register x FMA units x 2 (an FMA is two FLOPs) x clock."""
+    flags, mhz = cpu_flags(), cpu_mhz()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    simd = {16: "AVX-512", 8: "AVX2", 4: "SSE"}[lanes]
+    if mhz is None:
+        return None, "clock unknown: no nominal peak"
+    peak = threads * lanes * fma_units * 2 * mhz / 1000
+    extras = ", ".join(f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "no AVX512-BF16, no AMX"
+    return peak, (f"{threads} cores x {lanes} fp32 lanes ({simd}) x {fma_units} FMA units x 2 x {mhz / 1000:.2f} GHz "
+                  f"= {peak:.0f} GFLOP/s nominal fp32 peak ({extras}; a CPU that runs 512-bit instructions as two "
+                  "256-bit halves reaches half of it)")
+
+
+def training_flops_per_image(model, batch_size: int = 8) -> float:
+    """FLOPs of one training step's forward and backward pass per image (torch.utils.flop_counter), fp32."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x0 = torch.rand(batch_size, 1, 28, 28) * 2 - 1
+    with FlopCounterMode(display=False) as counter:
+        diffusion_loss(model, x0, make_schedule("linear", 1000)).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch_size
+
+
+def training_throughput(name: str, precision: str, batch_size: int, min_seconds: float,
+                        **kwargs) -> tuple[int, float, float]:
+    """(parameters, images/s, FLOPs per image) of training steps on random batches: loss, backward, AdamW step."""
     torch.manual_seed(0)
     model = build_backbone(name, **kwargs)
+    flops = training_flops_per_image(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     schedule = make_schedule("linear", 1000)
     x0 = torch.rand(batch_size, 1, 28, 28) * 2 - 1
@@ -91,7 +139,7 @@ def training_throughput(name: str, precision: str, batch_size: int, min_seconds:
     while steps < 2 or time.monotonic() - start < min_seconds:
         step()
         steps += 1
-    return count_parameters(model), steps * batch_size / (time.monotonic() - start)
+    return count_parameters(model), steps * batch_size / (time.monotonic() - start), flops
 
 
 def section_throughput(args) -> str:
@@ -102,13 +150,22 @@ def section_throughput(args) -> str:
     if all(build_backbone("unet", **w).arch["kwargs"] != shipped for w in unet_widths):   # the shipped width too
         unet_widths.append({k: v for k, v in shipped.items() if v is not None})
     settings += [("unet", w, precision) for w in unet_widths for precision in ("fp32", "bf16")]
+    peak, formula = nominal_fp32_peak(torch.get_num_threads())
+    print(f"CPU: {machine()}\n{formula}", flush=True)
     for name, kwargs, precision in settings:
-        params, rate = training_throughput(name, precision, 128, args.min_seconds, **kwargs)
+        params, rate, flops = training_throughput(name, precision, 128, args.min_seconds, **kwargs)
         label = name + "".join(f" {k}={tuple(v) if isinstance(v, list) else v}" for k, v in kwargs.items())
-        rows.append([label, f"{params:,}", precision, f"{rate:,.0f}", f"{60000 / rate / 60:.1f}"])
-        print(rows[-1], flush=True)
+        achieved = flops * rate / 1e9
+        share = f"{100 * achieved / peak:.0f}%" if peak else "?"
+        rows.append([label, f"{params:,}", precision, f"{rate:,.0f}", f"{60000 / rate / 60:.1f}", f"{flops / 1e9:.3f}",
+                     f"{achieved:.0f}", share])
+        print(f"{label}, {precision}: {rate:,.0f} images/s x {flops / 1e9:.3f} GFLOP per image = achieved "
+              f"{achieved:.0f} GFLOP/s, {share} of the nominal fp32 peak", flush=True)
     return ("## Training throughput (batch 128, forward + backward + AdamW, random batches)\n\n"
-            + table(["backbone", "parameters", "precision", "images/s", "minutes per epoch (60k)"], rows))
+            f"FLOPs counted with torch.utils.flop_counter.FlopCounterMode (fp32 forward + backward; the optimizer's "
+            f"few FLOPs per parameter are left out). Peak: {formula}.\n\n"
+            + table(["backbone", "parameters", "precision", "images/s", "minutes per epoch (60k)", "GFLOP per image",
+                     "achieved GFLOP/s", "share of nominal fp32 peak"], rows))
 
 
 def sampling_seconds(model, schedule, sampler: str, steps: int, n: int, precision: str = "fp32",

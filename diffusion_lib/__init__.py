@@ -27,13 +27,16 @@ import importlib
 from .backbones import BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone, count_parameters
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import budget, quick_mode
-from .data import MNISTNotFoundError, load_mnist
+from .data import DATASETS, DatasetCorruptError, DatasetNotFoundError, MNISTNotFoundError, load_dataset, load_mnist
 from .device import default_device
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps
-from . import interpolation, pretrained
-from .samplers import (ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps, ddpm_sample_progressive,
+from . import interpolation, objectives, pretrained
+from .objectives import OBJECTIVES, eps_model_for, objective_loss
+from .pretrained import load_pretrained, pretrained_schedule
+from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
+                       ddpm_sample_progressive, heun_sample_progressive,
                        final, record, sample_noise, timestep_pairs, with_precision)
 from .schedules import Schedule, extract, make_schedule
 from .training import TrainConfig, Trainer, diffusion_loss, train

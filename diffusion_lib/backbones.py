@@ -8,17 +8,27 @@ and returns predicted noise of the same shape as the images.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from .embeddings import TIME_EMBEDDING_DIM, TimeEmbedding, sinusoidal_embedding
+from .schedules import DEFAULT_T
 
 IMAGE_SHAPE = (1, 28, 28)
+GROUPS = 8   # GroupNorm groups of the U-Net: every channel count must be a multiple of it
 
 
 class Backbone(nn.Module):
-    """Common checks and the architecture record that checkpoints store."""
+    """Common checks and the architecture record that checkpoints store.
+
+    T is the number of diffusion steps the network is used with (the schedule's T): forward() refuses
+    timesteps outside [0, T-1]. It is 1000 (Ho et al.'s) unless set: train() sets it from its config and
+    load_model() from the checkpoint's schedule; set model.T yourself for another schedule length. It is not
+    part of the architecture record (the same weights can serve any T in principle).
+    """
 
     name: str = "backbone"
     num_classes: int | None = None
@@ -27,6 +37,7 @@ class Backbone(nn.Module):
         super().__init__()
         self.arch_kwargs = dict(arch_kwargs)
         self.image_shape = tuple(arch_kwargs.get("image_shape", IMAGE_SHAPE))
+        self.T = DEFAULT_T
 
     @property
     def arch(self) -> dict:
@@ -39,19 +50,63 @@ class Backbone(nn.Module):
         return self.num_classes
 
     def check_inputs(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Shapes, dtypes and ranges of a forward call's inputs, refused with a message that says how to fix them.
+
+        Images must have the network's dtype (float32 unless you converted the network): float64 images are
+        refused, not cast, so that a silent precision change cannot hide in a sampler; uint8 pixels are refused
+        with the rule that scales them to [-1, 1].
+        """
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} expects images as a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"{type(self).__name__} expects images of shape (B, {', '.join(map(str, self.image_shape))}), "
+            raise ValueError(f"{name} expects images of shape (B, {', '.join(map(str, self.image_shape))}), "
                              f"got {tuple(x.shape)}; MNIST batches from diffusion_lib.data have this shape")
+        if not x.dtype.is_floating_point:
+            raise ValueError(f"{name} expects floating-point images in [-1, 1], got dtype {x.dtype}; "
+                             "scale uint8 pixels with x.float() / 127.5 - 1")
+        weight_dtype = next(self.parameters()).dtype
+        if x.dtype != weight_dtype and not _autocast_enabled(x.device.type):
+            raise ValueError(f"{name} has {weight_dtype} weights but got {x.dtype} images; pass x.to({weight_dtype}) "
+                             f"(or convert the network with model.to({x.dtype}))")
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"t must be a (B,) tensor of integer timesteps, got {type(t).__name__}; "
+                            "use torch.full((B,), t, dtype=torch.long)")
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per image, got {tuple(t.shape)}")
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            raise ValueError(f"t must be an integer tensor (torch.long) of timesteps, got dtype {t.dtype}; "
+                             "use t.long() (a network is trained on integer timesteps only)")
+        if t.numel() and bool(((t < 0) | (t > self.T - 1)).any()):
+            raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], but this network "
+                             f"is used with T = {self.T} steps, so t must lie in [0, {self.T - 1}]; "
+                             f"if it was trained with another schedule length, set model.T to it")
         if y is not None:
             if self.num_classes is None:
-                raise ValueError(f"this {type(self).__name__} is unconditional; build it with num_classes=10 to pass labels y")
+                raise ValueError(f"this {name} is unconditional; build it with num_classes=10 to pass labels y")
+            if not isinstance(y, torch.Tensor):
+                raise TypeError(f"labels y must be a (B,) torch.long tensor, got {type(y).__name__}")
             if y.shape != t.shape:
                 raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), got {tuple(y.shape)}")
-            if int(y.min()) < 0 or int(y.max()) > self.num_classes:
+            if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+                raise ValueError(f"labels y must be an integer tensor (torch.long) of classes, got dtype {y.dtype}; "
+                                 "use y.long()")
+            if y.numel() and bool(((y < 0) | (y > self.num_classes)).any()):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
                                  f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether torch.autocast is on for this device type (torch < 2.4 has no device argument)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+def _check_positive_int(value, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- the seed blog's ConvNet
@@ -115,6 +170,13 @@ class MLP(Backbone):
 
     def __init__(self, hidden=(512, 512, 512), skip: bool = False, norm: bool = False):
         # The options enter the architecture record only when on, so the record of a plain MLP is unchanged.
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise ValueError(f"hidden must be a list of layer widths, e.g. [512, 512, 512], got {hidden!r}")
+        for width in hidden:
+            _check_positive_int(width, "every hidden width")
+        for option, on in (("skip", skip), ("norm", norm)):
+            if not isinstance(on, bool):
+                raise ValueError(f"{option} must be True or False, got {on!r}")
         options = {k: True for k, on in (("skip", skip), ("norm", norm)) if on}
         super().__init__(hidden=tuple(hidden), **options)
         n_pixels = 1
@@ -160,7 +222,7 @@ class ChunkyMLP(MLP):
 class ResBlock(nn.Module):
     """GroupNorm -> SiLU -> conv3x3, + embedding, GroupNorm -> SiLU -> conv3x3, plus a residual path."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int = 8):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int = GROUPS):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
@@ -180,7 +242,7 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention over the H*W positions of a feature map, with a residual path:
     x + proj(softmax(q k^T / sqrt(d)) v), q, k, v from GroupNorm(x) by a 1x1 convolution."""
 
-    def __init__(self, channels: int, heads: int = 4, groups: int = 8):
+    def __init__(self, channels: int, heads: int = 4, groups: int = GROUPS):
         super().__init__()
         if channels % heads:
             raise ValueError(f"attention needs channels divisible by heads, got {channels} channels and {heads} heads")
@@ -210,6 +272,20 @@ class UNet(Backbone):
 
     def __init__(self, base: int = 32, mults=(1, 2, 2), num_classes: int | None = None,
                  mid_blocks: int = 1, mid_attention: bool = False):
+        _check_positive_int(base, "base (the channels at 28x28)")
+        if base % GROUPS:
+            raise ValueError(f"base must be a positive multiple of {GROUPS} (the GroupNorm groups), got {base}; "
+                             f"try {max(GROUPS, round(base / GROUPS) * GROUPS)}")
+        if isinstance(mults, (str, bytes)) or not hasattr(mults, "__iter__"):
+            raise ValueError(f"mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, "
+                             f"e.g. (1, 2, 2), got {mults!r}")
+        mults = tuple(mults)
+        for m in mults:
+            _check_positive_int(m, "every channel multiplier in mults")
+        if num_classes is not None:
+            _check_positive_int(num_classes, "num_classes (None for an unconditional network)")
+        if not isinstance(mid_attention, bool):
+            raise ValueError(f"mid_attention must be True or False, got {mid_attention!r}")
         extras = {}   # recorded only when not the default, so older checkpoints' records stay the same
         if mid_blocks != 1:
             extras["mid_blocks"] = mid_blocks
@@ -218,7 +294,7 @@ class UNet(Backbone):
         super().__init__(base=base, mults=tuple(mults), num_classes=num_classes, **extras)
         if len(mults) != 3:
             raise ValueError("mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, e.g. (1, 2, 2)")
-        if not isinstance(mid_blocks, int) or mid_blocks < 1:
+        if isinstance(mid_blocks, bool) or not isinstance(mid_blocks, int) or mid_blocks < 1:
             raise ValueError(f"mid_blocks must be an integer >= 1 (residual blocks at 7x7), got {mid_blocks!r}")
         self.num_classes = num_classes
         c1, c2, c3 = (base * m for m in mults)
@@ -239,7 +315,7 @@ class UNet(Backbone):
         self.up2 = ResBlock(c2 + c2, c1, emb_dim)
         self.unpool1 = nn.Conv2d(c1, c1, 3, padding=1)               # after nearest 14 -> 28
         self.up1 = ResBlock(c1 + c1, c1, emb_dim)
-        self.norm_out = nn.GroupNorm(8, c1)
+        self.norm_out = nn.GroupNorm(GROUPS, c1)
         self.conv_out = nn.Conv2d(c1, self.image_shape[0], 3, padding=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -276,7 +352,9 @@ def build_backbone(name: str, **kwargs) -> Backbone:
     try:
         return BACKBONES[name](**kwargs)
     except TypeError as e:
-        raise ValueError(f"backbone {name!r} does not take these arguments {kwargs}: {e}") from None
+        takes = [p for p in inspect.signature(BACKBONES[name]).parameters if p != "self"]
+        raise ValueError(f"backbone {name!r} does not take these arguments {kwargs} ({e}); "
+                         + (f"it takes {', '.join(takes)}" if takes else "it takes no arguments")) from None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,12 +4,15 @@ A checkpoint is a dict of plain types and tensors:
     format      "diffusion_lib/1"
     arch        {"name": backbone name, "kwargs": {...}}  -- rebuilds the network
     schedule    {"name": "linear", "T": 1000}
+    objective   what the network predicts: "eps", "x0" or "v" (objectives.py); absent in older files: "eps"
+    dataset     what it was trained on: "mnist" or "fashion_mnist"; absent in older files: "mnist"
     model       state_dict of the trained weights
     ema         state_dict of the torch.optim.swa_utils.AveragedModel (EMA weights), optional
     optimizer, lr_scheduler, step, rng, config, history   -- for resuming training
 """
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +20,8 @@ from pathlib import Path
 import torch
 
 from .backbones import Backbone, build_backbone
+from .objectives import eps_model_for
+from .schedules import make_schedule
 
 FORMAT = "diffusion_lib/1"
 
@@ -46,6 +51,31 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files save_checkpoint(..., path) leaves beside `path` when it is killed mid-write
+    (.<name>.<random>.tmp in the same folder). Files of other checkpoints in that folder are not listed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of `path` left by an earlier run that was killed while saving; returns them.
+
+    Call it when a run that writes `path` starts: no other writer of the same checkpoint is running then
+    (two runs training into one folder at once would overwrite each other's checkpoints anyway).
+    """
+    removed = []
+    for tmp in temp_files(path):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint with torch.load(weights_only=True) onto the CPU, with clear errors."""
     path = Path(path)
@@ -55,8 +85,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}). "
-                              "Delete it and resume from an earlier checkpoint, or train again.") from e
+        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}); "
+                              "delete it and resume from an earlier checkpoint, or train again") from e
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT or "arch" not in checkpoint:
         raise CheckpointError(f"{path} is not a diffusion_lib checkpoint (expected format {FORMAT!r}); "
                               "checkpoints are written by diffusion_lib.train or `python -m diffusion_lib train`")
@@ -75,15 +105,29 @@ def load_weights_into(model: Backbone, checkpoint: dict, ema: bool = True) -> Ba
     if checkpoint["arch"] != model.arch:
         raise CheckpointError(f"architecture mismatch: the checkpoint holds {checkpoint['arch']}, but the model is "
                               f"{model.arch}. Build the model from the checkpoint instead: diffusion_lib.load_model(path)")
+    if not ema and checkpoint.get("model") is None:
+        raise CheckpointError("this checkpoint has no raw weights, only the EMA ones (a sampling-only file, as the "
+                              "shipped weights are); load it with ema=True (on the command line: drop --no-ema)")
     state = ema_weights(checkpoint) if ema else checkpoint["model"]
     model.load_state_dict(state)
+    schedule = checkpoint.get("schedule")
+    if isinstance(schedule, dict) and isinstance(schedule.get("T"), int):
+        model.T = schedule["T"]          # the timesteps the weights were trained on: forward() refuses others
     return model
 
 
-def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu") -> Backbone:
-    """Rebuild the network a checkpoint was trained with and load its (EMA) weights; returns it in eval mode."""
+def checkpoint_objective(checkpoint: dict) -> str:
+    """The objective a checkpoint's network was trained with; "eps" for files written before it was recorded."""
+    return checkpoint.get("objective", "eps")
+
+
+def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu"):
+    """Rebuild the network a checkpoint was trained with, load its (EMA) weights, in eval mode on `device`,
+    and return it as the samplers' eps model: the network itself when it predicts eps, else the network
+    with its output converted to eps (objectives.eps_model_for), so the caller need not know the objective."""
     checkpoint = load_checkpoint(path)
     arch = checkpoint["arch"]
     model = build_backbone(arch["name"], **arch["kwargs"])
     load_weights_into(model, checkpoint, ema=ema and checkpoint.get("ema") is not None)
-    return model.to(device).eval()
+    schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
+    return eps_model_for(model.to(device).eval(), checkpoint_objective(checkpoint), schedule)

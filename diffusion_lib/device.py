@@ -23,3 +23,15 @@ def default_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until the GPU (CUDA or MPS) has finished the work queued on `device`; nothing to wait for on a CPU.
+
+    GPU calls return before the work is done, so a timing must call this before it reads the clock.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -9,13 +9,23 @@ w = 0 is the unconditional model, w = 1 the conditional one, w > 1 pushes furthe
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .backbones import Backbone
 
 
 def check_guidance_weight(w: float) -> None:
-    if float(w) < 0:
+    """Raise a ValueError unless w is a finite number >= 0."""
+    try:
+        value = float(w)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"the guidance weight w must be a number >= 0, got {w!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"the guidance weight w must be a finite number >= 0 (0: unconditional, 1: conditional), "
+                         f"got {value}; typical values lie in [0, 10]")
+    if value < 0:
         raise ValueError(f"the guidance weight w must be >= 0 (0: unconditional, 1: conditional), got {w}")
 
 

@@ -32,6 +32,9 @@ def lerp(z0: torch.Tensor, z1: torch.Tensor, s: float) -> torch.Tensor:
 def angle(z0: torch.Tensor, z1: torch.Tensor) -> float:
     """theta = arccos(<z_0, z_1> / (|z_0| |z_1|)) in radians, over all the entries of the two tensors."""
     a, b = z0.double().flatten(), z1.double().flatten()
+    if float(a.norm()) == 0 or float(b.norm()) == 0:
+        raise ValueError("the angle between z0 and z1 needs two non-zero vectors; a zero vector has no direction "
+                         "(interpolate between noises such as sample_noise(...) draws)")
     cos = (a @ b) / (a.norm() * b.norm())
     return float(torch.arccos(cos.clamp(-1.0, 1.0)))
 

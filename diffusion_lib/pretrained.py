@@ -53,7 +53,8 @@ def pretrained_path(name: str) -> Path:
 
 
 def load_pretrained(name: str, device: torch.device | str = "cpu") -> Backbone:
-    """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`."""
+    """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`,
+    as the samplers' eps model (checkpoints.load_model)."""
     return load_model(pretrained_path(name), ema=True, device=device)
 
 
@@ -71,5 +72,6 @@ def export_for_sampling(checkpoint_path: str | os.PathLike, out_path: str | os.P
     """
     checkpoint = load_checkpoint(checkpoint_path)
     ema = {k: v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
-    return save_checkpoint({"arch": checkpoint["arch"], "schedule": checkpoint["schedule"], "ema": ema,
+    kept = {key: checkpoint[key] for key in ("objective", "dataset") if key in checkpoint}
+    return save_checkpoint({"arch": checkpoint["arch"], "schedule": checkpoint["schedule"], **kept, "ema": ema,
                             "step": checkpoint["step"], "config": checkpoint["config"]}, out_path)

@@ -1,41 +1,75 @@
-"""Reverse-process samplers, written as plain functions over an explicit list of timestep pairs.
+"""Reverse-process samplers: plain functions over an explicit list of timestep pairs, one loop for all.
 
-A sampler walks pairs (t, t_prev) from t = T-1 down to the clean image; t_prev = -1 stands for the
-clean image itself (alpha_bar = 1). For example, DDIM with 5 steps on T = 1000:
+A sampler walks pairs (t, t_prev) from t = T-1 down to the clean image; in code, t_prev = -1 stands for
+the clean image itself (alpha_bar = 1). For example, DDIM with 5 steps on T = 1000:
 
-    ddim_timesteps(5, 1000)               -> [999, 749, 500, 250, 0]
+    ddim_timesteps(5, 1000)                 -> [999, 749, 500, 250, 0]
     timestep_pairs([999, 749, 500, 250, 0]) -> [(999, 749), (749, 500), (500, 250), (250, 0), (0, -1)]
 
 and DDPM walks all T pairs (999, 998), ..., (1, 0), (0, -1).
 
-Each *_progressive function is a generator that yields a SamplerStep after every update, with
-x_t, the predicted clean image x0_pred and the new state x_prev, so a slider can scrub through a
-chain that was run once. `final` runs a generator to the end and returns the image.
+One step convention. Every reverse step is a function
 
-eps_model is any callable (x_t, t) -> predicted noise: a backbone, or guidance.cfg_eps_model(...).
+    step(x_t, eps, t, t_prev, schedule, noise) -> (x_prev, x0_pred)
+
+of the state x_t at timestep t, the network's noise estimate eps = eps_theta(x_t, t), and a draw z ~ N(0, I)
+(`noise`, None at the last step); it returns the state at t_prev and the clean image x0_pred that eps
+implies. `ddpm_step` and `ddim_step` are the two here; settings such as DDIM's eta are keyword arguments
+(functools.partial(ddim_step, eta=0.5) is a step).
+
+One loop. `_walk` evaluates the network and applies a step for each pair, yielding a SamplerStep after every
+update (x_t, x0_pred and the new state), so a slider can scrub through a chain that was run once; `final`
+runs it to the end and returns the sample, `record` keeps the chain. The public samplers only choose the
+pairs and the step:
+
+    ddpm_sample_progressive   all T pairs, ddpm_step                      (Ho et al. 2020, Algorithm 2)
+    ddim_sample_progressive   num_steps pairs, ddim_step with eta          (Song et al. 2021)
+    ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
+    heun_sample_progressive   the DDIM pairs, heun_step                    (Karras et al. 2022, Algorithm 1)
+    flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
+
+Adding a sampler is one small step function in this file, plugged into the same loop. The second-order
+solver here shows how. `heun_step` (below) is a step like the others with one more keyword, the network,
+which it calls once more to correct DDIM's Euler step; its sampler only chooses the pairs and the step:
+
+    def heun_sample_progressive(eps_model, x_T, schedule, num_steps=10, progress=False):
+        step = functools.partial(heun_step, eps_model=eps_model)
+        pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+        return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
+
+Why this is Heun's method: in the variables xbar = x / sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar)
+the probability-flow ODE reads d xbar / d sigma = eps(x, t), and the DDIM update with eta = 0 is exactly one
+Euler step of it, xbar_prev = xbar_t + (sigma_prev - sigma_t) eps (Song et al. 2021, Sec. 4.3; Karras et al.
+2022, Algorithm 1 is Heun's method on the same ODE). Averaging the slopes at both ends gives second order.
+
+eps_model is any callable (x_t, t) -> predicted noise: a backbone, objectives.eps_model_for(...) for a
+network trained with another objective (checkpoints.load_model does this), or guidance.cfg_eps_model(...).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .forward import check_image_batch, predict_x0_from_eps
+from .forward import check_image_batch, predict_x0_from_eps, q_posterior_mean_variance
 from .schedules import Schedule, extract
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Step = Callable[..., "tuple[torch.Tensor, torch.Tensor]"]   # (x_t, eps, t, t_prev, schedule, noise) -> (x_prev, x0_pred)
 DDPM_VARIANCES = ("beta_tilde", "beta")
 
 
 @dataclass
 class SamplerStep:
-    t: int                  # the timestep just denoised
-    t_prev: int             # the timestep reached (-1: the clean image)
+    """One update of a chain, in the direction the chain walks (down for sampling, up for inversion)."""
+    t: int                  # the timestep of the state the update started from (-1: the clean image)
+    t_next: int             # the timestep it reached: t_prev when sampling (-1: the clean image), higher when inverting
     x_t: torch.Tensor       # (B, C, H, W) the state at t
-    x0_pred: torch.Tensor   # (B, C, H, W) the model's estimate of the clean image from x_t
-    x_prev: torch.Tensor    # (B, C, H, W) the state at t_prev
+    x0_pred: torch.Tensor   # (B, C, H, W) the clean image implied by the noise estimate used in this update
+    x_next: torch.Tensor    # (B, C, H, W) the state at t_next
 
 
 def ddpm_timesteps(T: int) -> list[int]:
@@ -45,7 +79,7 @@ def ddpm_timesteps(T: int) -> list[int]:
 
 def ddim_timesteps(num_steps: int, T: int) -> list[int]:
     """num_steps timesteps evenly spaced from T-1 down to 0 (both ends included when num_steps >= 2)."""
-    if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
         raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {T}], got {num_steps!r}")
     if num_steps == 1:
         return [T - 1]
@@ -53,14 +87,24 @@ def ddim_timesteps(num_steps: int, T: int) -> list[int]:
     return grid  # spacing (T-1)/(S-1) >= 1 keeps the rounded values distinct
 
 
-def timestep_pairs(timesteps: list[int]) -> list[tuple[int, int]]:
+def timestep_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
     """[(t_0, t_1), (t_1, t_2), ..., (t_last, -1)] from a decreasing list of timesteps."""
     return list(zip(timesteps, [*timesteps[1:], -1]))
 
 
 def alpha_bar_at(schedule: Schedule, t: int) -> float:
-    """alpha_bar_t as a float, with alpha_bar_{-1} = 1 (the clean image)."""
+    """alpha_bar_t as a float, with 1 for t = -1 (the clean image)."""
+    if not -1 <= t <= schedule.T - 1:
+        raise ValueError(f"timestep {t} is outside [-1, T-1] = [-1, {schedule.T - 1}] (-1: the clean image)")
     return 1.0 if t < 0 else float(schedule.alpha_bar[t])
+
+
+def _check_start(x: torch.Tensor, name: str) -> None:
+    """The starting state of a chain: a float batch of images (B, C, H, W) with finite entries."""
+    check_image_batch(x, name)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} has NaN or infinite entries; start from finite values, e.g. "
+                         "sample_noise(n, generator=...) for pure noise")
 
 
 def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -73,39 +117,41 @@ def _batch_t(x: torch.Tensor, t: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- DDPM
 
-def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule: Schedule,
-              variance: str = "beta_tilde", noise: torch.Tensor | None = None) -> torch.Tensor:
-    """One ancestral step x_t -> x_{t-1} (Ho et al. 2020, Eq. 11 / Algorithm 2):
+def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+              noise: torch.Tensor | None = None, variance: str = "beta_tilde") -> tuple[torch.Tensor, torch.Tensor]:
+    """One ancestral step x_t -> x_{t-1} (Ho et al. 2020, Algorithm 2), written as what it is: a draw from
+    the posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, Eq. 7; notebook 06) at the predicted clean image,
 
-        x_{t-1} = 1 / sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) + sigma_t z
+        x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)           forward.predict_x0_from_eps
+        x_{t-1} = mu_tilde_t(x_t, x0_pred) + sigma_t z                           forward.q_posterior_mean_variance
 
-    with sigma_t^2 = beta_tilde_t (default) or beta_t; noise z is None (no noise) at the last step.
+    with sigma_t^2 = beta_tilde_t (default) or beta_t. Algebraically this mean is Ho et al.'s Eq. 11,
+    1 / sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps); it is also the eta = 1 DDIM step on the full
+    grid (tests/test_samplers.py proves both). noise z is None at the last step (t = 0): x_prev = x0_pred.
     """
     if variance not in DDPM_VARIANCES:
         raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
-    mean = (x_t - extract(schedule.beta, t, x_t.shape) / extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape) * eps) \
-        / extract(schedule.alpha, t, x_t.shape).sqrt()
+    if t_prev != t - 1:
+        raise ValueError(f"DDPM steps one timestep at a time (t_prev = t - 1), got t = {t}, t_prev = {t_prev}; "
+                         "for fewer steps use ddim_step")
+    tt = _batch_t(x_t, t)
+    x0_pred = predict_x0_from_eps(x_t, tt, eps, schedule)
+    mean, beta_tilde = q_posterior_mean_variance(x0_pred, x_t, tt, schedule)
     if noise is None:
-        return mean
-    sigma2 = extract(schedule.beta_tilde if variance == "beta_tilde" else schedule.beta, t, x_t.shape)
-    return mean + sigma2.sqrt() * noise
+        return mean, x0_pred
+    sigma2 = beta_tilde if variance == "beta_tilde" else extract(schedule.beta, tt, x_t.shape)
+    return mean + sigma2.sqrt() * noise, x0_pred
 
 
 def ddpm_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, variance: str = "beta_tilde",
                             generator: torch.Generator | None = None, progress: bool = False) -> Iterator[SamplerStep]:
     """Ancestral sampling over all T steps from x_T; no noise is added at the final step t = 0."""
-    check_image_batch(x_T, "x_T")
+    _check_start(x_T, "x_T")
     if variance not in DDPM_VARIANCES:
         raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
-    x = x_T
-    for t, t_prev in tqdm(timestep_pairs(ddpm_timesteps(schedule.T)), desc="DDPM", disable=not progress):
-        tt = _batch_t(x, t)
-        with torch.no_grad():
-            eps = eps_model(x, tt)
-        noise = _randn(x, generator) if t_prev >= 0 else None
-        x_prev = ddpm_step(x, eps, tt, schedule, variance, noise)
-        yield SamplerStep(t, t_prev, x, predict_x0_from_eps(x, tt, eps, schedule), x_prev)
-        x = x_prev
+    step = functools.partial(ddpm_step, variance=variance)
+    return _walk(eps_model, x_T, timestep_pairs(ddpm_timesteps(schedule.T)), schedule, step, generator,
+                 progress=progress, desc="DDPM")
 
 
 # ----------------------------------------------------------------------------- DDIM
@@ -115,18 +161,36 @@ def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
     (Song et al. 2021, Eq. 16). eta = 0: deterministic DDIM; eta = 1 on the full grid: DDPM's beta_tilde."""
     if eta == 0:
         return 0.0  # deterministic; also avoids 0 / 0 when inversion starts from the clean image (alpha_bar_t = 1)
+    if alpha_bar_t >= 1:
+        raise ValueError("eta > 0 needs a noisy starting state (alpha_bar_t < 1); from the clean image (t = -1) "
+                         "only the deterministic update exists: use eta = 0")
     return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
 
 
-def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_bar_prev: float, eta: float,
-              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def check_eta(eta: float) -> None:
+    """Raise a ValueError unless eta is a finite number in [0, 1]."""
+    import math
+    try:
+        value = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"eta must be a finite number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+
+
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+              noise: torch.Tensor | None = None, eta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM update x_t -> x_{t_prev} (Song et al. 2021, Eq. 12):
 
         x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
         x_prev  = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma_t^2) eps + sigma_t z
 
-    Returns (x_prev, x0_pred).
+    with sigma_t = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta). With eta = 0 nothing in it assumes t_prev < t:
+    the same update walks up the grid (ddim_invert_progressive).
     """
+    alpha_bar_t, alpha_bar_prev = alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_prev)
     x0_pred = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
     sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
     direction = max(1 - alpha_bar_prev - sigma ** 2, 0.0) ** 0.5 * eps
@@ -136,48 +200,133 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float, alpha_ba
     return x_prev, x0_pred
 
 
-def check_eta(eta: float) -> None:
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
-
-
 def ddim_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 50,
                             eta: float = 0.0, generator: torch.Generator | None = None,
                             progress: bool = False) -> Iterator[SamplerStep]:
-    """DDIM over num_steps timesteps from T-1 to the clean image, with stochasticity eta in [0, 1]."""
-    check_image_batch(x_T, "x_T")
+    """DDIM over num_steps timesteps from T-1 to the clean image, with stochasticity eta in [0, 1].
+
+    A fresh z is drawn at every step but the last, whatever eta is, so that the noise stream lines up
+    with DDPM's and DDIM(eta = 1) on the full grid reproduces DDPM draw for draw.
+    """
+    _check_start(x_T, "x_T")
     check_eta(eta)
-    x = x_T
-    for t, t_prev in tqdm(timestep_pairs(ddim_timesteps(num_steps, schedule.T)), desc="DDIM", disable=not progress):
-        tt = _batch_t(x, t)
-        with torch.no_grad():
-            eps = eps_model(x, tt)
-        # A fresh z is drawn at every step but the last, whatever eta is, so that the noise stream
-        # lines up with DDPM's and DDIM(eta=1) on the full grid reproduces DDPM draw for draw.
-        noise = _randn(x, generator) if t_prev >= 0 else None
-        x_prev, x0_pred = ddim_step(x, eps, alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_prev), eta, noise)
-        yield SamplerStep(t, t_prev, x, x0_pred, x_prev)
-        x = x_prev
+    pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+    return _walk(eps_model, x_T, pairs, schedule, functools.partial(ddim_step, eta=eta), generator,
+                 progress=progress, desc="DDIM")
 
 
 def ddim_invert_progressive(eps_model: EpsModel, x0: torch.Tensor, schedule: Schedule, num_steps: int = 50,
                             progress: bool = False) -> Iterator[SamplerStep]:
-    """Deterministic DDIM encoding: run the eta = 0 update backwards, clean image -> x_{T-1}.
+    """Deterministic DDIM encoding: the eta = 0 update walked up the DDIM grid, clean image -> x_{T-1}.
 
-    Each step moves from level t_prev to t with the noise predicted at t:
-    x_t = sqrt(alpha_bar_t) x0_pred + sqrt(1 - alpha_bar_t) eps. Yields steps with x_t the new
-    (noisier) state and x_prev the state it came from, so the encoded noise is the LAST step's x_t
-    (`list(...)[-1].x_t`), not what `final(...)` returns (that is the state one step before).
+    The pairs are those of ddim_sample_progressive, reversed: (-1, 0), (0, t_1), ..., (t_k, T-1). Each update
+    moves the state at t to t_next > t. It needs eps at the state it starts from, at level t; the network is
+    evaluated at the level it moves to, t_next, instead (at t = -1, the clean image, it has no level at all):
+    the usual approximation of DDIM inversion, exact only in the limit of small steps. The steps' fields mean
+    what they mean in sampling (x_t: the state at t, x_next: the state reached), so `final(...)` (or
+    ddim_invert) returns the encoded noise.
     """
-    check_image_batch(x0, "x0")
-    x = x0
-    for t, t_prev in reversed(timestep_pairs(ddim_timesteps(num_steps, schedule.T))):
-        tt = _batch_t(x, t)
+    _check_start(x0, "x0")
+    pairs = [(t_prev, t) for t, t_prev in reversed(timestep_pairs(ddim_timesteps(num_steps, schedule.T)))]
+    return _walk(eps_model, x0, pairs, schedule, ddim_step, draw_noise=False, eps_at_next=True,
+                 progress=progress, desc="DDIM inversion")
+
+
+def ddim_invert(eps_model: EpsModel, x0: torch.Tensor, schedule: Schedule, num_steps: int = 50,
+                progress: bool = False) -> torch.Tensor:
+    """The encoded noise x_{T-1} (B, C, H, W) of clean images x0: the end of ddim_invert_progressive."""
+    return final(ddim_invert_progressive(eps_model, x0, schedule, num_steps, progress=progress))
+
+
+# ----------------------------------------------------------------------------- a second-order solver
+
+def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+              noise: torch.Tensor | None = None, *, eps_model: EpsModel, euler_step: Step = ddim_step
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Heun's method (Karras et al. 2022, Algorithm 1, without churn): the Euler step (DDIM with
+    eta = 0; flow_euler_step for a flow), then the same step with the mean of the network's outputs at both
+    ends. The last step, into the clean image (t_prev = -1), is Euler's: the network has no input level there.
+    Returns the corrected state and the x0_pred of the Euler step; `noise` is unused."""
+    x_euler, x0_pred = euler_step(x_t, eps, t, t_prev, schedule)
+    if t_prev < 0:
+        return x_euler, x0_pred
+    eps_prev = eps_model(x_euler, _batch_t(x_t, t_prev))
+    return euler_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)[0], x0_pred
+
+
+def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 10,
+                            progress: bool = False) -> Iterator[SamplerStep]:
+    """Deterministic sampling with Heun's method over the DDIM grid of num_steps timesteps: 2 num_steps - 1
+    network evaluations (heun_nfe), against num_steps for DDIM."""
+    _check_start(x_T, "x_T")
+    step = functools.partial(heun_step, eps_model=eps_model)
+    pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+    return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
+
+
+def heun_nfe(num_steps: int) -> int:
+    """Network evaluations of heun_sample_progressive with num_steps steps: two per step but the last."""
+    return 2 * num_steps - 1
+
+
+# ----------------------------------------------------------------------------- flow matching
+
+def flow_timesteps(num_steps: int, T: int) -> list[int]:
+    """num_steps timesteps whose flow times s = (t + 1) / T are evenly spaced from 1 down to 1 / num_steps:
+    with the clean image (t = -1, s = 0) after them, every step covers the same ds = 1 / num_steps."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+        raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {T}], got {num_steps!r}")
+    return [round(T * (1 - k / num_steps)) - 1 for k in range(num_steps)]
+
+
+def _flow_s(t: int, T: int) -> float:
+    return (t + 1) / T
+
+
+def flow_euler_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+                    noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of the flow dx/ds = u from s = (t + 1) / T to s_prev = (t_prev + 1) / T:
+    x_prev = x_s + (s_prev - s) u, and x0_pred = x_s - s u (the clean end of the straight line through x_s).
+    `u` is the velocity network's output (in the slot where the DDPM family's steps take eps); only
+    schedule.T is used; `noise` is unused."""
+    s, s_prev = _flow_s(t, schedule.T), _flow_s(t_prev, schedule.T)
+    return x_t + (s_prev - s) * u, x_t - s * u
+
+
+def flow_euler_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule,
+                                  num_steps: int = 20, progress: bool = False) -> Iterator[SamplerStep]:
+    """Sample a flow-matching network: Euler steps from pure noise x_1 (s = 1) to the clean image (s = 0) over
+    flow_timesteps(num_steps, T); num_steps network evaluations."""
+    _check_start(x_1, "x_1")
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(velocity_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
+                 desc="flow Euler")
+
+
+def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule,
+                                 num_steps: int = 10, progress: bool = False) -> Iterator[SamplerStep]:
+    """Heun's method on the flow over flow_timesteps(num_steps, T): 2 num_steps - 1 network evaluations."""
+    _check_start(x_1, "x_1")
+    step = functools.partial(heun_step, eps_model=velocity_model, euler_step=flow_euler_step)
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
+
+
+# ----------------------------------------------------------------------------- the one loop
+
+def _walk(eps_model: EpsModel, x: torch.Tensor, pairs: Sequence[tuple[int, int]], schedule: Schedule, step: Step,
+          generator: torch.Generator | None = None, draw_noise: bool = True, eps_at_next: bool = False,
+          progress: bool = False, desc: str = "") -> Iterator[SamplerStep]:
+    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next),
+    z ~ N(0, I) from `generator` unless t_next = -1 or draw_noise is False, x_next = step(x, eps, t, t_next,
+    schedule, z)[0]; yield a SamplerStep after each update. The network runs without gradients."""
+    for t, t_next in tqdm(pairs, desc=desc, disable=not progress):
         with torch.no_grad():
-            eps = eps_model(x, tt)
-        x_t, x0_pred = ddim_step(x, eps, alpha_bar_at(schedule, t_prev), alpha_bar_at(schedule, t), eta=0.0)
-        yield SamplerStep(t, t_prev, x_t, x0_pred, x)
-        x = x_t
+            eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
+            noise = _randn(x, generator) if draw_noise and t_next >= 0 else None
+            x_next, x0_pred = step(x, eps, t, t_next, schedule, noise)
+        yield SamplerStep(t, t_next, x, x0_pred, x_next)
+        x = x_next
 
 
 # ----------------------------------------------------------------------------- speed
@@ -186,9 +335,9 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
-    """The same eps_model, its network run under bfloat16 autocast when precision == "bf16" (sampling on a CPU
-    with AVX512-BF16 took 1.5 to 2.8 times less time, see benchmarks/RESULTS.md). The noise estimate comes back as
-    float32, so the sampler's own arithmetic stays in float32. precision == "fp32" returns eps_model unchanged."""
+    """The same eps_model, its network run under bfloat16 autocast when precision == "bf16" (faster on CPUs
+    with AVX512-BF16: see the README's benchmark tables). The noise estimate comes back as float32, so the
+    sampler's own arithmetic stays in float32. precision == "fp32" returns eps_model unchanged."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if precision == "fp32":
@@ -203,18 +352,19 @@ def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
 # ----------------------------------------------------------------------------- running a chain
 
 def final(steps: Iterator[SamplerStep]) -> torch.Tensor:
-    """Run a progressive sampler to the end and return its last state (the sample)."""
+    """Run a progressive sampler to the end and return its last state (the sample, or the encoded noise)."""
     last = None
     for last in steps:
         pass
     if last is None:
         raise ValueError("the sampler produced no step")
-    return last.x_prev
+    return last.x_next
 
 
 @dataclass
 class Trajectory:
-    """A recorded chain, on the CPU: timesteps (K,), x_t (K, B, C, H, W), x0_pred (K, B, C, H, W), sample (B, C, H, W)."""
+    """A recorded chain, on the CPU: timesteps (K,), the states x_t (K, B, C, H, W) at them, the x0_pred
+    (K, B, C, H, W) of the updates that started there, and the state the chain ended in (B, C, H, W)."""
     timesteps: list[int]
     x_t: torch.Tensor
     x0_pred: torch.Tensor
@@ -223,19 +373,23 @@ class Trajectory:
 
 def record(steps: Iterator[SamplerStep], every: int = 1) -> Trajectory:
     """Run a progressive sampler, keeping every `every`-th step (and always the last) for scrubbing."""
-    ts, xs, x0s, last = [], [], [], None
-    for i, step in enumerate(steps):
-        last = step
-        if i % every == 0 or step.t_prev < 0:
-            ts.append(step.t)
-            xs.append(step.x_t.detach().cpu())
-            x0s.append(step.x0_pred.detach().cpu())
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive integer (keep every every-th step), got {every!r}")
+    kept, last, i = [], None, -1
+    for i, last in enumerate(steps):
+        if i % every == 0:
+            kept.append(last)
     if last is None:
         raise ValueError("the sampler produced no step")
-    return Trajectory(ts, torch.stack(xs), torch.stack(x0s), last.x_prev.detach().cpu())
+    if i % every != 0:
+        kept.append(last)
+    return Trajectory([s.t for s in kept], torch.stack([s.x_t.detach().cpu() for s in kept]),
+                      torch.stack([s.x0_pred.detach().cpu() for s in kept]), last.x_next.detach().cpu())
 
 
 def sample_noise(n: int, shape=(1, 28, 28), generator: torch.Generator | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """x_T ~ N(0, I) of shape (n, *shape), drawn from generator (a seeded torch.Generator on `device`)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of images n must be an integer >= 1, got {n!r}")
     return torch.randn((n, *shape), generator=generator, device=device)

@@ -17,6 +17,7 @@ state is produced by beta[0]. Everything is computed in float64 and stored in fl
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -78,16 +79,15 @@ class Schedule:
 
     def check_timesteps(self, t: torch.Tensor) -> None:
         """Raise a ValueError unless every entry of t is an integer timestep in [0, T-1]."""
-        if t.dtype.is_floating_point or t.dtype == torch.bool:
-            raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
-                             "use torch.full((B,), t, dtype=torch.long)")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) > self.T - 1):
-            raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
-                             f"but this schedule has T = {self.T}, so t must lie in [0, {self.T - 1}]")
+        _check_timestep_values(t, self.T)
 
     def as_dict(self) -> dict:
         """The tensors by name (what notebook 01 plots)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+
+
+class UnderflowError(ValueError):
+    """A schedule whose float32 alpha_bar falls below the smallest normal float32 number."""
 
 
 def schedule_from_betas(beta: torch.Tensor, name: str = "custom") -> Schedule:
@@ -109,25 +109,77 @@ def schedule_from_betas(beta: torch.Tensor, name: str = "custom") -> Schedule:
              snr=snr, log_snr=snr.log(), beta_tilde=beta_tilde,
              posterior_coef_x0=alpha_bar_prev.sqrt() * beta / (1 - alpha_bar),
              posterior_coef_xt=alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar))
-    return Schedule(name=name, T=beta.numel(), **{k: v.to(torch.float32) for k, v in q.items()})
+    q = {k: v.to(torch.float32) for k, v in q.items()}
+    _check_representable(q["alpha_bar"], name)
+    return Schedule(name=name, T=beta.numel(), **q)
 
 
 def make_schedule(name: str = "linear", T: int = DEFAULT_T) -> Schedule:
     """The named schedule ("linear", the default of Ho et al., or "cosine") with T steps."""
     if name not in BETA_SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(BETA_SCHEDULES)}")
-    return schedule_from_betas(BETA_SCHEDULES[name](T), name=name)
+    try:
+        return schedule_from_betas(BETA_SCHEDULES[name](T), name=name)
+    except UnderflowError as e:
+        raise UnderflowError(f"{e} (the {name} schedule stays representable up to T = {longest_schedule(name)})") from None
+
+
+# Why refuse rather than clamp: at T = 20000 the linear schedule's alpha_bar reaches 1e-87, far below float32's
+# smallest normal number (1.2e-38); stored in float32 it becomes 0 (or a subnormal with few digits), and
+# x0_pred = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) divides by 0. Clamping alpha_bar would quietly break
+# alpha_bar = prod(1 - beta) that every formula relies on, so such a schedule is refused at construction.
+def _check_representable(alpha_bar: torch.Tensor, name: str) -> None:
+    small = alpha_bar < torch.finfo(torch.float32).tiny
+    if bool(small.any()):
+        first = int(small.nonzero()[0])
+        raise UnderflowError(f"the {name} schedule with T = {alpha_bar.numel()} is not representable in float32: "
+                             f"alpha_bar_t falls below {torch.finfo(torch.float32).tiny:.2g}, the smallest normal "
+                             f"float32, from t = {first} on ({int(small.sum())} timesteps), so it is stored as 0 or "
+                             "with its digits lost, and sampling divides by sqrt(alpha_bar_t); use fewer steps T, "
+                             "or the cosine schedule")
+
+
+@functools.lru_cache(maxsize=None)
+def longest_schedule(name: str) -> int:
+    """The largest T for which make_schedule(name, T) is representable in float32 (bisection over T)."""
+    def fits(T: int) -> bool:
+        alpha_bar = torch.cumprod(1 - BETA_SCHEDULES[name](T), dim=0).to(torch.float32)
+        return bool((alpha_bar >= torch.finfo(torch.float32).tiny).all())
+    lo, hi = 1, 2
+    while fits(hi):
+        lo, hi = hi, 2 * hi
+        if hi > 10**7:     # the cosine schedule never underflows
+            return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
 
 
 def extract(values: torch.Tensor, t: torch.Tensor, x_shape) -> torch.Tensor:
     """Gather values[t] for a batch of timesteps and reshape to (B, 1, 1, 1) so it broadcasts over x.
 
-    values: (T,) per-timestep scalars;  t: (B,) long;  returns (B, 1, ..., 1) with len(x_shape) dims.
+    values: (T,) per-timestep scalars;  t: (B,) long in [0, T-1];  returns (B, 1, ..., 1) with len(x_shape) dims.
+    Negative t is refused (Python's indexing would silently read values[T + t]).
     """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a (B,) tensor of timesteps, got {type(t).__name__}; "
+                        "use torch.full((B,), t, dtype=torch.long)")
+    _check_timestep_values(t, values.shape[0])
     out = values.to(t.device)[t]
     return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
 
 
+def _check_timestep_values(t: torch.Tensor, T: int, what: str = "this schedule") -> None:
+    """Raise a ValueError unless t is an integer tensor with every entry in [0, T-1]."""
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
+                         "use torch.full((B,), t, dtype=torch.long)")
+    if t.numel() and bool(((t < 0) | (t > T - 1)).any()):   # one device sync; min and max only for the message
+        raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
+                         f"but {what} has T = {T}, so t must lie in [0, {T - 1}]")
+
+
 def _check_T(T: int) -> None:
-    if not isinstance(T, int) or T < 1:
+    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
         raise ValueError(f"T must be a positive integer number of steps, got {T!r}")

@@ -1,9 +1,11 @@
-"""Training a noise-prediction network (Ho et al. 2020, Algorithm 1).
+"""Training a denoising network (Ho et al. 2020, Algorithm 1).
 
     repeat:  x_0 ~ data,  t ~ Uniform{0, ..., T-1},  eps ~ N(0, I)
              loss = || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
 
-with AdamW, an exponential moving average (EMA) of the weights through
+for the default objective, noise prediction. Another objective (x0 or v prediction, objectives.py) and a
+loss weighting (min-SNR-gamma) are settings of TrainConfig; the loop asks the objective for t, x_t and
+the target, and is the same for all of them. With AdamW, an exponential moving average (EMA) of the weights through
 torch.optim.swa_utils.AveragedModel, label dropout for class-conditional networks, and
 periodic atomic checkpoints. Every random draw of the loop comes from one torch.Generator whose
 state is saved, so a run resumed from a checkpoint continues exactly as if it had never stopped.
@@ -11,21 +13,24 @@ state is saved, so a run resumed from a checkpoint continues exactly as if it ha
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from .backbones import Backbone, build_backbone
-from .checkpoints import load_checkpoint, save_checkpoint
-from .forward import q_sample
-from .schedules import Schedule, make_schedule
+from .backbones import BACKBONES, Backbone, build_backbone
+from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
+from .data import DATASETS
+from .objectives import LOSS_WEIGHTINGS, OBJECTIVES, diffusion_loss, get_objective, loss_weights, objective_loss
+from .schedules import BETA_SCHEDULES, make_schedule
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "diffusion_loss", "drop_labels", "make_ema", "lr_factor"]
 
 
 @dataclass
@@ -54,31 +59,69 @@ class TrainConfig:
     precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (faster on CPUs with AVX512-BF16: README)
 
     def __post_init__(self):
-        if self.lr_decay not in ("constant", "cosine"):
-            raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {self.lr_decay!r}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be positive")
+        """Check every field, so a bad setting fails here, with its name and range, not steps into training."""
+        _check_choice(self, "backbone", sorted(BACKBONES))
+        if not isinstance(self.backbone_kwargs, dict) or not all(isinstance(k, str) for k in self.backbone_kwargs):
+            raise ValueError(f"backbone_kwargs must be a dict of argument names to values, e.g. {{'base': 32}}, "
+                             f"got {self.backbone_kwargs!r}")
+        _check_choice(self, "schedule", sorted(BETA_SCHEDULES))
+        _check_int(self, "T", 1)
+        _check_choice(self, "objective", sorted(OBJECTIVES))
+        _check_choice(self, "loss_weighting", LOSS_WEIGHTINGS)
+        _check_number(self, "min_snr_gamma", lower=0, lower_open=True)
+        _check_choice(self, "dataset", DATASETS)
+        _check_int(self, "steps", 1)
+        if self.max_minutes is not None:
+            _check_number(self, "max_minutes", lower=0, lower_open=True, none="None for no time limit")
+        _check_int(self, "batch_size", 1)
+        _check_number(self, "lr", lower=0, lower_open=True)
+        _check_number(self, "weight_decay", lower=0)
+        _check_int(self, "warmup_steps", 0)
+        _check_choice(self, "lr_decay", ("constant", "cosine"))
+        if self.grad_clip is not None:
+            _check_number(self, "grad_clip", lower=0, lower_open=True, none="None for no clipping")
+        _check_number(self, "ema_decay", lower=0, upper=1)
+        _check_bool(self, "ema_warmup")
+        _check_number(self, "label_dropout", lower=0, upper=1)
+        _check_int(self, "checkpoint_every", 1)
+        _check_int(self, "seed", 0, 2**32 - 1)
+        _check_choice(self, "precision", ("fp32", "bf16"))
 
 
-def diffusion_loss(model: Backbone, x0: torch.Tensor, schedule: Schedule, t: torch.Tensor | None = None,
-                   noise: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                   reduction: str = "mean") -> torch.Tensor:
-    """MSE between the true noise eps and eps_theta(x_t, t), with x_t = q_sample(x_0, t, eps).
+def _check_choice(config, name: str, choices) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
-    t and noise are drawn here when not given; reduction="none" returns one loss per image (B,).
-    """
-    if t is None:
-        t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device)
-    if noise is None:
-        noise = torch.randn_like(x0)
-    x_t = q_sample(x0, t, schedule, noise)
-    eps_pred = model(x_t, t, y)
-    loss = F.mse_loss(eps_pred, noise, reduction="none").flatten(1).mean(1)   # (B,)
-    return loss.mean() if reduction == "mean" else loss
+
+def _check_bool(config, name: str) -> None:
+    if not isinstance(getattr(config, name), bool):
+        raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
+
+
+def _check_int(config, name: str, lower: int, upper: int | None = None) -> None:
+    """An integer field in [lower, upper]; numpy integers are turned into Python ints (checkpoints store plain types)."""
+    value = getattr(config, name)
+    span = f">= {lower}" if upper is None else f"in [{lower}, {upper}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer {span}, got {value!r}")
+    if value < lower or (upper is not None and value > upper):
+        raise ValueError(f"{name} must be an integer {span}, got {value}")
+    setattr(config, name, int(value))
+
+
+def _check_number(config, name: str, lower: float, upper: float | None = None, lower_open: bool = False,
+                  none: str | None = None) -> None:
+    """A finite real field with lower <= value (or lower < value) and, when given, value < upper."""
+    value = getattr(config, name)
+    span = (f"> {lower}" if lower_open else f">= {lower}") if upper is None else f"in [{lower}, {upper})"
+    if none:
+        span += f" (or {none})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number {span}, got {value!r}")
+    if value < lower or (lower_open and value == lower) or (upper is not None and value >= upper):
+        raise ValueError(f"{name} must be {span}, got {value}")
+    setattr(config, name, float(value) if not isinstance(value, int) else value)
 
 
 def drop_labels(y: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -126,8 +169,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, device: torch.device | str = "cpu"):
         self.config = config
         self.device = torch.device(device)
-        torch.manual_seed(config.seed)                                   # weight initialisation
-        self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+        with torch.random.fork_rng(devices=[]):                          # the caller's global RNG is left as it was
+            torch.manual_seed(config.seed)                               # weight initialisation
+            self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+        self.model.T = config.T                                          # forward() refuses t outside [0, T-1]
+        self.objective = get_objective(config.objective)
         self.ema = make_ema(self.model, config.ema_decay, config.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -150,15 +196,16 @@ class Trainer:
         """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks."""
         self.model.train()
         B = x0.shape[0]
-        t = torch.randint(0, self.schedule.T, (B,), generator=self.generator).to(self.device)
+        t = self.objective.draw_t(B, self.schedule, self.generator).to(self.device)
         noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
+        weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
             if self.model.num_classes is None:
                 raise ValueError("labels were given but the backbone is unconditional; "
                                  "pass backbone_kwargs={'num_classes': 10} to train a conditional model")
             y = drop_labels(y, self.config.label_dropout, self.model.null_label, self.generator).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            loss = diffusion_loss(self.model, x0.to(self.device), self.schedule, t, noise, y)
+            loss = objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -174,6 +221,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"arch": self.model.arch, "schedule": {"name": self.config.schedule, "T": self.config.T},
+                "objective": self.config.objective, "dataset": self.config.dataset,
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
                 "step": self.step, "rng": self.generator.get_state(), "config": asdict(self.config),
@@ -198,23 +246,125 @@ class Trainer:
         self.history = {k: list(v) for k, v in checkpoint["history"].items()}
 
 
+# Settings that may change when a run is resumed: how long it goes on and how often it saves. Every other
+# field of TrainConfig must equal the checkpoint's record, or the run would mix two trainings.
+RESUMABLE_FIELDS = ("steps", "max_minutes", "checkpoint_every")
+
+
+class ResumeMismatchError(CheckpointError):
+    """A checkpoint that cannot be resumed with the given settings. differences: [(field, recorded, given)]."""
+
+    def __init__(self, message: str, path: Path, differences: list[tuple[str, object, object]]):
+        super().__init__(message)
+        self.path, self.differences = path, differences
+
+
+def _plain(value):
+    """Tuples as lists, recursively, so a recorded [1, 2, 2] equals a given (1, 2, 2)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def resume_differences(recorded: dict, config: TrainConfig) -> list[tuple[str, object, object]]:
+    """(field, recorded, given) for every TrainConfig field in which `config` differs from a checkpoint's record,
+    except RESUMABLE_FIELDS. A field missing from the record (an older checkpoint) counts as its default.
+    (With lr_decay="cosine", a new `steps` moves the cosine's end: the shipped weights were trained so.)"""
+    given = asdict(config)
+    differences = []
+    for f in fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        old, new = _plain(recorded.get(f.name, default)), _plain(given[f.name])
+        if old != new and f.name not in RESUMABLE_FIELDS:
+            differences.append((f.name, old, new))
+    return differences
+
+
+def check_resumable(checkpoint: dict, config: TrainConfig, path: str | os.PathLike) -> None:
+    """Raise a CheckpointError unless training with `config` can go on from `checkpoint` (read from `path`):
+    it must be a full training checkpoint (not a sampling-only file) recorded with the same settings."""
+    path = Path(path)
+    missing = [k for k in ("model", "optimizer", "lr_scheduler", "step", "rng", "history") if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"cannot resume from {path}: it is a sampling-only file (no {', '.join(missing)}), "
+                              "like the shipped weights; train into another folder, or start over with --fresh "
+                              "(resume=False), which overwrites it")
+    if not isinstance(checkpoint.get("config"), dict):
+        raise CheckpointError(f"cannot resume from {path}: it records no training settings ('config'); "
+                              "start over with --fresh (resume=False) or train into another folder")
+    differences = resume_differences(checkpoint["config"], config)
+    if differences:
+        listed = "; ".join(f"{name}: recorded {old!r}, given {new!r}" for name, old, new in differences)
+        raise ResumeMismatchError(
+            f"cannot resume from {path}: its recorded settings differ from the ones given ({listed}); either start "
+            f"over with --fresh (resume=False), which overwrites it, or rerun with the recorded settings (only "
+            f"{', '.join(RESUMABLE_FIELDS)} may change on a resume)", path, differences)
+
+
+def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model: Backbone) -> None:
+    """Raise a ValueError unless images (N, C, H, W) float32 in [-1, 1] and labels fit the model."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("there are no training images (N = 0); check the dataset, or --limit on the command line")
+    if tuple(images.shape[1:]) != model.image_shape:
+        raise ValueError(f"images must have shape (N, {', '.join(map(str, model.image_shape))}) for this network, "
+                         f"got {tuple(images.shape)}")
+    if images.dtype != torch.float32:
+        fix = "scale uint8 pixels with x.float() / 127.5 - 1" if not images.dtype.is_floating_point else "use images.float()"
+        raise ValueError(f"images must be float32 in [-1, 1], got dtype {images.dtype}; {fix}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("images contain NaN or infinite values; drop or repair those images")
+    low, high = float(images.min()), float(images.max())
+    if low < -1 or high > 1:
+        raise ValueError(f"images must lie in [-1, 1], got values in [{low:g}, {high:g}]; rescale pixels in [0, 255] "
+                         "with x / 127.5 - 1 (or pixels in [0, 1] with 2 * x - 1), as diffusion_lib.data does")
+    if labels is not None:
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"labels must be a torch.Tensor (N,), got {type(labels).__name__}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape (N,) = ({images.shape[0]},), got {tuple(labels.shape)}")
+    if model.num_classes is None:
+        if labels is not None:
+            raise ValueError("labels were given but the backbone is unconditional; pass backbone_kwargs="
+                             "{'num_classes': 10} to train a conditional model, or labels=None")
+        return
+    if labels is None:
+        raise ValueError(f"the backbone is class-conditional (num_classes={model.num_classes}) but no labels were "
+                         "given; pass labels (N,), or drop num_classes from backbone_kwargs for an unconditional model")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor (torch.long), got dtype {labels.dtype}; use labels.long()")
+    if int(labels.min()) < 0 or int(labels.max()) > model.num_classes - 1:
+        raise ValueError(f"labels must lie in [0, {model.num_classes - 1}] (the classes; {model.num_classes} is the "
+                         f"null label, which label dropout adds itself), got values in "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+
+
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = True, device: torch.device | str = "cpu",
           progress: bool = True, callback: Callable[[Trainer], None] | None = None) -> TrainResult:
-    """Train on `images` (N, 1, 28, 28) in [-1, 1] (and `labels` (N,) for a conditional backbone).
+    """Train on `images` (N, 1, 28, 28) float32 in [-1, 1] (and `labels` (N,) for a conditional backbone).
 
     With out_dir, checkpoints go to out_dir/last.pt every `checkpoint_every` steps and at the end,
-    and, if resume is True and out_dir/last.pt exists, training continues from it.
+    and, if resume is True and out_dir/last.pt exists, training continues from it: its recorded settings
+    must equal `config` except RESUMABLE_FIELDS (see check_resumable). Temporary files that a killed run
+    left beside out_dir/last.pt are removed when training starts.
     callback(trainer) is called after every step (for live plots).
     """
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
-    if labels is not None and labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must have shape (N,) = ({images.shape[0]},), got {tuple(labels.shape)}")
-    trainer = Trainer(config, device)
     last = Path(out_dir) / "last.pt" if out_dir is not None else None
+    if last is not None and last.parent.exists() and not last.parent.is_dir():
+        raise NotADirectoryError(f"out_dir {last.parent} is a file, not a folder; give a folder for the checkpoints")
+    trainer = Trainer(config, device)
+    check_training_data(images, labels, trainer.model)
     if last is not None and resume and last.exists():
+        check_resumable(load_checkpoint(last), config, last)
         trainer.load(last)
+    if last is not None:
+        remove_stale_temp_files(last)
     start, written = time.monotonic(), None
     bar = tqdm(total=config.steps, initial=trainer.step, desc=f"train {config.backbone}", disable=not progress)
     while trainer.step < config.steps:
@@ -232,4 +382,5 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     bar.close()
     ema_model = build_backbone(config.backbone, **config.backbone_kwargs).to(trainer.device)
     ema_model.load_state_dict(trainer.ema.module.state_dict())
+    ema_model.T = config.T
     return TrainResult(trainer.model.eval(), ema_model.eval(), trainer.history, trainer.step, written)

@@ -236,7 +236,7 @@ for s in schedules:
     print(f"{s.name:>6}: remaining noise std after averaging = {1 / (n_draws ** 0.5 * s.sqrt_alpha_bar[-1]):.2f}")
 
 # %%
-dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "linear", "cosine"], scale=2.4,
+dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "linear", "cosine"], size=2.4,
                       title=f"mean of {n_draws:,} draws of x_{T - 1}, divided by sqrt(alpha_bar_{T - 1})");
 
 # %% [markdown]

@@ -68,7 +68,7 @@ for guess, err in zip(guesses, errors):
     print(f"guess s = {guess:>3}: mean squared error of x0_hat = {err:.3f}")
 
 # %%
-dl.plotting.show_rows({"": torch.cat([x0, x_t, x0_hat])}, scale=1.7,
+dl.plotting.show_rows({"": torch.cat([x0, x_t, x0_hat])}, size=1.7,
                       col_labels=["x_0", f"x_t, t={t_true}"] + [f"s = {guess}" for guess in guesses],
                       title=f"x0_hat from x_t (made at t = {t_true}) with the true noise, assuming timestep s");
 

@@ -266,7 +266,7 @@ dl.widgets.slider_view(lambda step: dl.plotting.show_rows({f"step {step}": recor
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps}, scale=1.1);
+dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps}, size=1.1);
 
 # %% [markdown]
 # **Question.** At which step do the samples stop being noise and become strokes, and at which do they become

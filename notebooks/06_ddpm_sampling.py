@@ -138,10 +138,10 @@ dl.widgets.slider_view(lambda k: dl.plotting.plot_chain_step(chain, k), values=r
 # %%
 strip_ts = [999, 900, 800, 700, 600, 400, 200, 0]
 strip_k = [chain.timesteps.index(t) for t in strip_ts]
-dl.plotting.plot_labelled_grid({f"{name} {i + 1}": chain_field[strip_k, i]
-                                for i in range(2) for name, chain_field in (("x_t", chain.x_t), ("x0_pred", chain.x0_pred))},
-                               col_labels=[f"t = {t}" for t in strip_ts], scale=1.6,
-                               title="two images of the chain: the state and the predicted clean image");
+dl.plotting.show_rows({f"{name} {i + 1}": chain_field[strip_k, i]
+                       for i in range(2) for name, chain_field in (("x_t", chain.x_t), ("x0_pred", chain.x0_pred))},
+                      col_labels=[f"t = {t}" for t in strip_ts], size=0.8,
+                      title="two images of the chain: the state and the predicted clean image");
 
 # %% [markdown]
 # When is the digit decided? The classifier of the course's metric reads $\hat x_0$ at every step; below is the share
@@ -204,7 +204,7 @@ n_var = B.ddpm_images // 4
 variance_samples, variance_seconds = {}, {}
 for variance in ("beta_tilde", "beta"):
     variance_samples[variance], variance_seconds[variance] = dl.sweeps.timed(
-        dl.sweeps.ddpm_images, model, schedule, x_T[:n_var], variance=variance, seed=2, progress=True)
+        dl.sweeps.ddpm_images, model, x_T[:n_var], schedule, variance=variance, seed=2, progress=True)
 difference = variance_samples["beta_tilde"] - variance_samples["beta"]                    # (n_var, 1, 28, 28)
 print(f"{n_var} images: mean |difference| per pixel {difference.abs().mean():.4f}, largest {difference.abs().max():.3f} "
       f"(pixels span 2, one grey level is {2 / 255:.4f})")
@@ -213,8 +213,8 @@ for variance, x in variance_samples.items():
           f"range [{x.min():.2f}, {x.max():.2f}] (clamped to [-1, 1] for display and for the classifier)")
 
 # %%
-dl.plotting.plot_labelled_grid({**variance_samples, "|difference| x 10": (10 * difference.abs()).clamp(0, 2) - 1},
-                               title="the same noise through both variances", scale=1.6);
+dl.plotting.show_rows({**variance_samples, "|difference| x 10": (10 * difference.abs()).clamp(0, 2) - 1},
+                      title="the same noise through both variances", size=0.8);
 
 # %% [markdown]
 # **Question.** With $\sigma_t^2 = \beta_t$ every step adds a little more noise than the posterior allows. Why does so
@@ -289,8 +289,9 @@ def reverse_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, beta: torch.Tenso
 dl.exercises.check("06", reverse_step);
 
 # %% [markdown]
-# The library's step, for comparison with yours (`extract(schedule.beta, t, x_t.shape)` gathers $\beta_t$ for each
-# image of the batch and reshapes it to `(B, 1, 1, 1)`):
+# The library's step, for comparison with yours. It is written the way the first question of this notebook reads
+# it, as the posterior's mean at the predicted clean image plus noise; the algebra of that question's answer makes
+# it Ho et al.'s Eq. 11, the formula of your exercise:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -107,8 +107,17 @@ print(f"S = 50: {len(dl.ddim_timesteps(50, T))} timesteps, {dl.ddim_timesteps(50
 # NBVAL_IGNORE_OUTPUT
 n_compare = B.ddpm_images // 2
 x_T = dl.sample_noise(n_compare, generator=torch.Generator(device=device).manual_seed(0), device=device)  # (n, 1, 28, 28)
-ddpm, ddpm_seconds = dl.sweeps.timed(dl.sweeps.ddpm_images, model, schedule, x_T, seed=1, progress=True)
+ddpm, ddpm_seconds = dl.sweeps.timed(dl.sweeps.ddpm_images, model, x_T, schedule, seed=1, progress=True)
 print(f"DDPM, {T} steps: {ddpm_seconds:.1f} s for {n_compare} images ({ddpm_seconds / n_compare:.2f} s per image)")
+
+# %% [markdown]
+# DDIM is one call: the sampler is a generator that yields every step, and `dl.final` runs it to the end and returns
+# the images. Here with 10 steps and $\eta = 0$, from the same noises:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+ddim_10 = dl.final(dl.ddim_sample_progressive(model, x_T, schedule, num_steps=10, eta=0.0))   # (n, 1, 28, 28)
+print(f"DDIM, 10 steps: {tuple(ddim_10.shape)}, pixel range [{ddim_10.min():.2f}, {ddim_10.max():.2f}]")
 
 # %% [markdown]
 # The DDIM results for a grid of step counts and $\eta$ are computed once, here, so that the sliders below only look
@@ -117,12 +126,13 @@ print(f"DDPM, {T} steps: {ddpm_seconds:.1f} s for {n_compare} images ({ddpm_seco
 # %%
 # NBVAL_IGNORE_OUTPUT
 grid_steps, grid_etas = [5, 10, 20, 50], [0.0, 0.5, 1.0]
-grid_images, grid_seconds = dl.sweeps.timed(dl.sweeps.ddim_grid, model, schedule, x_T, grid_steps, grid_etas, seed=1)
+grid_images, grid_seconds = dl.sweeps.timed(dl.sweeps.ddim_grid, model, x_T, schedule, grid_steps, grid_etas, seed=1)
 print(f"{len(grid_steps) * len(grid_etas)} DDIM settings for {n_compare} images in {grid_seconds:.1f} s")
+print("the grid's (10 steps, eta 0) images are the call above:", torch.equal(grid_images[(10, 0.0)], ddim_10))
 
 # %%
 compare_rows = {"DDPM 1000": ddpm, **{f"DDIM {s}, eta {e:g}": grid_images[(s, e)] for s in (50, 10) for e in (0.0, 1.0)}}
-dl.plotting.plot_labelled_grid(compare_rows, title="the same x_(T-1) in every column", scale=1.5);
+dl.plotting.show_rows(compare_rows, title="the same x_(T-1) in every column", size=0.75);
 
 # %% [markdown]
 # **Question.** DDIM with $\eta = 0$ and DDPM start from the same noise but usually end at *different* digits, while
@@ -148,21 +158,21 @@ dl.plotting.plot_labelled_grid(compare_rows, title="the same x_(T-1) in every co
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda s: dl.plotting.plot_labelled_grid({f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
-                                                               title=f"DDIM with {s} steps", scale=1.5),
+dl.widgets.slider_view(lambda s: dl.plotting.show_rows({f"eta = {e:g}": grid_images[(s, e)] for e in grid_etas},
+                                                      title=f"DDIM with {s} steps", size=0.75),
                        values=grid_steps, description="DDIM steps", value=10)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda e: dl.plotting.plot_labelled_grid({f"{s} steps": grid_images[(s, e)] for s in grid_steps},
-                                                               title=f"DDIM with eta = {e:g}", scale=1.5),
+dl.widgets.slider_view(lambda e: dl.plotting.show_rows({f"{s} steps": grid_images[(s, e)] for s in grid_steps},
+                                                      title=f"DDIM with eta = {e:g}", size=0.75),
                        values=grid_etas, description="eta", value=0.0)
 
 # %%
-dl.plotting.plot_labelled_grid({f"image {i + 1}, eta = {e:g}": torch.stack([grid_images[(s, e)][i] for s in grid_steps])
-                                for i in range(min(3, n_compare)) for e in grid_etas},
-                               col_labels=[f"{s} steps" for s in grid_steps], scale=1.8,
-                               title="every setting of the sliders, first three images");
+dl.plotting.show_rows({f"image {i + 1}, eta = {e:g}": torch.stack([grid_images[(s, e)][i] for s in grid_steps])
+                       for i in range(min(3, n_compare)) for e in grid_etas},
+                      col_labels=[f"{s} steps" for s in grid_steps], size=0.9,
+                      title="every setting of the sliders, first three images");
 
 # %% [markdown]
 # **Question.** At 5 and 10 steps, which $\eta$ gives the cleaner digits *here*? Song et al. (2021, Table 1) found
@@ -210,7 +220,7 @@ dl.plotting.plot_labelled_grid({f"image {i + 1}, eta = {e:g}": torch.stack([grid
 # %%
 # NBVAL_IGNORE_OUTPUT
 n_sweep = B.sweep_samples // 2
-reference = dl.sweeps.real_reference(classifier, n=n_sweep)          # one pass of the classifier over the test set
+reference = dl.metrics.reference_scores(classifier, n=n_sweep, with_features=True)   # one pass over the test set
 reference_features = reference["test_features"]                                      # (10000, 128)
 print(f"real digits: confident share {reference['test_confident_share']:.3f} (test set); Frechet distance of "
       f"{n_sweep} training digits to the test set {reference['train_vs_test_frechet_distance']:.2f}")
@@ -220,7 +230,7 @@ print(f"real digits: confident share {reference['test_confident_share']:.3f} (te
 sweep_x_T = dl.sample_noise(n_sweep, generator=torch.Generator(device=device).manual_seed(2), device=device)
 sweep_rows, sweep_images = {}, {}
 for eta in (0.0, 1.0):
-    sweep_rows[eta], sweep_images[eta] = dl.sweeps.steps_sweep(model, schedule, sweep_x_T, [10, 20, 50], classifier,
+    sweep_rows[eta], sweep_images[eta] = dl.sweeps.steps_sweep(model, sweep_x_T, schedule, [10, 20, 50], classifier,
                                                                reference_features, eta=eta, seed=3)
 ddpm_row = dl.sweeps.score_row(ddpm, ddpm_seconds, classifier, reference_features, sampler="DDPM", steps=T)
 ddpm_row["frechet_distance"] = None            # from a handful of images a Frechet distance means nothing
@@ -315,9 +325,9 @@ print("test images used:", first_of_each.tolist(), "labels:", test_labels[first_
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-encoding, encode_seconds = dl.sweeps.timed(dl.sweeps.ddim_encode, model, schedule, digits, B.ddim_steps)
-latents = encoding.x_t[-1].to(device)                                                        # (10, 1, 28, 28) x_T
-reconstructions = dl.sweeps.ddim_images(model, schedule, latents, B.ddim_steps)
+encoding, encode_seconds = dl.sweeps.timed(dl.sweeps.ddim_encode, model, digits, schedule, B.ddim_steps)
+latents = encoding.sample.to(device)                                                         # (10, 1, 28, 28) x_T
+reconstructions = dl.sweeps.ddim_images(model, latents, schedule, B.ddim_steps)
 recon_class = dl.metrics.classify(reconstructions, classifier).argmax(1)
 print(f"encoded and decoded with {B.ddim_steps} steps each ({encode_seconds:.1f} s to encode 10 digits)")
 print(f"|latent| / sqrt(784): {(latents.flatten(1).norm(dim=1) / 28).mean():.3f} on average (pure noise: 1.000); "
@@ -326,14 +336,14 @@ print(f"mean |reconstruction - original| per pixel: {(reconstructions - digits).
       f"reconstructions classified as the original digit: {(recon_class.cpu() == torch.arange(10)).sum()} of 10")
 
 # %%
-dl.plotting.plot_labelled_grid({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
-                               title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way", scale=1.5);
+dl.plotting.show_rows({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
+                      title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way", size=0.75);
 
 # %%
 encode_k = torch.linspace(0, len(encoding.timesteps) - 1, 7).round().long().tolist()
-dl.plotting.plot_labelled_grid({f"digit {d}": encoding.x_t[encode_k, d] for d in (2, 7)},
-                               col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k], scale=1.8,
-                               title="encoding: the digit walks up the noise levels");
+dl.plotting.show_rows({f"digit {d}": encoding.x_t[encode_k, d] for d in (2, 7)},
+                      col_labels=[f"t = {encoding.timesteps[k]}" for k in encode_k], size=0.9,
+                      title="encoding: the digit walks up the noise levels");
 
 # %% [markdown]
 # What is really there: the encoded $x_T$ is nothing like a typical draw from $\mathcal{N}(0, I)$. Each digit is plainly
@@ -388,11 +398,11 @@ for name, (z_a, z_b) in ends.items():
     print(f"{name}: angle between the ends {torch.rad2deg(torch.tensor(dl.interpolation.angle(z_a, z_b))):.1f} degrees")
 for name, z in paths.items():
     print(f"  |z| / 28 along {name:<22}", " ".join(f"{v:.2f}" for v in (z.flatten(1).norm(dim=1) / 28).tolist()))
-path_images = {name: dl.sweeps.ddim_images(model, schedule, z, B.ddim_steps) for name, z in paths.items()}
+path_images = {name: dl.sweeps.ddim_images(model, z, schedule, B.ddim_steps) for name, z in paths.items()}
 
 # %%
-dl.plotting.plot_labelled_grid(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], scale=1.8,
-                               title=f"decoded paths between two noises (DDIM, {B.ddim_steps} steps)");
+dl.plotting.show_rows(path_images, col_labels=[f"s = {s:.3g}" for s in s_values], size=0.9,
+                      title=f"decoded paths between two noises (DDIM, {B.ddim_steps} steps)");
 
 # %% [markdown]
 # **Question.** For the drawn noises, where along the straight path do the digits fade, and how does that match the
@@ -448,8 +458,8 @@ print(inspect.getsource(dl.samplers.ddim_step))
 #
 # Section 6 encoded and decoded with `B.ddim_steps` steps each way and got the digits back to within a few hundredths
 # per pixel. Measure the round-trip error, the mean of $|\text{decoded} - \text{original}|$ per pixel over the ten
-# `digits` of section 6, for several numbers of steps: encode with `dl.sweeps.ddim_encode(model, schedule, digits, S)`,
-# take its last state (`.x_t[-1]`), decode it with `dl.sweeps.ddim_images(model, schedule, latents, S)`. Before you run
+# `digits` of section 6, for several numbers of steps: encode with `dl.sweeps.ddim_encode(model, digits, schedule, S)`,
+# take its last state (`.sample`), decode it with `dl.sweeps.ddim_images(model, latents, schedule, S)`. Before you run
 # it, predict: does the error fall to zero as $S$ grows? Steadily? What limits it? The check looks at the direction
 # of what you measured (a few seconds in full mode). A worked version is in `solutions/07_ddim.py`.
 

@@ -110,6 +110,19 @@ Markdown((dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text())
 # </details>
 
 # %% [markdown]
+# Sampling with guidance is the DDIM sampler of notebook 07 given the guided noise estimate instead of the network:
+# `dl.cfg_eps_model(model, labels, w)` is a function $(x_t, t) \mapsto \tilde\varepsilon$, and the sampler calls it
+# at every step. Eight 7s at $w = 3$:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sevens = torch.full((8,), 7)                                                              # the digit asked for, (8,)
+x_T_sevens = dl.sample_noise(8, generator=torch.Generator(device=device).manual_seed(7), device=device)
+guided_model = dl.cfg_eps_model(model, sevens, w=3.0)
+sevens_images = dl.final(dl.ddim_sample_progressive(guided_model, x_T_sevens, schedule, num_steps=B.ddim_steps // 5))
+dl.plotting.show_grid(sevens_images, nrow=8, title=f"w = 3, label 7: DDIM {B.ddim_steps // 5} steps", scale=1.5);
+
+# %% [markdown]
 # ## 3. Sweeping $w$
 #
 # The same starting noises and the same labels (0, 1, ..., 9, 0, 1, ...) for every $w$, sampled with DDIM
@@ -119,7 +132,7 @@ Markdown((dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text())
 # * **confident share**: the share the classifier reads as one digit with $p > 0.9$;
 # * **within-class diversity**: take the images the classifier reads with confidence, group them by the digit it
 #   reads, and measure the spread (total variance) of their classifier features in each group, divided by the same
-#   spread for real test digits of that class, averaged over the digits (`dl.sweeps.relative_spread`):
+#   spread for real test digits of that class, averaged over the digits (`dl.metrics.relative_spread`):
 #   1 = as varied as real handwriting, towards 0 = the same digit every time;
 # * **Fréchet distance** of all the samples to the test set (notebook 07).
 
@@ -130,8 +143,8 @@ n_guided = B.sweep_samples                        # images per w, the ten digits
 guide_steps = B.ddim_steps // 5                   # DDIM steps per image; each step calls the network on 2 x n images
 labels = torch.arange(n_guided) % 10                                    # (n,)
 x_T = dl.sample_noise(n_guided, generator=torch.Generator(device=device).manual_seed(0), device=device)
-reference = dl.sweeps.real_reference(classifier, n=n_guided)           # real digits, with the same classifier
-guide_rows, guide_images = dl.sweeps.guidance_sweep(model, schedule, x_T, labels, ws, classifier,
+reference = dl.metrics.reference_scores(classifier, n=n_guided, with_features=True)   # real digits, same classifier
+guide_rows, guide_images = dl.sweeps.guidance_sweep(model, x_T, schedule, labels, ws, classifier,
                                                     reference["test_features"], reference["test_class_spread"],
                                                     num_steps=guide_steps)
 print(f"{len(ws)} guidance weights x {n_guided} images, DDIM {guide_steps} steps, "
@@ -144,19 +157,19 @@ print(f"{len(ws)} guidance weights x {n_guided} images, DDIM {guide_steps} steps
 # NBVAL_IGNORE_OUTPUT
 per_row = min(10, n_guided // 10)
 by_digit = {w: {f"{d}": x[labels == d][:per_row] for d in range(10)} for w, x in guide_images.items()}
-dl.widgets.slider_view(lambda w: dl.plotting.plot_labelled_grid(by_digit[w], title=f"w = {w:g}", scale=1.4),
+dl.widgets.slider_view(lambda w: dl.plotting.show_rows(by_digit[w], title=f"w = {w:g}", size=0.7),
                        values=ws, description="w", value=3.0)
 
 # %% [markdown]
 # For GitHub and print: the grid at $w = 3$, then the first sample of every digit at every $w$.
 
 # %%
-dl.plotting.plot_labelled_grid(by_digit[3.0], title="w = 3: one row per digit asked for", scale=1.4);
+dl.plotting.show_rows(by_digit[3.0], title="w = 3: one row per digit asked for", size=0.7);
 
 # %%
-dl.plotting.plot_labelled_grid({f"w = {w:g}": torch.cat([by_digit[w][f"{d}"][:1] for d in range(10)]) for w in ws},
-                               col_labels=[f"asked {d}" for d in range(10)], scale=1.6,
-                               title="the first sample asked for each digit: same noise down a column, another w in each row");
+dl.plotting.show_rows({f"w = {w:g}": torch.cat([by_digit[w][f"{d}"][:1] for d in range(10)]) for w in ws},
+                      col_labels=[f"asked {d}" for d in range(10)], size=0.8,
+                      title="the first sample asked for each digit: same noise down a column, another w in each row");
 
 # %% [markdown]
 # **Question.** At $w = 0$ the label is ignored: what decides which digit appears? Compare the $w = 0$ row with

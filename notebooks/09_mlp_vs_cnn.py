@@ -326,14 +326,14 @@ chain_t = runs["U-Net"]["chain"]["t"]
 dl.widgets.slider_view(
     lambda k: dl.plotting.show_rows({f"{n}\n{what}": results["images"][n][f"chain_{key}"][k]
                                      for n in chain_runs for what, key in (("$x_t$", "x_t"), (r"$\hat x_0$", "x0_pred"))},
-                                    title=f"DDIM step {k + 1} of {len(chain_t)}: t = {chain_t[k]}", scale=1.3),
+                                    title=f"DDIM step {k + 1} of {len(chain_t)}: t = {chain_t[k]}", size=1.3),
     values=range(len(chain_t)), description="DDIM step", value=10)
 
 # %%
 strip_steps = [0, 10, 20, 30, 40, 49]
 dl.plotting.show_rows({f"{n} $\\hat x_0$": results["images"][n]["chain_x0_pred"][strip_steps, 0] for n in chain_runs},
                       col_labels=[f"t = {chain_t[k]}" for k in strip_steps],
-                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain", scale=1.5);
+                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain", size=1.5);
 
 # %% [markdown]
 # One step, without a chain: a test digit noised to $x_t$ at five timesteps, and each network's $\hat x_0$ from it.
@@ -342,7 +342,7 @@ dl.plotting.show_rows({f"{n} $\\hat x_0$": results["images"][n]["chain_x0_pred"]
 one_step_t = results["one_step_t"]
 dl.plotting.show_rows({n: results["images"][n]["one_step"] for n in dl.experiments.BLOG_BACKBONES},
                       col_labels=[f"t = {t}" for t in one_step_t], title=r"$\hat x_0$ from $x_t$ of one test digit",
-                      scale=1.5);
+                      size=1.5);
 
 # %% [markdown]
 # At `t = 50` every network's $\hat x_0$ shows the 7, even that of the ConvNet, which trained for only 4 steps: with
@@ -388,7 +388,7 @@ dl.plotting.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "Smo
 # %%
 dl.plotting.show_rows({f"{n} $\\hat x_0$": results["images"][n]["chain_x0_pred"][strip_steps, 0] for n in ["SmolMLP + skip", "U-Net"]},
                       col_labels=[f"t = {chain_t[k]}" for k in strip_steps],
-                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain, with the skip connection", scale=1.5);
+                      title=r"the guess $\hat x_0$ of the first image along its DDIM chain, with the skip connection", size=1.5);
 
 # %% [markdown]
 # Why did ChunkyMLP not learn at all at the blog's learning rate? Count its **dead ReLUs**: hidden units that output 0

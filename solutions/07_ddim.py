@@ -22,8 +22,8 @@ def inversion_experiment(model, schedule, digits: torch.Tensor, steps) -> dict:
     measure the mean |decoded - original| per pixel, for every S in `steps`."""
     errors = []
     for S in steps:
-        latents = dl.sweeps.ddim_encode(model, schedule, digits, S).x_t[-1]     # (B, 1, 28, 28): x_T
-        decoded = dl.sweeps.ddim_images(model, schedule, latents, S)
+        latents = dl.sweeps.ddim_encode(model, digits, schedule, S).sample      # (B, 1, 28, 28): x_T
+        decoded = dl.sweeps.ddim_images(model, latents, schedule, S)
         errors.append(float((decoded - digits).abs().mean()))
     return {"steps": list(steps), "errors": errors}
 

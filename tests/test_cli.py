@@ -92,16 +92,16 @@ def test_label_on_an_unconditional_model(trained, tmp_path, capsys):
 def test_corrupt_checkpoint_and_bad_eta(trained, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert main(["sample", "--checkpoint", str(bad), "--out", str(tmp_path / "x.png")]) == 1
+    assert main(["sample", "--checkpoint", str(bad), "--out", str(tmp_path / "x.png")]) == 2
     assert "corrupt" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(trained), "--eta", "2", "--steps", "2", "--n", "1", "--device", "cpu",
-                 "--out", str(tmp_path / "x.png")]) == 1
-    assert "eta must lie in [0, 1]" in capsys.readouterr().err
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "argument --eta: must be in [0, 1], got 2" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_through_argparse():
-    with pytest.raises(SystemExit) as info:
-        main(["sample"])                                   # neither --checkpoint nor --pretrained
-    assert info.value.code == 2
-    with pytest.raises(SystemExit):
-        main(["train", "--backbone", "resnet", "--out", "x"])
+def test_usage_errors_are_one_line_with_exit_code_2(capsys):
+    assert main(["sample"]) == 2                           # neither --checkpoint nor --pretrained
+    err = capsys.readouterr().err
+    assert err.startswith("error: one of the arguments --checkpoint --pretrained is required") and err.count("\n") == 1
+    assert main(["train", "--backbone", "resnet", "--out", "x"]) == 2
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err

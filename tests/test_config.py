@@ -1,9 +1,9 @@
-"""Budgets follow DIFFUSION_LIB_QUICK; the default device follows DIFFUSION_LIB_DEVICE."""
+"""Budgets follow DIFFUSION_LIB_QUICK; the default device follows DIFFUSION_LIB_DEVICE; synchronize waits for a GPU."""
 import pytest
 import torch
 
 from diffusion_lib.config import FULL, QUICK, QUICK_ENV, budget, quick_mode
-from diffusion_lib.device import DEVICE_ENV, default_device
+from diffusion_lib.device import DEVICE_ENV, default_device, synchronize
 
 
 @pytest.mark.parametrize("value", ["1", "true", "yes", "TRUE", " on "])
@@ -37,3 +37,15 @@ def test_default_device(monkeypatch):
     monkeypatch.delenv(DEVICE_ENV)
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert default_device().type == expected
+
+
+def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("cuda", device)))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    synchronize("cpu")
+    synchronize(torch.device("cpu"))
+    assert calls == []                                              # a CPU has nothing queued
+    synchronize("cuda:1")
+    synchronize(torch.device("mps"))
+    assert calls == [("cuda", torch.device("cuda:1")), ("mps", None)]

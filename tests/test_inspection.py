@@ -104,6 +104,19 @@ def test_time_per_image_is_positive_and_leaves_no_gradients():
     assert inspection.time_per_image(model, batch_size=4, repeats=1, precision="bf16") > 0
 
 
+def test_a_network_without_image_shape_is_refused_by_name():
+    class Bare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x, t):
+            return self.conv(x)
+    for measure in (lambda m: inspection.receptive_fields(m, [(0, 0)]), lambda m: inspection.time_per_image(m)):
+        with pytest.raises(ValueError, match="Bare has no image_shape attribute"):
+            measure(Bare())
+
+
 def test_machine_description_names_the_cpu_and_threads():
     text = inspection.machine_description("cpu")
     assert "torch thread" in text and torch.__version__ in text

@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 
-from diffusion_lib.measure.metrics import (CLASSIFIER_PATH, MNISTClassifier, class_histogram, classifier_features, classify,
-                                   confident_share, effective_classes, frechet_distance, frechet_distance_gaussians,
-                                   gaussian_statistics, guided_accuracy, load_classifier, score_samples, sqrtm_psd)
+from diffusion_lib.measure.metrics import (CLASSIFIER_PATH, MNISTClassifier, class_feature_spread, class_histogram,
+                                           classifier_features, classify, classify_features, confident_share,
+                                           effective_classes, frechet_distance, frechet_distance_gaussians,
+                                           gaussian_statistics, guided_accuracy, load_classifier, mnist_test_features,
+                                           reference_scores, relative_spread, score_samples, sqrtm_psd)
 
 
 def random_covariance(d: int, generator: torch.Generator) -> torch.Tensor:
@@ -129,6 +131,45 @@ def test_classifier_shapes_and_clamping():
         model.features(torch.zeros(2, 28, 28))
 
 
+def test_classify_is_the_head_on_the_features():
+    torch.manual_seed(0)
+    model = MNISTClassifier(width=4).eval()
+    x = torch.rand(7, 1, 28, 28) * 2 - 1
+    features = classifier_features(x, model, batch_size=3)
+    assert torch.equal(classify(x, model, batch_size=3), classify_features(features, model, batch_size=3))
+    with torch.no_grad():
+        torch.testing.assert_close(classify(x, model), model(x).softmax(1))      # the whole forward pass at once
+
+
+# ----------------------------------------------------------------------------- within-class spread
+
+def test_class_feature_spread_is_the_trace_of_each_class_covariance():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(60, 5, generator=g, dtype=torch.float64) * torch.arange(1, 6)
+    labels = torch.arange(60) % 3
+    spread = class_feature_spread(features, labels, num_classes=4)
+    for c in range(3):
+        assert spread[c] == pytest.approx(float(torch.cov(features[labels == c].T).trace()), rel=1e-12)
+    assert math.isnan(spread[3])                                         # no image of class 3
+    same = class_feature_spread(features[:1].expand(10, -1), torch.zeros(10, dtype=torch.long), 1)
+    assert float(same[0]) == 0.0                                         # ten copies: no spread at all
+    with pytest.raises(ValueError):
+        class_feature_spread(features, labels[:-1])
+
+
+def test_relative_spread_counts_confident_images_by_the_digit_read():
+    features = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.0, 4.0], [100.0, 100.0], [5.0, 5.0]],
+                            dtype=torch.float64)
+    probs = torch.tensor([[0.95, 0.05, 0.0], [0.95, 0.05, 0.0],      # two confident 0s, 2 apart: spread 2
+                          [0.02, 0.98, 0.0], [0.02, 0.98, 0.0],      # two confident 1s, 4 apart: spread 8
+                          [0.5, 0.5, 0.0],                           # unreadable: left out
+                          [0.0, 0.0, 1.0]])                          # a lone 2: class left out of the mean
+    real = torch.tensor([1.0, 4.0, 7.0])
+    assert relative_spread(features, probs, real) == pytest.approx((2.0 / 1.0 + 8.0 / 4.0) / 2)
+    assert math.isnan(relative_spread(features, probs, real, threshold=0.99))
+
+
+
 # ----------------------------------------------------------------------------- the shipped classifier on real digits
 
 @pytest.fixture(scope="module")
@@ -174,3 +215,27 @@ def test_real_digits_score_near_the_test_set(mnist_test):
     scores = score_samples(images[:1000], classifier, reference)
     assert scores["frechet_distance"] < 20
     assert scores["effective_classes"] > 9.5
+
+
+def test_reference_scores_from_one_pass_over_the_test_set(mnist_test):
+    # A small random classifier (cheap): every number recomputed from the public functions, independently.
+    from diffusion_lib.data import load_mnist
+    torch.manual_seed(0)
+    classifier = MNISTClassifier(width=4).eval()
+    ours = reference_scores(classifier, n=50, seed=3, with_features=True)
+    test_images, test_labels = load_mnist(train=False)
+    train_images, _ = load_mnist(train=True)
+    probs = classify(test_images, classifier)
+    features = mnist_test_features(classifier)
+    idx = torch.randperm(60000, generator=torch.Generator().manual_seed(3))[:50]
+    assert ours["test_accuracy"] == guided_accuracy(probs, test_labels)
+    assert ours["test_confident_share"] == confident_share(probs)
+    assert ours["test_effective_classes"] == effective_classes(class_histogram(probs))
+    assert ours["train_vs_test_n"] == 50
+    train_features = classifier_features(train_images[idx], classifier)
+    assert ours["train_vs_test_frechet_distance"] == frechet_distance(train_features, features)
+    assert torch.equal(ours["test_features"], features) and torch.equal(ours["test_labels"], test_labels)
+    assert torch.equal(ours["test_class_spread"], class_feature_spread(features, test_labels))
+    plain = reference_scores(classifier, n=50, seed=3)                     # numbers only: JSON and checkpoints
+    assert plain == {k: v for k, v in ours.items() if not isinstance(v, torch.Tensor)}
+    assert all(isinstance(v, (int, float)) for v in plain.values())

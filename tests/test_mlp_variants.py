@@ -12,6 +12,7 @@ from diffusion_lib import experiments
 from diffusion_lib.backbones import MLP, SmolMLP, build_backbone, count_parameters
 from diffusion_lib.checkpoints import load_model
 from diffusion_lib.config import FULL, QUICK
+from diffusion_lib.data import to_model_range
 from diffusion_lib.schedules import make_schedule
 from diffusion_lib.training import TrainConfig, Trainer
 
@@ -175,6 +176,9 @@ def test_uint8_round_trip_and_block_means():
     x = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0])
     assert experiments.to_uint8(x).tolist() == [0, 0, 128, 255, 255]
     assert torch.allclose(experiments.from_uint8(experiments.to_uint8(x)), x.clamp(-1, 1), atol=1 / 127.5)
+    pixels = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(experiments.from_uint8(pixels), to_model_range(pixels))            # as MNIST is loaded
+    assert torch.allclose(experiments.from_uint8(pixels).double(), pixels.double() / 127.5 - 1, atol=1e-7)
     curve = experiments.block_means({"step": list(range(1, 11)), "loss": [float(i) for i in range(10)]}, points=5)
     assert curve == {"step": [2, 4, 6, 8, 10], "loss": [0.5, 2.5, 4.5, 6.5, 8.5], "block": 2}
 

@@ -1,8 +1,10 @@
-"""The pictures of notebooks 06-08 (diffusion_lib.plotting, last section): what they draw, not how it looks."""
+"""The pictures of notebooks 06-08 (diffusion_lib.plotting, last section) and the image table of every notebook
+(show_rows): what they draw, not how it looks."""
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -17,15 +19,33 @@ def close_figures():
     plt.close("all")
 
 
-def test_labelled_grid_is_one_picture_with_a_row_per_entry():
-    rows = {"a": -torch.ones(3, 1, 28, 28), "b": torch.ones(2, 1, 28, 28)}
-    fig = plotting.plot_labelled_grid(rows, col_labels=["x", "y", "z"], title="t")
+def test_show_rows_is_one_picture_with_a_row_per_entry():
+    rows = {"a": -torch.ones(3, 1, 28, 28), "b\n$x_t$": torch.ones(2, 1, 28, 28)}
+    fig = plotting.show_rows(rows, col_labels=["x", "y", "z"], title="t")
+    assert len(fig.axes) == 1 and len(fig.axes[0].images) == 1          # one imshow: quick for a slider
     ax = fig.axes[0]
     picture = ax.images[0].get_array()
     assert picture.shape == (2 * 28 + 2, 3 * 28 + 2 * 2)
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b\n$x_t$"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"] and ax.get_title() == "t"
     assert picture[0, 0] == 0.0 and picture[30, 0] == 1.0               # -1 draws black, +1 white
     assert picture[30, 2 * 30 + 5] == 1.0                                 # the short row is padded with white
+    ramp = torch.linspace(-1, 1, 28).expand(1, 1, 28, 28)                 # each column one grey level
+    strip = plotting.show_rows({"": ramp.repeat(2, 1, 1, 1)}).axes[0].images[0].get_array()
+    assert np.allclose(strip[0, :28], (torch.linspace(-1, 1, 28).numpy() + 1) / 2)
+
+
+def test_show_rows_size_is_the_height_of_a_row_in_inches():
+    rows = {f"row {i}": torch.zeros(4, 1, 28, 28) for i in range(3)}
+    heights = [plotting.show_rows(rows, size=size).get_size_inches()[1] for size in (0.5, 1.0, 2.0)]
+    assert np.allclose(np.diff(heights), [3 * 0.5, 3 * 1.0])             # three rows: 3 * size more each time
+
+
+def test_show_rows_refuses_nothing_and_mixed_sizes():
+    with pytest.raises(ValueError, match="rows is empty"):
+        plotting.show_rows({})
+    with pytest.raises(ValueError, match="one size"):
+        plotting.show_rows({"a": torch.zeros(1, 1, 28, 28), "b": torch.zeros(1, 1, 14, 14)})
 
 
 def test_chain_step_shows_x_t_and_x0_pred_at_the_step():

@@ -4,8 +4,10 @@ import torch
 
 from diffusion_lib.backbones import UNet
 from diffusion_lib.forward import predict_x0_from_eps, q_sample
-from diffusion_lib.samplers import (with_precision, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
-                                    ddpm_sample_progressive, ddpm_step, final, record, sample_noise, timestep_pairs)
+import diffusion_lib.samplers as samplers
+from diffusion_lib.samplers import (with_precision, ddim_invert, ddim_invert_progressive, ddim_sample_progressive,
+                                    ddim_step, ddim_timesteps, ddpm_sample_progressive, ddpm_step, final, record,
+                                    sample_noise, timestep_pairs)
 from diffusion_lib.schedules import make_schedule
 
 from _tiny import alpha_bars, linear_betas, one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
@@ -117,13 +119,13 @@ def test_ddpm_adds_no_noise_at_the_last_step(model64):
     for variance in ("beta_tilde", "beta"):
         steps = list(ddpm_sample_progressive(model64, x_T(), short, variance=variance, generator=gen(3)))
         last = steps[-1]
-        assert (last.t, last.t_prev) == (0, -1)
-        assert torch.allclose(last.x_prev, last.x0_pred, atol=1e-7)
+        assert (last.t, last.t_next) == (0, -1)
+        assert torch.allclose(last.x_next, last.x0_pred, atol=1e-7)
         # the step before does add noise: x_prev differs from its mean by far more than rounding
         before = steps[-2]
         eps = model64(before.x_t, torch.ones(2, dtype=torch.long))
         mean = (before.x_t - betas[1] / (1 - abar[1]) ** 0.5 * eps) / (1 - betas[1]) ** 0.5
-        assert (before.x_prev - mean).abs().max() > 1e-2
+        assert (before.x_next - mean).abs().max() > 1e-2
 
 
 def test_ddpm_beta_variance_differs_from_beta_tilde(model64):
@@ -135,14 +137,13 @@ def test_ddpm_beta_variance_differs_from_beta_tilde(model64):
     eps = model64(x_T(), torch.full((2,), 999, dtype=torch.long))
     mean = (x_T() - betas[999] / (1 - abar[999]) ** 0.5 * eps) / (1 - betas[999]) ** 0.5
     ratio = ((betas[999] * (1 - abar[998]) / (1 - abar[999])) / betas[999]) ** 0.5
-    assert torch.allclose(tilde.x_prev - mean, ratio * (beta.x_prev - mean), atol=1e-6)
+    assert torch.allclose(tilde.x_next - mean, ratio * (beta.x_next - mean), atol=1e-6)
     # at t = 1 the two variances are far apart: beta_tilde_1 = beta_1 (1 - abar_0) / (1 - abar_1) ~ beta_1 / 2
     x, z = x_T(seed=1), x_T(seed=2)
-    t1 = torch.ones(2, dtype=torch.long)
-    eps = model64(x, t1)
-    mean = ddpm_step(x, eps, t1, SCHEDULE, noise=None)
-    dev_tilde = ddpm_step(x, eps, t1, SCHEDULE, "beta_tilde", z) - mean
-    dev_beta = ddpm_step(x, eps, t1, SCHEDULE, "beta", z) - mean
+    eps = model64(x, torch.ones(2, dtype=torch.long))
+    mean, _ = ddpm_step(x, eps, 1, 0, SCHEDULE, noise=None)
+    dev_tilde = ddpm_step(x, eps, 1, 0, SCHEDULE, z, variance="beta_tilde")[0] - mean
+    dev_beta = ddpm_step(x, eps, 1, 0, SCHEDULE, z, variance="beta")[0] - mean
     assert torch.allclose(dev_beta, betas[1] ** 0.5 * z, atol=1e-7)
     assert torch.allclose(dev_tilde, (betas[1] * (1 - abar[0]) / (1 - abar[1])) ** 0.5 * z, atol=1e-7)
     assert (dev_beta - dev_tilde).abs().max() > 1e-3
@@ -167,13 +168,13 @@ def test_ddim_step_matches_song_et_al_eq_12(model64):
     z = torch.randn(x_T().shape, generator=gen(9), dtype=torch.float64)
     abar = alpha_bars(linear_betas())
     a, a_prev = abar[999], abar[666]
-    assert (step.t, step.t_prev) == (999, 666)
+    assert (step.t, step.t_next) == (999, 666)
     eps = model64(x_T(), torch.full((2,), 999, dtype=torch.long))
     x0 = (x_T() - (1 - a) ** 0.5 * eps) / a ** 0.5
     sigma = 0.6 * ((1 - a_prev) / (1 - a)) ** 0.5 * (1 - a / a_prev) ** 0.5
     expected = a_prev ** 0.5 * x0 + (1 - a_prev - sigma ** 2) ** 0.5 * eps + sigma * z
     assert torch.allclose(step.x0_pred, x0, rtol=1e-4, atol=1e-4)
-    assert torch.allclose(step.x_prev, expected, atol=1e-4)
+    assert torch.allclose(step.x_next, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
@@ -186,10 +187,10 @@ def test_progressive_yields_every_step(model64, sampler):
         steps = list(ddim_sample_progressive(model64, x_T(), schedule, num_steps=6, eta=0.3, generator=gen(0)))
         timesteps = ddim_timesteps(6, 30)
     assert [s.t for s in steps] == timesteps
-    assert [s.t_prev for s in steps] == timesteps[1:] + [-1]
+    assert [s.t_next for s in steps] == timesteps[1:] + [-1]
     assert torch.equal(steps[0].x_t, x_T())
     for s, nxt in zip(steps, steps[1:]):
-        assert nxt.x_t is s.x_prev                                  # a chain, state by state
+        assert nxt.x_t is s.x_next                                  # a chain, state by state
     for s in steps:
         tt = torch.full((2,), s.t, dtype=torch.long)
         assert torch.allclose(s.x0_pred, predict_x0_from_eps(s.x_t, tt, model64(s.x_t, tt), schedule), atol=1e-5)
@@ -224,11 +225,19 @@ def test_inversion_with_the_oracle_follows_q_sample_and_comes_back():
     e = torch.randn(x0.shape, generator=gen(1), dtype=torch.float64)
     oracle = lambda x, t: e  # noqa: E731
     steps = list(ddim_invert_progressive(oracle, x0, SCHEDULE, num_steps=10))
-    assert [s.t for s in steps] == ddim_timesteps(10, 1000)[::-1]
+    grid_up = ddim_timesteps(10, 1000)[::-1]                         # [0, 111, ..., 999]
+    assert [s.t_next for s in steps] == grid_up
+    assert [s.t for s in steps] == [-1] + grid_up[:-1]              # each step starts where the last one ended
+    assert steps[0].x_t is x0
+    for s, nxt in zip(steps, steps[1:]):
+        assert nxt.x_t is s.x_next                                  # the fields mean what they mean in sampling
     for s in steps:
-        expected = q_sample(x0, torch.full((2,), s.t, dtype=torch.long), SCHEDULE, e)
-        assert torch.allclose(s.x_t, expected, atol=1e-5)
-    latent = steps[-1].x_t
+        expected = q_sample(x0, torch.full((2,), s.t_next, dtype=torch.long), SCHEDULE, e)
+        assert torch.allclose(s.x_next, expected, atol=1e-5)
+    latent = ddim_invert(oracle, x0, SCHEDULE, num_steps=10)
+    assert torch.equal(latent, steps[-1].x_next)
+    assert torch.equal(final(ddim_invert_progressive(oracle, x0, SCHEDULE, num_steps=10)), latent)
+    assert torch.equal(record(ddim_invert_progressive(oracle, x0, SCHEDULE, num_steps=10)).sample, latent)
     back = final(ddim_sample_progressive(oracle, latent, SCHEDULE, num_steps=10, eta=0.0))
     assert torch.allclose(back, x0, atol=1e-4)
 
@@ -241,7 +250,7 @@ def test_inversion_round_trip_with_a_time_dependent_model():
     model = lambda x, t: table[t].squeeze(1)  # noqa: E731
     x0 = torch.rand((2, 1, 8, 8), generator=gen(3), dtype=torch.float64) * 2 - 1
     for S in (1, 5, 50):
-        latent = list(ddim_invert_progressive(model, x0, SCHEDULE, num_steps=S))[-1].x_t
+        latent = ddim_invert(model, x0, SCHEDULE, num_steps=S)
         assert not torch.allclose(latent, x0, atol=0.1)
         back = final(ddim_sample_progressive(model, latent, SCHEDULE, num_steps=S, eta=0.0))
         assert torch.allclose(back, x0, atol=1e-4), S
@@ -253,7 +262,7 @@ def test_inversion_of_a_network_is_close_for_many_steps():
     x0 = torch.rand((2, 1, 8, 8), generator=gen(4), dtype=torch.float64) * 2 - 1
     errors = []
     for S in (10, 200):   # the error is first order in the step: about 1.8 and 0.08 here
-        latent = list(ddim_invert_progressive(model, x0, SCHEDULE, num_steps=S))[-1].x_t
+        latent = ddim_invert(model, x0, SCHEDULE, num_steps=S)
         back = final(ddim_sample_progressive(model, latent, SCHEDULE, num_steps=S, eta=0.0))
         errors.append(float((back - x0).abs().max()))
     assert errors[1] < errors[0] / 10 and errors[1] < 0.1
@@ -286,3 +295,120 @@ def test_with_precision_bf16_is_close_to_fp32_and_returns_float32():
 def test_with_precision_rejects_unknown():
     with pytest.raises(ValueError, match="unknown precision 'fp16'.*'fp32', 'bf16'"):
         with_precision(lambda x, t: x, "fp16")
+
+
+# ----------------------------------------------------------------------------- one step convention
+
+def test_ddpm_step_is_the_posterior_at_the_predicted_x0_and_ho_et_al_eq_11(model64):
+    """ddpm_step's mean is q(x_{t-1} | x_t, x0_pred)'s mean; algebraically that is Eq. 11 of Ho et al.:
+    checked in float64 against both, written out here from the betas."""
+    betas, abar = linear_betas(), alpha_bars(linear_betas())
+    x = x_T(seed=3)
+    for t in (999, 500, 10, 1):
+        eps = model64(x, torch.full((2,), t, dtype=torch.long))
+        mean, x0_pred = ddpm_step(x, eps, t, t - 1, SCHEDULE)
+        x0 = (x - (1 - abar[t]) ** 0.5 * eps) / abar[t] ** 0.5
+        posterior = (abar[t - 1] ** 0.5 * betas[t] / (1 - abar[t])) * x0 \
+            + ((1 - betas[t]) ** 0.5 * (1 - abar[t - 1]) / (1 - abar[t])) * x
+        eq_11 = (x - betas[t] / (1 - abar[t]) ** 0.5 * eps) / (1 - betas[t]) ** 0.5
+        assert torch.allclose(x0_pred, x0, rtol=1e-5, atol=1e-5)
+        assert torch.allclose(mean, posterior, atol=1e-5) and torch.allclose(mean, eq_11, atol=1e-5)
+
+
+def test_ddpm_step_refuses_a_skip():
+    x = x_T()
+    with pytest.raises(ValueError, match="one timestep at a time"):
+        ddpm_step(x, x, 999, 666, SCHEDULE)
+
+
+def test_every_step_has_one_signature(model64):
+    """ddpm_step and ddim_step take (x_t, eps, t, t_prev, schedule, noise) and return (x_prev, x0_pred);
+    on the full grid, eta = 1 DDIM and DDPM agree step by step, and both return the same x0_pred."""
+    x, z = x_T(seed=5), x_T(seed=6)
+    for t in (999, 400, 1, 0):
+        eps = model64(x, torch.full((2,), t, dtype=torch.long))
+        noise = z if t > 0 else None
+        ddpm_prev, ddpm_x0 = ddpm_step(x, eps, t, t - 1, SCHEDULE, noise)
+        ddim_prev, ddim_x0 = ddim_step(x, eps, t, t - 1, SCHEDULE, noise, eta=1.0)
+        assert torch.allclose(ddpm_prev, ddim_prev, atol=1e-5) and torch.allclose(ddpm_x0, ddim_x0, atol=1e-5)
+
+
+def _docstring_example():
+    """The second-order sampler that the samplers module's docstring shows, executed from the docstring."""
+    doc = samplers.__doc__
+    start = doc.index("    def heun_sample_progressive")
+    end = doc.index("Why this is Heun's method")
+    code = "\n".join(line[4:] for line in doc[start:end].rstrip().splitlines())
+    namespace = vars(samplers).copy()
+    exec(code, namespace)
+    return namespace["heun_sample_progressive"]
+
+
+@pytest.mark.parametrize("heun", [samplers.heun_sample_progressive, _docstring_example()], ids=["library", "docstring"])
+def test_a_second_order_sampler_plugs_into_the_loop(heun):
+    x0 = torch.rand((2, 1, 8, 8), generator=gen(0), dtype=torch.float64) * 2 - 1
+    e = torch.randn(x0.shape, generator=gen(1), dtype=torch.float64)
+    # a model that answers the same eps at every t: Heun's average slope is Euler's, so Heun == DDIM
+    constant = lambda x, t: e  # noqa: E731
+    latent = q_sample(x0, torch.full((2,), 999, dtype=torch.long), SCHEDULE, e)
+    by_heun = final(heun(constant, latent, SCHEDULE, num_steps=5))
+    assert torch.allclose(by_heun, final(ddim_sample_progressive(constant, latent, SCHEDULE, num_steps=5)), atol=1e-6)
+    assert torch.allclose(by_heun, x0, atol=1e-4)
+    # a network: Heun's steps differ from DDIM's and it yields SamplerSteps like every sampler
+    model = tiny_eps(seed=2, dtype=torch.float64)
+    steps = list(heun(model, x_T(), SCHEDULE, num_steps=4))
+    assert [(s.t, s.t_next) for s in steps] == timestep_pairs(ddim_timesteps(4, 1000))
+    ddim = final(ddim_sample_progressive(model, x_T(), SCHEDULE, num_steps=4))
+    assert (steps[-1].x_next - ddim).abs().max() > 1e-4
+
+
+def test_the_library_and_the_docstring_give_the_same_heun():
+    model = tiny_eps(seed=3, dtype=torch.float64)
+    a = final(samplers.heun_sample_progressive(model, x_T(), SCHEDULE, num_steps=6))
+    b = final(_docstring_example()(model, x_T(), SCHEDULE, num_steps=6))
+    assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- the ODE view
+
+S2 = 0.25   # data x_0 ~ N(0, S2 I): E[eps | x_t] = sqrt(1 - abar) x_t / (abar S2 + 1 - abar), known in closed form
+
+
+def gaussian_eps(x, t):
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t].reshape(-1, 1, 1, 1)
+    return (1 - abar).sqrt() * x / (abar * S2 + 1 - abar)
+
+
+def test_ddim_is_an_euler_step_of_the_probability_flow_ode():
+    """In xbar = x / sqrt(abar), sigma = sqrt((1 - abar) / abar): d xbar / d sigma = eps. One Euler step of it,
+    written here from the alpha_bars alone, is one DDIM (eta = 0) step, for big and small steps alike."""
+    abar = alpha_bars(linear_betas())
+    x = x_T(seed=4)
+    for t, t_prev in [(999, 500), (500, 499), (120, 3), (3, -1)]:
+        eps = gaussian_eps(x, torch.full((2,), t))
+        a_t, a_prev = abar[t], (abar[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64))
+        sigma_t, sigma_prev = ((1 - a_t) / a_t) ** 0.5, ((1 - a_prev) / a_prev) ** 0.5
+        xbar_prev = x / a_t ** 0.5 + (sigma_prev - sigma_t) * eps
+        ddim_prev, _ = ddim_step(x, eps, t, t_prev, SCHEDULE)
+        assert torch.allclose(ddim_prev, a_prev ** 0.5 * xbar_prev, atol=1e-5), (t, t_prev)
+
+
+def test_heun_error_shrinks_as_h_squared_and_ddim_as_h():
+    """Gaussian data: the ODE's solution is xbar(sigma) = xbar_T sqrt(S2 + sigma^2) / sqrt(S2 + sigma_T^2), so the
+    exact clean end of x_T is known. Doubling the steps halves DDIM's error (first order) and quarters Heun's."""
+    abar = alpha_bars(linear_betas())
+    x = x_T(B=4, seed=5)
+    sigma_T2 = (1 - abar[999]) / abar[999]
+    exact = x / abar[999] ** 0.5 * S2 ** 0.5 / (S2 + sigma_T2) ** 0.5
+    errors = {"ddim": [], "heun": []}
+    for n in (20, 40, 80):
+        ddim = final(ddim_sample_progressive(gaussian_eps, x, SCHEDULE, num_steps=n))
+        heun = final(samplers.heun_sample_progressive(gaussian_eps, x, SCHEDULE, num_steps=n))
+        errors["ddim"].append(float((ddim - exact).abs().max()))
+        errors["heun"].append(float((heun - exact).abs().max()))
+    for coarse, fine in zip(errors["ddim"], errors["ddim"][1:]):
+        assert 1.7 < coarse / fine < 2.5, errors                         # measured: 2.0, 2.0
+    for coarse, fine in zip(errors["heun"], errors["heun"][1:]):
+        assert 3.3 < coarse / fine < 5.5, errors                         # measured: 4.3, 4.7
+    assert errors["heun"][-1] < errors["ddim"][-1] / 10
+    assert samplers.heun_nfe(10) == 19

@@ -1,4 +1,4 @@
-"""diffusion_lib.sweeps: seeding, the DDPM/DDIM wrappers, the within-class spread and the sweep rows."""
+"""diffusion_lib.sweeps: seeding, the DDPM/DDIM wrappers and the sweep rows."""
 import math
 
 import pytest
@@ -7,11 +7,10 @@ import torch
 from _tiny import one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
 from diffusion_lib.backbones import UNet
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.measure.metrics import MNISTClassifier, classifier_features, classify
+from diffusion_lib.measure.metrics import MNISTClassifier, classifier_features, classify, relative_spread
 from diffusion_lib.schedules import make_schedule
-from diffusion_lib.measure.sweeps import (class_feature_spread, ddim_encode, ddim_grid, ddim_images, ddpm_images,
-                                  eps_model_for, format_rows, guidance_sweep, relative_spread, score_row, steps_sweep,
-                                  timed)
+from diffusion_lib.measure.sweeps import (ddim_encode, ddim_grid, ddim_images, ddpm_images, eps_model_for, format_rows,
+                                          guidance_sweep, score_row, steps_sweep, timed)
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +24,26 @@ def _noise(n=3, size=8, seed=0, dtype=torch.float64):
 
 def test_ddpm_images_is_ddim_eta1_on_the_full_grid_with_the_same_seed(schedule):
     model, x_T = tiny_eps(), _noise()
-    ddpm = ddpm_images(model, schedule, x_T, seed=5)
-    assert torch.allclose(ddpm, ddim_images(model, schedule, x_T, schedule.T, eta=1.0, seed=5), atol=1e-5)
-    assert not torch.allclose(ddpm, ddpm_images(model, schedule, x_T, seed=6))          # the seed is the z stream
-    assert not torch.allclose(ddpm, ddpm_images(model, schedule, x_T, variance="beta", seed=5))
+    ddpm = ddpm_images(model, x_T, schedule, seed=5)
+    assert torch.allclose(ddpm, ddim_images(model, x_T, schedule, schedule.T, eta=1.0, seed=5), atol=1e-5)
+    assert not torch.allclose(ddpm, ddpm_images(model, x_T, schedule, seed=6))          # the seed is the z stream
+    assert not torch.allclose(ddpm, ddpm_images(model, x_T, schedule, variance="beta", seed=5))
 
 
 def test_ddim_eta0_ignores_the_seed_and_eta1_does_not(schedule):
     model, x_T = tiny_eps(), _noise()
-    assert torch.equal(ddim_images(model, schedule, x_T, 10, 0.0, seed=1), ddim_images(model, schedule, x_T, 10, 0.0, seed=2))
-    assert not torch.allclose(ddim_images(model, schedule, x_T, 10, 1.0, seed=1),
-                              ddim_images(model, schedule, x_T, 10, 1.0, seed=2))
+    assert torch.equal(ddim_images(model, x_T, schedule, 10, 0.0, seed=1), ddim_images(model, x_T, schedule, 10, 0.0, seed=2))
+    assert not torch.allclose(ddim_images(model, x_T, schedule, 10, 1.0, seed=1),
+                              ddim_images(model, x_T, schedule, 10, 1.0, seed=2))
+
+
+def test_the_old_argument_order_is_refused_with_the_samplers_order(schedule):
+    model, x_T = tiny_eps(), _noise()
+    calls = [lambda: ddim_images(model, schedule, x_T, 5), lambda: ddpm_images(model, schedule, x_T),
+             lambda: ddim_encode(model, schedule, x_T, 5), lambda: ddim_grid(model, schedule, x_T, [2], [0.0], progress=False)]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"\(model, x_T, schedule, \.\.\.\).*got a Schedule where the images go"):
+            call()
 
 
 def test_eps_model_for_is_the_network_or_guidance():
@@ -51,25 +59,11 @@ def test_eps_model_for_is_the_network_or_guidance():
 def test_ddim_encode_walks_up_to_T_minus_1_and_decodes_back(schedule):
     model = tiny_eps()
     x0 = _noise(seed=3).clamp(-1, 1)
-    trajectory = ddim_encode(model, schedule, x0, num_steps=schedule.T)
-    assert trajectory.timesteps == list(range(schedule.T))               # t reached, from 0 up to T-1
-    assert trajectory.x_t.shape == (schedule.T, 3, 1, 8, 8)
-    back = ddim_images(model, schedule, trajectory.x_t[-1], schedule.T, 0.0)
+    trajectory = ddim_encode(model, x0, schedule, num_steps=schedule.T)
+    assert trajectory.timesteps == list(range(-1, schedule.T - 1))       # states from the clean image (-1) up to T-2
+    assert trajectory.x_t.shape == (schedule.T, 3, 1, 8, 8) and torch.equal(trajectory.x_t[0], x0)
+    back = ddim_images(model, trajectory.sample, schedule, schedule.T, 0.0)
     assert (back - x0).abs().max() < 0.05
-
-
-def test_class_feature_spread_is_the_trace_of_each_class_covariance():
-    g = torch.Generator().manual_seed(0)
-    features = torch.randn(60, 5, generator=g, dtype=torch.float64) * torch.arange(1, 6)
-    labels = torch.arange(60) % 3
-    spread = class_feature_spread(features, labels, num_classes=4)
-    for c in range(3):
-        assert spread[c] == pytest.approx(float(torch.cov(features[labels == c].T).trace()), rel=1e-12)
-    assert math.isnan(spread[3])                                         # no image of class 3
-    same = class_feature_spread(features[:1].expand(10, -1), torch.zeros(10, dtype=torch.long), 1)
-    assert float(same[0]) == 0.0                                         # ten copies: no spread at all
-    with pytest.raises(ValueError):
-        class_feature_spread(features, labels[:-1])
 
 
 def _classifier_and_reference():
@@ -84,14 +78,14 @@ def test_steps_sweep_rows(schedule):
     torch.manual_seed(0)
     model = UNet(base=8).eval()
     x_T = _noise(n=4, size=28, dtype=torch.float32)
-    rows, images = steps_sweep(model, schedule, x_T, [2, 5], classifier, reference, progress=False)
+    rows, images = steps_sweep(model, x_T, schedule, [2, 5], classifier, reference, progress=False)
     assert set(images) == {2, 5} and images[5].shape == x_T.shape
     assert [r["steps"] for r in rows] == [2, 5] and all(r["n"] == 4 and r["sampler"] == "DDIM" for r in rows)
     assert all(r["seconds"] > 0 and r["seconds_per_image"] == pytest.approx(r["seconds"] / 4) for r in rows)
     assert all(0 <= r["confident_share"] <= 1 and r["frechet_distance"] >= 0 for r in rows)
-    grid = ddim_grid(model, schedule, x_T, [2, 5], [0.0, 1.0], progress=False)
+    grid = ddim_grid(model, x_T, schedule, [2, 5], [0.0, 1.0], progress=False)
     assert set(grid) == {(2, 0.0), (2, 1.0), (5, 0.0), (5, 1.0)}
-    assert torch.equal(grid[(5, 0.0)], ddim_images(model, schedule, x_T, 5, 0.0))
+    assert torch.equal(grid[(5, 0.0)], ddim_images(model, x_T, schedule, 5, 0.0))
     assert torch.equal(grid[(5, 0.0)], images[5])
     text = format_rows(rows, ["steps", "n", "confident_share"])
     assert text.splitlines()[0].split() == ["steps", "n", "confident_share"] and len(text.splitlines()) == 3
@@ -104,7 +98,7 @@ def test_guidance_sweep_rows_and_images(schedule):
     x_T = _noise(n=20, size=28, dtype=torch.float32)
     labels = torch.arange(20) % 10
     real_spread = torch.full((10,), 2.0)
-    rows, images = guidance_sweep(model, schedule, x_T, labels, [0.0, 3.0], classifier, reference, real_spread,
+    rows, images = guidance_sweep(model, x_T, schedule, labels, [0.0, 3.0], classifier, reference, real_spread,
                                   num_steps=3, progress=False)
     assert [r["w"] for r in rows] == [0.0, 3.0] and set(images) == {0.0, 3.0}
     assert images[3.0].shape == (20, 1, 28, 28)
@@ -116,40 +110,12 @@ def test_guidance_sweep_rows_and_images(schedule):
         assert row["relative_spread"] == pytest.approx(expected, rel=1e-9, nan_ok=True)
 
 
-def test_relative_spread_counts_confident_images_by_the_digit_read():
-    features = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.0, 4.0], [100.0, 100.0], [5.0, 5.0]],
-                            dtype=torch.float64)
-    probs = torch.tensor([[0.95, 0.05, 0.0], [0.95, 0.05, 0.0],      # two confident 0s, 2 apart: spread 2
-                          [0.02, 0.98, 0.0], [0.02, 0.98, 0.0],      # two confident 1s, 4 apart: spread 8
-                          [0.5, 0.5, 0.0],                           # unreadable: left out
-                          [0.0, 0.0, 1.0]])                          # a lone 2: class left out of the mean
-    real = torch.tensor([1.0, 4.0, 7.0])
-    assert relative_spread(features, probs, real) == pytest.approx((2.0 / 1.0 + 8.0 / 4.0) / 2)
-    assert math.isnan(relative_spread(features, probs, real, threshold=0.99))
-
-
 def test_timed_and_score_row():
     out, seconds = timed(lambda n: torch.ones(n), 3)
     assert torch.equal(out, torch.ones(3)) and seconds >= 0
     classifier, reference = _classifier_and_reference()
     row = score_row(torch.zeros(5, 1, 28, 28), 2.0, classifier, reference, sampler="DDPM", steps=1000)
     assert row["sampler"] == "DDPM" and row["seconds_per_image"] == pytest.approx(0.4) and row["n"] == 5
-
-
-def test_real_reference_agrees_with_metrics_reference_scores():
-    from diffusion_lib.data import MNISTNotFoundError, load_mnist
-    from diffusion_lib.measure.metrics import reference_scores
-    from diffusion_lib.measure.sweeps import real_reference
-    try:
-        load_mnist(train=False)
-    except MNISTNotFoundError as e:
-        pytest.skip(f"MNIST is not available: {e}")
-    classifier, _ = _classifier_and_reference()                          # a small random classifier: cheap
-    ours, theirs = real_reference(classifier, n=50, seed=3), reference_scores(classifier, n=50, seed=3)
-    for key in ("test_confident_share", "train_vs_test_n", "train_vs_test_frechet_distance"):
-        assert ours[key] == pytest.approx(theirs[key], rel=1e-6), key
-    assert ours["test_features"].shape == (10000, 128) and ours["test_class_spread"].shape == (10,)
-    assert torch.all(ours["test_class_spread"] > 0)
 
 
 def test_agreement_with_final_counts_steps_whose_prediction_is_the_final_digit():

@@ -17,10 +17,6 @@ from __future__ import annotations
 import importlib
 
 
-class NotAttempted(Exception):
-    """The exercise still holds its placeholder (it raises NotImplementedError)."""
-
-
 def call_with_broadcast_hint(answer, *args, scales: str = "each image"):
     """answer(*args), turning torch's "must match the size" error into a hint about per-timestep scalars."""
     try:

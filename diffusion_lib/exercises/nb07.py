@@ -38,7 +38,7 @@ def check(answer) -> None:
             x_t = torch.randn((3, 1, 28, 28), generator=g)
             eps = torch.randn(x_t.shape, generator=g)
             noise = torch.randn(x_t.shape, generator=g)
-            expected, _ = ddim_step(x_t, eps, ab_t, ab_prev, eta, noise)
+            expected, _ = ddim_step(x_t, eps, t, t_prev, schedule, noise, eta=eta)
             where = f"(eta = {eta}, step t = {t} -> {t_prev}, alpha_bar_t = {ab_t:.4g}, alpha_bar_prev = {ab_prev:.4g})"
             try:
                 got = answer(x_t.clone(), eps.clone(), ab_t, ab_prev, eta, noise.clone())

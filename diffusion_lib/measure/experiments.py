@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..config import Budget
+from ..data import to_model_range
 from ..forward import predict_x0_from_eps, q_sample
 from ..samplers import ddim_sample_progressive
 from ..schedules import Schedule
@@ -170,7 +171,7 @@ def chain_magnitudes(model: nn.Module, x_T: torch.Tensor, schedule: Schedule, nu
         if start == 0:
             kept_x = torch.stack([s.x_t[:keep].cpu() for s in steps])           # (S, keep, 1, 28, 28)
             kept_x0 = torch.stack([s.x0_pred[:keep].cpu() for s in steps])
-        samples.append(steps[-1].x_prev.cpu())
+        samples.append(steps[-1].x_next.cpu())
     n = x_T.numel()
     std = lambda s2, s1: float(((s2 - s1 * s1 / n) / (n - 1)) ** 0.5)   # noqa: E731
     return ChainMagnitudes(timesteps=[s.t for s in steps],
@@ -211,8 +212,8 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def from_uint8(x: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float images in [-1, 1]."""
-    return x.float() / 127.5 - 1
+    """uint8 0..255 -> float images in [-1, 1], the inverse of to_uint8: data.to_model_range, as MNIST is loaded."""
+    return to_model_range(x)
 
 
 # ----------------------------------------------------------------------------- the shipped results

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..backbones import count_parameters
+from ..device import synchronize
 from ..samplers import ddim_sample_progressive, final
 from ..schedules import Schedule
 from ..training import diffusion_loss
@@ -113,6 +114,15 @@ def chain_receptive_field(layers: Sequence[tuple[int, int]]) -> int:
     return r
 
 
+def _image_shape(model: nn.Module) -> tuple:
+    """(C, H, W) of the images the model takes: its image_shape, which every diffusion_lib backbone sets."""
+    shape = getattr(model, "image_shape", None)
+    if shape is None:
+        raise ValueError(f"{type(model).__name__} has no image_shape attribute; give it one, e.g. image_shape = "
+                         "(1, 28, 28), or use a diffusion_lib backbone (they all have it)")
+    return tuple(shape)
+
+
 def receptive_fields(model: nn.Module, pixels: Sequence[tuple[int, int]]) -> torch.Tensor:
     """(P, H, W) boolean masks: mask[p] marks the input pixels that output pixel pixels[p] = (row, col) depends on.
 
@@ -134,9 +144,8 @@ def receptive_fields(model: nn.Module, pixels: Sequence[tuple[int, int]]) -> tor
     for m in probe.modules():
         if isinstance(m, nn.GroupNorm):
             m.register_forward_hook(lambda module, args, output: args[0])   # pass the input through
-    shape = getattr(model, "image_shape", (1, 28, 28))
     P = len(pixels)
-    x = torch.ones((P, *shape), requires_grad=True)
+    x = torch.ones((P, *_image_shape(model)), requires_grad=True)
     out = probe(x, torch.zeros(P, dtype=torch.long))
     rows = torch.tensor([r for r, _ in pixels])
     cols = torch.tensor([c for _, c in pixels])
@@ -155,13 +164,6 @@ def mask_extent(mask: torch.Tensor) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- cost
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, precision: str = "fp32",
                    device: torch.device | str | None = None) -> float:
     """Seconds per image of one forward + backward pass (what a training step costs, less the optimizer).
@@ -172,16 +174,16 @@ def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, pre
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).train()
     g = torch.Generator().manual_seed(0)
-    x = torch.randn((batch_size, *getattr(model, "image_shape", (1, 28, 28))), generator=g).to(device)
+    x = torch.randn((batch_size, *_image_shape(model)), generator=g).to(device)
     t = torch.randint(0, 1000, (batch_size,), generator=g).to(device)
     times = []
     for i in range(repeats + 1):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = model(x, t)
         out.float().square().mean().backward()
-        _sync(device)
+        synchronize(device)
         if i > 0:
             times.append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)

@@ -3,20 +3,21 @@
 Pictures say whether samples look like digits; these functions say how often, and how varied.
 Everything goes through one frozen classifier (shipped at diffusion_lib/weights/classifier.pt):
 
-    p(y | x)          the classifier's softmax over the ten digits, one row per image
-    guided accuracy   share of images whose argmax is the label that was asked for
-    confident share   share of images with max_y p(y | x) > 0.9
-    class histogram   how many images fall in each predicted class
-    effective classes exp(entropy of the histogram): 10 = every digit equally often, 1 = one digit
-    Frechet distance  || mu_1 - mu_2 ||^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})
-                      between Gaussians fitted to the classifier's penultimate features (the
-                      construction of FID, Heusel et al. 2017, with an MNIST classifier in place
-                      of Inception)
+    p(y | x)            the classifier's softmax over the ten digits, one row per image
+    guided accuracy     share of images whose argmax is the label that was asked for
+    confident share     share of images with max_y p(y | x) > 0.9
+    class histogram     how many images fall in each predicted class
+    effective classes   exp(entropy of the histogram): 10 = every digit equally often, 1 = one digit
+    within-class spread tr Cov(features) of the images of each digit; relative to real digits of that digit
+    Frechet distance    || mu_1 - mu_2 ||^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})
+                        between Gaussians fitted to the classifier's penultimate features (the
+                        construction of FID, Heusel et al. 2017, with an MNIST classifier in place
+                        of Inception)
 
-None of these is a verdict. The classifier was trained on real digits, plus noise, blobs and
-blank pages that it learnt to answer with "no idea" (p = 0.1 for every digit), so that an
-untrained model does not score as confident. It can still be fooled by odd images it never saw,
-and it knows nothing of sharpness it did not need to classify. Scores are comparable only
+None of these is a verdict. The classifier was trained (the recipe is benchmarks/train_classifier.py)
+on real digits, plus noise, blobs and blank pages that it learnt to answer with "no idea" (p = 0.1
+for every digit), so that an untrained model does not score as confident. It can still be fooled
+by odd images it never saw, and it knows nothing of sharpness it did not need to classify. Scores are comparable only
 between runs that use the same classifier, the same number of samples and the same reference set.
 
 Images are (B, 1, 28, 28) in [-1, 1], the range of diffusion_lib.data. Samplers can overshoot it,
@@ -24,16 +25,13 @@ so `classify` and `classifier_features` clamp their input to [-1, 1] first (said
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoints import CheckpointError, load_checkpoint
 from ..pretrained import WEIGHTS_DIR
 
 CLASSIFIER_PATH = WEIGHTS_DIR / "classifier.pt"
@@ -80,87 +78,6 @@ class MNISTClassifier(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to max_shift pixels in x and y, filling with background (-1)."""
-    B, _, H, W = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)                     # (B, 1, H + 2s, W + 2s)
-    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, B), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
-
-
-def non_digits(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Images (B, 1, 28, 28) in [-1, 1] that are no digit, a quarter of each kind:
-    pure noise, smooth blobs, digits drowned in noise (signal weight < 0.25), and flat grey pages.
-
-    The classifier learns to answer these with the uniform distribution (outlier exposure), so
-    that its confidence means "a recognisable digit"; without them, it calls pure noise an 8 with
-    p > 0.99, and the confident share of an untrained diffusion model would be 1.
-    """
-    B = x0.shape[0]
-    noise = torch.randn(x0.shape, generator=generator)
-    blobs = torch.tanh(3 * (F.interpolate(torch.randn(B, 1, 7, 7, generator=generator), size=x0.shape[-2:],
-                                          mode="bilinear", align_corners=False) - 0.5))
-    a = 0.25 * torch.rand(B, 1, 1, 1, generator=generator)
-    drowned = a * x0 + (1 - a ** 2).sqrt() * noise
-    flat = (2 * torch.rand(B, 1, 1, 1, generator=generator) - 1).expand_as(x0)
-    kind = torch.randint(0, 4, (B, 1, 1, 1), generator=generator)
-    images = torch.where(kind == 0, noise, torch.where(kind == 1, blobs, torch.where(kind == 2, drowned, flat)))
-    return images.clamp(-1, 1)
-
-
-@dataclass
-class ClassifierConfig:
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    max_shift: int = 2             # augmentation: random translations of up to 2 pixels
-    outliers_per_batch: int = 32   # non-digits added to each batch, trained towards the uniform distribution
-    outlier_weight: float = 0.5    # weight of their loss (outlier exposure, Hendrycks et al. 2019)
-    width: int = 16
-    seed: int = 0
-
-
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: ClassifierConfig = ClassifierConfig(),
-                     progress: bool = True) -> MNISTClassifier:
-    """Train MNISTClassifier on (N, 1, 28, 28) images in [-1, 1]: cross-entropy, AdamW, cosine lr decay,
-    random shifts, and non_digits() pushed towards the uniform distribution."""
-    from tqdm.auto import tqdm
-
-    torch.manual_seed(config.seed)
-    model = MNISTClassifier(width=config.width)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = images.shape[0] // config.batch_size
-    total = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    generator = torch.Generator().manual_seed(config.seed)
-    model.train()
-    bar = tqdm(total=total, desc="train classifier", disable=not progress)
-    for _ in range(config.epochs):
-        order = torch.randperm(images.shape[0], generator=generator)
-        for k in range(steps_per_epoch):
-            idx = order[k * config.batch_size:(k + 1) * config.batch_size]
-            x = random_shift(images[idx], config.max_shift, generator) if config.max_shift else images[idx]
-            outliers = non_digits(x[:config.outliers_per_batch], generator)
-            logits = model(torch.cat([x, outliers]))                    # (B + B_out, 10)
-            loss = F.cross_entropy(logits[:len(idx)], labels[idx])
-            if config.outliers_per_batch:                               # cross-entropy to the uniform distribution
-                loss = loss - config.outlier_weight * logits[len(idx):].log_softmax(dim=1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    bar.close()
-    return model.eval()
-
-
-def save_classifier(model: MNISTClassifier, path: str | os.PathLike, **record) -> Path:
-    """Write the classifier as a plain dict (arch, model state_dict, and any record such as test accuracy)."""
-    return save_checkpoint({"arch": model.arch, "model": model.state_dict(), **record}, path)
-
-
 def load_classifier(path: str | os.PathLike = CLASSIFIER_PATH, device: torch.device | str = "cpu") -> MNISTClassifier:
     """The shipped classifier (or one at `path`), loaded with weights_only=True, in eval mode."""
     checkpoint = load_checkpoint(path)
@@ -183,16 +100,25 @@ def _batched(fn, images: torch.Tensor, classifier: MNISTClassifier, batch_size: 
     return torch.cat(outputs)
 
 
-def classify(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
-    """p(y | x): softmax probabilities (N, 10) of images (N, 1, 28, 28), clamped to [-1, 1] first."""
-    classifier.eval()
-    return _batched(lambda x: classifier(x).softmax(dim=1), images, classifier, batch_size)
-
-
 def classifier_features(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
     """Penultimate features (N, feature_dim) of images (N, 1, 28, 28), clamped to [-1, 1] first."""
     classifier.eval()
     return _batched(classifier.features, images, classifier, batch_size)
+
+
+def classify_features(features: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
+    """p(y | x) (N, 10) from the penultimate features (N, feature_dim) of the images: the classifier's head, then
+    softmax (dropout is off in eval mode). Lets one pass over the images give both features and probabilities."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    with torch.no_grad():
+        return torch.cat([classifier.head(chunk.to(device)).softmax(dim=1).cpu()
+                          for chunk in features.split(batch_size)])
+
+
+def classify(images: torch.Tensor, classifier: MNISTClassifier, batch_size: int = 500) -> torch.Tensor:
+    """p(y | x): softmax probabilities (N, 10) of images (N, 1, 28, 28), clamped to [-1, 1] first."""
+    return classify_features(classifier_features(images, classifier, batch_size), classifier, batch_size)
 
 
 def classifier_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: MNISTClassifier) -> float:
@@ -320,22 +246,71 @@ def mnist_test_features(classifier: MNISTClassifier, root: str | os.PathLike | N
     return classifier_features(images, classifier)
 
 
-def reference_scores(classifier: MNISTClassifier, n: int = 500, seed: int = 0,
-                     root: str | os.PathLike | None = None) -> dict:
-    """What real data scores: the test set's confident share and accuracy, and the Frechet distance of
-    n random training images against the test set (the floor that n generated images can hope for)."""
+def reference_scores(classifier: MNISTClassifier, n: int = 500, seed: int = 0, root: str | os.PathLike | None = None,
+                     with_features: bool = False) -> dict:
+    """What real data scores, from one pass of the classifier over the MNIST test set:
+
+        test_accuracy, test_confident_share, test_effective_classes   of the 10,000 test images
+        train_vs_test_n, train_vs_test_frechet_distance               n random training images (drawn from `seed`)
+                                                                      against the test set: the floor that n
+                                                                      generated images can hope for
+
+    with_features=True adds the tensors that the sweeps compare with: test_features (10000, feature_dim),
+    test_labels (10000,) and test_class_spread (10,), the within-class spread of real digits
+    (class_feature_spread). Without them the dict holds plain numbers only, ready for JSON or a checkpoint.
+    """
     from ..data import load_mnist
     test_images, test_labels = load_mnist(train=False, root=root)
     train_images, _ = load_mnist(train=True, root=root)
-    probs = classify(test_images, classifier)
+    features = classifier_features(test_images, classifier)                             # (10000, D)
+    probs = classify_features(features, classifier)                                     # (10000, 10)
     idx = torch.randperm(train_images.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-    fd = frechet_distance(classifier_features(train_images[idx], classifier), classifier_features(test_images, classifier))
-    return {"test_accuracy": guided_accuracy(probs, test_labels), "test_confident_share": confident_share(probs),
-            "test_effective_classes": effective_classes(class_histogram(probs)),
-            "train_vs_test_n": n, "train_vs_test_frechet_distance": fd}
+    fd = frechet_distance(classifier_features(train_images[idx], classifier), features)
+    scores = {"test_accuracy": guided_accuracy(probs, test_labels), "test_confident_share": confident_share(probs),
+              "test_effective_classes": effective_classes(class_histogram(probs)),
+              "train_vs_test_n": n, "train_vs_test_frechet_distance": fd}
+    if with_features:
+        scores.update(test_features=features, test_labels=test_labels,
+                      test_class_spread=class_feature_spread(features, test_labels))
+    return scores
 
 
-__all__ = ["MNISTClassifier", "ClassifierConfig", "train_classifier", "save_classifier", "load_classifier",
-           "classify", "classifier_features", "classifier_accuracy", "guided_accuracy", "confident_share",
-           "class_histogram", "effective_classes", "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians",
-           "frechet_distance", "score_samples", "mnist_test_features", "reference_scores", "CLASSIFIER_PATH"]
+# ----------------------------------------------------------------------------- variety within a class
+
+def class_feature_spread(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """(num_classes,) the total variance tr Cov(f) of the classifier features f of the images of each class.
+
+    How varied the images of one digit are: it falls towards 0 when a model draws the same 7 every
+    time it is asked for a 7. The unbiased covariance (divided by n - 1) makes it comparable between
+    sample sizes; classes with fewer than two images get NaN.
+    """
+    if features.ndim != 2 or labels.shape != (features.shape[0],):
+        raise ValueError(f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}")
+    spread = torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    f = features.detach().double().cpu()
+    labels = labels.cpu()
+    for c in range(num_classes):
+        fc = f[labels == c]                                              # (n_c, D)
+        if fc.shape[0] >= 2:
+            spread[c] = ((fc - fc.mean(0)) ** 2).sum() / (fc.shape[0] - 1)
+    return spread
+
+
+def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: torch.Tensor,
+                    threshold: float = CONFIDENCE_THRESHOLD) -> float:
+    """mean_c spread[c] / real_spread[c] over the images read as digit c with max_y p(y | x) > threshold.
+
+    features (N, D) and probs (N, C) of the same images; real_spread (C,) from class_feature_spread of real
+    digits (reference_scores(..., with_features=True)["test_class_spread"]). 1 means the recognisable digits
+    are as varied as real digits of their class. Classes with fewer than two confident images are left out;
+    NaN if none has two.
+    """
+    sure = probs.max(1).values > threshold                                               # (N,) recognisable digits
+    spread = class_feature_spread(features[sure], probs.argmax(1)[sure], real_spread.shape[0])
+    return float((spread / real_spread.double()).nanmean())
+
+
+__all__ = ["MNISTClassifier", "load_classifier", "classify", "classifier_features", "classify_features",
+           "classifier_accuracy", "guided_accuracy", "confident_share", "class_histogram", "effective_classes",
+           "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians", "frechet_distance", "score_samples",
+           "mnist_test_features", "reference_scores", "class_feature_spread", "relative_spread", "CLASSIFIER_PATH"]

@@ -1,11 +1,13 @@
 """Sampling runs for notebooks 06-08: sample with one setting and time it, sweep a setting and score
 each point with diffusion_lib.metrics.
 
-    images, seconds = timed(ddim_images, model, schedule, x_T, 20)          # 20 DDIM steps, eta = 0
-    rows, images = steps_sweep(model, schedule, x_T, [10, 20, 50], classifier, reference_features)
+    images, seconds = timed(ddim_images, model, x_T, schedule, 20)          # 20 DDIM steps, eta = 0
+    rows, images = steps_sweep(model, x_T, schedule, [10, 20, 50], classifier, reference_features)
 
 Every function takes the starting noise x_T explicitly and a seed for the sampler's own noise
-stream (the z of each stochastic step), so that two settings are compared on the same noise.
+stream (the z of each stochastic step), so that two settings are compared on the same noise. The
+arguments come in the samplers' order: (model, x_T, schedule, ...), as in
+ddim_sample_progressive(eps_model, x_T, schedule, num_steps, eta).
 Rows are plain dicts of numbers, one per setting, ready for a table or a plot.
 """
 from __future__ import annotations
@@ -17,17 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones import Backbone
+from ..device import synchronize
 from ..guidance import cfg_eps_model
-from .metrics import CONFIDENCE_THRESHOLD, MNISTClassifier, classifier_features, classify, score_samples
+from .metrics import MNISTClassifier, classifier_features, classify, relative_spread, score_samples
 from ..samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
 from ..schedules import Schedule
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def timed(fn: Callable, *args, **kwargs):
@@ -36,7 +32,7 @@ def timed(fn: Callable, *args, **kwargs):
     out = fn(*args, **kwargs)
     tensor = out if isinstance(out, torch.Tensor) else getattr(out, "sample", None)
     if isinstance(tensor, torch.Tensor):
-        _sync(tensor.device)
+        synchronize(tensor.device)
     return out, time.perf_counter() - start
 
 
@@ -49,54 +45,42 @@ def _generator(x: torch.Tensor, seed: int) -> torch.Generator:
     return torch.Generator(device=x.device).manual_seed(seed)
 
 
-def ddim_images(model: Backbone, schedule: Schedule, x_T: torch.Tensor, num_steps: int, eta: float = 0.0,
+def _check_order(x: torch.Tensor, schedule: Schedule) -> None:
+    """A clear error for the order of the arguments before the samplers' (model, schedule, x_T, ...)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(schedule, Schedule):
+        raise TypeError(f"expected (model, x_T, schedule, ...), the samplers' order, but got a {type(x).__name__} "
+                        f"where the images go and a {type(schedule).__name__} where the schedule goes; "
+                        "pass the images before the schedule")
+
+
+def ddim_images(model: Backbone, x_T: torch.Tensor, schedule: Schedule, num_steps: int, eta: float = 0.0,
                 seed: int = 0, y: torch.Tensor | None = None, w: float | None = None,
                 progress: bool = False) -> torch.Tensor:
     """DDIM samples (B, C, H, W) from x_T (B, C, H, W); the z of the stochastic steps come from `seed`."""
+    _check_order(x_T, schedule)
     steps = ddim_sample_progressive(eps_model_for(model, y, w), x_T, schedule, num_steps, eta,
                                     generator=_generator(x_T, seed), progress=progress)
     return final(steps)
 
 
-def ddpm_images(model: Backbone, schedule: Schedule, x_T: torch.Tensor, variance: str = "beta_tilde", seed: int = 0,
+def ddpm_images(model: Backbone, x_T: torch.Tensor, schedule: Schedule, variance: str = "beta_tilde", seed: int = 0,
                 y: torch.Tensor | None = None, w: float | None = None, progress: bool = False) -> torch.Tensor:
     """DDPM samples (all T steps) from x_T; the z of every step come from `seed`."""
+    _check_order(x_T, schedule)
     steps = ddpm_sample_progressive(eps_model_for(model, y, w), x_T, schedule, variance,
                                     generator=_generator(x_T, seed), progress=progress)
     return final(steps)
 
 
-def ddim_encode(model: Backbone, schedule: Schedule, x0: torch.Tensor, num_steps: int, progress: bool = False):
-    """Deterministic DDIM encoding of clean images x0 (B, C, H, W): a Trajectory whose x_t[k] are the
-    ever noisier states (x_t[-1] is the noise x_{T-1} that decodes back to about x0) and timesteps the t reached."""
+def ddim_encode(model: Backbone, x0: torch.Tensor, schedule: Schedule, num_steps: int, progress: bool = False):
+    """Deterministic DDIM encoding of clean images x0 (B, C, H, W), recorded: a Trajectory whose x_t[k] are the
+    ever noisier states at timesteps[k] (-1, the clean image, first) and whose sample is the encoded noise
+    x_{T-1} that decodes back to about x0."""
+    _check_order(x0, schedule)
     return record(ddim_invert_progressive(model, x0, schedule, num_steps, progress=progress))
 
 
 # ----------------------------------------------------------------------------- scoring
-
-def real_reference(classifier: MNISTClassifier, n: int, seed: int = 0, root=None) -> dict:
-    """What real digits score, with one pass of the classifier over the MNIST test set.
-
-    The keys of metrics.reference_scores (test_confident_share, train_vs_test_n,
-    train_vs_test_frechet_distance: n random training digits, drawn as reference_scores draws them,
-    against the test set), plus what the sweeps need: test_features (10000, D), test_labels (10000,)
-    and test_class_spread (10,), the within-class spread of real digits (class_feature_spread).
-    """
-    from ..data import load_mnist
-    from .metrics import confident_share, frechet_distance
-
-    test_images, test_labels = load_mnist(train=False, root=root)
-    train_images, _ = load_mnist(train=True, root=root)
-    features = classifier_features(test_images, classifier)                              # (10000, D)
-    device = next(classifier.parameters()).device
-    with torch.no_grad():                                   # the head of the classifier on the same features
-        probs = classifier.head(features.to(device)).softmax(dim=1).cpu()                # (10000, 10)
-    idx = torch.randperm(train_images.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-    return {"test_confident_share": confident_share(probs), "train_vs_test_n": n,
-            "train_vs_test_frechet_distance": frechet_distance(classifier_features(train_images[idx], classifier),
-                                                               features),
-            "test_features": features, "test_labels": test_labels,
-            "test_class_spread": class_feature_spread(features, test_labels)}
 
 def agreement_with_final(trajectory, classifier: MNISTClassifier, every: int = 1) -> tuple[list[int], torch.Tensor]:
     """When the digit's identity is decided: (timesteps, share), for every `every`-th recorded step of a chain
@@ -117,61 +101,30 @@ def score_row(images: torch.Tensor, seconds: float, classifier: MNISTClassifier,
     return {**setting, "seconds": seconds, "seconds_per_image": seconds / images.shape[0], **scores}
 
 
-def steps_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, steps_list: Sequence[int],
+def steps_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, steps_list: Sequence[int],
                 classifier: MNISTClassifier, reference_features: torch.Tensor, eta: float = 0.0, seed: int = 0,
                 progress: bool = True) -> tuple[list[dict], dict]:
     """DDIM with each number of steps from the same x_T: (rows, images), one scored, timed row per step
     count and images mapping the step count to its samples (B, C, H, W)."""
     rows, images = [], {}
     for num_steps in tqdm(list(steps_list), desc="DDIM steps", disable=not progress):
-        images[num_steps], seconds = timed(ddim_images, model, schedule, x_T, num_steps, eta, seed)
+        images[num_steps], seconds = timed(ddim_images, model, x_T, schedule, num_steps, eta, seed)
         rows.append(score_row(images[num_steps], seconds, classifier, reference_features, sampler="DDIM",
                               steps=num_steps, eta=eta))
     return rows, images
 
 
-def ddim_grid(model: Backbone, schedule: Schedule, x_T: torch.Tensor, steps_list: Sequence[int],
+def ddim_grid(model: Backbone, x_T: torch.Tensor, schedule: Schedule, steps_list: Sequence[int],
               etas: Sequence[float], seed: int = 0, progress: bool = True) -> dict:
     """{(num_steps, eta): DDIM samples from x_T} for every pair: computed once, so a slider only looks them up."""
     pairs = [(s, e) for s in steps_list for e in etas]
-    return {(s, e): ddim_images(model, schedule, x_T, s, e, seed)
+    return {(s, e): ddim_images(model, x_T, schedule, s, e, seed)
             for s, e in tqdm(pairs, desc="DDIM grid", disable=not progress)}
 
 
 # ----------------------------------------------------------------------------- guidance
 
-def class_feature_spread(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """(num_classes,) the total variance tr Cov(f) of the classifier features f of the images of each class.
-
-    How varied the images of one digit are: it falls towards 0 when a model draws the same 7 every
-    time it is asked for a 7. The unbiased covariance (divided by n - 1) makes it comparable between
-    sample sizes; classes with fewer than two images get NaN.
-    """
-    if features.ndim != 2 or labels.shape != (features.shape[0],):
-        raise ValueError(f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}")
-    spread = torch.full((num_classes,), float("nan"), dtype=torch.float64)
-    f = features.detach().double().cpu()
-    labels = labels.cpu()
-    for c in range(num_classes):
-        fc = f[labels == c]                                              # (n_c, D)
-        if fc.shape[0] >= 2:
-            spread[c] = ((fc - fc.mean(0)) ** 2).sum() / (fc.shape[0] - 1)
-    return spread
-
-
-def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: torch.Tensor,
-                    threshold: float = CONFIDENCE_THRESHOLD) -> float:
-    """mean_c spread[c] / real_spread[c] over the images read as digit c with max_y p(y | x) > threshold.
-
-    features (N, D) and probs (N, C) of the same images; real_spread (C,) from class_feature_spread of real
-    digits. Classes with fewer than two confident images are left out; NaN if none has two.
-    """
-    sure = probs.max(1).values > threshold                                               # (N,) recognisable digits
-    spread = class_feature_spread(features[sure], probs.argmax(1)[sure], real_spread.shape[0])
-    return float((spread / real_spread.double()).nanmean())
-
-
-def guidance_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, labels: torch.Tensor, ws: Sequence[float],
+def guidance_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, labels: torch.Tensor, ws: Sequence[float],
                    classifier: MNISTClassifier, reference_features: torch.Tensor, real_spread: torch.Tensor,
                    num_steps: int = 20, seed: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
     """Classifier-free guidance with each weight w from the same x_T and labels (DDIM, eta = 0).
@@ -186,7 +139,7 @@ def guidance_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, label
     """
     rows, images = [], {}
     for w in tqdm(list(ws), desc="guidance weights", disable=not progress):
-        x, seconds = timed(ddim_images, model, schedule, x_T, num_steps, 0.0, seed, labels, w)
+        x, seconds = timed(ddim_images, model, x_T, schedule, num_steps, 0.0, seed, labels, w)
         images[w] = x
         row = score_row(x, seconds, classifier, reference_features, labels, sampler="DDIM", steps=num_steps, w=w)
         row["relative_spread"] = relative_spread(classifier_features(x, classifier), classify(x, classifier),

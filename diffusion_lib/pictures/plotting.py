@@ -1,4 +1,4 @@
-"""Pictures: image grids, strips over time, schedule curves. Images come in as (B, 1, H, W) in [-1, 1]."""
+"""Pictures: image grids and tables, strips over time, schedule curves. Images come in as (B, 1, H, W) in [-1, 1]."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..images import image_grid as _image_grid, to_unit
+from ..images import image_grid as _image_grid
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
@@ -28,17 +28,49 @@ def show_grid(images: torch.Tensor, nrow: int | None = None, title: str | None =
     return im
 
 
-def show_strip(images: torch.Tensor, labels=None, title: str | None = None, scale: float = 1.2):
-    """One row of images (K, 1, H, W) with a caption under each: the static twin of a slider."""
-    K = images.shape[0]
-    fig, axes = plt.subplots(1, K, figsize=(scale * K, scale * 1.3), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(to_unit(images[i])[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_axis_off()
-        if labels is not None:
-            ax.set_title(str(labels[i]), fontsize=8)
+def show_rows(rows: dict, col_labels=None, title: str | None = None, size: float = 1.6):
+    """A table of images in one picture: one row per entry of `rows` (name -> (K, 1, H, W) in [-1, 1]), its name
+    on the left, `col_labels` above the columns, rows shorter than the longest padded with white.
+
+    size: the height of one image, in inches. The images are tiled into one array and drawn with one imshow,
+    so that the figure is quick enough to be the render of a slider.
+    """
+    names = list(rows)
+    if not names:
+        raise ValueError("rows is empty: give at least one name -> images (K, 1, H, W)")
+    K = max(rows[n].shape[0] for n in names)
+    H, W = rows[names[0]].shape[-2:]
+    if any(tuple(rows[n].shape[-2:]) != (H, W) for n in names):
+        raise ValueError(f"every row needs images of one size; got {[tuple(rows[n].shape[-2:]) for n in names]}")
+    pad = 2
+    strips = []
+    for n in names:
+        strip = image_grid(rows[n], nrow=K, pad=pad)                     # (H, K (W + pad) - pad) or shorter
+        full = np.ones((H, K * (W + pad) - pad), dtype=np.float32)
+        full[:, :strip.shape[1]] = strip
+        strips.append(full)
+    gap = np.ones((pad, strips[0].shape[1]), dtype=np.float32)
+    picture = np.concatenate([part for strip in strips for part in (strip, gap)])[:-pad]   # white between rows
+    col_size = LABEL_SIZE if size >= 1 else TICK_SIZE                  # column labels no wider than an image
+    longest = max((len(line) for n in names for line in str(n).split("\n")), default=0)
+    label_width = 0.55 * LABEL_SIZE / 72 * longest + 0.2                 # inches: about 0.55 em per character
+    width = size * K * (W + pad) / (H + pad) + label_width + 0.2
+    height = size * len(names) + (0.5 if title else 0.1) + (0.3 if col_labels is not None else 0)
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([r * (H + pad) + H / 2 for r in range(len(names))])
+    ax.set_yticklabels([str(n) for n in names], fontsize=LABEL_SIZE)
+    if col_labels is not None:
+        ax.set_xticks([k * (W + pad) + W / 2 for k in range(len(col_labels))])
+        ax.set_xticklabels([str(c) for c in col_labels], fontsize=col_size)
+        ax.xaxis.tick_top()
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     if title:
-        fig.suptitle(title)
+        ax.set_title(title, fontsize=TITLE_SIZE)
     fig.tight_layout()
     return fig
 
@@ -135,31 +167,6 @@ def plot_variance_split(schedules):
         ax.set_xlim(0, s.T - 1)
         _style(ax, f"{s.name} schedule", "timestep t", r"share of Var$(x_t)$")
         ax.legend(loc="center right", fontsize=TICK_SIZE)
-    fig.tight_layout()
-    return fig
-
-
-def show_rows(rows: dict, col_labels=None, title: str | None = None, scale: float = 1.6):
-    """A table of images: one row per entry of `rows` (name -> (K, 1, H, W) in [-1, 1]), the name on the left."""
-    names = list(rows)
-    K = max(rows[n].shape[0] for n in names)
-    fig, axes = plt.subplots(len(names), K, figsize=(scale * K + 1.2, scale * len(names) + (0.6 if title else 0.2)),
-                             squeeze=False)
-    for r, name in enumerate(names):
-        for k in range(K):
-            ax = axes[r, k]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
-            if k < rows[name].shape[0]:
-                ax.imshow(to_unit(rows[name][k])[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            if r == 0 and col_labels is not None:
-                ax.set_title(str(col_labels[k]), fontsize=LABEL_SIZE)
-            if k == 0:
-                ax.set_ylabel(name, fontsize=LABEL_SIZE)
-    if title:
-        fig.suptitle(title, fontsize=TITLE_SIZE)
     fig.tight_layout()
     return fig
 
@@ -381,43 +388,6 @@ def plot_loss_by_timestep(timesteps, curves: dict, ax=None):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Notebooks 06-08: sampling chains, DDIM settings, quality against cost, classifier-free guidance.
-
-def plot_labelled_grid(rows: dict, title: str | None = None, col_labels=None, scale: float = 1.0):
-    """Rows of images in one picture (one imshow: fast enough for a slider), each row's name on the left.
-
-    rows: name -> (K, 1, H, W) in [-1, 1]; rows shorter than the longest are padded with white.
-    """
-    names = list(rows)
-    K = max(rows[n].shape[0] for n in names)
-    H, W = next(iter(rows.values())).shape[-2:]
-    pad = 2
-    strips = []
-    for n in names:
-        strip = image_grid(rows[n], nrow=K, pad=pad)                     # (H, K (W + pad) - pad) or shorter
-        full = np.ones((H, K * (W + pad) - pad), dtype=np.float32)
-        full[:, :strip.shape[1]] = strip
-        strips.append(full)
-    picture = np.concatenate([np.concatenate([s, np.ones((pad, s.shape[1]), dtype=np.float32)]) for s in strips])[:-pad]
-    width = scale * (0.42 * K + 1.4)
-    height = scale * (0.42 * len(names) + (0.7 if title else 0.2) + (0.4 if col_labels is not None else 0))
-    fig, ax = plt.subplots(figsize=(width, height))
-    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
-    ax.set_yticks([r * (H + pad) + H / 2 for r in range(len(names))])
-    ax.set_yticklabels([str(n) for n in names], fontsize=LABEL_SIZE)
-    if col_labels is not None:
-        ax.set_xticks([k * (W + pad) + W / 2 for k in range(len(col_labels))])
-        ax.set_xticklabels([str(c) for c in col_labels], fontsize=TICK_SIZE)
-        ax.xaxis.tick_top()
-    else:
-        ax.set_xticks([])
-    ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=TITLE_SIZE)
-    fig.tight_layout()
-    return fig
-
 
 def plot_chain_step(trajectory, k: int, show: int = 16, nrow: int = 4):
     """The slider picture of notebook 06: after k recorded steps of a chain, the state x_t and the model's

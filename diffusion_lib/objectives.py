@@ -1,0 +1,287 @@
+"""Training objectives: what the network predicts, the loss, and how its output becomes the samplers' eps.
+
+Every objective here trains on the same noisy image x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+(forward.q_sample) and differs only in the target of the network's output:
+
+    eps   the noise eps                                           (Ho et al. 2020)
+    x0    the clean image x_0
+    v     v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0    (Salimans & Ho 2022, Sec. 4)
+
+Since x_t is known, each target determines the others (exact identities, tested in float64):
+
+    x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)        forward.predict_x0_from_eps
+    eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)         forward.predict_eps_from_x0
+    eps = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t               predict_eps_from_v
+    x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v               predict_x0_from_v
+
+The samplers only ever need eps: `eps_model_for(network, objective, schedule)` turns a network trained
+with any objective into the (x_t, t[, y]) -> eps callable they take, in the style of guidance.cfg_eps_model.
+
+Loss weighting. The plain loss is the mean squared error of the target, averaged over pixels and images
+(no weighting). Min-SNR-gamma (Hang et al. 2023) weights each timestep so that, measured as an error of
+x_0, the weight is min(SNR_t, gamma): since |d eps|^2 = SNR_t |d x_0|^2 and |d v|^2 = (SNR_t + 1) |d x_0|^2
+for a fixed x_t, that is min(SNR_t, gamma) / SNR_t on the eps loss, min(SNR_t, gamma) on the x0 loss and
+min(SNR_t, gamma) / (SNR_t + 1) on the v loss (`min_snr_weight`).
+
+Flow matching (rectified flow; Liu et al. 2022, Lipman et al. 2022) is one more Objective on another path:
+
+    x_s = (1 - s) x_0 + s eps,  s in [0, 1],   target u = eps - x_0 = d x_s / d s,
+
+with the code's integer timestep t = 0 .. T-1 standing for s = (t + 1) / T (flow_time), so the training
+loop, the network's time input and the samplers' timestep pairs are the same as for the DDPM family
+(t = -1 is s = 0, the clean image). It is the same family of Gaussian paths under a change of time and
+scale: x_s / c_s with c_s = sqrt((1 - s)^2 + s^2) is the variance-preserving x_t of a schedule with
+sqrt(alpha_bar) = (1 - s) / c_s, and v-prediction's v is c_s u - (2 s - 1) x_s / c_s (`flow_as_vp`,
+`v_from_flow_velocity`, tested). Its network is sampled with samplers.flow_euler_sample_progressive.
+
+Adding an objective is one more Objective subclass here: the training loop asks the objective for the
+timesteps, the noisy input and the target (`objective_loss`), and never branches on it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .forward import predict_eps_from_x0, predict_x0_from_eps, q_sample
+from .schedules import Schedule, extract
+
+LOSS_WEIGHTINGS = ("none", "min_snr")
+DEFAULT_MIN_SNR_GAMMA = 5.0   # Hang et al. (2023): gamma = 5 worked best in their study
+
+
+# ----------------------------------------------------------------------------- v and its conversions
+
+def v_target(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, Sec. 4)."""
+    return extract(schedule.sqrt_alpha_bar, t, x0.shape) * eps - extract(schedule.sqrt_one_minus_alpha_bar, t, x0.shape) * x0
+
+
+def predict_eps_from_v(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """eps = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t."""
+    return extract(schedule.sqrt_alpha_bar, t, x_t.shape) * v + extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape) * x_t
+
+
+def predict_x0_from_v(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
+    return extract(schedule.sqrt_alpha_bar, t, x_t.shape) * x_t - extract(schedule.sqrt_one_minus_alpha_bar, t, x_t.shape) * v
+
+
+# ----------------------------------------------------------------------------- the objectives
+
+class Objective:
+    """What the network learns to output. Subclasses set `name` and define target, to_eps and x0_error_scale.
+
+    draw_t and noisy_input are the DDPM family's (integer t uniform in [0, T-1], x_t = q_sample); an
+    objective on another path (flow matching) overrides them.
+    """
+
+    name: str = ""
+
+    def draw_t(self, batch_size: int, schedule: Schedule, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training timesteps (B,), t ~ Uniform{0, ..., T-1}, drawn on the CPU from `generator`."""
+        return torch.randint(0, schedule.T, (batch_size,), generator=generator)
+
+    def noisy_input(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        """The network's input x_t for clean images x0 and noise eps: q_sample(x0, t, eps)."""
+        return q_sample(x0, t, schedule, noise)
+
+    def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_eps(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        """The noise estimate that the network's output implies at (x_t, t)."""
+        raise NotImplementedError
+
+    def x0_error_scale(self, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        """|error of the target|^2 / |error of x_0|^2 at fixed x_t, per timestep (B,)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class PredictEps(Objective):
+    """The network predicts the noise eps: the loss of Ho et al. (2020), Algorithm 1."""
+
+    name = "eps"
+
+    def target(self, x0, t, noise, schedule):
+        return noise
+
+    def to_eps(self, output, x_t, t, schedule):
+        return output
+
+    def x0_error_scale(self, t, schedule):
+        return schedule.snr.to(t.device)[t]
+
+
+class PredictX0(Objective):
+    """The network predicts the clean image x_0."""
+
+    name = "x0"
+
+    def target(self, x0, t, noise, schedule):
+        return x0
+
+    def to_eps(self, output, x_t, t, schedule):
+        return predict_eps_from_x0(x_t, t, output, schedule)
+
+    def x0_error_scale(self, t, schedule):
+        return torch.ones(t.shape, device=t.device)
+
+
+class PredictV(Objective):
+    """The network predicts v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022)."""
+
+    name = "v"
+
+    def target(self, x0, t, noise, schedule):
+        return v_target(x0, noise, t, schedule)
+
+    def to_eps(self, output, x_t, t, schedule):
+        return predict_eps_from_v(x_t, t, output, schedule)
+
+    def x0_error_scale(self, t, schedule):
+        return schedule.snr.to(t.device)[t] + 1
+
+
+# ----------------------------------------------------------------------------- flow matching
+
+def flow_time(t: torch.Tensor, T: int) -> torch.Tensor:
+    """s = (t + 1) / T in (0, 1] for code timesteps t in [0, T-1] (and s = 0 for t = -1, the clean image), float32."""
+    return (t.to(torch.float32) + 1) / T
+
+
+def flow_interpolant(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """x_s = (1 - s) x_0 + s eps, s (B,) broadcast over the image."""
+    s = s.to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+    return (1 - s) * x0 + s * noise
+
+
+def flow_as_vp(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_s, sqrt(alpha_bar)) for s (B,): x_s = c_s (sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps) with
+    c_s = sqrt((1 - s)^2 + s^2) and sqrt(alpha_bar) = (1 - s) / c_s: the flow's state, divided by c_s, is the
+    variance-preserving state of the DDPM family at the noise level alpha_bar."""
+    c = ((1 - s) ** 2 + s ** 2).sqrt()
+    return c, (1 - s) / c
+
+
+def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """v-prediction's v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of the same (x_0, eps), from the flow's
+    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s (differentiate x_s = c_s x_vp in s)."""
+    s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
+    c, _ = flow_as_vp(s)
+    return c * u - (2 * s - 1) * x_s / c
+
+
+class FlowMatching(Objective):
+    """The network predicts the flow's velocity u = eps - x_0 on the straight path x_s = (1 - s) x_0 + s eps."""
+
+    name = "flow"
+
+    def noisy_input(self, x0, t, noise, schedule):
+        return flow_interpolant(x0, noise, flow_time(t, schedule.T))
+
+    def target(self, x0, t, noise, schedule):
+        return noise - x0
+
+    def to_eps(self, output, x_t, t, schedule):
+        raise ValueError("a flow-matching network predicts a velocity on the straight path, not eps on the DDPM "
+                         "path: sample it with samplers.flow_euler_sample_progressive (or flow_heun_...)")
+
+    def x0_error_scale(self, t, schedule):
+        return 1 / flow_time(t, schedule.T) ** 2      # x_0 = x_s - s u: |d x_0|^2 = s^2 |d u|^2
+
+
+OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching())}
+
+
+def get_objective(objective: str | Objective) -> Objective:
+    """The Objective called `objective` ("eps", "x0", "v"), or `objective` itself if it is one."""
+    if isinstance(objective, Objective):
+        return objective
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[objective]
+
+
+# ----------------------------------------------------------------------------- loss weighting and the loss
+
+def min_snr_weight(t: torch.Tensor, schedule: Schedule, objective: str | Objective = "eps",
+                   gamma: float = DEFAULT_MIN_SNR_GAMMA) -> torch.Tensor:
+    """Min-SNR-gamma weights (B,) for the objective's loss: min(SNR_t, gamma) / x0_error_scale(t)
+    (Hang et al. 2023, Eq. 8; for eps: min(SNR_t, gamma) / SNR_t)."""
+    if not gamma > 0:
+        raise ValueError(f"min-SNR gamma must be > 0, got {gamma}")
+    snr = schedule.snr.to(t.device)[t]
+    return snr.clamp(max=gamma) / get_objective(objective).x0_error_scale(t, schedule)
+
+
+def loss_weights(t: torch.Tensor, schedule: Schedule, objective: str | Objective = "eps", weighting: str = "none",
+                 gamma: float = DEFAULT_MIN_SNR_GAMMA) -> torch.Tensor | None:
+    """The per-timestep weights (B,) of `weighting` ("none": None, every timestep weighs 1; "min_snr")."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"unknown loss weighting {weighting!r}; choose one of {LOSS_WEIGHTINGS}")
+    return None if weighting == "none" else min_snr_weight(t, schedule, objective, gamma)
+
+
+def objective_loss(model, x0: torch.Tensor, schedule: Schedule, objective: str | Objective = "eps",
+                   t: torch.Tensor | None = None, noise: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                   weights: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Mean squared error between the objective's target and model(x_t, t, y), per pixel, for each image (B,);
+    multiplied by `weights` (B,) if given; averaged over the batch unless reduction="none".
+
+    t and noise are drawn here (from torch's global generator) when not given.
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' (one number) or 'none' (one loss per image), got {reduction!r}")
+    objective = get_objective(objective)
+    if t is None:
+        t = objective.draw_t(x0.shape[0], schedule).to(x0.device)
+    if noise is None:
+        noise = torch.randn_like(x0)
+    x_t = objective.noisy_input(x0, t, noise, schedule)
+    output = model(x_t, t, y)
+    loss = F.mse_loss(output, objective.target(x0, t, noise, schedule), reduction="none").flatten(1).mean(1)   # (B,)
+    if weights is not None:
+        loss = loss * weights
+    return loss.mean() if reduction == "mean" else loss
+
+
+def diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, t: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                   reduction: str = "mean") -> torch.Tensor:
+    """The noise-prediction loss || eps - eps_theta(x_t, t) ||^2 (per-pixel mean) of Ho et al. (2020):
+    objective_loss with the eps objective and no weighting."""
+    return objective_loss(model, x0, schedule, "eps", t, noise, y, reduction=reduction)
+
+
+# ----------------------------------------------------------------------------- what the samplers call
+
+def eps_model_for(network, objective: str | Objective, schedule: Schedule):
+    """The callable (x_t, t[, y]) -> eps that the samplers take, for a network trained with `objective`.
+
+    For "eps" that is the network itself (and for "flow" too: its output is a velocity, which the flow
+    samplers take as it is; the DDPM-family samplers do not apply to it). Otherwise it is an EpsFromOutput module that converts the
+    network's output with objective.to_eps and exposes the network's num_classes, null_label and
+    image_shape, so guidance.cfg_eps_model works on it as on any eps network.
+    """
+    objective = get_objective(objective)
+    if objective.name == "flow":
+        return network                               # a velocity model: the flow samplers call it as it is
+    return network if objective.name == "eps" else EpsFromOutput(network, objective, schedule)
+
+
+class EpsFromOutput(torch.nn.Module):
+    """A network trained with another objective, seen as an eps predictor: forward(x_t, t, y) -> eps."""
+
+    def __init__(self, network, objective: Objective, schedule: Schedule):
+        super().__init__()
+        self.network, self.objective, self.schedule = network, objective, schedule
+        for attribute in ("num_classes", "null_label", "image_shape", "arch"):
+            if hasattr(network, attribute):
+                setattr(self, attribute, getattr(network, attribute))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        output = self.network(x_t, t, y)
+        return self.objective.to_eps(output.to(x_t.dtype), x_t, t, self.schedule)
