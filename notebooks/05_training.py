@@ -43,7 +43,8 @@ if "google.colab" in sys.modules:
 # **Run time:** in quick mode about 25 seconds (a few seconds of training). In full mode 11 to 16 minutes on a
 # 2-core CPU, 10 to 15 of them the training run (if other programs keep the CPU busy, set `OMP_NUM_THREADS=1`
 # before starting Jupyter: see the README). Section 2 measures your machine and prints its own estimate before
-# starting. The experiment at the end adds two short runs (about a minute each in full mode) if you do it.
+# starting. The two experiments at the end add two short runs each (about a minute per run in full mode) if you
+# do them.
 
 # %%
 import time
@@ -385,6 +386,38 @@ dl.exercises.check("05-schedules", {"timesteps": exp_ts, **exp_losses});
 # come close together: the loss depends mostly on the noise level, not on the index $t$. So the loss of two runs
 # with different schedules says nothing about which one gives the better samples; that takes sampling them and a
 # metric (notebook 07).
+#
+# </details>
+
+# %% [markdown]
+# ## Experiment: min-SNR weighting
+#
+# Section 4 asked how to reweight the loss over $t$. `dl.TrainConfig(loss_weighting="min_snr")` multiplies each
+# image's loss by $\min(\mathrm{SNR}_t, \gamma) / \mathrm{SNR}_t$ with $\gamma = 5$ (Hang et al. 2023,
+# "Efficient diffusion training via min-SNR weighting strategy"): 1 wherever $\mathrm{SNR}_t \le 5$, which for the
+# linear schedule is from `t = 130` on, and less before, down to 0.0005 at the first step. Train two short runs that
+# differ only in `loss_weighting` (`"none"`, the default, and `"min_snr"`), with the same budget as the experiment
+# above (`exp_steps` steps of 32 images), and measure each one's $L(t)$ with the linear schedule. Predict first: where will the min-SNR run's loss be
+# higher, and where will the two be about equal? The check looks at the direction at the first steps. A worked
+# version is in `solutions/05_training.py`.
+
+# %%
+# EXPERIMENT: the same short run with and without min-SNR weighting, then L(t) of each
+snr_ts = [0, 10, 50, 100, 250, 500, 750, 900]
+snr_losses = {"none": None, "min_snr": None}   # replace each None: L(t) at snr_ts of the run with that weighting
+
+# %%
+dl.exercises.check("05-min-snr", {"timesteps": snr_ts, **snr_losses});
+
+# %% [markdown]
+# <details><summary>What to look for</summary>
+#
+# The min-SNR run's loss is higher at the first steps, where its weights are small (1.1 to 2.3 times the unweighted
+# run's at `t <= 100` in our short runs of 30 and 300 steps), and level with it, or a little lower, from `t = 250` on:
+# the network spends its effort where the weights are 1. A lower loss where the loss is highest is not the goal. Whether the shift pays off
+# shows in the samples, not in $L(t)$: Hang et al. found that it mostly makes training converge in fewer steps. To
+# see it here, sample both runs (section 5's `SampleRecorder`, or DDIM from the same $x_T$) and score them with
+# notebook 07's metric, with runs long enough to draw digits.
 #
 # </details>
 
