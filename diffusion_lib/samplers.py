@@ -120,7 +120,7 @@ def _batch_t(x: torch.Tensor, t: int) -> torch.Tensor:
 def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
               noise: torch.Tensor | None = None, variance: str = "beta_tilde") -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral step x_t -> x_{t-1} (Ho et al. 2020, Algorithm 2), written as what it is: a draw from
-    the posterior of notebook 02 at the predicted clean image,
+    the posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, Eq. 7; notebook 06) at the predicted clean image,
 
         x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)           forward.predict_x0_from_eps
         x_{t-1} = mu_tilde_t(x_t, x0_pred) + sigma_t z                           forward.q_posterior_mean_variance

@@ -56,7 +56,7 @@ class TrainConfig:
     label_dropout: float = 0.1     # conditional networks: share of labels replaced by the null label
     checkpoint_every: int = 500
     seed: int = 0
-    precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (about 2x faster on CPUs with AVX512-BF16)
+    precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (faster on CPUs with AVX512-BF16: README)
 
     def __post_init__(self):
         """Check every field, so a bad setting fails here, with its name and range, not steps into training."""

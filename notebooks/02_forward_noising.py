@@ -26,6 +26,20 @@ if "google.colab" in sys.modules:
               "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
               "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
+# %% [markdown]
+# **What you will learn**
+#
+# - to draw $x_t$ from a clean digit $x_0$ in one step, $q(x_t \mid x_0)$, with `dl.q_sample`, for a batch whose
+#   images each have their own $t$;
+# - how the pixels of MNIST turn into a standard Gaussian, and how to predict their spread at any $t$;
+# - that $t$ small steps $q(x_t \mid x_{t-1})$ give the same distribution as the one-step formula (measured);
+# - what is left of a digit after the last step, and why that matters for sampling.
+#
+# **What you need first:** notebook 01 (the schedules, $\bar\alpha_t$, and the map from the papers' $t$ to the
+# code's index).
+#
+# **Run time:** about 17 seconds on a 2-core CPU (16 in quick mode); nothing is trained.
+
 # %%
 import torch
 
@@ -68,13 +82,22 @@ dl.plotting.show_rows(noised, col_labels=[f"t = {t}" for t in ts], title="x_t = 
 
 # %% [markdown]
 # **Question.** At which $t$ can you no longer tell that the digit is a 7, for each schedule? Compare with the
-# $t$ where $\log\mathrm{SNR}_t$ crosses zero in notebook 01 (259 for linear, 496 for cosine).
+# $t$ where $\log\mathrm{SNR}_t$ crosses zero in notebook 01 (`t = 259` for linear, `t = 496` for cosine).
+#
+# <details><summary>Answer</summary>
+#
+# With the linear schedule the 7 is faint but readable at `t = 250` and gone at `t = 500`; with the cosine
+# schedule it is clear at `t = 250`, faint at `t = 500` and gone at `t = 750`. So the digit disappears a little after
+# the log-SNR crosses zero, at 259 and 496: at SNR = 1 the noise has as much variance as the image, yet the eye,
+# which sees the whole stroke at once, still picks out the 7 for a while.
+#
+# </details>
 
 # %% [markdown]
 # ## 2. A batch at one timestep
 #
 # `q_sample` takes one timestep per image, `t` of shape `(B,)`, so a batch can mix timesteps (training does
-# exactly that). Here all eight digits share $t = 250$:
+# exactly that). Here all eight digits share `t = 250`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -115,6 +138,7 @@ for s in schedules:
         x_t = dl.q_sample(many, torch.full((many.shape[0],), t), s, noise=eps_many)   # (256, 1, 28, 28)
         stats.append(f"t={t}: {x_t.mean():+.2f} / {x_t.std():.2f}")
     print(f"{s.name:>6} mean / std of x_t   " + "   ".join(stats))
+print(f"the clean digits x_0 themselves: mean {many.mean():+.2f}, std {many.std():.2f}")
 
 # %%
 dl.plotting.plot_pixel_histograms(
@@ -122,17 +146,27 @@ dl.plotting.plot_pixel_histograms(
     [f"t = {t}" for t in hist_ts], title="pixels of x_t, linear schedule");
 
 # %% [markdown]
-# **Question.** The data have mean $-0.74$ and standard deviation $0.62$, not $0$ and $1$. Using
-# $\mathrm{Var}(x_t) = \bar\alpha_t \mathrm{Var}(x_0) + 1 - \bar\alpha_t$, predict the standard deviation of $x_t$ at
-# $t = 250$ for the linear schedule ($\bar\alpha_{250} = 0.52$) and check it against the printout.
+# **Question.** The clean digits have the mean and standard deviation of the last printed line, not $0$ and $1$.
+# Using $\mathrm{Var}(x_t) = \bar\alpha_t \mathrm{Var}(x_0) + 1 - \bar\alpha_t$, predict the standard deviation of
+# $x_t$ at `t = 250` for the linear schedule (`alpha_bar[250]` = 0.5214 in notebook 01's table) and check it against
+# the printout. What should its mean be?
+#
+# <details><summary>Answer</summary>
+#
+# $\sqrt{0.5214 \cdot 0.59^2 + 1 - 0.5214} = \sqrt{0.181 + 0.479} = 0.81$, the printout's 0.81. The mean is
+# scaled by $\sqrt{\bar\alpha_t}$ alone (the noise has mean 0): $0.722 \cdot (-0.76) = -0.55$, as printed.
+#
+# </details>
 
 # %% [markdown]
 # ## 4. Closed form vs one step at a time
 #
 # The process is *defined* step by step, $x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{\beta_t}\, \varepsilon_t$
-# (`dl.q_step`), with fresh noise at every step. The closed form claims that $t+1$ such steps from the clean
-# image (code steps $0, 1, \dots, t$) give the same distribution as one call to `q_sample(x0, t)`. Run all 1000 steps
-# on 128 digits and compare, at a few $t$, the images and two measured numbers: the signal coefficient
+# (`dl.q_step`), with fresh noise at every step. The closed form claims that $t$ such steps from the clean
+# image $x_0$ give the same distribution as one draw from $q(x_t \mid x_0)$. In code, `q_step` at index `t` takes the
+# state after `t` steps to the state after `t + 1`, so the steps at indices `0, 1, ..., t` compare with
+# `q_sample(x0, t)`. Run all 1000 steps on 128 digits and compare, at a few timesteps, the images and two measured
+# numbers: the signal coefficient
 # $\langle x_t, x_0\rangle / \langle x_0, x_0\rangle$ (should be $\sqrt{\bar\alpha_t}$) and the standard deviation of
 # the noise $x_t - \sqrt{\bar\alpha_t}\, x_0$ (should be $\sqrt{1-\bar\alpha_t}$).
 
@@ -144,7 +178,7 @@ x0s = images[:128]                                       # (128, 1, 28, 28)
 x = x0s
 iterated = {}
 for t in range(T):
-    x = dl.q_step(x, torch.full((x0s.shape[0],), t), linear)     # x_t from x_{t-1}; for t = 0, x_{t-1} is x_0
+    x = dl.q_step(x, torch.full((x0s.shape[0],), t), linear)     # one more step: index t starts from x0 when t = 0
     if t in compare_ts:
         iterated[t] = x
 closed = {t: dl.q_sample(x0s, torch.full((x0s.shape[0],), t), linear) for t in compare_ts}
@@ -166,12 +200,23 @@ dl.plotting.show_rows({"closed form": torch.cat([closed[t][:1] for t in compare_
 # **Question.** The two rows do not show the same pixels, yet the numbers agree. Why can they not be
 # pixel-identical, and what *does* the closed form promise? Training draws a random $t$ for every image:
 # how many calls to the network-free `q_step` would a batch of 128 cost without the closed form?
+#
+# <details><summary>Answer</summary>
+#
+# The two rows use different random numbers: the step-by-step row adds a fresh $\varepsilon_s$ at each of its
+# steps, the closed form draws one $\varepsilon$. A sum of independent Gaussians is again Gaussian, so the closed
+# form promises the same *distribution* (mean $\sqrt{\bar\alpha_t}\, x_0$, covariance $(1 - \bar\alpha_t) I$), not
+# the same draw; the table measures exactly those two numbers. Without it, an image at step $t$ costs $t$ calls,
+# about 500 on average for uniformly drawn $t$, so about 64,000 image-steps for a batch of 128 (or, batched
+# over the images, as many calls as the largest $t$ in the batch, close to 1000), against one call of `q_sample`.
+#
+# </details>
 
 # %% [markdown]
 # ## 5. What is left at the last step
 #
-# Sampling will start from pure noise $x_{T-1} \sim \mathcal{N}(0, I)$, as if nothing of the image were left.
-# But $\sqrt{\bar\alpha_{T-1}}$ is not zero:
+# Sampling will start from pure noise $x_T \sim \mathcal{N}(0, I)$, as if nothing of the image were left.
+# But $\sqrt{\bar\alpha_T}$ (the code's `sqrt_alpha_bar[999]`) is not zero:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -180,9 +225,9 @@ for s in schedules:
           f"SNR_{T - 1} = {s.snr[-1]:.2e}  (the digit's weight against noise of std {s.sqrt_one_minus_alpha_bar[-1]:.4f})")
 
 # %% [markdown]
-# Tiny, but it is there. Average 50,000 independent draws of $x_{T-1}$ from the same digit and divide by
-# $\sqrt{\bar\alpha_{T-1}}$: the noise averages out to std $1/(\sqrt{50000}\,\sqrt{\bar\alpha_{T-1}})$, the digit stays.
-# (In chunks of 10,000, to keep the memory small.)
+# Tiny, but it is there. Average 50,000 independent draws of $x_T$ from the same digit and divide by
+# $\sqrt{\bar\alpha_T}$: the digit's part stays $x_0$, the noise averages down to a standard deviation of
+# $1/(\sqrt{50000}\,\sqrt{\bar\alpha_T})$. (In chunks of 10,000, to keep the memory small.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -203,10 +248,27 @@ dl.plotting.show_rows({"": torch.cat([digit, *leftover])}, col_labels=["x_0", "l
                       title=f"mean of {n_draws:,} draws of x_{T - 1}, divided by sqrt(alpha_bar_{T - 1})");
 
 # %% [markdown]
+# For the linear schedule the noise left after averaging has a standard deviation of 0.70, and the 7 shows through
+# it. For the cosine schedule $\sqrt{\bar\alpha_T}$ is 130 times smaller, the noise left has a standard deviation of
+# 91 against the digit's pixels between $-1$ and $1$, and the panel is saturated noise: the trace is there too, but
+# seeing it would take nearly a billion draws.
+#
 # **Question.** The linear schedule leaves the digit at signal-to-noise ratio $4 \times 10^{-5}$, the cosine one at
 # $2 \times 10^{-9}$. A model trained with the linear schedule never sees truly pure noise, but is sampled from it:
 # what could go wrong? (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed", found that
 # such models cannot make very dark or very bright images.)
+#
+# <details><summary>Answer</summary>
+#
+# What survives is the whole image times 0.0064, and its easiest part to pick out is the coarsest, such as its
+# average brightness: averaged over the 784 pixels, the noise shrinks 28-fold and the image's mean does not. A
+# network trained on such $x_T$ learns to read the overall brightness off its input and keep it. At sampling time $x_T$ is pure noise,
+# whose pixel mean is close to 0 whatever image one wants, so the network is handed "medium brightness" every
+# time, and very dark or very bright images are out of reach. The training inputs at $t = T$ and the sampler's
+# starting point differ, and the network was never trained on the latter. Notebook 01's experiment makes
+# $\bar\alpha_T = 0$, which removes the mismatch.
+#
+# </details>
 
 # %% [markdown]
 # ## Exercise: write `q_sample` yourself
@@ -225,3 +287,17 @@ def noisy_image(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, nois
 
 # %%
 dl.exercises.check("02", noisy_image);
+
+# %% [markdown]
+# ## Summary
+#
+# - $q(x_t \mid x_0) = \mathcal{N}(\sqrt{\bar\alpha_t}\, x_0, (1 - \bar\alpha_t) I)$: any noise level can be drawn in
+#   one step, for a batch with one $t$ per image (`dl.q_sample`), which is what makes training cheap.
+# - The pixels move from MNIST's two peaks at $-1$ and $+1$ to a standard Gaussian; their mean and spread at every
+#   $t$ follow from $\bar\alpha_t$ and the data's own mean and variance.
+# - $t$ small steps $q(x_t \mid x_{t-1})$ and the one-step formula agree in distribution, not pixel by pixel.
+# - The linear schedule leaves a trace of the digit at $t = T$ ($\sqrt{\bar\alpha_T} = 0.0064$); sampling starts
+#   from pure noise all the same.
+#
+# **Next:** notebook 03 looks at the network's second input, the timestep: why the network must be told $t$, and
+# how (the sinusoidal time embedding).

@@ -11,13 +11,25 @@
 # Any network with that signature will do: images `(B, 1, 28, 28)` and timesteps `(B,)` in, `(B, 1, 28, 28)` out.
 # This notebook takes apart the two convolutional ones in `diffusion_lib.backbones`:
 #
-# - **`ConvNet`**, the seed blog's network: nine convolution blocks, all at full 28x28 resolution, no skips;
-# - **`UNet`**, the course's default: it shrinks the image 28 → 14 → 7, grows it back, and copies each
+# - **`ConvNet`**, the network of the blog post "Diffusion models can be quite simple" (2025), one of the two works
+#   this course grew out of: nine convolution blocks, all at full 28x28 resolution, no skips;
+# - **`UNet`**, the course's network: it shrinks the image 28 → 14 → 7, grows it back, and copies each
 #   resolution's features across with a skip connection.
 #
-# The seed blog's two MLPs, **`SmolMLP`** and **`ChunkyMLP`**, appear in the tables for comparison; notebook 09
+# The blog's two MLPs, **`SmolMLP`** and **`ChunkyMLP`**, appear in the tables for comparison; notebook 09
 # trains them. Nothing is trained here: every network has random weights, and every number below is measured
 # on them: parameters, the shape of every layer's output, the receptive field, and the cost per image.
+#
+# **Which U-Net is which.** The course uses U-Nets of three sizes, all of the same design (`dl.UNet`, with a base
+# width and three channel multipliers, one per resolution):
+#
+# | U-Net | parameters | where |
+# | --- | --- | --- |
+# | base 32, multipliers (1, 2, 2): the library's default | 612,353 | taken apart here, sections 2-4 |
+# | base 16, multipliers (1, 2, 2) | 162,305 | timed here; what *you* train in notebook 05, and notebook 09's U-Net |
+# | base 16, multipliers (1, 2, 8): the shipped `unet` | 684,161 | trained by the project for 35,000 steps; loaded at the end of 05 and in 06-07 |
+#
+# (Notebook 08's shipped `unet_cond` is the base-16, (1, 2, 2) U-Net with a label embedding added: 163,009 parameters.)
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
@@ -37,6 +49,20 @@ if "google.colab" in sys.modules:
               "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
               "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
 
+# %% [markdown]
+# **What you will learn**
+#
+# - the one signature every noise-prediction network has, $\varepsilon_\theta(x_t, t)$, and how $t$ gets in;
+# - the ConvNet and the U-Net layer by layer: shapes, parameters, and where the parameters sit;
+# - the receptive field, computed and measured: how much of the image one output pixel can see;
+# - what a forward and backward pass costs per image, and why the two networks differ so much.
+#
+# **What you need first:** notebook 03 (the time embedding) and the idea of a convolution (a small kernel slid
+# over the image; channels; stride).
+#
+# **Run time:** about 38 seconds on a 2-core CPU (34 in quick mode), most of it section 4's timings; nothing is
+# trained.
+
 # %%
 import torch
 
@@ -50,7 +76,7 @@ print(f"diffusion_lib {dl.__version__}, device {device}, {B.mode} mode")
 # ## 1. One signature, four networks
 #
 # $$\varepsilon_\theta : \underbrace{\mathbb{R}^{B \times 1 \times 28 \times 28}}_{x_t} \times
-# \underbrace{\{0, \dots, T-1\}^B}_{t} \to \mathbb{R}^{B \times 1 \times 28 \times 28}$$
+# \underbrace{\{0, \dots, T-1\}^B}_{t\text{, the code's index}} \to \mathbb{R}^{B \times 1 \times 28 \times 28}$$
 #
 # Each backbone turns $t$ into a vector with the sinusoidal embedding of notebook 03 and mixes it into its
 # layers. We build each one, push a batch of four noisy images through it, and count its trainable
@@ -71,11 +97,20 @@ for name, net in nets.items():
           f"-> eps {tuple(out.shape)}")
 
 # %% [markdown]
-# The ConvNet has 3,276,129 parameters, as in the seed blog, five times as many as the U-Net with 32 base
+# The ConvNet has 3,276,129 parameters, as in the blog post, five times as many as the U-Net with 32 base
 # channels and twenty times as many as the one with 16.
 #
 # **Question.** Before section 4 measures it: which of the two will be slower per image, the ConvNet or
 # the U-Net (base 32), and by what factor? Write your guess down.
+#
+# <details><summary>Answer</summary>
+#
+# The ConvNet, and by much more than its five times the parameters: section 4 prints the factor for the machine
+# that ran this notebook (near 20 on the course's 2-core CPU). Time follows the multiply-adds, not the
+# parameters, and the ConvNet applies all its weights at every one of the 784 positions, where the U-Net applies
+# its widest layers at 49 (7x7); the last question of section 4 counts them.
+#
+# </details>
 
 # %% [markdown]
 # ## 2. One forward pass, layer by layer
@@ -87,7 +122,14 @@ for name, net in nets.items():
 #
 # with channels 1 → 32 → 64 → 128 → 256 → 256 → 128 → 64 → 32 → 32, then a 1x1 convolution to 1 channel.
 #
-# A **U-Net** block (`ResBlock`) has the same two convolutions plus a residual path, $\mathrm{out} = h + \mathrm{skip}(x)$.
+# A **U-Net** block (`ResBlock`) also has two 3x3 convolutions and adds the time embedding between them, but in
+# the other order, normalisation and activation *before* each convolution (and SiLU instead of ReLU), plus a
+# residual path:
+#
+# $$h = \mathrm{conv}_{3\times3}(\mathrm{SiLU}(\mathrm{GN}(x))) + W\,\mathrm{emb}(t), \qquad
+# \mathrm{out} = \mathrm{conv}_{3\times3}(\mathrm{SiLU}(\mathrm{GN}(h))) + \mathrm{skip}(x)$$
+#
+# where $\mathrm{skip}$ is the identity, or a 1x1 convolution when the number of channels changes.
 # Between blocks, a stride-2 convolution halves the resolution on the way down (28 → 14 → 7); on the way up, a
 # nearest-neighbour upsampling doubles it, and the features saved at that resolution on the way down are
 # **concatenated** to the input of the next block: $[h, s]$ has the channels of both.
@@ -118,6 +160,19 @@ dl.plotting.plot_shape_traces(traces);
 # 2. In the ConvNet's table, blocks 3 and 4 hold two thirds of all the parameters. A 3x3 convolution from
 #    $c_{in}$ to $c_{out}$ channels has $9\, c_{in} c_{out} + c_{out}$ parameters, whatever the size of the image:
 #    why? (The exercise at the end counts a whole block.)
+#
+# <details><summary>Answers</summary>
+#
+# 1. The output of `down3`, saved on the way down (64 channels at 7x7): `up3` gets `[mid's output, down3's output]`.
+#    Likewise `up2` gets the 64 channels of `unpool2` and the 64 of `down2` (at 14x14), and `up1` the 32 of `unpool1`
+#    and the 32 of `down1` (at 28x28).
+# 2. A convolution slides one and the same kernel over every position of the image: it has one $3 \times 3$
+#    weight for each pair of an input and an output channel, and one bias per output channel. The image's size
+#    decides how often the kernel is applied (the compute), not how many weights there are. Blocks 3 and 4 are
+#    where the channels are widest (128 → 256 → 256), and the weights grow with $c_{in} c_{out}$: together
+#    952,064 + 1,246,976 = 2,199,040 of the 3,276,129 parameters.
+#
+# </details>
 
 # %% [markdown]
 # ## 3. Receptive field: how much of the image can one output pixel see?
@@ -184,6 +239,19 @@ dl.plotting.plot_receptive_fields(masks, pixels, which=[0, 2, 5, 9]);
 #    blocks is that?
 # 2. The measurement bypasses GroupNorm. Without that, every output pixel of both networks would depend a little on
 #    every input pixel. Why is that thin link a poor substitute for a large receptive field?
+#
+# <details><summary>Answers</summary>
+#
+# 1. Each 3x3 convolution widens the view by one pixel on each side, so $n$ of them see $1 + 2n$ pixels across, and
+#    a corner pixel sees $n$ pixels into the image. Reaching the opposite corner, 27 pixels away in each direction,
+#    takes 27 convolutions: 14 blocks of two, against the ConvNet's 9 (18 convolutions: the 19x19 window measured
+#    at the corner).
+# 2. Through GroupNorm, an output pixel learns only two numbers per group of channels about the rest of the image:
+#    the mean and the variance over all positions. They say how bright or how noisy the image is overall, but they
+#    are the same whichever way the pixels are arranged: they cannot say where a stroke lies, or which digit the
+#    strokes make. A receptive field gives a pixel the spatial pattern itself.
+#
+# </details>
 
 # %% [markdown]
 # ## 4. What one image costs
@@ -211,11 +279,25 @@ dl.plotting.plot_cost_per_image(seconds, machine=dl.inspection.machine_descripti
 
 # %% [markdown]
 # The last row is the recipe of notebook 05: the 16-channel U-Net with its forward pass autocast to bfloat16,
-# which is faster on CPUs that have bfloat16 instructions (and on recent GPUs) and can be slower on others.
+# which is faster on CPUs that have bfloat16 instructions (and on recent GPUs) and can be slower on others. How
+# much faster depends on the machine and on the batch: the README's benchmark table measures training throughput
+# on the course's CPU, fp32 against bf16, with batches of 128.
 #
 # **Question.** The ConvNet's widest convolution maps 256 to 256 channels at 28x28; the U-Net's widest maps 64 to
 # 64 channels at 7x7. Count the multiply-adds of each ($H \cdot W \cdot 9\, c_{in} c_{out}$). Does their ratio
 # explain the measured gap, or is it a different ratio? What else does the U-Net do at full resolution?
+#
+# <details><summary>Answer</summary>
+#
+# $28 \cdot 28 \cdot 9 \cdot 256 \cdot 256 = 4.6 \times 10^8$ against $7 \cdot 7 \cdot 9 \cdot 64 \cdot 64 = 1.8 \times 10^6$:
+# a ratio of 256, far above the measured gap (near 20 on the course's CPU). What counts is the whole network. Summed
+# over all its convolutions, the ConvNet does $2.3 \times 10^9$ multiply-adds per image, all at 28x28; the U-Net
+# (base 32) does $9.0 \times 10^7$, a ratio of about 26, close to the measured one. Half of the U-Net's multiply-adds
+# are at full resolution: `conv_in`, the two convolutions of `down1` and of `up1` (whose first takes 64 channels),
+# `unpool1` and `conv_out`. The rest of the gap is work that costs time but few multiply-adds: GroupNorm, SiLU, the
+# concatenations and the upsampling.
+#
+# </details>
 
 # %% [markdown]
 # ## Exercise: count a block's parameters
@@ -235,3 +317,17 @@ def conv_block_parameters(c_in: int, c_out: int, emb_dim: int = 256) -> int:
 
 # %%
 dl.exercises.check("04", conv_block_parameters);
+
+# %% [markdown]
+# ## Summary
+#
+# - Every backbone has one signature: images `(B, 1, 28, 28)` and timesteps `(B,)` in, a noise estimate of the
+#   images' shape out; the timestep enters through the sinusoidal embedding of notebook 03.
+# - The ConvNet works at 28x28 throughout; its parameters sit in its widest blocks, and its corner pixels see only
+#   a 19x19 window.
+# - The U-Net goes down to 7x7 and back, with skip connections; every output pixel sees the whole image, with a
+#   fifth of the ConvNet's parameters (base 32) and a small fraction of its multiply-adds.
+# - Cost per image follows the multiply-adds, not the parameter count.
+#
+# **Next:** notebook 05 trains the base-16 U-Net to predict the noise: the loss walked through one batch, a real
+# training run, the loss at each timestep, and the shipped weights that the later notebooks use.

@@ -5,18 +5,20 @@
 #
 # Training a diffusion model is Algorithm 1 of Ho et al. (2020), repeated a few thousand times:
 #
-# $$x_0 \sim \text{data}, \quad t \sim \mathrm{Uniform}\{0, \dots, T-1\}, \quad \varepsilon \sim \mathcal{N}(0, I), \quad
+# $$x_0 \sim \text{data}, \quad t \sim \mathrm{Uniform}\{1, \dots, T\}, \quad \varepsilon \sim \mathcal{N}(0, I), \quad
 # \text{gradient step on } \big\| \varepsilon - \varepsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \varepsilon,\ t\big) \big\|^2$$
+#
+# (In code, $t$ is drawn as the index `torch.randint(0, T)`, `0 ... 999`: notebook 01's map.)
 #
 # This notebook first walks one batch through that line, one symbol at a time, then trains a real model with
 # `dl.train`, and looks at what came out: the loss curve, the loss at each timestep, and samples drawn every few
 # hundred steps. It ends by loading the course's **shipped weights**, which the later notebooks use, so that
 # nothing after this depends on your run.
 #
-# **How long:** everything but the training run takes about a minute. The training run is 3,000 steps of 128 images
-# in full mode (quick mode: 30 steps of 32), a 162,305-parameter U-Net with 16 base channels, its forward pass in
-# bfloat16. It took **10 to 15 minutes** on the course's development machine (AMD EPYC, 2 cores, one torch thread;
-# 29 minutes when other work shared the cores), a few seconds in quick mode. Section 2 measures your machine and prints its own estimate before starting.
+# **Two networks in this notebook.** *Your run* trains the base-16 U-Net with channel multipliers (1, 2, 2),
+# 162,305 parameters, for 3,000 steps of 128 images (in quick mode 30 steps of 32). The *shipped* U-Net of section 6
+# is another network of the same design: base 16 with multipliers (1, 2, 8), 684,161 parameters, trained by the
+# project for 35,000 steps of 128 images. (Notebook 04's table lists both, and the base-32 one it takes apart.)
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
@@ -35,6 +37,22 @@ if "google.colab" in sys.modules:
         print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
               "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
               "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+
+# %% [markdown]
+# **What you will learn**
+#
+# - the training objective of DDPM, one symbol at a time, computed by hand and by the library on one batch;
+# - to run a real training (`dl.train`) and read its loss curve;
+# - why the loss differs by orders of magnitude between timesteps, and what that does to the curve;
+# - how samples take shape as training goes, and what the shipped weights add.
+#
+# **What you need first:** notebooks 01-04 (the schedule, `q_sample`, the time embedding and the U-Net).
+#
+# **Run time:** in quick mode about 25 seconds (a few seconds of training). In full mode 11 to 16 minutes on a
+# 2-core CPU, 10 to 15 of them the training run (if other programs keep the CPU busy, set `OMP_NUM_THREADS=1`
+# before starting Jupyter: see the README). Section 2 measures your machine and prints its own estimate before
+# starting. The two experiments at the end add two short runs each (about a minute per run in full mode) if you
+# do them.
 
 # %%
 import time
@@ -64,13 +82,14 @@ print(f"train {tuple(images.shape)}, test {tuple(test_images.shape)}, "
 # %% [markdown]
 # ## 1. The objective, one symbol at a time
 #
-# Take a batch of eight training images $x_0$, and draw one timestep per image, uniformly from $\{0, \dots, T-1\}$:
+# Take a batch of eight training images $x_0$, and draw one timestep per image, uniformly (the code's indices
+# `0 ... 999`):
 
 # %%
 # NBVAL_CHECK_OUTPUT
 x0 = images[:8]                                            # (8, 1, 28, 28)
 g = torch.Generator().manual_seed(0)
-t = torch.randint(0, schedule.T, (8,), generator=g)        # (8,)  t ~ Uniform{0, ..., T-1}
+t = torch.randint(0, schedule.T, (8,), generator=g)        # (8,)  code indices 0 .. T-1: the papers' t = 1 .. T
 print("t =", t.tolist())
 
 # %% [markdown]
@@ -115,18 +134,32 @@ print(f"batch loss {per_image.mean():.3f}")
 # (AdamW) take a small step downhill; `dl.Trainer.train_step` does the drawing, the loss, the backward pass, the
 # step, and an update of an exponential moving average (EMA) of the weights, which is what samplers use.
 #
+# The loss the library computes, and every loss plotted in this course, is the **mean over the 784 pixels** of
+# $(\varepsilon - \varepsilon_\theta)^2$, that is $\|\varepsilon - \varepsilon_\theta\|^2 / 784$ (Ho et al. write the
+# sum, which is 784 times larger and has the same gradient direction).
+#
 # **Question.** The untrained network scores a little above 1 on every image, whatever its $t$. What would a network
 # that always answers $\varepsilon_\theta = 0$ score (what is the mean of $\varepsilon^2$)? What does a score above
 # that say about the untrained network's answers?
+#
+# <details><summary>Answer</summary>
+#
+# The mean of $\varepsilon^2$ over the pixels, which is 1 on average ($\varepsilon \sim \mathcal{N}(0, I)$; this batch's
+# noise has a standard deviation of 0.987, printed above). A random network's output $f$ is unrelated to
+# $\varepsilon$, so its loss is about $\mathbb{E}[\varepsilon^2] + \mathbb{E}[f^2] = 1 + \mathbb{E}[f^2]$: a score of 1.27
+# means its answers have a mean square of about 0.27. It is not merely ignorant, it adds noise of its own; answering
+# 0 would score better.
+#
+# </details>
 
 # %% [markdown]
 # ## 2. A real training run
 #
 # `dl.train(config, images)` repeats `train_step` for `config.steps` steps, on batches that walk through a fresh
 # shuffle of the data each epoch. The recipe: the 16-channel U-Net, AdamW at learning rate $10^{-3}$, gradient
-# clipping at 1, EMA decay 0.999, and the forward pass autocast to bfloat16 (`precision="bf16"`): on the course's
-# CPU, which has bfloat16 instructions, a training step is about 1.3x faster than in float32; recent GPUs gain more.
-# The number of steps and the batch size come from `dl.budget()`.
+# clipping at 1, EMA decay 0.999, and the forward pass autocast to bfloat16 (`precision="bf16"`), which is faster on
+# CPUs with bfloat16 instructions, such as the course's, and on recent GPUs (the README's benchmark table measures
+# it, float32 against bfloat16). The number of steps and the batch size come from `dl.budget()`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -175,16 +208,24 @@ dl.plotting.plot_loss_curve(result.history);
 # **Question.** Late in training the per-step loss still jumps up and down by a factor of two from one step to
 # the next, although the network barely changes. Each batch has 128 images; what else is drawn afresh for every
 # batch? The next section answers it.
+#
+# <details><summary>Answer</summary>
+#
+# Besides the images and the noise, the 128 timesteps. The next section shows that the loss at a small $t$ is
+# hundreds of times the loss at a large one, so a batch's loss is set mostly by its few smallest timesteps: a
+# batch that happens to draw a few more of them scores much worse.
+#
+# </details>
 
 # %% [markdown]
 # ## 4. The loss is not the same at every timestep
 #
 # Fix $t$ and average the loss over images (and their noise):
 #
-# $$L(t) = \mathbb{E}_{x_0, \varepsilon}\, \big\| \varepsilon - \varepsilon_\theta(x_t, t) \big\|^2$$
+# $$L(t) = \mathbb{E}_{x_0, \varepsilon}\, \big\| \varepsilon - \varepsilon_\theta(x_t, t) \big\|^2 / 784$$
 #
-# The training loss is $L(t)$ averaged over uniformly drawn $t$. `dl.inspection.loss_by_timestep` computes
-# $L(t)$ at a list of timesteps on test images, with the same images and the same noise at every $t$. The
+# (per pixel, as the training loss). The training loss is $L(t)$ averaged over uniformly drawn $t$.
+# `dl.inspection.loss_by_timestep` computes $L(t)$ at a list of timesteps on test images, with the same images and the same noise at every $t$. The
 # trained model's EMA weights against the untrained network of section 1:
 
 # %%
@@ -192,7 +233,7 @@ dl.plotting.plot_loss_curve(result.history);
 ts = [0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
 x_eval = test_images[:B.sweep_samples]
 curves = {"untrained": dl.inspection.loss_by_timestep(untrained, x_eval, schedule, ts),
-          f"trained, {result.step} steps (EMA)": dl.inspection.loss_by_timestep(result.ema, x_eval, schedule, ts)}
+          f"your run, 162k, {result.step} steps (EMA)": dl.inspection.loss_by_timestep(result.ema, x_eval, schedule, ts)}
 for name, c in curves.items():
     print(f"{name:<26}", "  ".join(f"t={s}: {v:.3f}" for s, v in zip(ts, c.tolist()) if s in (0, 50, 500, 999)))
 
@@ -201,20 +242,31 @@ for name, c in curves.items():
 dl.plotting.plot_loss_by_timestep(ts, curves);
 
 # %% [markdown]
-# Near $t = T-1$, $x_t$ is almost pure noise, $x_t \approx \varepsilon$, so the noise is easy to name: the loss is
-# tiny. Near $t = 0$, $x_t$ is the clean digit plus a whisper of noise, and the network has to tell the whisper
+# Near $t = T$, $x_t$ is almost pure noise, $x_t \approx \varepsilon$, so the noise is easy to name: the loss is
+# tiny. At the first steps, $x_t$ is the clean digit plus a whisper of noise, and the network has to tell the whisper
 # apart from the digit, pixel by pixel: the loss stays high. A batch drawn with many small $t$ scores badly, one
 # with many large $t$ scores well, and that is most of the jitter in the loss curve.
 #
 # **Question.** The loss at small $t$ is the highest, but errors there barely matter for the final image: a
 # sampler's last steps only polish. Which timesteps do you think decide what digit comes out? How would you
 # reweight the loss over $t$ to spend the network's effort there?
+#
+# <details><summary>Answer</summary>
+#
+# The middle of the run, around where the log-SNR crosses zero (`t = 259` for this linear schedule, notebook 01).
+# Notebook 06 measures it along the sampling chain: the digit the chain will end with is settled between about
+# `t = 600` and `t = 250`. To spend effort there, give the small-$t$ terms less weight, for example by weighting each
+# $L(t)$ with $\min(\mathrm{SNR}_t, \gamma) / \mathrm{SNR}_t$, which caps the weight of the high-SNR (small-$t$)
+# steps ("min-SNR weighting", Hang et al. 2023, with $\gamma = 5$), or draw $t$ more often from the middle than from
+# the ends.
+#
+# </details>
 
 # %% [markdown]
 # ## 5. Samples during training
 #
 # Drag the slider over the training steps the callback recorded: the same eight starting noises, sampled with the
-# EMA weights of that moment. The table below shows every recorded step at once, for GitHub and print.
+# EMA weights of that moment. The grid below shows every recorded step at once, for GitHub and print.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -228,13 +280,25 @@ dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps})
 # %% [markdown]
 # **Question.** At which step do the samples stop being noise and become strokes, and at which do they become
 # digits you can name? Compare with the loss curve: could you have told those moments from the loss alone?
+#
+# <details><summary>Answer</summary>
+#
+# Strokes appear within the first few hundred steps, about when the loss curve's fast fall ends; digits you can
+# name come later, after a thousand steps or so, and some samples keep changing their digit (or stay half-formed)
+# until the end of the run. Over that time the loss curve hardly moves: its slow descent after step 500 does not
+# show the moment a sample becomes a digit. The loss says how well the noise is predicted on average over $t$,
+# dominated by the small timesteps (section 4), not how good the samples are.
+#
+# </details>
 
 # %% [markdown]
 # ## 6. The shipped weights
 #
 # A few thousand steps give strokes and rough digits; good digits take longer than a notebook should. The course
 # ships a U-Net trained by the project (its model card, `diffusion_lib/weights/unet.md`, gives the command, the
-# time and the machine), and the later notebooks load it, not your run, so they work whatever happened here.
+# time and the machine), and the later notebooks load it, not your run, so they work whatever happened here. It is
+# not your network trained longer: it is wider at its 7x7 level (channel multipliers (1, 2, 8) instead of (1, 2, 2)),
+# with four times the parameters, and it trained for about twelve times as many steps.
 # `dl.pretrained.load_pretrained` reads it with `torch.load(weights_only=True)` and returns the network with its
 # EMA weights, ready to sample.
 
@@ -242,15 +306,18 @@ dl.plotting.show_rows({f"step {s}": recorder.images[s] for s in recorder.steps})
 # NBVAL_CHECK_OUTPUT
 shipped = dl.pretrained.load_pretrained("unet", device=device)
 shipped_schedule = dl.pretrained.pretrained_schedule("unet")
+shipped_config = dl.load_checkpoint(dl.pretrained.pretrained_path("unet"))["config"]
 print(f"{type(shipped).__name__} {shipped.arch['kwargs']}: {dl.count_parameters(shipped):,} parameters, "
-      f"{shipped_schedule.name} schedule, T = {shipped_schedule.T}")
+      f"{shipped_schedule.name} schedule, T = {shipped_schedule.T}; trained {shipped_config['steps']:,} steps of "
+      f"{shipped_config['batch_size']} images")
 
 # %% [markdown]
 # Its loss at each timestep, next to your run's, and a grid of its samples (DDIM, as in section 5):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-curves["shipped (EMA)"] = dl.inspection.loss_by_timestep(shipped, x_eval, shipped_schedule, ts)
+curves[f"shipped, 684k, {shipped_config['steps']:,} steps (EMA)"] = dl.inspection.loss_by_timestep(
+    shipped, x_eval, shipped_schedule, ts)
 dl.plotting.plot_loss_by_timestep(ts, curves);
 
 # %%
@@ -261,7 +328,24 @@ dl.plotting.show_grid(samples, title=f"shipped U-Net: {B.n_samples} samples, DDI
 
 # %% [markdown]
 # **Question.** Where, in $t$, does the shipped model beat your run the most? Does that match where its samples
-# look better?
+# look better? The two differ in two things at once, the width of the network and the length of the training:
+# can you tell which one made the difference, and what runs would tell you?
+#
+# <details><summary>Answer</summary>
+#
+# In the middle of the run the two curves nearly touch; the shipped network is ahead at the two ends, at the first
+# timesteps and, by the largest factor, at `t = 800` and above, where both losses are already tiny. Its samples are
+# far better than that near-tie in the middle suggests: small differences in the middle of the run, where the
+# digit is decided, and at large $t$, where an error in $\varepsilon$ is amplified most on its way into $\hat x_0$
+# (notebook 09, section 5), matter more for the samples than the average loss says.
+#
+# This comparison cannot say whether the width or the training did it: it changes both. Separating them takes a
+# run that changes only one, the narrow network trained as long as the wide one, or the wide one as short as yours.
+# The model card (`diffusion_lib/weights/unet.md`, "What was tried") has such runs: at 12,000 to 14,000 steps, the
+# narrow network reaches a confident share (notebook 07's metric) of 0.72 and the wide one 0.79, and training the
+# wide one on to 35,000 steps brings it to 0.82: both differences count.
+#
+# </details>
 
 # %% [markdown]
 # ## Exercise: the loss from the equation
@@ -280,3 +364,82 @@ def my_loss(model, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedul
 
 # %%
 dl.exercises.check("05", my_loss);
+
+# %% [markdown]
+# ## Experiment: the cosine schedule, measured
+#
+# Notebook 01 showed that at the same $t$ the cosine schedule keeps more of the image than the linear one. Train the
+# same network twice, with the same short budget, once with `schedule="linear"` and once with `schedule="cosine"`
+# (a field of `dl.TrainConfig`), and measure each run's $L(t)$ with `dl.inspection.loss_by_timestep`, on test images,
+# *with the schedule it was trained with* (`dl.make_schedule(name)`). Before you run it, predict: at which $t$ will
+# the cosine run's loss be higher than the linear run's, and why? Keep the batch at 32 and the steps below to stay
+# within about a minute per run in full mode (seconds in quick mode). The check looks at the shape of your curves
+# and at the direction of the difference. A worked version is in `solutions/05_training.py`.
+
+# %%
+# EXPERIMENT: one short run per schedule, then L(t) of each
+exp_ts = [10, 100, 250, 500, 750, 900]
+exp_steps = max(30, B.train_steps // 10)      # 300 steps in full mode, 30 in quick mode; batches of 32
+exp_losses = {"linear": None, "cosine": None}  # replace each None: L(t) at exp_ts of the run with that schedule
+
+# %%
+dl.exercises.check("05-schedules", {"timesteps": exp_ts, **exp_losses});
+
+# %% [markdown]
+# <details><summary>What to look for</summary>
+#
+# The cosine run's loss is higher at every $t$ from 100 on. Not because it learned less: at the same $t$ its $x_t$
+# holds more of the image and less noise (notebook 01), and the less noise there is, the harder it is to name. Plot
+# both curves against each schedule's log-SNR (`dl.make_schedule(name).log_snr[exp_ts]`) instead of $t$, and they
+# come close together: the loss depends mostly on the noise level, not on the index $t$. So the loss of two runs
+# with different schedules says nothing about which one gives the better samples; that takes sampling them and a
+# metric (notebook 07).
+#
+# </details>
+
+# %% [markdown]
+# ## Experiment: min-SNR weighting
+#
+# Section 4 asked how to reweight the loss over $t$. `dl.TrainConfig(loss_weighting="min_snr")` multiplies each
+# image's loss by $\min(\mathrm{SNR}_t, \gamma) / \mathrm{SNR}_t$ with $\gamma = 5$ (Hang et al. 2023,
+# "Efficient diffusion training via min-SNR weighting strategy"): 1 wherever $\mathrm{SNR}_t \le 5$, which for the
+# linear schedule is from `t = 130` on, and less before, down to 0.0005 at the first step. Train two short runs that
+# differ only in `loss_weighting` (`"none"`, the default, and `"min_snr"`), with the same budget as the experiment
+# above (`exp_steps` steps of 32 images), and measure each one's $L(t)$ with the linear schedule. Predict first: where will the min-SNR run's loss be
+# higher, and where will the two be about equal? The check looks at the direction at the first steps. A worked
+# version is in `solutions/05_training.py`.
+
+# %%
+# EXPERIMENT: the same short run with and without min-SNR weighting, then L(t) of each
+snr_ts = [0, 10, 50, 100, 250, 500, 750, 900]
+snr_losses = {"none": None, "min_snr": None}   # replace each None: L(t) at snr_ts of the run with that weighting
+
+# %%
+dl.exercises.check("05-min-snr", {"timesteps": snr_ts, **snr_losses});
+
+# %% [markdown]
+# <details><summary>What to look for</summary>
+#
+# The min-SNR run's loss is higher at the first steps, where its weights are small (1.1 to 2.3 times the unweighted
+# run's at `t <= 100` in our short runs of 30 and 300 steps), and level with it, or a little lower, from `t = 250` on:
+# the network spends its effort where the weights are 1. A lower loss where the loss is highest is not the goal. Whether the shift pays off
+# shows in the samples, not in $L(t)$: Hang et al. found that it mostly makes training converge in fewer steps. To
+# see it here, sample both runs (section 5's `SampleRecorder`, or DDIM from the same $x_T$) and score them with
+# notebook 07's metric, with runs long enough to draw digits.
+#
+# </details>
+
+# %% [markdown]
+# ## Summary
+#
+# - Training repeats one line: draw $x_0$, $t$ and $\varepsilon$, make $x_t$, and step down the gradient of the
+#   per-pixel mean of $(\varepsilon - \varepsilon_\theta(x_t, t))^2$.
+# - The loss falls fast while the network learns to pass the noise through, then slowly; its jitter comes from the
+#   timesteps drawn for each batch.
+# - $L(t)$ is highest at the first steps and tiny near $t = T$: the training loss is dominated by the small $t$,
+#   while the digit is decided in the middle of the run.
+# - The loss curve alone does not show when samples become digits; samples (and, in notebook 07, a metric) do.
+# - The later notebooks use the shipped network: a wider U-Net trained about twelve times as long as your run.
+#
+# **Next:** notebook 06 draws digits with the shipped network: DDPM's ancestral sampler, 1000 steps from pure noise,
+# and what happens at every step of the chain.

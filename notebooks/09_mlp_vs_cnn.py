@@ -1,9 +1,10 @@
 # %% [markdown]
-# # 09 · MLP vs CNN: why the seed blog's MLPs draw noise
+# # 09 · MLP vs CNN: why the blog's MLPs draw noise
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffusion-course/diffusion-by-code/blob/main/notebooks/09_mlp_vs_cnn.ipynb)
 #
-# The seed blog of this course ("Diffusion models can be quite simple") trained the same DDPM on MNIST with three
+# The blog post "Diffusion models can be quite simple" (2025), one of the two works this course grew out of, trained
+# the same DDPM on MNIST with three
 # backbones: a convolutional network (`ConvNet`, 3.3 M parameters) and two MLPs (`SmolMLP`, 1.5 M, and
 # `ChunkyMLP`, 20.6 M). After 100 epochs the ConvNet drew mostly readable digits; both MLPs drew pure noise, their
 # validation loss stuck after a few epochs. The post concluded that the inductive bias of an architecture matters
@@ -15,10 +16,6 @@
 # what the sampler does with their noise estimates, and what one change to the network does. The long runs were made
 # once by `benchmarks/mlp_vs_cnn.py`; their numbers and small pictures ship inside the package and load in a second.
 # Section 7 reruns a short version live.
-#
-# **Run time.** About a minute on the 2-core CPU this notebook was built on (63 s, measured with
-# `python tools/build_notebooks.py 09`): the long runs are loaded, not repeated; section 7 trains three short runs live (about half a minute).
-# The long runs themselves took 45 minutes (see section 2).
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
@@ -37,6 +34,23 @@ if "google.colab" in sys.modules:
         print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
               "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
               "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+
+# %% [markdown]
+# **What you will learn**
+#
+# - to rerun a published comparison under one stated budget, and to read what it can and cannot show;
+# - to find *where* a diffusion model fails: the loss at each timestep, and what the sampler does with a bad noise
+#   estimate (an error at `t = 999` reaches $\hat x_0$ multiplied by 157);
+# - why the blog's SmolMLP cannot work whatever its training (a rank argument, checked as an identity), and what one
+#   skip connection changes;
+# - to tell an architecture's failure from a recipe's: one change at a time.
+#
+# **What you need first:** notebooks 04 (the backbones), 05 (the loss at each timestep) and 07 (DDIM and the
+# metric).
+#
+# **Run time:** about a minute on a 2-core CPU (12 seconds in quick mode): the long runs are loaded, not repeated;
+# section 7 trains three short runs live (about half a minute). The long runs themselves took 45 minutes (see
+# section 2).
 
 # %%
 import time
@@ -60,7 +74,8 @@ print(f"diffusion_lib {dl.__version__}, device {device}, {B.mode} mode; shipped 
 #
 # Each backbone is a function $\varepsilon_\theta(x_t, t)$ from a noisy image and its timestep to a guess of the
 # noise, `(B, 1, 28, 28)` in and out (notebook 04). The blog's three, layer for layer, and the course's U-Net with
-# 16 base channels (notebook 05's):
+# 16 base channels and channel multipliers (1, 2, 2), the one you train in notebook 05 (not the wider shipped `unet`
+# of notebooks 06-07):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -124,8 +139,8 @@ dl.plotting.plot_loss_curves({n: runs[n]["loss_curve"] for n in dl.experiments.B
                                 title="training loss, the blog's recipe, 1,000 steps of 128 images");
 
 # %% [markdown]
-# Samples: 36 of the 500 drawn from each network with DDIM (50 steps, $\eta = 0$, notebook 07), all from the same
-# starting noise, and 25 with the blog's own sampler, DDPM's 1000 ancestral steps (not for the ConvNet: 1000
+# Samples: the first 36 drawn from each network with DDIM (50 steps, $\eta = 0$, notebook 07; the ConvNet drew only
+# 32, all shown), all from the same starting noise, and 25 with the blog's own sampler, DDPM's 1000 ancestral steps (not for the ConvNet: 1000
 # forward passes of it take too long on a CPU).
 
 # %%
@@ -141,11 +156,13 @@ for ax, name in zip(axes, ["SmolMLP", "ChunkyMLP", "U-Net"]):
 fig.tight_layout()
 
 # %% [markdown]
-# The numbers, from `dl.metrics` (notebook 08): the share of samples the course's MNIST classifier reads as one
+# The numbers, from `dl.metrics` (notebook 07): the share of samples the course's MNIST classifier reads as one
 # clear digit (confidence above 0.9), the Fréchet distance between the classifier's features of the samples and of
 # the MNIST test set (lower is better; 500 real training images score the reference row), the effective number of
 # classes (10: every digit equally often), and the standard deviation of the samples' pixels (MNIST's: the reference
-# row). `loss` is the mean training loss of the last 100 steps, `L(999)` the loss at $t = 999$ on test images.
+# row). `loss` is the mean training loss of the last 100 steps, `L(999)` the loss at `t = 999` on test images; both
+# are per-pixel means of $(\varepsilon - \varepsilon_\theta)^2$, as every loss in the course (notebook 05), so that
+# $\varepsilon_\theta = 0$ scores 1.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -161,12 +178,22 @@ print(dl.experiments.results_table(results, dl.experiments.BLOG_BACKBONES))
 #
 # **Question.** The blog's conclusion was "inductive bias matters more than size". With these numbers alone, could
 # you tell *which* part of the MLPs' design is missing? What would you measure next?
+#
+# <details><summary>Answer</summary>
+#
+# No. The table says that the MLPs fail and the U-Net does not, but the U-Net differs from them in many things at
+# once: convolutions, resolutions, residual and skip connections, normalisation, activation, and how many numbers
+# it keeps per pixel. To find the missing part, measure where the failure happens (the loss at each timestep,
+# section 4), how it turns into noise in the samples (section 5), and then change one thing at a time (section 6).
+#
+# </details>
 
 # %% [markdown]
 # ## 4. Where in $t$ do they lose?
 #
 # The training loss averages over $t$. Split it (notebook 05, section 4): $L(t) = \mathbb{E}\,\|\varepsilon -
-# \varepsilon_\theta(x_t, t)\|^2$ at fixed $t$, on 500 test images with the same noise at every $t$
+# \varepsilon_\theta(x_t, t)\|^2 / 784$ (the per-pixel mean, as plotted) at fixed $t$, on 500 test images with the
+# same noise at every $t$
 # (`dl.inspection.loss_by_timestep`; 64 images for the ConvNet).
 
 # %%
@@ -174,8 +201,8 @@ ts = results["timesteps"]
 dl.plotting.plot_loss_by_timestep(ts, {n: runs[n]["loss_by_timestep"] for n in dl.experiments.BLOG_BACKBONES});
 
 # %% [markdown]
-# The U-Net's loss falls with $t$, from 0.50 at $t = 0$ to about 0.001 at $t \ge 800$: the pattern of notebook 05.
-# SmolMLP's falls from 1.00 to 0.65 by $t = 300$ and then stays there, flat, up to $t = 999$. ChunkyMLP and the
+# The U-Net's loss falls with $t$, from 0.50 at `t = 0` to about 0.001 at `t >= 800`: the pattern of notebook 05.
+# SmolMLP's falls from 1.00 to 0.65 by `t = 300` and then stays there, flat, up to `t = 999`. ChunkyMLP and the
 # ConvNet sit at 1 everywhere, the score of $\varepsilon_\theta = 0$: they learned nothing (the ConvNet took 4
 # steps; ChunkyMLP's story is in section 6). So, against the U-Net, SmolMLP loses most at large $t$: the end that
 # should be the easiest.
@@ -195,7 +222,7 @@ print("L(t) of SmolMLP:      ", "  ".join(f"{v:5.3f}" for v in runs["SmolMLP"]["
 
 # %% [markdown]
 # SmolMLP cannot copy. Its last layer maps 512 numbers to 784 pixels, so whatever its weights, its output lies in a
-# 512-dimensional (affine) subspace of the 784-dimensional pixel space. At $t = 999$ the target $\varepsilon$ is an
+# 512-dimensional (affine) subspace of the 784-dimensional pixel space. At `t = 999` the target $\varepsilon$ is an
 # isotropic Gaussian in 784 dimensions, and the part of it outside any fixed 512-dimensional subspace, on average
 # $(784 - 512) / 784$ of its variance, can never be predicted. That is a floor on its loss at large $t$ that no
 # training, learning rate or optimizer can go below:
@@ -211,8 +238,18 @@ print(f"rank floor at t = 999: (784 - 512) / 784 = {(n_pixels - width) / n_pixel
 # The measured 0.653 is above that floor: the three ReLU layers before the last one lose even more of $x_t$ than the
 # rank alone forces. ChunkyMLP (width 2048, more than 784) has no such floor, yet scores 0.993: it did not learn.
 #
-# **Question.** A loss of 0.65 at $t = 999$ sounds like "predicts a third of the noise". Why is that a disaster for
-# sampling, when the U-Net's loss of 0.50 at $t = 0$ is not? The next section answers it.
+# **Question.** A loss of 0.65 at `t = 999` sounds like "predicts a third of the noise". Why is that a disaster for
+# sampling, when the U-Net's loss of 0.50 at `t = 0` is not? The next section answers it.
+#
+# <details><summary>Answer</summary>
+#
+# Because of where it happens. An error in $\varepsilon$ reaches the guess $\hat x_0$ multiplied by
+# $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$: 157 at `t = 999`, 0.01 at `t = 0` (the table of section 5). SmolMLP's
+# error, of standard deviation $\sqrt{0.65} \approx 0.8$, becomes about 127 in $\hat x_0$; the U-Net's $\sqrt{0.50}
+# \approx 0.7$ at `t = 0` becomes 0.007, less than a grey level. And the sampler never removes what the network misses
+# (section 5): it carries it to the end.
+#
+# </details>
 
 # %% [markdown]
 # ## 5. What the sampler does with a bad noise estimate
@@ -235,7 +272,7 @@ print("amplification:", "  ".join(f"{v:6.3g}" for v in amp.tolist()))
 # %% [markdown]
 # DDIM (and DDPM) never remove the part of the noise the network misses: each step rescales it by
 # $\sqrt{\bar\alpha_{t'}}/\sqrt{\bar\alpha_t}$, and over the whole chain those factors multiply to
-# $1/\sqrt{\bar\alpha_{999}} \approx 157$. Measured along the 500 DDIM chains of section 3, the standard deviation of
+# $1/\sqrt{\bar\alpha_T} \approx 157$. Measured along the 500 DDIM chains of section 3, the standard deviation of
 # $x_t$ and of $\hat x_0$ at every step:
 
 # %%
@@ -243,7 +280,7 @@ dl.plotting.plot_chain_magnitudes({n: runs[n]["chain"] for n in ["SmolMLP", "Chu
                                      data_std=results["reference"]["data_std"]);
 
 # %% [markdown]
-# At the first step, $t = 999$, the error of $\hat x_0$ should have a standard deviation of about
+# At the first step, `t = 999`, the error of $\hat x_0$ should have a standard deviation of about
 # $\sqrt{L(999)} \times 157$. If the network keeps missing the same part of the noise at every later step, that is
 # also the standard deviation of the sample; if later steps correct it, the sample is fine:
 
@@ -256,8 +293,8 @@ for name in ["SmolMLP", "ChunkyMLP", "U-Net"]:
           f"{chain_record['sample_std']:>18.3g}")
 
 # %% [markdown]
-# The U-Net's $\hat x_0$ starts far off, at a standard deviation of 5.6 (its small error at $t = 999$ times 157), but
-# its $x_t$ stays near 1 and the next steps correct the guess: by $t \approx 600$ it has the spread of digits, and
+# The U-Net's $\hat x_0$ starts far off, at a standard deviation of 5.6 (its small error at `t = 999` times 157), but
+# its $x_t$ stays near 1 and the next steps correct the guess: by about `t = 600` it has the spread of digits, and
 # the samples end at 0.67, near MNIST's 0.62. The MLPs' $x_t$ instead grows at every step, up to 126 and 157: the
 # noise they miss at the first step, they miss at every step, and the sampler rescales it instead of removing it.
 #
@@ -265,7 +302,7 @@ for name in ["SmolMLP", "ChunkyMLP", "U-Net"]:
 # shape $784 \times 512$, lies in the same 512-dimensional subspace (shifted by $b$) at every $t$ and for every input.
 # The other 272 directions of $x_t$ are out of the network's reach: each DDIM step multiplies them by
 # $\sqrt{\bar\alpha_{t'}}/\sqrt{\bar\alpha_t}$ and adds a shift that is the same for every image, so the chain
-# returns them multiplied by exactly $1/\sqrt{\bar\alpha_{999}}$. `dl.experiments.unreachable_part(model, x)` keeps
+# returns them multiplied by exactly $1/\sqrt{\bar\alpha_T}$. `dl.experiments.unreachable_part(model, x)` keeps
 # that part of an image. The statement holds whatever the weights, so check it on a SmolMLP with *random* weights,
 # 64 chains:
 
@@ -318,11 +355,11 @@ dl.plotting.show_rows({n: results["images"][n]["one_step"] for n in dl.experimen
                       col_labels=[f"t = {t}" for t in one_step_t], title=r"$\hat x_0$ from $x_t$ of one test digit");
 
 # %% [markdown]
-# At $t = 50$ every network's $\hat x_0$ shows the 7, even the untrained ConvNet's: with
+# At `t = 50` every network's $\hat x_0$ shows the 7, even that of the ConvNet, which trained for only 4 steps: with
 # $\varepsilon_\theta \approx 0$, $\hat x_0 = x_t / \sqrt{\bar\alpha_t}$, and $x_t$ is still mostly the digit. From
-# $t = 500$ on, the MLPs' guesses are noise blown up by the factor of the table above. The U-Net still sees a digit
-# at $t = 500$ (blurred, and no longer surely a 7: the loss-minimising guess is an average over the digits that
-# could have produced this $x_t$); at $t = 999$ its guess is a blob, off by the factor 157 times a small error.
+# `t = 500` on, the MLPs' guesses are noise blown up by the factor of the table above. The U-Net still sees a digit
+# at `t = 500` (blurred, and no longer surely a 7: the loss-minimising guess is an average over the digits that
+# could have produced this $x_t$); at `t = 999` its guess is a blob, off by the factor 157 times a small error.
 
 # %% [markdown]
 # ## 6. Architecture or recipe? Changing one thing at a time
@@ -381,7 +418,7 @@ for name, config in dl.experiments.dead_unit_configs(B).items():
 # %% [markdown]
 # What the measurements say:
 #
-# - **The skip connection** is the one change that matters for SmolMLP. Its loss at $t = 999$ drops from 0.653 to
+# - **The skip connection** is the one change that matters for SmolMLP. Its loss at `t = 999` drops from 0.653 to
 #   0.0000 (below the U-Net's 0.0013), its samples keep MNIST's spread (0.68) and show digit shapes under a grain of
 #   noise, with the same 1,526,288 parameters. They are still far from the U-Net's: Fréchet distance 1391 against
 #   498; the classifier reads only 2% of them as a clear digit, and files most of them under 8 or 2.
@@ -390,19 +427,29 @@ for name, config in dl.experiments.dead_unit_configs(B).items():
 # - **ChunkyMLP at $10^{-4}$** learns, where at $10^{-3}$ it never left a loss of 0.99: its training loss falls to
 #   0.66. The dead-unit count above says why: at the blog's rate, most of its hidden units in layers 2 to 5 stop
 #   firing within the first steps, and a dead ReLU passes no gradient, so it never comes back. Revived, ChunkyMLP
-#   behaves like SmolMLP within this budget: $L(999)$ = 0.603, flat from $t = 400$ on, and noise. It is wide enough to
+#   behaves like SmolMLP within this budget: $L(999)$ = 0.603, flat from `t = 400` on, and noise. It is wide enough to
 #   copy 784 pixels (2048 > 784), but copying through five ReLU layers must be learned, and at step 1000 its loss was
 #   still falling.
 #
 # **Question.** The skip connection fixes the large-$t$ end. Which end of the loss-by-timestep curve still separates
 # SmolMLP + skip from the U-Net, and what does that part of $t$ decide in a sample (look at the grids)?
+#
+# <details><summary>Answer</summary>
+#
+# The small-$t$ end: up to `t = 300` SmolMLP + skip's loss is 2 to 7 times the U-Net's (the loss plot above), and from
+# `t = 500` on they are level or SmolMLP + skip is ahead. The last, small-$t$ steps of sampling decide the fine detail:
+# they remove the last grain of noise and sharpen the strokes. SmolMLP + skip's samples show digit shapes under a
+# grain that never goes away, and few of them are clear enough for the classifier (2% confident); the U-Net's are
+# clean.
+#
+# </details>
 
 # %% [markdown]
 # ## 7. Run it yourself, briefly
 #
 # The same recipe, live, on this machine, with the budget of `dl.budget()`: SmolMLP and SmolMLP + skip for a tenth
 # of the budget's training steps, the U-Net for a hundredth (`dl.experiments.live_configs`; in full mode 300, 300 and
-# 30 steps of 128 images, about a minute on one CPU thread). That is far shorter than the shipped runs, so expect
+# 30 steps of 128 images, about a minute on one CPU thread). That is far shorter than the 1,000-step runs above, so expect
 # worse numbers, but the loss at large $t$ already separates the three networks. (On a machine busy with other
 # work, start Jupyter with `OMP_NUM_THREADS=1`: see the README.)
 
@@ -439,9 +486,19 @@ dl.plotting.show_rows({name: c.samples[:8] for name, c in live_chains.items()},
 
 # %% [markdown]
 # **Question.** After so few steps the U-Net has not yet learned to copy $x_t$ well either: compare its loss at
-# $t = 999$ with the shipped run's 0.0013, and its samples' standard deviation with section 5's rule
+# `t = 999` with the 1,000-step run's 0.0013 (section 4), and its samples' standard deviation with section 5's rule
 # $\sqrt{L(999)} \times 157$. Which of your three networks already gives samples with MNIST's spread, and why that
 # one?
+#
+# <details><summary>Answer</summary>
+#
+# The U-Net's $L(999)$ after its 30 steps is some fifty times the 1,000-step run's 0.0013, and the rule then predicts a
+# sample standard deviation in the tens, which is what the printout shows. SmolMLP + skip is the one with MNIST's
+# spread: its output is $x_t$ plus a learned correction, so it copies $x_t$ at large $t$ from the very first step
+# (its loss at `t = 999` is 0.000 in the printout), and the factor 157 has nothing to multiply. SmolMLP still cannot
+# copy, and its samples' spread is in the hundreds.
+#
+# </details>
 
 # %% [markdown]
 # ## 8. So: architecture or recipe?
@@ -458,7 +515,7 @@ dl.plotting.show_rows({name: c.samples[:8] for name, c in live_chains.items()},
 #   (The blog saw its MLPs' validation loss fall for about five epochs; ours at $10^{-3}$ did not move in two. This is
 #   one seed, and how many units die is partly luck.)
 # - **The convolution still matters, at the other end of $t$.** Where $x_t$ is a digit under a whisper of noise
-#   ($t \le 300$), SmolMLP + skip's loss is 2 to 7 times the U-Net's, and its samples keep a grain that the U-Net's
+#   (`t <= 300`), SmolMLP + skip's loss is 2 to 7 times the U-Net's, and its samples keep a grain that the U-Net's
 #   do not. Telling noise from stroke, pixel by pixel, is what small filters shared over the image are good at.
 #
 # So the blog's conclusion holds, in a sharper form. The inductive bias that first turns noise into digits is not
@@ -478,7 +535,7 @@ dl.plotting.show_rows({name: c.samples[:8] for name, c in live_chains.items()},
 # $\hat x_0(\varepsilon) = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$ and $\delta$ = `eps_error`;
 # work it out on paper first, then write the result with `schedule.alpha_bar[t]` reshaped to `(B, 1, 1, 1)`.
 # Then use it: SmolMLP's noise estimate is off by a standard deviation of about $\sqrt{0.65} \approx 0.8$ at
-# $t = 999$; how far off is its $\hat x_0$? A worked solution is in `solutions/09_mlp_vs_cnn.py`.
+# `t = 999`; how far off is its $\hat x_0$? A worked solution is in `solutions/09_mlp_vs_cnn.py`.
 
 # %%
 # EXERCISE
@@ -488,3 +545,18 @@ def x0_error(eps_error: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor
 
 # %%
 dl.exercises.check("09", x0_error);
+
+# %% [markdown]
+# ## Summary
+#
+# - Under one budget, the blog's result reproduces: both MLPs draw noise, the U-Net (with a tenth of SmolMLP's
+#   parameters) draws rough digits; the ConvNet is too slow on a CPU to be judged.
+# - The MLPs lose at large $t$, where the answer is "copy $x_t$", and an error there is multiplied by up to 157 on
+#   its way into $\hat x_0$; the sampler carries it to the end.
+# - SmolMLP cannot copy a 784-pixel image through 512 numbers (a rank floor, whatever its weights); one skip
+#   connection fixes that end, and the convolution still makes the difference at small $t$. ChunkyMLP's failure is
+#   the recipe's: its ReLUs die at the blog's learning rate.
+#
+# **Next:** this is the last notebook for now. Two more are coming: notebook 10 on the ODE view of sampling (the
+# equation that DDIM's deterministic sampler approximates, notebook 07) and faster solvers for it, and notebook 11 on
+# flow matching.

@@ -5,6 +5,12 @@ cell runs `check("01", my_function)`. The checks of notebook NN live in `diffusi
 as a function `check(answer)` that raises AssertionError with a helpful message when the answer is
 wrong. Worked solutions are in the repository's `solutions/` folder, out of the learner's way;
 the test suite runs every check against its solution (and against a wrong answer).
+
+Some notebooks also hold an open experiment: the learner measures something and the check looks at the
+shape or the direction of the measured numbers, not at exact values. Its name is the notebook's number,
+a dash and a word, `check("05-schedules", measured)`, and its check is `check_schedules(measured)` in
+nbNN.py. It raises NotImplementedError while the measurement is still a placeholder (None), and may
+return a sentence that sums up what was measured.
 """
 from __future__ import annotations
 
@@ -23,26 +29,39 @@ def call_with_broadcast_hint(answer, *args, scales: str = "each image"):
                              "schedule.alpha_bar[t].reshape(-1, 1, 1, 1)") from None
 
 
-def get_check(notebook: str):
-    """The check function of notebook "01" .. "09"."""
+def get_check(name: str):
+    """The check of notebook "01" .. "09", or of one of its experiments, e.g. "05-schedules"."""
+    notebook, _, experiment = name.partition("-")
     try:
         module = importlib.import_module(f"diffusion_lib.exercises.nb{notebook}")
     except ModuleNotFoundError:
         raise ValueError(f"no exercise checks for notebook {notebook!r}") from None
-    return module.check
+    attribute = f"check_{experiment.replace('-', '_')}" if experiment else "check"
+    if not hasattr(module, attribute):
+        known = sorted(f"{notebook}-{a[len('check_'):].replace('_', '-')}"
+                       for a in dir(module) if a.startswith("check_"))
+        raise ValueError(f"notebook {notebook} has no check named {name!r}; its experiments: {known or 'none'}")
+    return getattr(module, attribute)
 
 
-def check(notebook: str, answer) -> bool:
-    """Run the check of `notebook` on the learner's answer; print the verdict.
+def check(name: str, answer) -> bool:
+    """Run the check `name` ("01", or an experiment's "05-schedules") on the learner's answer; print the verdict.
 
     Returns True when correct, False when the exercise was not attempted yet (so the notebook still
     runs top to bottom), and raises AssertionError with a hint when the answer is wrong.
     """
+    notebook, _, experiment = name.partition("-")
     try:
-        get_check(notebook)(answer)
+        summary = get_check(name)(answer)
     except NotImplementedError:
-        print(f"Exercise not attempted yet: replace the `raise NotImplementedError` above with your answer. "
-              f"A worked solution is in solutions/{notebook}_*.py.")
+        if experiment:
+            print(f"Experiment not attempted yet: fill in the placeholders above with your measurements. "
+                  f"A worked version is in solutions/{notebook}_*.py.")
+        else:
+            print(f"Exercise not attempted yet: replace the `raise NotImplementedError` above with your answer. "
+                  f"A worked solution is in solutions/{notebook}_*.py.")
         return False
-    print("Correct!")
+    print("Correct!" if not experiment else "Your measurements have the expected shape.")
+    if isinstance(summary, str):
+        print(summary)
     return True

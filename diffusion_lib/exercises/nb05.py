@@ -76,3 +76,89 @@ def WRONG_EXAMPLE(model, x0, t, eps, schedule):
     alpha_bar = schedule.alpha_bar[t].reshape(-1, 1, 1, 1)
     x_t = alpha_bar * x0 + (1 - alpha_bar) * eps
     return ((eps - model(x_t, t)) ** 2).mean()
+
+
+# ----------------------------------------------------------------------------- experiment "05-schedules"
+
+def _curves(measured, names: tuple[str, str]):
+    """The timesteps and the two L(t) curves of an experiment's measurement, checked for shape; NotImplementedError
+    while a curve is still None. Every curve must fall from the smallest t measured to the largest."""
+    if measured is None:
+        raise NotImplementedError
+    if not isinstance(measured, dict):
+        raise AssertionError(f"pass a dict with keys 'timesteps', {names[0]!r} and {names[1]!r}, "
+                             f"got {type(measured).__name__}")
+    if any(measured.get(k) is None for k in names):
+        raise NotImplementedError
+    ts = [int(t) for t in measured["timesteps"]]
+    assert len(ts) >= 3 and ts == sorted(set(ts)) and 0 <= ts[0] and ts[-1] <= 999, (
+        f"'timesteps' must be at least three increasing code timesteps in [0, 999], got {ts}")
+    curves = {}
+    for name in names:
+        c = torch.as_tensor(measured[name], dtype=torch.float64).detach().flatten()
+        assert c.numel() == len(ts), (f"'{name}' has {c.numel()} losses for {len(ts)} timesteps: one L(t) per "
+                                      "timestep, as dl.inspection.loss_by_timestep returns")
+        assert torch.isfinite(c).all() and bool((c > 0).all()), f"'{name}': every L(t) must be a positive number"
+        assert c[-1] < c[0], (f"'{name}': L(t) should fall from t = {ts[0]} ({float(c[0]):.3f}) to t = {ts[-1]} "
+                              f"({float(c[-1]):.3f}), as in section 4. If it does not, the run is too short to have "
+                              "learned anything: train for more steps.")
+        curves[name] = c
+    return ts, curves
+
+
+def _ratios(ts, top, bottom) -> str:
+    return ", ".join(f"t = {t}: {float(a / b):.2f}" for t, a, b in zip(ts, top, bottom))
+
+
+def check_schedules(measured) -> str:
+    """{"timesteps": [...], "linear": L(t), "cosine": L(t)}: the loss at each timestep of two runs that differ only
+    in their schedule, each measured with its own schedule.
+
+    Checked: the shapes, both curves falling from the smallest t to the largest, and the direction that notebook
+    01 predicts: in the middle of the run (100 <= t <= 750) the cosine schedule leaves more of the image, so its
+    noise is harder to name and its loss is higher. Returns the ratio cosine / linear at each t.
+    """
+    ts, curves = _curves(measured, ("linear", "cosine"))
+    middle = [i for i, t in enumerate(ts) if 100 <= t <= 750]
+    assert middle, f"measure at least one timestep between 100 and 750 (the middle of the run), got {ts}"
+    lin, cos = curves["linear"][middle].mean(), curves["cosine"][middle].mean()
+    assert cos > lin, (
+        f"between t = 100 and 750 your cosine run's loss ({float(cos):.3f} on average) is not above the linear "
+        f"run's ({float(lin):.3f}). Notebook 01: at the same t the cosine schedule keeps more of the image, so there "
+        "is less noise to name and the loss is higher. Did you measure each network with the schedule it was "
+        "trained with (loss_by_timestep(model, x, schedule, ts))?")
+    return f"cosine / linear loss at each t: {_ratios(ts, curves['cosine'], curves['linear'])}"
+
+
+# A plausible mistake: the two curves swapped (the cosine run measured where the linear one was meant).
+WRONG_SCHEDULES = {"timesteps": [10, 100, 250, 500, 750, 900],
+                   "linear": [1.008, 0.611, 0.429, 0.335, 0.301, 0.293],
+                   "cosine": [1.001, 0.495, 0.333, 0.276, 0.271, 0.271]}
+
+
+# ----------------------------------------------------------------------------- experiment "05-min-snr"
+
+def check_min_snr(measured) -> str:
+    """{"timesteps": [...], "none": L(t), "min_snr": L(t)}: the loss at each timestep of two runs that differ only
+    in TrainConfig.loss_weighting.
+
+    Checked: the shapes, both curves falling, and the direction the weights predict: min(SNR_t, 5) / SNR_t is far
+    below 1 at the first steps (0.0005 at t = 0, 0.15 at t = 50), so the min-SNR run spends little effort there and
+    its loss at t <= 100 is the higher one. Returns the ratio min_snr / none at each t.
+    """
+    ts, curves = _curves(measured, ("none", "min_snr"))
+    small = [i for i, t in enumerate(ts) if t <= 100]
+    assert small, f"measure at least one timestep at or below t = 100, where the weights differ most; got {ts}"
+    plain, weighted = curves["none"][small].mean(), curves["min_snr"][small].mean()
+    assert weighted > plain, (
+        f"at t <= 100 your min-SNR run's loss ({float(weighted):.3f} on average) is not above the unweighted run's "
+        f"({float(plain):.3f}). Min-SNR multiplies the loss of those timesteps by min(SNR_t, 5) / SNR_t, far below 1, "
+        "so the network learns less there. Did the second run really get TrainConfig(loss_weighting='min_snr'), "
+        "and the first the default 'none', with everything else the same?")
+    return f"min_snr / none loss at each t: {_ratios(ts, curves['min_snr'], curves['none'])}"
+
+
+# A plausible mistake: the two curves swapped (the weighting given to the wrong run).
+WRONG_MIN_SNR = {"timesteps": [0, 10, 50, 100, 250, 500, 750, 900],
+                 "none": [1.127, 0.959, 0.517, 0.302, 0.138, 0.061, 0.049, 0.049],
+                 "min_snr": [1.019, 0.806, 0.390, 0.252, 0.140, 0.063, 0.052, 0.053]}

@@ -21,8 +21,9 @@ def _candidates(x_t, eps, t, schedule, noise):
         ((x_t - beta / (1 - ab) ** 0.5 * eps) / ab ** 0.5 + sigma * z,
          "divide by sqrt(alpha_t) = sqrt(1 - beta_t), one step's signal factor, not by sqrt(alpha_bar_t)."),
         (mean + beta ** 0.5 * z,
-         "you used sigma_t^2 = beta_t. That is a valid choice (section 3), but this exercise asks for the posterior "
-         "variance beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), with alpha_bar_{-1} = 1."),
+         "you used sigma_t^2 = beta_t. That is a valid choice (section 4), but this exercise asks for the posterior "
+         "variance beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), where alpha_bar_{t-1} is the "
+         "entry before alpha_bar[t], and 1 (the clean image) at index t = 0."),
         (mean + sigma * noise if t > 0 else mean + beta ** 0.5 * noise,
          "at t = 0 the step returns the mean only: no noise is added at the last step."),
         (mean, "you added no noise: x_{t-1} = mean + sigma_t z for every t > 0."),
@@ -44,7 +45,8 @@ def check(answer) -> None:
             raise
         except Exception as e:
             raise AssertionError(f"your function raised {type(e).__name__}: {e} (at t = {t}). Hint: t is a plain int; "
-                                 "alpha_bar = torch.cumprod(1 - beta, 0), and alpha_bar_{t-1} is 1 when t = 0.") from e
+                                 "alpha_bar = torch.cumprod(1 - beta, 0); alpha_bar_{t-1} is alpha_bar[t - 1], or 1 (the clean image) "
+                                 "at index t = 0.") from e
         assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
         assert got.shape == x_t.shape, f"expected shape {tuple(x_t.shape)}, got {tuple(got.shape)} (at t = {t})"
         if torch.allclose(got, expected, atol=1e-4):

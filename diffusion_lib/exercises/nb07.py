@@ -1,4 +1,5 @@
-"""Notebook 07's exercise: one DDIM update with stochasticity eta, written by hand."""
+"""Notebook 07's exercise: one DDIM update with stochasticity eta, written by hand; and its experiment, the error of
+DDIM inversion against the number of steps."""
 from __future__ import annotations
 
 import torch
@@ -62,3 +63,40 @@ def WRONG_EXAMPLE(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise):
     x0_pred = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
     return alpha_bar_prev ** 0.5 * x0_pred + (1 - alpha_bar_prev) ** 0.5 * eps + sigma * noise
+
+
+# ----------------------------------------------------------------------------- experiment "07-inversion"
+
+def check_inversion(measured) -> str:
+    """{"steps": [S, ...], "errors": [...]}: the round-trip error of DDIM inversion (encode with S steps, decode with
+    the same S, mean |decoded - original| per pixel) for increasing S.
+
+    Checked: the shapes, and the direction: more steps, a smaller error (the inversion approximates each step of one
+    ODE, and the approximation improves as the steps shrink). Returns how the error fell, and any step counts where it
+    rose instead (worth a look: the trend is not guaranteed to be monotone).
+    """
+    if measured is None:
+        raise NotImplementedError
+    assert isinstance(measured, dict), f"pass a dict with keys 'steps' and 'errors', got {type(measured).__name__}"
+    steps, errors = measured.get("steps"), measured.get("errors")
+    if errors is None or (hasattr(errors, "__len__") and len(errors) == 0):
+        raise NotImplementedError
+    steps = [int(s) for s in steps]
+    assert len(steps) >= 3 and steps == sorted(set(steps)) and steps[0] >= 1, (
+        f"'steps' must be at least three increasing numbers of DDIM steps, got {steps}")
+    e = torch.as_tensor(errors, dtype=torch.float64).detach().flatten()
+    assert e.numel() == len(steps), f"{e.numel()} errors for {len(steps)} step counts: one error per step count"
+    assert torch.isfinite(e).all() and bool((e >= 0).all()), "every error must be a finite, non-negative number"
+    assert e[-1] < e[0], (
+        f"the error with {steps[-1]} steps ({float(e[-1]):.4f}) is not below the error with {steps[0]} "
+        f"({float(e[0]):.4f}). Encode and decode with the same number of steps each time (ddim_encode(..., S) then "
+        "ddim_images(..., S)), and compare the decoded images with the originals.")
+    assert e[-1] < 0.5, (f"with {steps[-1]} steps the decoded digits are off by {float(e[-1]):.3f} per pixel on "
+                         "average (pixels span 2): decode the last state of the encoding, encoding.x_t[-1]")
+    rises = [f"{a} -> {b}" for a, b, ea, eb in zip(steps, steps[1:], e.tolist(), e[1:].tolist()) if eb > ea]
+    return (f"the error falls from {float(e[0]):.4f} ({steps[0]} steps) to {float(e[-1]):.4f} ({steps[-1]} steps)"
+            + (f"; it rises from {', '.join(rises)} steps: why might it?" if rises else ", at every step count"))
+
+
+# A measurement in the wrong direction: an error that grows with the number of steps.
+WRONG_INVERSION = {"steps": [2, 5, 10, 20], "errors": [0.31, 0.45, 0.52, 0.58]}

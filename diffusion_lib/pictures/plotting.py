@@ -508,7 +508,7 @@ def plot_cost_per_image(seconds: dict, machine: str | None = None):
 
 
 # The losses the library reports are means over the pixels (F.mse_loss): ||eps - eps_theta||^2 / 784 for MNIST.
-LOSS_LABEL = r"mean over pixels of $(\varepsilon - \varepsilon_\theta)^2$" "\n(log scale)"
+LOSS_LABEL = r"per-pixel mean of $(\varepsilon - \varepsilon_\theta)^2$" "\n(log scale)"
 
 
 def _loss_axes(ax, title: str, xlabel: str):
