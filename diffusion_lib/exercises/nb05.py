@@ -106,6 +106,15 @@ def _curves(measured, names: tuple[str, str]):
     return ts, curves
 
 
+def _above_where(ts, curves, higher: str, lower: str, keep, span: str, why_there: str, hint: str) -> None:
+    """Assert that run `higher`'s L(t) is above run `lower`'s on average over the timesteps t with keep(t)."""
+    kept = [i for i, t in enumerate(ts) if keep(t)]
+    assert kept, f"measure at least one timestep {span} {why_there}; got {ts}"
+    high, low = curves[higher][kept].mean(), curves[lower][kept].mean()
+    assert high > low, (f"{span} your {higher} run's loss ({float(high):.3f} on average) is not above the {lower} "
+                        f"run's ({float(low):.3f}). {hint}")
+
+
 def _ratios(ts, top, bottom) -> str:
     return ", ".join(f"t = {t}: {float(a / b):.2f}" for t, a, b in zip(ts, top, bottom))
 
@@ -119,14 +128,11 @@ def check_schedules(measured) -> str:
     noise is harder to name and its loss is higher. Returns the ratio cosine / linear at each t.
     """
     ts, curves = _curves(measured, ("linear", "cosine"))
-    middle = [i for i, t in enumerate(ts) if 100 <= t <= 750]
-    assert middle, f"measure at least one timestep between 100 and 750 (the middle of the run), got {ts}"
-    lin, cos = curves["linear"][middle].mean(), curves["cosine"][middle].mean()
-    assert cos > lin, (
-        f"between t = 100 and 750 your cosine run's loss ({float(cos):.3f} on average) is not above the linear "
-        f"run's ({float(lin):.3f}). Notebook 01: at the same t the cosine schedule keeps more of the image, so there "
-        "is less noise to name and the loss is higher. Did you measure each network with the schedule it was "
-        "trained with (loss_by_timestep(model, x, schedule, ts))?")
+    _above_where(ts, curves, "cosine", "linear", lambda t: 100 <= t <= 750, "between t = 100 and 750",
+                 "(the middle of the run)",
+                 "Notebook 01: at the same t the cosine schedule keeps more of the image, so there is less noise to "
+                 "name and the loss is higher. Did you measure each network with the schedule it was trained with "
+                 "(loss_by_timestep(model, x, schedule, ts))?")
     return f"cosine / linear loss at each t: {_ratios(ts, curves['cosine'], curves['linear'])}"
 
 
@@ -147,14 +153,10 @@ def check_min_snr(measured) -> str:
     its loss at t <= 100 is the higher one. Returns the ratio min_snr / none at each t.
     """
     ts, curves = _curves(measured, ("none", "min_snr"))
-    small = [i for i, t in enumerate(ts) if t <= 100]
-    assert small, f"measure at least one timestep at or below t = 100, where the weights differ most; got {ts}"
-    plain, weighted = curves["none"][small].mean(), curves["min_snr"][small].mean()
-    assert weighted > plain, (
-        f"at t <= 100 your min-SNR run's loss ({float(weighted):.3f} on average) is not above the unweighted run's "
-        f"({float(plain):.3f}). Min-SNR multiplies the loss of those timesteps by min(SNR_t, 5) / SNR_t, far below 1, "
-        "so the network learns less there. Did the second run really get TrainConfig(loss_weighting='min_snr'), "
-        "and the first the default 'none', with everything else the same?")
+    _above_where(ts, curves, "min_snr", "none", lambda t: t <= 100, "at t <= 100", "(where the weights differ most)",
+                 "Min-SNR multiplies the loss of those timesteps by min(SNR_t, 5) / SNR_t, far below 1, so the network "
+                 "learns less there. Did the second run really get TrainConfig(loss_weighting='min_snr'), and the "
+                 "first the default 'none', with everything else the same?")
     return f"min_snr / none loss at each t: {_ratios(ts, curves['min_snr'], curves['none'])}"
 
 
