@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .backbones import BACKBONES
+from .backbones import IMAGE_BACKBONES
 from .config import budget
 from .device import default_device
 from .samplers import PRECISIONS
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a noise-prediction network on MNIST")
-    t.add_argument("--backbone", default="unet", choices=sorted(BACKBONES))
+    t.add_argument("--backbone", default="unet", choices=sorted(IMAGE_BACKBONES))
     t.add_argument("--base", type=int, help="U-Net base channels (default 32)")
     t.add_argument("--backbone-kwargs", help='extra backbone arguments as JSON, e.g. \'{"mults": [1, 2, 2]}\'')
     t.add_argument("--conditional", action="store_true", help="class-conditional (U-Net), trained with label dropout")
