@@ -28,7 +28,7 @@ def call_with_broadcast_hint(answer, *args, scales: str = "each image"):
 
 
 def get_check(notebook: str):
-    """The check function of notebook "01" .. "09"."""
+    """The check function of notebook "01", "02", ... (diffusion_lib/exercises/nbNN.py)."""
     try:
         module = importlib.import_module(f"diffusion_lib.exercises.nb{notebook}")
     except ModuleNotFoundError:
