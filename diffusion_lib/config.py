@@ -32,7 +32,7 @@ class Budget:
 
 
 FULL = Budget(mode="full", train_steps=3000, batch_size=128, n_samples=64, ddim_steps=50, ddpm_images=16,
-              metric_samples=500, sweep_samples=200, toy_train_steps=2000, toy_points=2000)
+              metric_samples=500, sweep_samples=200, toy_train_steps=3000, toy_points=2000)
 QUICK = Budget(mode="quick", train_steps=30, batch_size=32, n_samples=16, ddim_steps=10, ddpm_images=4,
                metric_samples=50, sweep_samples=20, toy_train_steps=100, toy_points=200)
 

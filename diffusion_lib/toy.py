@@ -193,6 +193,19 @@ def exact_eps(mixture: GaussianMixture, x_t: torch.Tensor, t: torch.Tensor, sche
     return eps_from_score(q_t_score(mixture, x_t, alpha_bar), t, schedule)
 
 
+def exact_score(mixture: GaussianMixture, x_t: torch.Tensor, t: int, schedule: Schedule) -> torch.Tensor:
+    """grad log q_t(x_t) at one code timestep t for every point x_t (B, 2, 1, 1): q_t_score at alpha_bar_t."""
+    return q_t_score(mixture, x_t, float(schedule.alpha_bar[t]))
+
+
+def learned_score(eps_model, x_t: torch.Tensor, t: int, schedule: Schedule) -> torch.Tensor:
+    """s_theta(x_t, t) = -eps_theta(x_t, t) / sqrt(1 - alpha_bar_t): a noise-prediction network's score estimate at one
+    code timestep t for every point x_t (B, 2, 1, 1), computed without gradients."""
+    tt = torch.full((x_t.shape[0],), int(t), dtype=torch.long, device=x_t.device)
+    with torch.no_grad():
+        return score_from_eps(eps_model(x_t, tt), tt, schedule)
+
+
 class ExactEps:
     """The exact noise prediction of a mixture as an eps model, the callable (x_t, t) -> eps the samplers take."""
 

@@ -123,6 +123,15 @@ def test_score_and_eps_convert_both_ways():
                           toy.eps_from_score(toy.q_t_score(mixture, x, SCHEDULE.alpha_bar[t]), t, SCHEDULE))
 
 
+def test_learned_and_exact_score_at_one_timestep():
+    """The exact eps used as the "network": its learned_score is the exact score, at every t."""
+    mixture, x = lopsided_mixture(), points(5, seed=9)
+    for t in (0, 300, 999):
+        via_eps = toy.learned_score(toy.ExactEps(mixture, SCHEDULE), x, t, SCHEDULE)
+        assert torch.allclose(via_eps, toy.exact_score(mixture, x, t, SCHEDULE), rtol=1e-6, atol=1e-9)
+        assert torch.allclose(toy.exact_score(mixture, x, t, SCHEDULE), toy.q_t_score(mixture, x, SCHEDULE.alpha_bar[t]))
+
+
 def test_exact_eps_takes_one_timestep_per_point():
     mixture, x = lopsided_mixture(), points(3, seed=7)
     t = torch.tensor([3, 400, 990])
