@@ -205,7 +205,7 @@ def test_nfe_sweep_rows_count_the_network_calls_really_made(schedule):
     rows, images = nfe_sweep(model, schedule, x_T, [3, 6], classifier, reference, progress=False)
     assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [("DDIM", 3, 3), ("DDIM", 6, 6), ("Heun", 2, 3),
                                                                    ("Heun", 3, 5)]
-    assert model.calls == 3 + 6 + 3 + 5                            # every row's nfe is what the network saw
+    assert model.calls == 1 + 3 + 6 + 3 + 5                        # one warm-up call, then each row's nfe
     assert all(r["n"] == 3 and r["seconds"] > 0 and 0 <= r["confident_share"] <= 1 for r in rows)
     assert torch.equal(images[("DDIM", 6)], final(ddim_sample_progressive(model, x_T, schedule, 6)))
     assert torch.equal(images[("Heun", 5)], final(heun_sample_progressive(model, x_T, schedule, 3)))

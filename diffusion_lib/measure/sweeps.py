@@ -183,6 +183,8 @@ def nfe_sweep(model: Backbone, schedule: Schedule, x_T: torch.Tensor, nfes: Sequ
     short of the number asked for), the wall time and the scores of diffusion_lib.metrics.score_samples;
     images maps (sampler, nfe) to the samples (B, C, H, W)."""
     rows, images = [], {}
+    with torch.no_grad():                     # one untimed call first: start-up costs are not charged to one setting
+        model(x_T[:1], torch.full((1,), schedule.T - 1, dtype=torch.long, device=x_T.device))
     for sampler, asked in tqdm([(s, n) for s in samplers for n in nfes], desc="samplers x NFE", disable=not progress):
         num_steps = steps_for_nfe(sampler, asked)
         nfe = nfe_of(sampler, num_steps)

@@ -504,7 +504,11 @@ def _quality_against(groups: dict, reference: dict | None, x_key: str, x_label: 
     axes[2].set_ylim(bottom=0)
     from matplotlib.ticker import NullLocator
 
-    all_steps = sorted({r[x_key] for rows in groups.values() for r in rows})
+    all_steps, ticks = sorted({r[x_key] for rows in groups.values() for r in rows}, reverse=True), []
+    for s in all_steps:                       # from the largest down, leave out values too close to label apart
+        if not ticks or ticks[-1] / s > 1.25:
+            ticks.append(s)
+    all_steps = sorted(ticks)
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xticks(all_steps)                              # the values measured, written out in full
