@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from evaluate import evaluate, generate  # noqa: E402
 
-from diffusion_lib.backbones import BACKBONES, build_backbone, count_parameters  # noqa: E402
+from diffusion_lib.backbones import IMAGE_BACKBONES, build_backbone, count_parameters  # noqa: E402
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
 from diffusion_lib.pretrained import PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_schedule  # noqa: E402
 from diffusion_lib.schedules import make_schedule  # noqa: E402
@@ -144,7 +144,7 @@ def training_throughput(name: str, precision: str, batch_size: int, min_seconds:
 
 def section_throughput(args) -> str:
     rows = []
-    settings = [(name, {}, "fp32") for name in BACKBONES if name not in ("unet", "mlp")]   # "mlp" is SmolMLP's parent
+    settings = [(name, {}, "fp32") for name in IMAGE_BACKBONES if name not in ("unet", "mlp")]   # "mlp" is SmolMLP's parent
     unet_widths = [{"base": 32}, {"base": 16}]
     shipped = load_pretrained("unet").arch["kwargs"]
     if all(build_backbone("unet", **w).arch["kwargs"] != shipped for w in unet_widths):   # the shipped width too

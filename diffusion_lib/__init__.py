@@ -7,9 +7,10 @@ The core is the math the notebooks teach, one function per equation; it loads on
     backbones      ConvNet, SmolMLP, ChunkyMLP (the blog's) and a small U-Net             (notebook 04)
     objectives     what the network predicts (eps, x0, v), its loss and loss weighting    (notebook 05)
     training       the training loop, EMA, label dropout, checkpoints and resuming        (notebook 05)
-    samplers       DDPM and DDIM: one step convention, one loop over timestep pairs       (notebooks 06-07)
+    samplers       DDPM, DDIM and Heun: one step convention, one loop over timestep pairs (notebooks 06-07, 10)
     guidance       classifier-free guidance                                               (notebook 08)
     interpolation  blending two images through their DDIM noises                          (notebook 07)
+    toy            a 2-D mixture of Gaussians: its noised density q_t, score and exact eps (notebook 10)
     and the plumbing: checkpoints, pretrained (the shipped weights), data (MNIST, Fashion-MNIST),
     images (grids and PNG files), device, config (quick and full mode), cli (the command line).
 
@@ -24,7 +25,7 @@ plain `import diffusion_lib as dl`.
 """
 import importlib
 
-from .backbones import BACKBONES, ChunkyMLP, ConvNet, SmolMLP, UNet, build_backbone, count_parameters
+from .backbones import BACKBONES, ChunkyMLP, ConvNet, PointMLP, SmolMLP, UNet, build_backbone, count_parameters
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import budget, quick_mode
 from .data import DATASETS, DatasetCorruptError, DatasetNotFoundError, MNISTNotFoundError, load_dataset, load_mnist
@@ -32,7 +33,7 @@ from .device import default_device
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps
-from . import interpolation, objectives, pretrained
+from . import interpolation, objectives, pretrained, toy
 from .objectives import OBJECTIVES, eps_model_for, objective_loss
 from .pretrained import load_pretrained, pretrained_schedule
 from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,

@@ -5,6 +5,7 @@ and returns predicted noise of the same shape as the images.
   (3,276,129 / 1,526,288 / 20,589,584 parameters).
 - UNet: a small U-Net with down-sampling (28 -> 14 -> 7) and skip connections, the fast default
   on a CPU, optionally class-conditional with a dedicated null label for classifier-free guidance.
+- PointMLP: a tiny MLP for the 2-D points (B, 2, 1, 1) of notebook 10's toy (diffusion_lib.toy), not for images.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Backbone(nn.Module):
 
     name: str = "backbone"
     num_classes: int | None = None
+    takes_images: bool = True      # False for PointMLP, whose inputs are 2-D points (B, 2, 1, 1)
 
     def __init__(self, **arch_kwargs):
         super().__init__()
@@ -60,8 +62,10 @@ class Backbone(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} expects images as a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"{name} expects images of shape (B, {', '.join(map(str, self.image_shape))}), "
-                             f"got {tuple(x.shape)}; MNIST batches from diffusion_lib.data have this shape")
+            where = ("MNIST batches from diffusion_lib.data have this shape" if self.takes_images else
+                     "make points from (B, 2) coordinates with diffusion_lib.toy.as_points")
+            raise ValueError(f"{name} expects {'images' if self.takes_images else 'points'} of shape "
+                             f"(B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}; {where}")
         if not x.dtype.is_floating_point:
             raise ValueError(f"{name} expects floating-point images in [-1, 1], got dtype {x.dtype}; "
                              "scale uint8 pixels with x.float() / 127.5 - 1")
@@ -342,11 +346,46 @@ class UNet(Backbone):
         return self.conv_out(F.silu(self.norm_out(h)))                  # (B, 1, 28, 28)
 
 
-BACKBONES = {cls.name: cls for cls in (ConvNet, SmolMLP, ChunkyMLP, UNet, MLP)}
+# ----------------------------------------------------------------------------- a network for 2-D points
+
+class PointMLP(Backbone):
+    """eps_theta for 2-D points x (B, 2, 1, 1) (notebook 10's toy): the coordinates and the sinusoidal
+    embedding of t, concatenated, then `depth` Linear + SiLU layers of `width` units and a Linear back to 2:
+
+        h_1 = SiLU(W_1 [x, emb(t)] + b_1),  h_l = SiLU(W_l h_{l-1} + b_l) (l = 2 .. depth),  eps = W_out h_depth + b_out
+
+    Parameters: (2 + emb_dim + 1) width + (depth - 1)(width + 1) width + (width + 1) 2.
+    """
+
+    name = "point_mlp"
+    takes_images = False
+
+    def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64):
+        super().__init__(width=width, depth=depth, emb_dim=emb_dim)
+        if depth < 1 or width < 1:
+            raise ValueError(f"PointMLP needs depth >= 1 and width >= 1, got depth {depth}, width {width}")
+        self.image_shape = (2, 1, 1)                                       # a point is a 1 x 1 "image" of 2 channels
+        self.emb_dim = emb_dim
+        widths = [2 + emb_dim] + [width] * depth
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(width, 2)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(x, t, y)
+        h = torch.cat([x.flatten(1), sinusoidal_embedding(t, self.emb_dim).to(x.dtype)], dim=1)   # (B, 2 + emb_dim)
+        for layer in self.layers:
+            h = F.silu(layer(h))                                                                # (B, width)
+        return self.out(h).view_as(x)                                                           # (B, 2, 1, 1)
+
+
+BACKBONES = {cls.name: cls for cls in (ConvNet, SmolMLP, ChunkyMLP, UNet, MLP, PointMLP)}
+# The backbones for MNIST images (the command line and the benchmarks train these): all but the point network.
+IMAGE_BACKBONES = tuple(name for name, cls in BACKBONES.items() if cls.takes_images)
 
 
 def build_backbone(name: str, **kwargs) -> Backbone:
-    """Build a backbone by name: "unet" (default of the course), "convnet", "smol_mlp", "chunky_mlp", "mlp"."""
+    """Build a backbone by name: "unet" (default of the course), "convnet", "smol_mlp", "chunky_mlp", "mlp";
+    "point_mlp" for the 2-D toy."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .backbones import BACKBONES
+from .backbones import IMAGE_BACKBONES
 from .checkpoints import CheckpointError
 from .config import FULL, QUICK, budget
 from .data import DATASETS
@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a noise-prediction network on MNIST (or Fashion-MNIST)")
-    t.add_argument("--backbone", default="unet", choices=sorted(BACKBONES), help="the network (default unet)")
+    t.add_argument("--backbone", default="unet", choices=sorted(IMAGE_BACKBONES), help="the network (default unet)")
     t.add_argument("--base", type=integer(8, multiple_of=8),
                    help="U-Net base channels: a multiple of 8 (the GroupNorm groups), >= 8 (default 32); unet only")
     t.add_argument("--backbone-kwargs", metavar="JSON",

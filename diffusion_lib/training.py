@@ -304,7 +304,8 @@ def check_resumable(checkpoint: dict, config: TrainConfig, path: str | os.PathLi
 
 
 def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model: Backbone) -> None:
-    """Raise a ValueError unless images (N, C, H, W) float32 in [-1, 1] and labels fit the model."""
+    """Raise a ValueError unless images (N, C, H, W) float32 in [-1, 1] (points for PointMLP: any finite values)
+    and labels fit the model."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
@@ -320,7 +321,7 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite values; drop or repair those images")
     low, high = float(images.min()), float(images.max())
-    if low < -1 or high > 1:
+    if model.takes_images and (low < -1 or high > 1):      # images only: the toy's 2-D points may lie anywhere
         raise ValueError(f"images must lie in [-1, 1], got values in [{low:g}, {high:g}]; rescale pixels in [0, 255] "
                          "with x / 127.5 - 1 (or pixels in [0, 1] with 2 * x - 1), as diffusion_lib.data does")
     if labels is not None:

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from diffusion_lib.backbones import (BACKBONES, ChunkyMLP, ConvNet, SelfAttention, SmolMLP, UNet, build_backbone,
-                                     count_parameters)
+from diffusion_lib.backbones import (BACKBONES, IMAGE_BACKBONES, ChunkyMLP, ConvNet, PointMLP, SelfAttention, SmolMLP,
+                                     UNet, build_backbone, count_parameters)
 
 from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
 
@@ -82,7 +82,8 @@ def test_arch_record_rebuilds_the_network():
     rebuilt = build_backbone(model.arch["name"], **model.arch["kwargs"])
     assert rebuilt.arch == model.arch
     assert count_parameters(rebuilt) == count_parameters(model)
-    assert sorted(BACKBONES) == ["chunky_mlp", "convnet", "mlp", "smol_mlp", "unet"]
+    assert sorted(BACKBONES) == ["chunky_mlp", "convnet", "mlp", "point_mlp", "smol_mlp", "unet"]
+    assert sorted(IMAGE_BACKBONES) == ["chunky_mlp", "convnet", "mlp", "smol_mlp", "unet"]   # what the CLI trains
 
 
 def test_unknown_name():
@@ -176,3 +177,40 @@ def test_bad_mid_blocks(kwargs, match):
 def test_attention_heads_must_divide_channels():
     with pytest.raises(ValueError, match="divisible by heads"):
         SelfAttention(10, heads=4)
+
+
+# ----------------------------------------------------------------------------- the 2-D toy's point network
+
+@pytest.mark.parametrize("width,depth,emb_dim", [(128, 3, 64), (16, 1, 8), (32, 2, 16)])
+def test_point_mlp_parameters_by_hand(width, depth, emb_dim):
+    """Linear(2 + emb_dim, width), depth - 1 of Linear(width, width), Linear(width, 2), each with its bias."""
+    model = PointMLP(width=width, depth=depth, emb_dim=emb_dim)
+    by_hand = (2 + emb_dim) * width + width + (depth - 1) * (width * width + width) + width * 2 + 2
+    assert count_parameters(model) == by_hand
+
+
+def test_point_mlp_default_size():
+    assert count_parameters(PointMLP()) == 41_858      # 66 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 2 + 2
+
+
+def test_point_mlp_shapes_time_and_record():
+    torch.manual_seed(0)
+    model = build_backbone("point_mlp", width=16, depth=2, emb_dim=8).eval()
+    x = torch.randn(5, 2, 1, 1)
+    with torch.no_grad():
+        out = model(x, torch.full((5,), 10))
+        later = model(x, torch.full((5,), 900))
+        alone = model(x[:1], torch.full((1,), 10))
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+    assert not torch.allclose(out, later)                       # the time embedding reaches the output
+    assert torch.allclose(out[:1], alone, atol=1e-6)            # no coupling between the points of a batch
+    rebuilt = build_backbone(model.arch["name"], **model.arch["kwargs"])
+    assert model.arch == {"name": "point_mlp", "kwargs": {"width": 16, "depth": 2, "emb_dim": 8}}
+    assert count_parameters(rebuilt) == count_parameters(model)
+
+
+def test_point_mlp_refuses_images_with_a_hint():
+    with pytest.raises(ValueError, match=r"expects points of shape \(B, 2, 1, 1\).*toy.as_points"):
+        PointMLP()(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="depth >= 1"):
+        PointMLP(depth=0)

@@ -25,7 +25,7 @@ def test_quick_mode_off(monkeypatch, value):
 
 def test_quick_is_smaller_everywhere():
     for field in ("train_steps", "batch_size", "n_samples", "ddim_steps", "ddpm_images", "metric_samples",
-                  "sweep_samples"):
+                  "sweep_samples", "toy_train_steps", "toy_points"):
         assert 0 < getattr(QUICK, field) < getattr(FULL, field), field
 
 

@@ -162,3 +162,32 @@ def test_sample_recorder_inside_train():
     dl.train(config, images, progress=False, callback=rec)
     assert rec.steps == [1, 2, 4]
     assert not torch.equal(rec.images[1], rec.images[4])
+
+
+def test_toy_eps_errors_split_the_loss_into_its_floor_and_the_networks_excess():
+    """loss = floor + excess on average (the cross term vanishes because eps* = E[eps | x_t]); a network that
+    outputs eps* exactly has no excess and its loss is the floor."""
+    from diffusion_lib import toy
+    from diffusion_lib.backbones import PointMLP
+    from diffusion_lib.measure.inspection import toy_eps_errors
+    from diffusion_lib.schedules import make_schedule
+
+    schedule, mixture = make_schedule("linear"), toy.ring_mixture()
+    x0 = toy.mixture_sample(mixture, 20_000, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    rows = toy_eps_errors(PointMLP(width=16, depth=1, emb_dim=8), mixture, x0, schedule, [5, 300, 999])
+    assert [r["t"] for r in rows] == [5, 300, 999]
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["floor"] + r["excess"], rel=0.03), r
+        assert r["floor"] == pytest.approx(1 - r["exact"], abs=0.02), r    # E|eps|^2 - E|eps*|^2 per coordinate
+
+    class Exact(torch.nn.Module):                                          # eps* as a "network" with one parameter
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t):
+            return toy.exact_eps(mixture, x, t, schedule)
+
+    for r in toy_eps_errors(Exact(), mixture, x0[:2000], schedule, [5, 300]):
+        assert r["excess"] == 0.0 and r["loss"] == pytest.approx(r["floor"], rel=1e-9)

@@ -1,5 +1,5 @@
-"""The pictures of notebooks 06-08 (diffusion_lib.plotting, last section) and the image table of every notebook
-(show_rows): what they draw, not how it looks."""
+"""The pictures of notebooks 06-08 and 10 (diffusion_lib.plotting, last sections) and the image table of every
+notebook (show_rows): what they draw, not how it looks."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -86,3 +86,63 @@ def test_over_t_runs_right_to_left():
     fig = plotting.plot_over_t([2, 1, 0], {"x": [0.0, 0.5, 1.0]}, "title", "share")
     left, right = fig.axes[0].get_xlim()
     assert left > right
+
+
+# ----------------------------------------------------------------------------- notebook 10: the toy and the solvers
+
+def test_quality_vs_nfe_puts_the_evaluations_on_the_x_axis():
+    rows = [{"nfe": n, "steps": (n + 1) // 2, "seconds_per_image": 0.01 * n, "confident_share": 0.5,
+             "frechet_distance": 10.0 / n, "n": 4} for n in (5, 9)]
+    fig = plotting.plot_quality_vs_nfe({"Heun": rows, "DDIM": [{**r, "nfe": m} for r, m in zip(rows, (5, 10))]})
+    assert list(fig.axes[1].lines[0].get_xdata()) == [5, 9]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["5", "10"]     # 9 is too close to 10 to label
+    assert "network evaluations" in fig.axes[1].get_xlabel()
+
+
+def test_toy_noising_draws_one_panel_per_timestep_and_the_samples():
+    from diffusion_lib import toy
+    schedule, mixture = make_schedule("linear"), toy.ring_mixture()
+    x = toy.mixture_sample(mixture, 30, torch.Generator().manual_seed(0))
+    fig = plotting.plot_toy_noising(mixture, schedule, [0, 500], {0: x})
+    assert len(fig.axes) == 2 and len(fig.axes[0].collections) == 1 and len(fig.axes[1].collections) == 0
+    assert fig.axes[0].collections[0].get_offsets().shape == (30, 2)
+    density = fig.axes[0].images[0].get_array()
+    assert density.max() > 5 * fig.axes[1].images[0].get_array().max()          # the data is far more peaked than q_T
+
+
+def test_score_fields_share_a_scale_per_column_and_cut_long_arrows():
+    from diffusion_lib import toy
+    schedule, mixture = make_schedule("linear"), toy.ring_mixture()
+    grid = toy.grid_points(1.0, 5)                                                   # spacing 0.5
+    exact = {t: toy.exact_score(mixture, grid, t, schedule) for t in (10, 300)}
+    fields = {"exact": exact, "double": {t: 2 * s for t, s in exact.items()}}
+    fig = plotting.plot_score_fields(grid, fields, [10, 300], mixture, schedule)
+    assert len(fig.axes) == 4                                                        # 2 fields x 2 timesteps
+    lengths = [torch.tensor(ax.collections[0].U ** 2 + ax.collections[0].V ** 2).sqrt() for ax in fig.axes]
+    assert float(lengths[0].median()) == pytest.approx(0.7 * 0.5, rel=1e-6)          # the median arrow: 0.7 cells
+    assert all(float(v.max()) <= 1.4 * 0.5 + 1e-9 for v in lengths)                 # none longer than 1.4 cells
+    assert torch.all(lengths[2] >= lengths[0] - 1e-9)                                # the doubled field is longer
+    fig = plotting.plot_score_fields(grid, fields, [10], mixture, schedule)
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "double, t = 10"      # one t: side by side
+
+
+def test_toy_trajectories_draw_the_trail_and_the_points_of_each_step():
+    from diffusion_lib import toy
+    schedule, mixture = make_schedule("linear"), toy.ring_mixture()
+    x_t = torch.arange(3 * 4 * 2, dtype=torch.float32).reshape(3, 4, 2, 1, 1) / 24    # K = 3 states of 4 points
+    trajectory = Trajectory([999, 500, 0], x_t, x_t, x_t[-1] * 0)
+    fig = plotting.plot_toy_trajectories({"a": trajectory, "b": trajectory}, [1, 3], mixture, schedule, trail=1, show=3)
+    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "a, the end" and fig.axes[0].get_title() == "a, t = 500"
+    first = fig.axes[0]
+    assert len(first.lines) == 3 and len(first.lines[0].get_xdata()) == 2           # 3 points, trail of one step
+    assert first.collections[0].get_offsets().tolist() == x_t[1, :3, :, 0, 0].tolist()
+
+
+def test_solver_errors_plot_has_a_curve_and_a_guide_per_sampler():
+    rows = [{"sampler": s, "nfe": n, "mean_error": e} for s, pts in (("DDIM", ((5, 0.4), (10, 0.2))),
+                                                                     ("Heun", ((5, 3.0), (9, 0.4)))) for n, e in pts]
+    fig = plotting.plot_solver_errors(rows)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    guide = ax.lines[3].get_ydata()                                                  # Heun's slope -2 guide
+    assert guide[1] == pytest.approx(3.0 * (9 / 5) ** -2)

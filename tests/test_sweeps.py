@@ -134,3 +134,69 @@ def test_agreement_with_final_counts_steps_whose_prediction_is_the_final_digit()
     assert share[0] == pytest.approx(same_other)
     ts, share = agreement_with_final(trajectory, classifier, every=2)
     assert ts == [2, 0] and share[0] == pytest.approx(same_other)
+
+
+# ----------------------------------------------------------------------------- solvers against network evaluations
+
+def test_nfe_and_steps_of_each_sampler():
+    from diffusion_lib.measure.sweeps import nfe_of, steps_for_nfe
+    assert [steps_for_nfe("DDIM", n) for n in (5, 10, 20, 50)] == [5, 10, 20, 50]
+    assert [steps_for_nfe("Heun", n) for n in (5, 10, 20, 50)] == [3, 5, 10, 25]
+    assert [nfe_of("Heun", steps_for_nfe("Heun", n)) for n in (5, 10, 20, 50)] == [5, 9, 19, 49]   # 2 n - 1 <= NFE
+    assert nfe_of("Heun", 1) == 1 and steps_for_nfe("Heun", 1) == 1 and nfe_of("DDIM", 7) == 7
+    with pytest.raises(ValueError, match="unknown ODE sampler 'Euler'"):
+        nfe_of("Euler", 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        steps_for_nfe("DDIM", 0)
+
+
+class CountingEps(torch.nn.Module):
+    """tiny_eps, counting its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.calls = tiny_eps(dtype=torch.float32), 0
+
+    def forward(self, x, t):
+        self.calls += 1
+        return self.inner(x, t)
+
+
+def test_nfe_sweep_rows_count_the_network_calls_really_made(schedule):
+    from diffusion_lib.measure.sweeps import nfe_sweep, ode_images
+    from diffusion_lib.samplers import ddim_sample_progressive, final, heun_sample_progressive
+    classifier, reference = _classifier_and_reference()
+    model = CountingEps()
+    x_T = _noise(n=3, size=28, dtype=torch.float32)
+    rows, images = nfe_sweep(model, x_T, schedule, [3, 6], classifier, reference, progress=False)
+    assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [("DDIM", 3, 3), ("DDIM", 6, 6), ("Heun", 2, 3),
+                                                                   ("Heun", 3, 5)]
+    assert model.calls == 1 + 3 + 6 + 3 + 5                        # one warm-up call, then each row's nfe
+    assert all(r["n"] == 3 and r["seconds"] > 0 and 0 <= r["confident_share"] <= 1 for r in rows)
+    assert torch.equal(images[("DDIM", 6)], final(ddim_sample_progressive(model, x_T, schedule, 6)))
+    assert torch.equal(images[("Heun", 5)], final(heun_sample_progressive(model, x_T, schedule, 3)))
+    assert torch.equal(images[("Heun", 5)], ode_images(model, x_T, schedule, "Heun", 3))
+
+
+def test_solver_errors_fall_as_one_over_nfe_for_ddim_and_faster_for_heun():
+    """Gaussian data N(0, s2 I): in xbar = x / sqrt(abar), the ODE's solution is xbar(sigma) = xbar_T sqrt(s2 + sigma^2)
+    / sqrt(s2 + sigma_T^2), so the exact clean end of x_T is x_T sqrt(s2 / (abar_T s2 + 1 - abar_T)). The errors
+    against it halve (DDIM) or quarter (Heun) when the network evaluations double."""
+    from diffusion_lib.measure.sweeps import solver_errors
+    schedule, s2 = make_schedule("linear"), 0.25
+
+    def gaussian_eps(x, t):
+        abar = schedule.alpha_bar.double()[t].reshape(-1, 1, 1, 1)
+        return (1 - abar).sqrt() * x / (abar * s2 + 1 - abar)
+
+    x_T = _noise(n=4, size=2)
+    abar_T = float(schedule.alpha_bar.double()[-1])
+    exact = x_T * (s2 / (abar_T * s2 + 1 - abar_T)) ** 0.5          # xbar(0) = xbar_T sqrt(s2) / sqrt(s2 + sigma_T^2)
+    rows = solver_errors(gaussian_eps, x_T, schedule, [20, 40, 80], exact)
+    ddim = [r["mean_error"] for r in rows if r["sampler"] == "DDIM"]
+    heun = [r["mean_error"] for r in rows if r["sampler"] == "Heun"]
+    assert [r["nfe"] for r in rows] == [20, 40, 80, 19, 39, 79]
+    assert all(1.6 < a / b < 2.6 for a, b in zip(ddim, ddim[1:])), ddim                 # first order
+    assert all(3.0 < a / b < 6.0 for a, b in zip(heun, heun[1:])), heun                 # second order
+    assert heun[-1] < ddim[-1] / 5                                                      # measured: / 7.8
+    assert all(r["max_error"] >= r["mean_error"] for r in rows)

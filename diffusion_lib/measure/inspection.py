@@ -6,6 +6,7 @@
     time_per_image(model)               seconds of one forward + backward pass, per image
     machine_description(device)         the processor (or GPU) those seconds were measured on
     loss_by_timestep(model, x0, ...)    the noise-prediction loss at each of a list of timesteps
+    toy_eps_errors(model, mixture, ...) the 2-D toy: that loss split into its floor and the network's own error
     SampleRecorder                      a train() callback that keeps DDIM samples every k steps
 
 Nothing here changes a model: measurements that need a modified network work on a copy.
@@ -25,7 +26,9 @@ from torch import nn
 from ..backbones import count_parameters
 from ..device import synchronize
 from ..samplers import ddim_sample_progressive, final
+from ..forward import q_sample
 from ..schedules import Schedule
+from ..toy import GaussianMixture, exact_eps
 from ..training import diffusion_loss
 
 
@@ -239,6 +242,35 @@ def loss_by_timestep(model: nn.Module, x0: torch.Tensor, schedule: Schedule, tim
             out.append(total / x0.shape[0])
     model.train(was_training)
     return torch.tensor(out)
+
+
+def toy_eps_errors(model: nn.Module, mixture: GaussianMixture, x0: torch.Tensor, schedule: Schedule,
+                   timesteps: Sequence[int], seed: int = 0) -> list[dict]:
+    """For the 2-D toy, whose best noise prediction eps*(x_t, t) = E[eps | x_t] is known (toy.exact_eps): one row
+    per t with, averaged over the points x0 (B, 2, 1, 1) and per coordinate,
+
+        loss    |eps - eps_theta(x_t, t)|^2     the network's training loss at t
+        floor   |eps - eps*(x_t, t)|^2          the lowest loss any network can reach (eps cannot be told from x_t)
+        excess  |eps_theta - eps*|^2            the network's own error; loss = floor + excess on average
+        exact   |eps*|^2                        the size of what there is to learn (excess / exact: relative error)
+
+    with x_t = q_sample(x0, t, eps) and the same eps (drawn from `seed`) at every t."""
+    device = next(model.parameters()).device
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
+    was_training = model.training
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for t in timesteps:
+            tt = torch.full((x0.shape[0],), int(t), dtype=torch.long)
+            x_t = q_sample(x0, tt, schedule, noise)                                      # (B, 2, 1, 1)
+            best = exact_eps(mixture, x_t, tt, schedule)
+            eps_theta = model(x_t.to(device), tt.to(device)).to(x_t)
+            rows.append({"t": int(t), "alpha_bar": float(schedule.alpha_bar[int(t)]),
+                         "loss": float(((noise - eps_theta) ** 2).mean()), "floor": float(((noise - best) ** 2).mean()),
+                         "excess": float(((eps_theta - best) ** 2).mean()), "exact": float((best ** 2).mean())})
+    model.train(was_training)
+    return rows
 
 
 @dataclass

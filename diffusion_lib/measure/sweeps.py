@@ -1,8 +1,9 @@
-"""Sampling runs for notebooks 06-08: sample with one setting and time it, sweep a setting and score
+"""Sampling runs for notebooks 06-08 and 10: sample with one setting and time it, sweep a setting and score
 each point with diffusion_lib.metrics.
 
     images, seconds = timed(ddim_images, model, x_T, schedule, 20)          # 20 DDIM steps, eta = 0
     rows, images = steps_sweep(model, x_T, schedule, [10, 20, 50], classifier, reference_features)
+    rows, images = nfe_sweep(model, x_T, schedule, [5, 10, 20, 50], classifier, reference_features)  # DDIM and Heun
 
 Every function takes the starting noise x_T explicitly and a seed for the sampler's own noise
 stream (the z of each stochastic step), so that two settings are compared on the same noise. The
@@ -22,7 +23,8 @@ from ..backbones import Backbone
 from ..device import synchronize
 from ..guidance import cfg_eps_model
 from .metrics import MNISTClassifier, classifier_features, classify, relative_spread, score_samples
-from ..samplers import ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final, record
+from ..samplers import (ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final,
+                        heun_nfe, heun_sample_progressive, record)
 from ..schedules import Schedule
 
 
@@ -120,6 +122,76 @@ def ddim_grid(model: Backbone, x_T: torch.Tensor, schedule: Schedule, steps_list
     pairs = [(s, e) for s in steps_list for e in etas]
     return {(s, e): ddim_images(model, x_T, schedule, s, e, seed)
             for s, e in tqdm(pairs, desc="DDIM grid", disable=not progress)}
+
+
+# ----------------------------------------------------------------------------- solvers against network evaluations
+
+NFE_SAMPLERS = ("DDIM", "Heun")   # the deterministic solvers of the probability-flow ODE (notebook 10)
+
+
+def _check_sampler(sampler: str) -> None:
+    if sampler not in NFE_SAMPLERS:
+        raise ValueError(f"unknown ODE sampler {sampler!r}; choose one of {NFE_SAMPLERS}")
+
+
+def nfe_of(sampler: str, num_steps: int) -> int:
+    """Network evaluations of `sampler` with num_steps steps: DDIM one per step, Heun 2 num_steps - 1 (heun_nfe)."""
+    _check_sampler(sampler)
+    return num_steps if sampler == "DDIM" else heun_nfe(num_steps)
+
+
+def steps_for_nfe(sampler: str, nfe: int) -> int:
+    """The most steps of `sampler` whose network evaluations do not exceed nfe: DDIM nfe, Heun (nfe + 1) // 2."""
+    _check_sampler(sampler)
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ValueError(f"the number of network evaluations must be a positive integer, got {nfe!r}")
+    return nfe if sampler == "DDIM" else max(1, (nfe + 1) // 2)
+
+
+def ode_images(eps_model, x_T: torch.Tensor, schedule: Schedule, sampler: str, num_steps: int,
+               progress: bool = False) -> torch.Tensor:
+    """The end of the deterministic chain from x_T (B, C, H, W): DDIM with eta = 0, or Heun, over num_steps steps."""
+    _check_order(x_T, schedule)
+    _check_sampler(sampler)
+    if sampler == "DDIM":
+        return final(ddim_sample_progressive(eps_model, x_T, schedule, num_steps, eta=0.0, progress=progress))
+    return final(heun_sample_progressive(eps_model, x_T, schedule, num_steps, progress=progress))
+
+
+def nfe_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, nfes: Sequence[int], classifier: MNISTClassifier,
+              reference_features: torch.Tensor, samplers: Sequence[str] = NFE_SAMPLERS,
+              progress: bool = True) -> tuple[list[dict], dict]:
+    """Each ODE sampler at (at most) each number of network evaluations, from the same x_T: (rows, images).
+
+    A row holds the sampler, its steps, the network evaluations it really made (nfe; Heun's 2 n - 1 can fall one
+    short of the number asked for), the wall time and the scores of diffusion_lib.metrics.score_samples;
+    images maps (sampler, nfe) to the samples (B, C, H, W)."""
+    _check_order(x_T, schedule)
+    rows, images = [], {}
+    with torch.no_grad():                     # one untimed call first: start-up costs are not charged to one setting
+        model(x_T[:1], torch.full((1,), schedule.T - 1, dtype=torch.long, device=x_T.device))
+    for sampler, asked in tqdm([(s, n) for s in samplers for n in nfes], desc="samplers x NFE", disable=not progress):
+        num_steps = steps_for_nfe(sampler, asked)
+        nfe = nfe_of(sampler, num_steps)
+        images[(sampler, nfe)], seconds = timed(ode_images, model, x_T, schedule, sampler, num_steps)
+        rows.append(score_row(images[(sampler, nfe)], seconds, classifier, reference_features, sampler=sampler,
+                              steps=num_steps, nfe=nfe))
+    return rows, images
+
+
+def solver_errors(eps_model, x_T: torch.Tensor, schedule: Schedule, nfes: Sequence[int], reference: torch.Tensor,
+                  samplers: Sequence[str] = NFE_SAMPLERS) -> list[dict]:
+    """How far each ODE sampler's end lands from the exact end `reference` (B, C, H, W) of the same x_T, at (at most)
+    each number of network evaluations. Rows: sampler, steps, nfe, mean_error (the mean over the batch of the
+    Euclidean distance |x - reference| of each sample) and max_error (the largest of them)."""
+    rows = []
+    for sampler in samplers:
+        for asked in nfes:
+            num_steps = steps_for_nfe(sampler, asked)
+            distance = (ode_images(eps_model, x_T, schedule, sampler, num_steps) - reference).flatten(1).norm(dim=1)
+            rows.append({"sampler": sampler, "steps": num_steps, "nfe": nfe_of(sampler, num_steps),
+                         "mean_error": float(distance.mean()), "max_error": float(distance.max())})
+    return rows
 
 
 # ----------------------------------------------------------------------------- guidance

@@ -732,12 +732,22 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
     confident_share, frechet_distance, n); reference: diffusion_lib.metrics.reference_scores(...),
     drawn as dashed lines (what real digits score). One legend for the three panels, under them.
     """
+    return _quality_against(groups, reference, "steps", "sampling steps")
+
+
+def plot_quality_vs_nfe(groups: dict, reference: dict | None = None):
+    """plot_quality_vs_steps against the number of network evaluations (key nfe) instead: DDIM and Heun side
+    by side (rows from diffusion_lib.sweeps.nfe_sweep), Heun spending two evaluations on most of its steps."""
+    return _quality_against(groups, reference, "nfe", "network evaluations (NFE)")
+
+
+def _quality_against(groups: dict, reference: dict | None, x_key: str, x_label: str):
     n_labels = len(groups) + (2 if reference else 0)
     legend_rows = math.ceil(n_labels / 2)
     fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH_IN, 3.5 + 0.27 * legend_rows))
     markers = "osD^v"
     for i, (name, rows) in enumerate(groups.items()):
-        steps = [r["steps"] for r in rows]
+        steps = [r[x_key] for r in rows]
         style = dict(marker=markers[i % len(markers)], ms=8, lw=2.5, color=f"C{i}", label=name)
         timed = [(s, 1000 * r["seconds_per_image"]) for s, r in zip(steps, rows) if r.get("seconds_per_image") is not None]
         if timed:                 # rows measured elsewhere (another machine, another load) leave their time out
@@ -751,7 +761,7 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
                         label="confident share of real MNIST test digits")
         axes[2].axhline(reference["train_vs_test_frechet_distance"], color="k", ls=":", lw=2,
                         label=f"Frechet distance of {reference['train_vs_test_n']} real training digits")
-    xlabel = "sampling steps (log scale)"
+    xlabel = f"{x_label} (log scale)"
     _style(axes[0], "time per image", xlabel, "milliseconds (log scale)")
     axes[0].set_yscale("log")
     _style(axes[1], "confident share\n(higher is better)", xlabel, "share with p > 0.9")
@@ -760,10 +770,14 @@ def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
     axes[2].set_ylim(bottom=0)
     from matplotlib.ticker import NullLocator
 
-    all_steps = sorted({r["steps"] for rows in groups.values() for r in rows})
+    all_steps, ticks = sorted({r[x_key] for rows in groups.values() for r in rows}, reverse=True), []
+    for s in all_steps:                       # from the largest down, leave out values too close to label apart
+        if not ticks or ticks[-1] / s > 1.25:
+            ticks.append(s)
+    all_steps = sorted(ticks)
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xticks(all_steps)                              # the step counts measured, written out in full
+        ax.set_xticks(all_steps)                              # the values measured, written out in full
         ax.set_xticklabels([str(s) for s in all_steps])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(alpha=0.3, which="both")
@@ -870,4 +884,147 @@ def plot_chain_magnitudes(chains: dict, data_std: float | None = None):
                "standard deviation (log scale)" if ax is axes[0] else None)
         ax.grid(alpha=0.3, which="both")
     _shared_legend(fig, axes, ncol=3, bottom_in=0.27 * legend_rows + 0.1)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebook 10: the 2-D toy of diffusion_lib.toy (points (B, 2, 1, 1)) and the ODE solvers.
+
+TOY_LIMIT = 1.5          # the square [-TOY_LIMIT, TOY_LIMIT]^2 the toy's pictures show
+
+
+def _alpha_bar(schedule, t: int) -> float:
+    return 1.0 if t < 0 else float(schedule.alpha_bar[t])
+
+
+_DENSITY_CACHE: dict = {}    # (mixture's numbers, alpha_bar, limit, n) -> density grid: the toy's pictures reuse them
+
+
+def _toy_density(ax, mixture, alpha_bar: float, limit: float, n: int = 90) -> None:
+    """q_t as a shaded background: the density of the noised mixture on an n x n grid (drawn smoothed). Recent grids
+    are kept, so the panels of one noise level, and a slider's repeated pictures, compute it once."""
+    from .. import toy
+
+    numbers = tuple(tuple(v.flatten().tolist()) for v in (mixture.weights, mixture.means, mixture.covariances))
+    key = (numbers, float(alpha_bar), float(limit), n)
+    if key not in _DENSITY_CACHE:
+        if len(_DENSITY_CACHE) > 64:
+            _DENSITY_CACHE.clear()
+        grid = toy.grid_points(limit, n)
+        _DENSITY_CACHE[key] = toy.q_t_log_density(mixture, grid, alpha_bar).exp().reshape(n, n).numpy()
+    density = _DENSITY_CACHE[key]                                                            # (y, x)
+    ax.imshow(density, extent=(-limit, limit, -limit, limit), origin="lower", cmap="Blues",
+              vmin=0, vmax=float(density.max()), interpolation="bicubic")
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=TICK_SIZE - 2)
+
+
+def _toy_axes(rows: int, cols: int, size: float = 3.6):
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.6), squeeze=False)
+    return fig, axes
+
+
+def _finish(fig, title: str):
+    """The title above the panels, with room kept for it (0.6 inch), and a tight layout."""
+    fig.suptitle(title, fontsize=TITLE_SIZE)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+    return fig
+
+
+def plot_toy_noising(mixture, schedule, timesteps, samples: dict | None = None, limit: float = TOY_LIMIT):
+    """The noised density q_t (shaded) at each of `timesteps`, one panel each, with samples[t] (B, 2, 1, 1)
+    drawn on top where given: the toy's forward process. One timestep is the slider's picture."""
+    timesteps = list(timesteps)
+    fig, axes = _toy_axes(1, len(timesteps))
+    for ax, t in zip(axes[0], timesteps):
+        _toy_density(ax, mixture, _alpha_bar(schedule, t), limit)
+        if samples is not None and t in samples:
+            xy = samples[t][:, :, 0, 0].numpy()
+            ax.scatter(xy[:, 0], xy[:, 1], s=4, color="tab:red", alpha=0.5, label="x_t = q_sample(x_0, t)")
+        ax.set_title(f"t = {t}, " + r"$\bar\alpha_t$" + f" = {_alpha_bar(schedule, t):.3g}", fontsize=TITLE_SIZE - 2)
+    if samples is not None:
+        axes[0][0].legend(fontsize=TICK_SIZE - 2, loc="lower left", markerscale=3)
+    return _finish(fig, "the noised density $q_t$ (shaded) and noised data points")
+
+
+def plot_score_fields(grid, fields: dict, timesteps, mixture, schedule, limit: float = TOY_LIMIT):
+    """Score fields as arrows on the points `grid` (N, 2, 1, 1), over the shaded q_t: fields maps a name ("exact",
+    "learned") to {t: score (N, 2, 1, 1)}. One row per name and one column per timestep; with a single timestep
+    (the slider's picture) the names stand side by side.
+
+    Within a column every field is drawn to the same scale, set by the first field: its median arrow is 0.7 grid
+    cells long (the length it stands for is printed in the panel), and arrows longer than 1.4 cells are cut to
+    1.4 cells, keeping their direction. The score grows like 1 / sqrt(1 - alpha_bar_t) as t falls, so the scale
+    differs between columns."""
+    names, timesteps = list(fields), list(timesteps)
+    single = len(timesteps) == 1
+    fig, axes = _toy_axes(1, len(names)) if single else _toy_axes(len(names), len(timesteps))
+    xy = grid[:, :, 0, 0].numpy()
+    spacing = 2 * float(np.abs(xy).max()) / (math.sqrt(xy.shape[0]) - 1)             # distance between grid points
+    for j, t in enumerate(timesteps):
+        typical = float(fields[names[0]][t][:, :, 0, 0].norm(dim=1).median())
+        for i, name in enumerate(names):
+            ax = axes[0][i] if single else axes[i][j]
+            _toy_density(ax, mixture, _alpha_bar(schedule, t), limit)
+            uv = fields[name][t][:, :, 0, 0].double()
+            uv = uv * (0.7 * spacing / typical)                                     # median arrow: 0.7 cells
+            length = uv.norm(dim=1, keepdim=True)
+            uv = (uv * (1.4 * spacing / length.clamp(min=1.4 * spacing))).numpy()   # longer ones cut to 1.4 cells
+            ax.quiver(xy[:, 0], xy[:, 1], uv[:, 0], uv[:, 1], angles="xy", scale_units="xy", scale=1,
+                      width=0.006, color="k")
+            ax.set_title(f"{name}, t = {t}", fontsize=TITLE_SIZE - 2)
+            ax.text(0.02, 0.02, f"0.7 cells = |score| {typical:.3g}", transform=ax.transAxes, fontsize=TICK_SIZE - 2,
+                    bbox=dict(facecolor="white", alpha=0.8, lw=0))
+    return _finish(fig, r"the score $\nabla_x \log q_t(x)$ (arrows) over $q_t$ (shaded)")
+
+
+def plot_toy_trajectories(trajectories: dict, steps, mixture, schedule, trail: int | None = None,
+                          show: int | None = None, limit: float = 2.5):
+    """Chains of 2-D points: trajectories maps a sampler's name to a samplers.Trajectory of points. For each
+    recorded step k of `steps` (k = len(timesteps): the end), the points at step k as dots over the shaded q_t of
+    that step, and their paths as lines: from the start, or over the last `trail` recorded steps only; the first
+    `show` points (all if None). One row per sampler, one column per step; a single step (the slider's picture)
+    puts the samplers side by side."""
+    names, steps = list(trajectories), list(steps)
+    single = len(steps) == 1
+    fig, axes = _toy_axes(1, len(names), 4.4) if single else _toy_axes(len(names), len(steps))
+    for i, name in enumerate(names):
+        tr = trajectories[name]
+        paths = torch.cat([tr.x_t, tr.sample[None]])[:, :show, :, 0, 0]                 # (K + 1, B, 2)
+        colors = [f"C{b % 10}" for b in range(paths.shape[1])]
+        for j, k in enumerate(steps):
+            ax = axes[0][i] if single else axes[i][j]
+            t = tr.timesteps[k] if k < len(tr.timesteps) else -1
+            _toy_density(ax, mixture, _alpha_bar(schedule, t), limit)
+            first = 0 if trail is None else max(0, k - trail)
+            for b in range(paths.shape[1]):
+                ax.plot(paths[first:k + 1, b, 0].numpy(), paths[first:k + 1, b, 1].numpy(), lw=1, color=colors[b],
+                        alpha=0.8)
+            ax.scatter(paths[k, :, 0].numpy(), paths[k, :, 1].numpy(), s=22, c=colors, edgecolor="k", linewidths=0.6,
+                       zorder=3)
+            ax.set_title(f"{name}, " + (f"t = {t}" if t >= 0 else "the end"), fontsize=TITLE_SIZE - 3)
+    what = "paths" if trail is None else f"the last {trail} recorded steps of each path"
+    return _finish(fig, f"the same starting points through each sampler: the points, {what}, over $q_t$ (shaded)")
+
+
+def plot_solver_errors(rows, title: str = "distance to the exact end of the ODE"):
+    """Error against network evaluations, log-log, one curve per sampler (rows of diffusion_lib.sweeps.solver_errors),
+    with dashed guides of slope -1 and -2 (first and second order) through each curve's first point."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in rows)):
+        mine = [r for r in rows if r["sampler"] == sampler]
+        nfe = np.array([r["nfe"] for r in mine], dtype=float)
+        err = np.array([r["mean_error"] for r in mine])
+        ax.plot(nfe, err, "o-", lw=2.5, ms=8, color=f"C{i}", label=sampler)
+        order = 1 if sampler == "DDIM" else 2
+        ax.plot(nfe, err[0] * (nfe / nfe[0]) ** -order, "--", lw=1.3, color=f"C{i}",
+                label=f"slope -{order} (error ~ 1 / NFE" + ("" if order == 1 else "^2") + ")")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _style(ax, title, "network evaluations (NFE)", "mean distance (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=TICK_SIZE - 1)
+    fig.tight_layout()
     return fig
