@@ -239,3 +239,37 @@ def test_reference_scores_from_one_pass_over_the_test_set(mnist_test):
     plain = reference_scores(classifier, n=50, seed=3)                     # numbers only: JSON and checkpoints
     assert plain == {k: v for k, v in ours.items() if not isinstance(v, torch.Tensor)}
     assert all(isinstance(v, (int, float)) for v in plain.values())
+
+
+# ----------------------------------------------------------------------------- memorisation
+
+def test_nearest_neighbours_against_brute_force():
+    from diffusion_lib.measure.metrics import nearest_neighbours
+    g = torch.Generator().manual_seed(3)
+    references = torch.randn(257, 1, 4, 4, generator=g)
+    queries = torch.randn(9, 1, 4, 4, generator=g)
+    distances, indices = nearest_neighbours(queries, references, batch_size=50)          # batches that split the set
+    for q, d, i in zip(queries, distances, indices):
+        brute = [float(((q - r) ** 2).sum().sqrt()) for r in references]
+        assert int(i) == min(range(len(brute)), key=brute.__getitem__)
+        assert abs(float(d) - min(brute)) < 1e-6
+    # a copy is found, at distance 0, whatever batch it falls in
+    copies = references[[0, 49, 50, 256]]
+    d, i = nearest_neighbours(copies, references, batch_size=50)
+    assert i.tolist() == [0, 49, 50, 256] and torch.allclose(d, torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="same size per item"):
+        nearest_neighbours(queries, torch.randn(3, 5))
+
+
+def test_nearest_training_images_finds_copies_in_pixels_and_features():
+    from diffusion_lib.measure.metrics import MNISTClassifier, nearest_training_images
+    torch.manual_seed(0)
+    classifier = MNISTClassifier().eval()
+    training = torch.rand(40, 1, 28, 28) * 2 - 1
+    near_copies = training[[3, 17]] + 0.01 * torch.randn(2, 1, 28, 28)
+    found = nearest_training_images(near_copies, training, classifier)
+    for space in ("pixels", "features"):
+        distances, indices = found[space]
+        assert indices.tolist() == [3, 17], space
+    far = nearest_training_images(torch.rand(2, 1, 28, 28) * 2 - 1, training, classifier)
+    assert bool((far["pixels"][0] > 10 * found["pixels"][0]).all())

@@ -310,7 +310,43 @@ def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: to
     return float((spread / real_spread.double()).nanmean())
 
 
+# ----------------------------------------------------------------------------- memorisation
+
+def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_size: int = 4096
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query (N, ...) its nearest reference (M, ...) in Euclidean distance over all entries, exactly:
+    (distances (N,), indices (N,) into references). References are compared in batches of batch_size."""
+    q = queries.detach().flatten(1).double()
+    r = references.detach().flatten(1).double()
+    if q.shape[1] != r.shape[1]:
+        raise ValueError(f"queries and references must have the same size per item, got {tuple(queries.shape[1:])} "
+                         f"and {tuple(references.shape[1:])}")
+    if r.shape[0] == 0:
+        raise ValueError("references is empty: give at least one reference")
+    best = torch.full((q.shape[0],), float("inf"), dtype=torch.float64)
+    index = torch.zeros(q.shape[0], dtype=torch.long)
+    for start in range(0, r.shape[0], batch_size):
+        d = torch.cdist(q, r[start:start + batch_size])                            # (N, batch)
+        value, where = d.min(dim=1)
+        closer = value < best
+        best, index = torch.where(closer, value, best), torch.where(closer, where + start, index)
+    return best, index
+
+
+def nearest_training_images(images: torch.Tensor, training_images: torch.Tensor, classifier: MNISTClassifier,
+                            training_features: torch.Tensor | None = None) -> dict:
+    """Does a model copy its training digits? For each image (N, 1, 28, 28) its nearest training image, in pixel
+    space and in the classifier's feature space: {"pixels": (distances, indices), "features": (distances, indices)}.
+    A copy has distance about 0; how far real digits lie from their nearest training digit is the yardstick (call
+    this on held-out test digits for it). training_features: classifier_features(training_images, ...), if at hand."""
+    if training_features is None:
+        training_features = classifier_features(training_images, classifier)
+    return {"pixels": nearest_neighbours(images.clamp(-1, 1), training_images),
+            "features": nearest_neighbours(classifier_features(images, classifier), training_features)}
+
+
 __all__ = ["MNISTClassifier", "load_classifier", "classify", "classifier_features", "classify_features",
            "classifier_accuracy", "guided_accuracy", "confident_share", "class_histogram", "effective_classes",
            "gaussian_statistics", "sqrtm_psd", "frechet_distance_gaussians", "frechet_distance", "score_samples",
-           "mnist_test_features", "reference_scores", "class_feature_spread", "relative_spread", "CLASSIFIER_PATH"]
+           "mnist_test_features", "reference_scores", "class_feature_spread", "relative_spread", "nearest_neighbours",
+           "nearest_training_images", "CLASSIFIER_PATH"]
