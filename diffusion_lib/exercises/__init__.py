@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 
+import torch
+
 
 def call_with_broadcast_hint(answer, *args, scales: str = "each image"):
     """answer(*args), turning torch's "must match the size" error into a hint about per-timestep scalars."""
@@ -27,6 +29,26 @@ def call_with_broadcast_hint(answer, *args, scales: str = "each image"):
         raise AssertionError(f"shapes do not broadcast ({e}). schedule.alpha_bar[t] has shape (B,): reshape it to "
                              f"(B, 1, 1, 1) so that it scales {scales}, e.g. "
                              "schedule.alpha_bar[t].reshape(-1, 1, 1, 1)") from None
+
+
+def call_answer(answer, args: tuple, where: str, hint: str, shape, shape_hint: str = "") -> torch.Tensor:
+    """answer(*args), checked to be a tensor of `shape`. Any error but NotImplementedError (the placeholder) becomes
+    an AssertionError that says where it happened (`where`, e.g. "(at t = 10)") and gives `hint`."""
+    try:
+        got = answer(*args)
+    except NotImplementedError:
+        raise
+    except Exception as e:
+        raise AssertionError(f"your function raised {type(e).__name__}: {e} {where}. Hint: {hint}") from e
+    assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
+    assert tuple(got.shape) == tuple(shape), (f"expected shape {tuple(shape)}, got {tuple(got.shape)} {where}"
+                                              + (f". Hint: {shape_hint}" if shape_hint else ""))
+    return got
+
+
+def known_mistake(got: torch.Tensor, candidates, **tolerance) -> str | None:
+    """The hint of the first (wrong answer, hint) in candidates that `got` matches (torch.allclose), else None."""
+    return next((hint for wrong, hint in candidates if torch.allclose(got, wrong, **tolerance)), None)
 
 
 def get_check(name: str):

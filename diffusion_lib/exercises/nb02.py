@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import call_answer
 from ..forward import q_sample
 from ..schedules import make_schedule
 
@@ -15,16 +16,10 @@ def check(answer) -> None:
     t = torch.tensor([0, 10, 250, 600, schedule.T - 1])                    # (5,) mixed timesteps
     noise = torch.randn(x0.shape, generator=g)
     expected = q_sample(x0, t, schedule, noise=noise)
-    try:
-        got = answer(x0.clone(), t.clone(), schedule.alpha_bar.clone(), noise.clone())
-    except NotImplementedError:
-        raise
-    except Exception as e:  # most often a broadcasting error
-        raise AssertionError(f"your function raised {type(e).__name__}: {e}. Hint: alpha_bar[t] has shape (B,) = (5,); "
-                             "reshape it to (B, 1, 1, 1) with .view(-1, 1, 1, 1) so it multiplies each image.") from e
-    assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
-    assert got.shape == x0.shape, (f"expected shape {tuple(x0.shape)} (one noisy image per clean one), got {tuple(got.shape)}. "
-                                   "Hint: alpha_bar[t] has shape (B,); reshape it to (B, 1, 1, 1).")
+    got = call_answer(answer, (x0.clone(), t.clone(), schedule.alpha_bar.clone(), noise.clone()),   # most often a
+                      "(one noisy image per clean one)", "alpha_bar[t] has shape (B,) = (5,); reshape it to "   # broadcasting error
+                      "(B, 1, 1, 1) with .view(-1, 1, 1, 1) so it multiplies each image.", x0.shape,
+                      "alpha_bar[t] has shape (B,); reshape it to (B, 1, 1, 1).")
     if not torch.allclose(got, expected, atol=1e-5):
         ab = schedule.alpha_bar[t].view(-1, 1, 1, 1)
         if torch.allclose(got, ab * x0 + (1 - ab) * noise, atol=1e-5):

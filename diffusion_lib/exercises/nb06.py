@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import call_answer, known_mistake
 from ..samplers import ddpm_step
 from ..schedules import make_schedule
 
@@ -39,21 +40,14 @@ def check(answer) -> None:
         eps = torch.randn(x_t.shape, generator=g)
         noise = torch.randn(x_t.shape, generator=g)
         expected, _ = ddpm_step(x_t, eps, t, t - 1, schedule, noise if t > 0 else None)
-        try:
-            got = answer(x_t.clone(), eps.clone(), t, schedule.beta.clone(), noise.clone())
-        except NotImplementedError:
-            raise
-        except Exception as e:
-            raise AssertionError(f"your function raised {type(e).__name__}: {e} (at t = {t}). Hint: t is a plain int; "
-                                 "alpha_bar = torch.cumprod(1 - beta, 0); alpha_bar_{t-1} is alpha_bar[t - 1], or 1 (the clean image) "
-                                 "at index t = 0.") from e
-        assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
-        assert got.shape == x_t.shape, f"expected shape {tuple(x_t.shape)}, got {tuple(got.shape)} (at t = {t})"
+        got = call_answer(answer, (x_t.clone(), eps.clone(), t, schedule.beta.clone(), noise.clone()), f"(at t = {t})",
+                          "t is a plain int; alpha_bar = torch.cumprod(1 - beta, 0); alpha_bar_{t-1} is alpha_bar[t - 1], "
+                          "or 1 (the clean image) at index t = 0.", x_t.shape)
         if torch.allclose(got, expected, atol=1e-4):
             continue
-        for wrong, hint in _candidates(x_t, eps, t, schedule, noise):
-            if torch.allclose(got, wrong, atol=1e-4):
-                raise AssertionError(f"at t = {t}: {hint}")
+        hint = known_mistake(got, _candidates(x_t, eps, t, schedule, noise), atol=1e-4)
+        if hint:
+            raise AssertionError(f"at t = {t}: {hint}")
         raise AssertionError(f"at t = {t} your x_(t-1) differs from 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) "
                              f"eps) + sqrt(beta_tilde_t) z by up to {float((got - expected).abs().max()):.3g}.")
 

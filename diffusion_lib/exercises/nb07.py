@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import call_answer, known_mistake
 from ..samplers import alpha_bar_at, ddim_step, ddim_timesteps, timestep_pairs
 from ..schedules import make_schedule
 
@@ -40,20 +41,13 @@ def check(answer) -> None:
             noise = torch.randn(x_t.shape, generator=g)
             expected, _ = ddim_step(x_t, eps, t, t_prev, schedule, noise, eta=eta)
             where = f"(eta = {eta}, step t = {t} -> {t_prev}, alpha_bar_t = {ab_t:.4g}, alpha_bar_prev = {ab_prev:.4g})"
-            try:
-                got = answer(x_t.clone(), eps.clone(), ab_t, ab_prev, eta, noise.clone())
-            except NotImplementedError:
-                raise
-            except Exception as e:
-                raise AssertionError(f"your function raised {type(e).__name__}: {e} {where}. Hint: the alpha_bars and eta "
-                                     "are plain floats: use ** 0.5 (or math.sqrt), not .sqrt().") from e
-            assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
-            assert got.shape == x_t.shape, f"expected shape {tuple(x_t.shape)}, got {tuple(got.shape)} {where}"
+            got = call_answer(answer, (x_t.clone(), eps.clone(), ab_t, ab_prev, eta, noise.clone()), where,
+                              "the alpha_bars and eta are plain floats: use ** 0.5 (or math.sqrt), not .sqrt().", x_t.shape)
             if torch.allclose(got, expected, atol=1e-5):
                 continue
-            for wrong, hint in _candidates(x_t, eps, ab_t, ab_prev, eta, noise):
-                if torch.allclose(got, wrong, atol=1e-5):
-                    raise AssertionError(f"{where}: {hint}")
+            hint = known_mistake(got, _candidates(x_t, eps, ab_t, ab_prev, eta, noise), atol=1e-5)
+            if hint:
+                raise AssertionError(f"{where}: {hint}")
             raise AssertionError(f"{where}: your x_prev differs from sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev "
                                  f"- sigma_t^2) eps + sigma_t z by up to {float((got - expected).abs().max()):.3g}.")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import call_answer
 from ..backbones import UNet
 from ..guidance import cfg_eps_model
 
@@ -30,16 +31,9 @@ def check(answer) -> None:
     got = {}
     for w in WEIGHTS:
         with torch.no_grad():
-            try:
-                got[w] = answer(model, x_t.clone(), t.clone(), y.clone(), w)
-            except NotImplementedError:
-                raise
-            except Exception as e:
-                raise AssertionError(f"your function raised {type(e).__name__}: {e} (w = {w}). Hint: call the network "
-                                     "as model(x_t, t, labels); the null label is model.null_label "
-                                     "(torch.full_like(y, model.null_label)).") from e
-        assert isinstance(got[w], torch.Tensor), f"return a torch.Tensor, got {type(got[w]).__name__}"
-        assert got[w].shape == x_t.shape, f"expected shape {tuple(x_t.shape)}, got {tuple(got[w].shape)} (w = {w})"
+            got[w] = call_answer(answer, (model, x_t.clone(), t.clone(), y.clone(), w), f"(w = {w})",
+                                 "call the network as model(x_t, t, labels); the null label is model.null_label "
+                                 "(torch.full_like(y, model.null_label)).", x_t.shape)
     # Each mistake is recognised only if it explains the answers at every w (some coincide at one w).
     mistakes = [
         (lambda w: (1 + w) * eps_cond - w * eps_uncond,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import call_answer, known_mistake
 from ..schedules import make_schedule
 from ..toy import GaussianMixture, as_points, q_t_score
 
@@ -41,23 +42,15 @@ def check(answer) -> None:
         x_t = as_points(torch.randn((6, 2), generator=g, dtype=torch.float64))        # (6, 2, 1, 1)
         expected = -(1 - ab) ** 0.5 * q_t_score(one, x_t, ab)
         where = f"(alpha_bar = {ab:.4g})"
-        try:
-            got = answer(x_t.clone(), ab, mean.clone(), VARIANCE)
-        except NotImplementedError:
-            raise
-        except Exception as e:
-            raise AssertionError(f"your function raised {type(e).__name__}: {e} {where}. Hint: alpha_bar and variance "
-                                 "are floats, mean is a (2,) tensor: reshape it to (2, 1, 1) (mean[:, None, None]) "
-                                 "to broadcast over points of shape (B, 2, 1, 1).") from e
-        assert isinstance(got, torch.Tensor), f"return a torch.Tensor, got {type(got).__name__}"
-        assert got.shape == x_t.shape, (f"expected shape {tuple(x_t.shape)}, got {tuple(got.shape)} {where}. Hint: "
-                                        "reshape the (2,) mean to (2, 1, 1) so that it lines up with the 2 channels")
+        got = call_answer(answer, (x_t.clone(), ab, mean.clone(), VARIANCE), where,
+                          "alpha_bar and variance are floats, mean is a (2,) tensor: reshape it to (2, 1, 1) "
+                          "(mean[:, None, None]) to broadcast over points of shape (B, 2, 1, 1).", x_t.shape,
+                          "reshape the (2,) mean to (2, 1, 1) so that it lines up with the 2 channels")
         if torch.allclose(got, expected, rtol=1e-6, atol=1e-9):
             continue
-        m = mean[:, None, None]
-        for wrong, hint in _candidates(x_t, ab, m, VARIANCE):
-            if torch.allclose(got, wrong, rtol=1e-6, atol=1e-9):
-                raise AssertionError(f"{where}: {hint}")
+        hint = known_mistake(got, _candidates(x_t, ab, mean[:, None, None], VARIANCE), rtol=1e-6, atol=1e-9)
+        if hint:
+            raise AssertionError(f"{where}: {hint}")
         raise AssertionError(f"{where}: your eps* differs from sqrt(1 - alpha_bar) (x_t - sqrt(alpha_bar) mean) / "
                              f"(alpha_bar variance + 1 - alpha_bar) by up to {float((got - expected).abs().max()):.3g}.")
 
