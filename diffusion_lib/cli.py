@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"diffusion steps, >= 1 (default 1000); the linear schedule fits float32 up to "
                         f"T = {longest_schedule('linear')}, the cosine one any T")
     t.add_argument("--objective", default="eps", choices=sorted(OBJECTIVES),
-                   help="what the network predicts: the noise eps, the clean image x0, or v (default eps)")
+                   help="what the network predicts: the noise eps, the clean image x0, v, or the flow-matching "
+                        "velocity flow (default eps)")
     t.add_argument("--loss-weighting", default="none", choices=LOSS_WEIGHTINGS,
                    help="per-timestep loss weight: none, or min_snr, min(SNR, gamma) (default none)")
     t.add_argument("--min-snr-gamma", type=number(0, lower_open=True),
