@@ -14,7 +14,8 @@ One step convention. Every reverse step is a function
 
 of the state x_t at timestep t, the network's noise estimate eps = eps_theta(x_t, t), and a draw z ~ N(0, I)
 (`noise`, None at the last step); it returns the state at t_prev and the clean image x0_pred that eps
-implies. `ddpm_step` and `ddim_step` are the two here; settings such as DDIM's eta are keyword arguments
+implies. `ddpm_step` and `ddim_step` are the DDPM family's, `heun_step` and `flow_euler_step` (whose "eps" is a
+flow-matching network's velocity) follow the same convention; settings such as DDIM's eta are keyword arguments
 (functools.partial(ddim_step, eta=0.5) is a step).
 
 One loop. `_walk` evaluates the network and applies a step for each pair, yielding a SamplerStep after every
