@@ -4,7 +4,7 @@ A checkpoint is a dict of plain types and tensors:
     format      "diffusion_lib/1"
     arch        {"name": backbone name, "kwargs": {...}}  -- rebuilds the network
     schedule    {"name": "linear", "T": 1000}
-    objective   what the network predicts: "eps", "x0" or "v" (objectives.py); absent in older files: "eps"
+    objective   what the network predicts: "eps", "x0", "v" or "flow" (objectives.py); absent in older files: "eps"
     dataset     what it was trained on: "mnist" or "fashion_mnist"; absent in older files: "mnist"
     model       state_dict of the trained weights
     ema         state_dict of the torch.optim.swa_utils.AveragedModel (EMA weights), optional

@@ -42,7 +42,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .forward import predict_eps_from_x0, predict_x0_from_eps, q_sample
+from .forward import predict_eps_from_x0, q_sample
 from .schedules import Schedule, extract
 
 LOSS_WEIGHTINGS = ("none", "min_snr")

@@ -39,7 +39,7 @@ class TrainConfig:
     backbone_kwargs: dict = field(default_factory=dict)   # e.g. {"base": 32, "num_classes": 10}
     schedule: str = "linear"
     T: int = 1000
-    objective: str = "eps"         # what the network predicts: "eps", "x0" or "v" (see objectives.py)
+    objective: str = "eps"         # what the network predicts: "eps", "x0", "v" or "flow" (objectives.OBJECTIVES)
     loss_weighting: str = "none"   # "none", or "min_snr": min(SNR, gamma) per timestep (Hang et al. 2023)
     min_snr_gamma: float = 5.0     # gamma of "min_snr"
     dataset: str = "mnist"         # "mnist" or "fashion_mnist" (data.DATASETS); recorded, checked on resume
@@ -230,11 +230,12 @@ class Trainer:
     def save(self, path: str | os.PathLike) -> Path:
         return save_checkpoint(self.state_dict(), path)
 
-    def load(self, path: str | os.PathLike) -> None:
-        """Restore everything from a checkpoint written by save(), so training continues where it stopped."""
-        checkpoint = load_checkpoint(path)
+    def load(self, path: str | os.PathLike, checkpoint: dict | None = None) -> None:
+        """Restore everything from a checkpoint written by save(), so training continues where it stopped.
+        checkpoint: its contents when already read (load_checkpoint(path)); read from path otherwise."""
+        if checkpoint is None:
+            checkpoint = load_checkpoint(path)
         if checkpoint["arch"] != self.model.arch:
-            from .checkpoints import CheckpointError
             raise CheckpointError(f"cannot resume: {path} holds {checkpoint['arch']}, this run trains {self.model.arch}; "
                                   "use another output folder or the same backbone settings")
         self.model.load_state_dict(checkpoint["model"])
@@ -362,8 +363,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     trainer = Trainer(config, device)
     check_training_data(images, labels, trainer.model)
     if last is not None and resume and last.exists():
-        check_resumable(load_checkpoint(last), config, last)
-        trainer.load(last)
+        checkpoint = load_checkpoint(last)
+        check_resumable(checkpoint, config, last)
+        trainer.load(last, checkpoint)
     if last is not None:
         remove_stale_temp_files(last)
     start, written = time.monotonic(), None

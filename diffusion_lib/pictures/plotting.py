@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import io
 import math
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ..images import image_grid as _image_grid, to_unit
+from ..images import image_grid as _image_grid
 
 MAX_WIDTH_IN = 10.5        # inches; 1050 pixels at matplotlib's default 100 dpi
 SLIDER_HEIGHT_IN = 5.6     # inches; a slider's picture, so that slider and picture fit 800 pixels of screen
