@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from diffusion_lib.checkpoints import load_checkpoint, load_model
+from diffusion_lib.checkpoints import load_checkpoint, model_from_checkpoint
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
 from diffusion_lib.samplers import ddim_sample_progressive, ddpm_sample_progressive, final, sample_noise, with_precision
@@ -28,8 +28,8 @@ def load_network(checkpoint: str | None = None, pretrained: str | None = None):
     if pretrained:
         from diffusion_lib.pretrained import load_pretrained, pretrained_schedule
         return load_pretrained(pretrained), pretrained_schedule(pretrained)
-    record = load_checkpoint(checkpoint)["schedule"]
-    return load_model(checkpoint), make_schedule(record["name"], record["T"])
+    record = load_checkpoint(checkpoint)
+    return model_from_checkpoint(record), make_schedule(record["schedule"]["name"], record["schedule"]["T"])
 
 
 def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w: float | None = None,

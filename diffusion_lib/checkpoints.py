@@ -125,7 +125,12 @@ def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device |
     """Rebuild the network a checkpoint was trained with, load its (EMA) weights, in eval mode on `device`,
     and return it as the samplers' eps model: the network itself when it predicts eps, else the network
     with its output converted to eps (objectives.eps_model_for), so the caller need not know the objective."""
-    checkpoint = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), ema, device)
+
+
+def model_from_checkpoint(checkpoint: dict, ema: bool = True, device: torch.device | str = "cpu"):
+    """load_model for a checkpoint already read with load_checkpoint (so a caller that also needs its schedule or
+    objective reads the file once)."""
     arch = checkpoint["arch"]
     model = build_backbone(arch["name"], **arch["kwargs"])
     load_weights_into(model, checkpoint, ema=ema and checkpoint.get("ema") is not None)

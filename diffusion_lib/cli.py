@@ -287,7 +287,7 @@ def _resume_message(e) -> str:
 # ----------------------------------------------------------------------------- sample
 
 def _sample(args) -> int:
-    from .checkpoints import checkpoint_objective, load_checkpoint, load_model
+    from .checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
     from .guidance import cfg_eps_model
     from .images import save_grid
     from . import samplers
@@ -322,7 +322,7 @@ def _sample(args) -> int:
         if not isinstance(record, dict) or not {"name", "T"} <= record.keys():
             raise CheckpointError(f"{args.checkpoint} records no noise schedule; it was not written by "
                                   "diffusion_lib.train or `python -m diffusion_lib train`, so it cannot be sampled")
-        model = load_model(args.checkpoint, ema=not args.no_ema, device=device)
+        model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
         schedule = make_schedule(record["name"], record["T"])
     flow = args.checkpoint is not None and checkpoint_objective(checkpoint) == "flow"
     sampler = args.sampler or ("flow-euler" if flow else "ddim")
