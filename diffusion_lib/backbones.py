@@ -38,7 +38,7 @@ class Backbone(nn.Module):
     def __init__(self, **arch_kwargs):
         super().__init__()
         self.arch_kwargs = dict(arch_kwargs)
-        self.image_shape = tuple(arch_kwargs.get("image_shape", IMAGE_SHAPE))
+        self.image_shape = IMAGE_SHAPE        # (C, H, W) of the inputs; PointMLP sets its own
         self.T = DEFAULT_T
 
     @property
