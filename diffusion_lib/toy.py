@@ -15,7 +15,14 @@ trained with the loss of Ho et al. minimises towards, E[eps | x_t], is the score
 
     eps*(x_t, t) = -sqrt(1 - alpha_bar_t) grad log q_t(x_t)                                       exact_eps
 
-(the same relation turns any eps network into a score estimate: score_from_eps). Points are tensors of
+(the same relation turns any eps network into a score estimate: score_from_eps).
+
+Flow matching (notebook 11) noises the same data on the straight path x_s = (1 - s) x_0 + s eps, s in [0, 1]:
+again a mixture, with means (1 - s) mu_k and covariances (1 - s)^2 Sigma_k + s^2 I (flow_mixture), and the best
+velocity a network can learn, E[eps - x_0 | x_s], is a responsibility-weighted sum over the components of each
+component's Gaussian regression (exact_velocity; ExactVelocity as a model the flow samplers take).
+
+Points are tensors of
 shape (B, 2, 1, 1), two "channels" of a 1 x 1 "image", so forward.q_sample, the samplers and the Trainer
 work on them unchanged; as_points and as_xy convert from and to (B, 2) coordinates.
 Everything follows the dtype and device of its input (float64 in the tests).
@@ -214,3 +221,54 @@ class ExactEps:
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return exact_eps(self.mixture, x_t, t, self.schedule)
+
+
+# ----------------------------------------------------------------------------- the straight path of flow matching
+
+def _check_s(s: float) -> float:
+    s = float(s)
+    if not 0 <= s <= 1:
+        raise ValueError(f"the flow time s must lie in [0, 1] (0: the data, 1: pure noise), got {s}")
+    return s
+
+
+def flow_mixture(mixture: GaussianMixture, s: float) -> GaussianMixture:
+    """The density p_s of x_s = (1 - s) x_0 + s eps: the same weights, means (1 - s) mu_k and covariances
+    (1 - s)^2 Sigma_k + s^2 I. s = 0 is the data, s = 1 the standard normal."""
+    s = _check_s(s)
+    eye = torch.eye(2, dtype=mixture.covariances.dtype, device=mixture.covariances.device)
+    return GaussianMixture(mixture.weights, (1 - s) * mixture.means, (1 - s) ** 2 * mixture.covariances + s ** 2 * eye)
+
+
+def exact_velocity(mixture: GaussianMixture, x_s: torch.Tensor, s: float) -> torch.Tensor:
+    """The best velocity u*(x_s) = E[eps - x_0 | x_s] at flow time s, (B, 2, 1, 1), for points x_s (B, 2, 1, 1).
+
+    Given the component k, (x_0, eps, x_s) are jointly Gaussian, and the regression of u = eps - x_0 on x_s is
+    u_k(x) = -mu_k + (s I - (1 - s) Sigma_k) C_k^{-1} (x - (1 - s) mu_k), C_k = (1 - s)^2 Sigma_k + s^2 I;
+    u* = sum_k r_k(x) u_k(x) with the responsibilities r_k of p_s (flow_mixture). Finite at s = 0 and s = 1."""
+    s = _check_s(s)
+    xy = as_xy(x_s)                                                                              # (B, 2)
+    mixture = mixture.to(xy)
+    noised = flow_mixture(mixture, s)
+    diff = xy[:, None, :] - noised.means[None]                                                   # (B, K, 2)
+    precision_diff = torch.linalg.solve(noised.covariances[None], diff[..., None])[..., 0]       # C_k^{-1} (x - m_k)
+    mahalanobis = (diff * precision_diff).sum(-1)                                                # (B, K)
+    log_terms = noised.weights.log()[None] - 0.5 * mahalanobis - 0.5 * torch.logdet(noised.covariances)[None]
+    eye = torch.eye(2, dtype=xy.dtype, device=xy.device)
+    gain = s * eye - (1 - s) * mixture.covariances                                               # (K, 2, 2)
+    u_k = -mixture.means[None] + (gain[None] @ precision_diff[..., None])[..., 0]                # (B, K, 2)
+    return as_points((log_terms.softmax(dim=1)[..., None] * u_k).sum(1))
+
+
+class ExactVelocity:
+    """The exact velocity of a mixture as a model (x_s, t) -> u, as the flow samplers call a velocity network:
+    code timesteps t (B,) stand for the flow times s = (t + 1) / T (objectives.flow_time)."""
+
+    def __init__(self, mixture: GaussianMixture, T: int):
+        self.mixture, self.T = mixture, T
+
+    def __call__(self, x_s: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        s = (t.to(torch.float64) + 1) / self.T
+        if bool((s != s[0]).any()):
+            return torch.cat([exact_velocity(self.mixture, x_s[i:i + 1], float(s[i])) for i in range(len(s))])
+        return exact_velocity(self.mixture, x_s, float(s[0]))

@@ -1,4 +1,5 @@
 """diffusion_lib.inspection: shape traces, receptive fields, timing, loss by timestep, the sample recorder."""
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -191,3 +192,25 @@ def test_toy_eps_errors_split_the_loss_into_its_floor_and_the_networks_excess():
 
     for r in toy_eps_errors(Exact(), mixture, x0[:2000], schedule, [5, 300]):
         assert r["excess"] == 0.0 and r["loss"] == pytest.approx(r["floor"], rel=1e-9)
+
+
+def test_path_straightness_of_a_line_a_detour_and_a_circle():
+    """A straight path gives 1 however it is cut; a right-angle detour sqrt(2); a half circle of n chords
+    n sin(pi / 2n) / 1 (chord lengths of the inscribed polygon over the diameter), each computed here by hand."""
+    from diffusion_lib.measure.inspection import path_straightness
+    from diffusion_lib.samplers import Trajectory
+
+    def trajectory(points):                       # points (K + 1, B, 2): states, the last one the end
+        states = torch.as_tensor(points, dtype=torch.float64)[..., None, None]
+        return Trajectory(list(range(len(points) - 1)), states[:-1], states[:-1], states[-1])
+
+    line = [[[0.0, 0.0]], [[0.1, 0.2]], [[0.5, 1.0]], [[1.0, 2.0]]]
+    detour = [[[0.0, 0.0]], [[1.0, 0.0]], [[1.0, 1.0]]]
+    n = 12
+    angles = torch.linspace(0, math.pi, n + 1, dtype=torch.float64)
+    circle = torch.stack([angles.cos(), angles.sin()], dim=-1)[:, None]           # (n + 1, 1, 2)
+    got = torch.cat([path_straightness(trajectory(p)) for p in (line, detour, circle)])
+    expected = torch.tensor([1.0, math.sqrt(2), n * 2 * math.sin(math.pi / (2 * n)) / 2], dtype=torch.float64)
+    assert torch.allclose(got, expected, atol=1e-12), got
+    with pytest.raises(ValueError, match="ends where it started"):
+        path_straightness(trajectory([[[0.0, 0.0]], [[1.0, 0.0]], [[0.0, 0.0]]]))

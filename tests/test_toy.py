@@ -186,3 +186,61 @@ def test_bad_alpha_bar_is_refused():
         toy.noised_mixture(toy.ring_mixture(), 0.0)
     with pytest.raises(ValueError, match="one per point"):
         toy.q_t_score(toy.ring_mixture(), points(3, dtype=torch.float32), torch.tensor([0.5, 0.5]))
+
+
+# ----------------------------------------------------------------------------- the straight path (notebook 11)
+
+@pytest.mark.parametrize("s", [0.0, 0.3, 0.7, 1.0])
+def test_flow_mixture_has_the_moments_of_the_interpolant(s):
+    """flow_mixture(s) is the density of (1 - s) x_0 + s eps: compare its mean and covariance with samples'."""
+    mixture, n = lopsided_mixture(), 200_000
+    x0 = toy.mixture_sample(mixture, n, torch.Generator().manual_seed(10))
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(11), dtype=x0.dtype)
+    m, c = _moments((1 - s) * x0 + s * eps)
+    mean, cov = toy.mixture_mean_covariance(toy.flow_mixture(mixture, s))
+    assert torch.allclose(m, mean, atol=0.01) and torch.allclose(c, cov, atol=0.01), (m, mean, c, cov)
+
+
+@pytest.mark.parametrize("s", [0.05, 0.3, 0.6, 0.95])
+def test_exact_velocity_is_tweedie_on_the_flow_density(s):
+    """An independent route: E[eps | x_s] = -s grad log p_s(x_s) (Tweedie, noise of standard deviation s) and
+    x_0 = (x_s - s eps) / (1 - s), so E[eps - x_0 | x_s] = (-s grad log p_s(x_s) - x_s) / (1 - s); the gradient by
+    autograd of the flow mixture's log density."""
+    mixture = lopsided_mixture()
+    x = points(64, seed=12).requires_grad_(True)
+    log_p = toy.q_t_log_density(toy.flow_mixture(mixture, s), x, 1.0)       # alpha_bar = 1: the mixture's own density
+    (grad,) = torch.autograd.grad(log_p.sum(), x)
+    expected = (-s * grad - x.detach()) / (1 - s)
+    assert torch.allclose(toy.exact_velocity(mixture, x.detach(), s), expected, atol=1e-10)
+
+
+def test_exact_velocity_at_the_ends():
+    """At s = 1 (pure noise, x_1 independent of x_0) the best guess of eps - x_0 is x_1 - E[x_0]; at s = 0 it is
+    E[eps] - x_0 = -x_0 on the data."""
+    mixture = lopsided_mixture()
+    x = points(16, seed=13)
+    mean, _ = toy.mixture_mean_covariance(mixture)
+    assert torch.allclose(toy.as_xy(toy.exact_velocity(mixture, x, 1.0)), toy.as_xy(x) - mean, atol=1e-12)
+    assert torch.allclose(toy.exact_velocity(mixture, x, 0.0), -x, atol=1e-12)
+
+
+def test_flow_euler_with_the_exact_velocity_samples_the_data():
+    """The flow ODE of the exact velocity carries N(0, I) to the data: mean and covariance of the ends."""
+    from diffusion_lib.samplers import flow_euler_sample_progressive
+
+    mixture, n = lopsided_mixture(torch.float32), 4000
+    x_1 = torch.randn((n, 2, 1, 1), generator=torch.Generator().manual_seed(14))
+    x0 = final(flow_euler_sample_progressive(toy.ExactVelocity(mixture, SCHEDULE.T), x_1, SCHEDULE, num_steps=200))
+    m, c = _moments(x0)
+    mean, cov = toy.mixture_mean_covariance(mixture)
+    assert torch.allclose(m, mean, atol=0.02) and torch.allclose(c, cov, atol=0.01), (m, mean, c, cov)
+
+
+def test_exact_velocity_takes_one_flow_time_per_point():
+    mixture, x = lopsided_mixture(), points(3, seed=15)
+    t = torch.tensor([0, 499, 999])
+    together = toy.ExactVelocity(mixture, 1000)(x, t)
+    for i, s in enumerate((0.001, 0.5, 1.0)):
+        assert torch.allclose(together[i:i + 1], toy.exact_velocity(mixture, x[i:i + 1], s), atol=1e-12)
+    with pytest.raises(ValueError, match=r"flow time s must lie in \[0, 1\]"):
+        toy.flow_mixture(mixture, 1.5)

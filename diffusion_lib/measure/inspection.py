@@ -7,6 +7,7 @@
     machine_description(device)         the processor (or GPU) those seconds were measured on
     loss_by_timestep(model, x0, ...)    the noise-prediction loss at each of a list of timesteps
     toy_eps_errors(model, mixture, ...) the 2-D toy: that loss split into its floor and the network's own error
+    path_straightness(trajectory)       length of each sampler path over the distance between its ends (1: straight)
     SampleRecorder                      a train() callback that keeps DDIM samples every k steps
 
 Nothing here changes a model: measurements that need a modified network work on a copy.
@@ -310,3 +311,15 @@ class SampleRecorder:
         self.steps.append(step)
         self.images[step] = x
         return x
+
+
+def path_straightness(trajectory) -> torch.Tensor:
+    """For each chain of a samplers.Trajectory recorded at every step: the length of its path (the sum of the
+    distances between consecutive states, the end included) divided by the distance from its start to its end,
+    (B,). 1 for a straight line travelled once; larger the more the path bends."""
+    path = torch.cat([trajectory.x_t, trajectory.sample[None]]).flatten(2).double()          # (K + 1, B, D)
+    length = (path[1:] - path[:-1]).norm(dim=-1).sum(0)                                     # (B,)
+    chord = (path[-1] - path[0]).norm(dim=-1)
+    if bool((chord == 0).any()):
+        raise ValueError("a path ends where it started: its straightness (length / distance) is undefined")
+    return length / chord
