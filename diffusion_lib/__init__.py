@@ -35,7 +35,7 @@ from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q
 from .guidance import cfg_eps_model, guided_eps
 from . import interpolation, objectives, pretrained, toy
 from .objectives import OBJECTIVES, eps_model_for, objective_loss
-from .pretrained import load_pretrained, pretrained_schedule
+from .pretrained import load_pretrained, pretrained_objective, pretrained_schedule
 from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
                        ddpm_sample_progressive, heun_sample_progressive,
                        final, record, sample_noise, timestep_pairs, with_precision)
