@@ -8,6 +8,7 @@ import torch
 
 from diffusion_lib.backbones import UNet
 from diffusion_lib.checkpoints import load_model
+from diffusion_lib.cli import main
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import classify, confident_share, guided_accuracy, load_classifier
 from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, export_for_sampling, load_pretrained,
@@ -134,3 +135,12 @@ def test_shipped_conditional_model_draws_the_requested_digit(name):
     guided = cfg_eps_model(load_pretrained(name), labels, w=3.0)        # on the velocity for a flow model
     probs = classify(_samples(name, guided), load_classifier())
     assert guided_accuracy(probs, labels) > COND_FLOOR
+
+
+@pytest.mark.parametrize("name", [needs("unet_flow"), needs("unet_flow_cond")])
+def test_the_command_line_samples_a_shipped_flow_model_with_a_flow_sampler(name, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert main(["sample", "--pretrained", name, "--n", "2", "--steps", "2", "--device", "cpu", "--out", str(out)]) == 0
+    assert out.exists() and "(flow-euler," in capsys.readouterr().out        # the default for a flow model
+    assert main(["sample", "--pretrained", name, "--sampler", "ddim", "--out", str(out)]) == 2
+    assert "--sampler ddim does not apply to this model: it was trained with flow matching" in capsys.readouterr().err
