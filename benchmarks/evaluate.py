@@ -1,11 +1,15 @@
-"""Score a trained network with diffusion_lib.metrics: sample N images with DDIM, classify them.
+"""Score a trained network with diffusion_lib.metrics: sample N images, classify them.
 
     python benchmarks/evaluate.py --pretrained unet --n 500 --steps 50
     python benchmarks/evaluate.py --pretrained unet_cond --n 500 --steps 50 --w 0 1 2 3 5
     python benchmarks/evaluate.py --checkpoint runs/unet/last.pt --n 500 --steps 50 --eta 0 1
+    python benchmarks/evaluate.py --pretrained unet_flow --n 500 --steps 50 --sampler flow-heun
 
-A conditional network is asked for the labels 0, 1, ..., 9, 0, 1, ... in turn, once per guidance
-weight w. Prints one JSON line per setting (and writes them all with --json PATH).
+--sampler: ddim (the default), ddpm or heun for the DDPM family's networks (eps, x0, v); flow-euler (the
+default) or flow-heun for a flow-matching network, whose objective is read from the checkpoint. A sampler
+of the other kind is refused with one line on stderr and exit code 2. A conditional network is asked for
+the labels 0, 1, ..., 9, 0, 1, ... in turn, once per guidance weight w (classifier-free guidance, on the
+velocity for a flow network). Prints one JSON line per setting (and writes them all with --json PATH).
 """
 from __future__ import annotations
 
@@ -16,26 +20,55 @@ import time
 
 import torch
 
-from diffusion_lib.checkpoints import load_checkpoint, model_from_checkpoint
+from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
+from diffusion_lib.cli import FLOW_SAMPLERS, SAMPLERS
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
-from diffusion_lib.samplers import ddim_sample_progressive, ddpm_sample_progressive, final, sample_noise, with_precision
+from diffusion_lib.samplers import (ddim_sample_progressive, ddpm_sample_progressive, final,
+                                    flow_euler_sample_progressive, flow_heun_sample_progressive,
+                                    heun_sample_progressive, sample_noise, with_precision)
 from diffusion_lib.schedules import make_schedule
+
+# The deterministic samplers by their command-line names: (model, x_T, schedule, num_steps) -> chain.
+ODE_SAMPLERS = {"heun": heun_sample_progressive, "flow-euler": flow_euler_sample_progressive,
+                "flow-heun": flow_heun_sample_progressive}
 
 
 def load_network(checkpoint: str | None = None, pretrained: str | None = None):
-    """(model, schedule) from a training checkpoint or a shipped model name."""
+    """(model, schedule, objective) from a training checkpoint or a shipped model name; model is the samplers'
+    eps model, or the velocity model when objective is "flow"."""
     if pretrained:
-        from diffusion_lib.pretrained import load_pretrained, pretrained_schedule
-        return load_pretrained(pretrained), pretrained_schedule(pretrained)
+        from diffusion_lib.pretrained import load_pretrained, pretrained_objective, pretrained_schedule
+        return load_pretrained(pretrained), pretrained_schedule(pretrained), pretrained_objective(pretrained)
     record = load_checkpoint(checkpoint)
-    return model_from_checkpoint(record), make_schedule(record["schedule"]["name"], record["schedule"]["T"])
+    return (model_from_checkpoint(record), make_schedule(record["schedule"]["name"], record["schedule"]["T"]),
+            checkpoint_objective(record))
+
+
+def default_sampler(objective: str) -> str:
+    """flow-euler for a flow-matching network, ddim for the DDPM family's (eps, x0, v)."""
+    return "flow-euler" if objective == "flow" else "ddim"
+
+
+def check_sampler(sampler: str, objective: str) -> None:
+    """A ValueError unless `sampler` applies to a network trained with `objective` (the flow samplers to flow
+    matching only, the DDPM family's to the others only)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    flow = objective == "flow"
+    if flow != (sampler in FLOW_SAMPLERS):
+        raise ValueError(f"--sampler {sampler} does not apply to this model: it was trained with "
+                         f"{'flow matching' if flow else f'the {objective} objective (DDPM family)'}; use --sampler "
+                         + (" or ".join(FLOW_SAMPLERS) if flow else "ddim, ddpm or heun"))
 
 
 def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w: float | None = None,
              seed: int = 0, batch_size: int = 250, precision: str = "fp32",
              eta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n samples (n, 1, 28, 28) and, for a conditional model, the labels asked for (0..9 in turn, guidance weight w)."""
+    """n samples (n, 1, 28, 28) and, for a conditional model, the labels asked for (0..9 in turn, guidance weight w).
+    sampler: ddim (with eta), ddpm, heun, or for a velocity model flow-euler or flow-heun (check_sampler)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     generator = torch.Generator().manual_seed(seed)
     x_T = sample_noise(n, model.image_shape, generator=generator)
     labels = torch.arange(n) % model.num_classes if model.num_classes is not None else None
@@ -46,8 +79,10 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
         eps_model = with_precision(eps_model, precision)
         if sampler == "ddpm":
             chain = ddpm_sample_progressive(eps_model, x, schedule, generator=generator)
-        else:
+        elif sampler == "ddim":
             chain = ddim_sample_progressive(eps_model, x, schedule, steps, eta=eta, generator=generator)
+        else:
+            chain = ODE_SAMPLERS[sampler](eps_model, x, schedule, steps)
         images.append(final(chain))
     return torch.cat(images), labels
 
@@ -55,7 +90,8 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
 def evaluate(model, schedule, classifier, reference_features, n: int = 500, steps: int = 50,
              w: float | None = None, sampler: str = "ddim", seed: int = 0, precision: str = "fp32",
              eta: float = 0.0) -> dict:
-    """Generate n images and score them; adds the sampling wall time in seconds."""
+    """Generate n images and score them; adds the setting (sampler, steps, eta for ddim, w, seed) and the sampling
+    wall time in seconds."""
     start = time.monotonic()
     images, labels = generate(model, schedule, n, sampler, steps, w, seed, precision=precision, eta=eta)
     seconds = time.monotonic() - start
@@ -71,9 +107,10 @@ def main(argv=None) -> int:
     src.add_argument("--checkpoint")
     src.add_argument("--pretrained")
     p.add_argument("--n", type=int, default=500)
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
-    p.add_argument("--eta", type=float, nargs="*", default=[0.0], help="DDIM stochasticity (0: deterministic)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (DDPM walks all T)")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="default: ddim, or flow-euler for a flow-matching model")
+    p.add_argument("--eta", type=float, nargs="*", help="DDIM stochasticity (0, the default: deterministic)")
     p.add_argument("--w", type=float, nargs="*", default=[3.0], help="guidance weights (conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
@@ -81,13 +118,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, schedule = load_network(args.checkpoint, args.pretrained)
+    model, schedule, objective = load_network(args.checkpoint, args.pretrained)
+    sampler = args.sampler or default_sampler(objective)
+    try:
+        check_sampler(sampler, objective)
+        if args.eta is not None and sampler != "ddim":
+            raise ValueError(f"--eta applies to --sampler ddim only, and this run samples with {sampler}; drop --eta")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     classifier = load_classifier()
     reference = mnist_test_features(classifier)
     results = []
-    for eta in args.eta:
+    for eta in (args.eta or [0.0]):
         for w in (args.w if model.num_classes is not None else [None]):
-            result = evaluate(model, schedule, classifier, reference, args.n, args.steps, w, args.sampler, args.seed,
+            result = evaluate(model, schedule, classifier, reference, args.n, args.steps, w, sampler, args.seed,
                               eta=eta)
             print(json.dumps(result), flush=True)
             results.append(result)

@@ -1,15 +1,23 @@
 """Benchmarks of diffusion_lib on this machine: prints markdown tables and writes them to benchmarks/RESULTS.md.
 
-    python benchmarks/run.py                          # every section, full sizes (about 15 minutes on 2 CPU cores)
-    python benchmarks/run.py --quick                  # every section, small sizes (about 2 minutes)
-    python benchmarks/run.py --sections throughput sampling
+    python benchmarks/run.py                          # every section, full sizes (see below for the time)
+    python benchmarks/run.py --quick                  # every section, small sizes (a few minutes)
+    python benchmarks/run.py --sections nfe guidance cards
+
+Full sizes took about 15 minutes on 2 CPU cores before the nfe section and the flow models were added; those
+add roughly 10 more (an estimate from a quick run: 2 minutes for nfe, guidance and cards on one busy core).
 
 Sections:
     reference    what real MNIST scores with the metric's classifier (the targets for generated digits)
     throughput   training images/s of every backbone (batch 128, forward + backward + AdamW step)
     sampling     wall time for 64 images and quality per sampler and step count, shipped unconditional U-Net
-    guidance     guided accuracy, confident share and class diversity over the guidance weight w, shipped conditional U-Net
-    cards        the numbers of the model cards (diffusion_lib/weights/<name>.json) reproduced
+    nfe          quality against network evaluations (NFE 5, 10, 20, 50): the eps U-Net under DDIM and Heun,
+                 the flow-matching U-Net (`unet_flow`) under flow Euler and flow Heun
+    guidance     guided accuracy, confident share and class diversity over the guidance weight w, shipped conditional
+                 U-Net (DDIM 50) and conditional flow-matching U-Net (`unet_flow_cond`, flow Euler 50, CFG on the velocity)
+    cards        the numbers of the model cards (diffusion_lib/weights/<name>.json) reproduced, each row with its sampler
+
+A shipped model whose file is not in diffusion_lib/weights/ is skipped with a note.
 
 Not a test: numbers depend on the machine and on what else runs on it (the load average is printed).
 """
@@ -26,15 +34,22 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evaluate import evaluate, generate  # noqa: E402
+from evaluate import check_sampler, evaluate, generate  # noqa: E402
 
 from diffusion_lib.backbones import IMAGE_BACKBONES, build_backbone, count_parameters  # noqa: E402
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
-from diffusion_lib.pretrained import PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_schedule  # noqa: E402
+from diffusion_lib.measure.sweeps import nfe_of, steps_for_nfe  # noqa: E402
+from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_objective,  # noqa: E402
+                                      pretrained_schedule)
 from diffusion_lib.schedules import make_schedule  # noqa: E402
 from diffusion_lib.training import diffusion_loss  # noqa: E402
 
-SECTIONS = ("reference", "throughput", "sampling", "guidance", "cards")
+SECTIONS = ("reference", "throughput", "sampling", "nfe", "guidance", "cards")
+# evaluate.py's --sampler names and the names of diffusion_lib.sweeps (NFE_SAMPLERS, FLOW_SAMPLERS), in the tables
+SAMPLER_NAMES = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun"}
+NFES = (5, 10, 20, 50)
+NFE_MODELS = (("unet", ("ddim", "heun")), ("unet_flow", ("flow-euler", "flow-heun")))
+GUIDED_MODELS = (("unet_cond", "ddim"), ("unet_flow_cond", "flow-euler"))     # 50 steps each
 
 
 def machine() -> str:
@@ -50,6 +65,16 @@ def machine() -> str:
     load = "load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
     return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
             f"Python {platform.python_version()}; {load}")
+
+
+def has_weights(name: str) -> bool:
+    """Whether the file of the registered model `name` is in diffusion_lib/weights/."""
+    return (WEIGHTS_DIR / PRETRAINED[name].file).exists()
+
+
+def absent_note(names) -> str:
+    missing = [f"`{n}` ({PRETRAINED[n].file})" for n in names if not has_weights(n)]
+    return f"\n\nSkipped, its file is not in diffusion_lib/weights/: {', '.join(missing)}." if missing else ""
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -195,7 +220,7 @@ _SCORED: dict = {}
 
 def scored(name, model, schedule, classifier, reference, n, steps, w=None, sampler="ddim", precision="fp32", seed=0,
            eta=0.0):
-    """evaluate(...) once per setting: the cards section reuses what the sampling and guidance sections computed."""
+    """evaluate(...) once per setting: the cards section reuses what the sampling, nfe and guidance sections computed."""
     key = (name, n, steps, w, sampler, precision, seed, eta)
     if key not in _SCORED:
         _SCORED[key] = evaluate(model, schedule, classifier, reference, n, steps, w, sampler, seed, precision, eta)
@@ -226,37 +251,79 @@ def section_sampling(args, classifier, reference) -> str:
                      "effective classes"], rows))
 
 
-def section_guidance(args, classifier, reference) -> str:
-    model, schedule = load_pretrained("unet_cond"), pretrained_schedule("unet_cond")
+def section_nfe(args, classifier, reference) -> str:
     rows = []
-    for w in args.w:
-        s = scored("unet_cond", model, schedule, classifier, reference, args.n, 50, w)
-        rows.append([w, f"{s['guided_accuracy']:.3f}", f"{s['confident_share']:.3f}", f"{s['frechet_distance']:.2f}",
-                     f"{s['effective_classes']:.2f}", " ".join(map(str, s["class_histogram"])),
-                     f"{s['sampling_seconds']:.0f}"])
-        print(rows[-1], flush=True)
-    return (f"## Classifier-free guidance sweep (`unet_cond`, DDIM 50, {args.n} images, labels 0..9 in turn)\n\n"
-            + table(["w", "guided accuracy", "confident share", "Frechet distance", "effective classes",
-                     "class histogram (0..9)", "sampling s"], rows))
+    for name, samplers in NFE_MODELS:
+        if not has_weights(name):
+            continue
+        model, schedule, objective = load_pretrained(name), pretrained_schedule(name), pretrained_objective(name)
+        generate(model, schedule, 1, samplers[0], 1)     # warm-up: start-up costs are not charged to the first row
+        for sampler in samplers:
+            check_sampler(sampler, objective)
+            for asked in NFES:
+                steps = steps_for_nfe(SAMPLER_NAMES[sampler], asked)
+                s = scored(name, model, schedule, classifier, reference, args.n, steps, None, sampler)
+                rows.append([f"`{name}`", objective, SAMPLER_NAMES[sampler], steps,
+                             nfe_of(SAMPLER_NAMES[sampler], steps), f"{s['sampling_seconds']:.1f}",
+                             f"{s['confident_share']:.3f}", f"{s['frechet_distance']:.2f}",
+                             f"{s['effective_classes']:.2f}"])
+                print(rows[-1], flush=True)
+    real = real_images_row(args.n, classifier, reference)
+    rows.append([real[0], "", "", "", "", "", *real[3:]])
+    return (f"## Quality against network evaluations ({args.n} images from seed 0 per row)\n\n"
+            "The same budgets of network evaluations (NFE) for a first- and a second-order solver: DDIM and Heun on "
+            "the eps U-Net's probability-flow ODE, flow Euler and flow Heun on the flow-matching U-Net's velocity. "
+            "Heun's 2 steps - 1 evaluations can fall one short of the budget. The two networks come from separate "
+            "training runs (see their model cards): compare the two samplers of one model first."
+            + absent_note(name for name, _ in NFE_MODELS) + "\n\n"
+            + table(["model", "objective", "sampler", "steps", "NFE", f"sampling seconds ({args.n} images)",
+                     "confident share", "Frechet distance", "effective classes"], rows))
+
+
+def section_guidance(args, classifier, reference) -> str:
+    rows = []
+    for name, sampler in GUIDED_MODELS:
+        if not has_weights(name):
+            continue
+        model, schedule = load_pretrained(name), pretrained_schedule(name)
+        check_sampler(sampler, pretrained_objective(name))
+        for w in args.w:
+            s = scored(name, model, schedule, classifier, reference, args.n, 50, w, sampler)
+            rows.append([f"`{name}`", f"{SAMPLER_NAMES[sampler]} 50", w, f"{s['guided_accuracy']:.3f}",
+                         f"{s['confident_share']:.3f}", f"{s['frechet_distance']:.2f}",
+                         f"{s['effective_classes']:.2f}", " ".join(map(str, s["class_histogram"])),
+                         f"{s['sampling_seconds']:.0f}"])
+            print(rows[-1], flush=True)
+    return (f"## Classifier-free guidance sweep ({args.n} images, labels 0..9 in turn)\n\n"
+            "`unet_cond` under DDIM 50 (guidance on eps), `unet_flow_cond` under flow Euler 50 (guidance on the "
+            "velocity: the same linear combination of the network's conditional and null-label outputs)."
+            + absent_note(name for name, _ in GUIDED_MODELS) + "\n\n"
+            + table(["model", "sampler", "w", "guided accuracy", "confident share", "Frechet distance",
+                     "effective classes", "class histogram (0..9)", "sampling s"], rows))
+
+
+def card_setting(sampler: str, steps: int, eta: float, n: int, w: float | None) -> str:
+    """A card row's setting in words: "DDIM 50, eta=0, n=500, w=3", "flow Euler 50, n=500"."""
+    setting = f"{SAMPLER_NAMES[sampler]} {steps}" + (f", eta={eta:g}" if sampler == "ddim" else "") + f", n={n}"
+    return setting + (f", w={w:g}" if w is not None else "")
 
 
 def section_cards(args, classifier, reference) -> str:
     rows = []
     for name in PRETRAINED:
         card_path = WEIGHTS_DIR / f"{name}.json"
-        if not card_path.exists():
-            rows.append([name, "(no card)", "", "", "", ""])
+        if not has_weights(name) or not card_path.exists():
+            rows.append([name, "(no weights file)" if not has_weights(name) else "(no card)", "", "", "", ""])
             continue
         card = json.loads(card_path.read_text())
-        model, schedule = load_pretrained(name), pretrained_schedule(name)
+        model, schedule, objective = load_pretrained(name), pretrained_schedule(name), pretrained_objective(name)
         for expected in card["scores"]:
             n = min(expected["n"], args.n) if args.quick else expected["n"]
-            eta = expected.get("eta") or 0.0
+            sampler, eta = expected.get("sampler", "ddim"), expected.get("eta") or 0.0
+            check_sampler(sampler, objective)                  # a card of the other kind of model is an error
             got = scored(name, model, schedule, classifier, reference, n, expected["steps"], expected.get("w"),
-                         seed=expected.get("seed", 0), eta=eta)
-            setting = f"DDIM {expected['steps']}, eta={eta:g}, n={n}"
-            if expected.get("w") is not None:
-                setting += f", w={expected['w']:g}"
+                         sampler, seed=expected.get("seed", 0), eta=eta)
+            setting = card_setting(sampler, expected["steps"], eta, n, expected.get("w"))
             for key in ("guided_accuracy", "confident_share", "frechet_distance"):
                 if key in expected:
                     rows.append([name, setting, key, f"{expected[key]:.3f}", f"{got[key]:.3f}",
@@ -276,7 +343,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    # n: images per guidance weight and per model-card check; n_sampling: per sampler (DDPM 1000 is the slow one)
+    # n: images per guidance weight, per NFE row and per model-card check; n_sampling: per sampler of the sampling
+    # section (DDPM 1000 is the slow one)
     args.n, args.n_sampling, args.n_time, args.min_seconds = (50, 16, 8, 1.0) if args.quick else (500, 200, 64, 5.0)
 
     start = time.monotonic()
@@ -285,7 +353,7 @@ def main(argv=None) -> int:
     print(header, flush=True)
     parts = [header]
     classifier = reference = None
-    if set(args.sections) & {"sampling", "guidance", "cards"}:
+    if set(args.sections) & {"sampling", "nfe", "guidance", "cards"}:
         classifier = load_classifier()
         reference = mnist_test_features(classifier)
     for name in args.sections:

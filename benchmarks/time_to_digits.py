@@ -81,7 +81,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"training failed (exit {done.returncode}); command: {' '.join(command)}")
         step = load_checkpoint(Path(args.out) / "last.pt")["step"]
         loss = re.search(r"last 100 steps ([0-9.]+)", done.stdout)
-        model, schedule = load_network(str(Path(args.out) / "last.pt"))
+        model, schedule, _ = load_network(str(Path(args.out) / "last.pt"))       # eps: ddim, evaluate's default
         for w in args.w:
             s = evaluate(model, schedule, classifier, reference, n=args.n, steps=50, w=w)
             rows.append({"minutes": round(minutes, 2), "step": step, "images": step * 64, "w": w,

@@ -5,9 +5,9 @@ The core is the math the notebooks teach, one function per equation; it loads on
     forward        q(x_t | x_0), q(x_t | x_{t-1}) and the posterior q(x_{t-1} | x_t, x_0)  (notebook 02)
     embeddings     the sinusoidal time embedding                                          (notebook 03)
     backbones      ConvNet, SmolMLP, ChunkyMLP (the blog's) and a small U-Net             (notebook 04)
-    objectives     what the network predicts (eps, x0, v), its loss and loss weighting    (notebook 05)
+    objectives     what the network predicts (eps, x0, v, flow velocity), loss, weighting (notebook 05)
     training       the training loop, EMA, label dropout, checkpoints and resuming        (notebook 05)
-    samplers       DDPM, DDIM and Heun: one step convention, one loop over timestep pairs (notebooks 06-07, 10)
+    samplers       DDPM, DDIM, Heun, flow Euler/Heun: one step convention, one loop      (notebooks 06-07, 10)
     guidance       classifier-free guidance                                               (notebook 08)
     interpolation  blending two images through their DDIM noises                          (notebook 07)
     toy            a 2-D mixture of Gaussians: its noised density q_t, score and exact eps (notebook 10)
@@ -35,7 +35,7 @@ from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q
 from .guidance import cfg_eps_model, guided_eps
 from . import interpolation, objectives, pretrained, toy
 from .objectives import OBJECTIVES, eps_model_for, objective_loss
-from .pretrained import load_pretrained, pretrained_schedule
+from .pretrained import load_pretrained, pretrained_objective, pretrained_schedule
 from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
                        ddpm_sample_progressive, heun_sample_progressive,
                        final, record, sample_noise, timestep_pairs, with_precision)

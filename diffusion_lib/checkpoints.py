@@ -124,7 +124,9 @@ def checkpoint_objective(checkpoint: dict) -> str:
 def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu"):
     """Rebuild the network a checkpoint was trained with, load its (EMA) weights, in eval mode on `device`,
     and return it as the samplers' eps model: the network itself when it predicts eps, else the network
-    with its output converted to eps (objectives.eps_model_for), so the caller need not know the objective."""
+    with its output converted to eps (objectives.eps_model_for), so the caller need not know the objective.
+    A flow-matching network comes back as it is, a velocity model for the flow samplers
+    (checkpoint_objective says "flow")."""
     return model_from_checkpoint(load_checkpoint(path), ema, device)
 
 

@@ -313,9 +313,10 @@ def _sample(args) -> int:
 
     # 2. the model, and the options that depend on it
     if args.pretrained:
-        from .pretrained import load_pretrained, pretrained_schedule
+        from .pretrained import load_pretrained, pretrained_objective, pretrained_schedule
         model = load_pretrained(args.pretrained, device=device)
         schedule = pretrained_schedule(args.pretrained)
+        objective = pretrained_objective(args.pretrained)
     else:
         checkpoint = load_checkpoint(args.checkpoint)
         record = checkpoint.get("schedule")
@@ -324,7 +325,8 @@ def _sample(args) -> int:
                                   "diffusion_lib.train or `python -m diffusion_lib train`, so it cannot be sampled")
         model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
         schedule = make_schedule(record["name"], record["T"])
-    flow = args.checkpoint is not None and checkpoint_objective(checkpoint) == "flow"
+        objective = checkpoint_objective(checkpoint)
+    flow = objective == "flow"
     sampler = args.sampler or ("flow-euler" if flow else "ddim")
     if flow != (sampler in FLOW_SAMPLERS):
         raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with "

@@ -6,6 +6,8 @@ label. At sampling time both predictions are combined with a guidance weight w >
     eps_guided = eps_uncond + w * (eps_cond - eps_uncond)
 
 w = 0 is the unconditional model, w = 1 the conditional one, w > 1 pushes further towards the label.
+The combination is linear in the network's output, so the same function guides a flow-matching
+network's velocity (u_guided = u_uncond + w (u_cond - u_uncond)), sampled with the flow samplers.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def guided_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> to
 
 
 def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
-    """An eps_model (x_t, t) -> guided noise for the samplers; labels y (B,), one batched network call per step."""
+    """An eps_model (x_t, t) -> guided noise for the samplers (for a flow-matching network: the guided velocity);
+    labels y (B,), one batched network call per step."""
     check_guidance_weight(w)
     if model.num_classes is None:
         raise ValueError("classifier-free guidance needs a class-conditional model (e.g. UNet(num_classes=10))")

@@ -2,13 +2,14 @@
 
     model = load_pretrained("unet")              # a Backbone in eval mode, EMA weights
     schedule = pretrained_schedule("unet")       # the noise schedule it was trained with
+    pretrained_objective("unet_flow")            # "flow": a velocity model, for the flow samplers
 
 Each file in diffusion_lib/weights/ has a model card beside it (<name>.md): the exact training
 command, the commit, the wall time and machine, and its scores from diffusion_lib.metrics.
 
 A shipped file is a training checkpoint with only what sampling needs: the architecture, the
-schedule and the EMA weights (`export_for_sampling` strips the raw weights, the optimizer state,
-the RNG state and the loss history). It is still a diffusion_lib checkpoint, so
+schedule, the objective and the EMA weights (`export_for_sampling` strips the raw weights, the
+optimizer state, the RNG state and the loss history). It is still a diffusion_lib checkpoint, so
 diffusion_lib.load_model(path) and `python -m diffusion_lib sample --checkpoint PATH` read it too.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .backbones import Backbone
-from .checkpoints import load_checkpoint, load_model, save_checkpoint
+from .checkpoints import checkpoint_objective, load_checkpoint, load_model, save_checkpoint
 from .schedules import Schedule, make_schedule
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -37,6 +38,13 @@ PRETRAINED = {
     "unet_cond": Pretrained("unet_cond.pt", "class-conditional U-Net on MNIST (10 digits + null label, label "
                                             "dropout 0.1) for classifier-free guidance, linear schedule T = 1000, "
                                             "EMA weights"),
+    "unet_flow": Pretrained("unet_flow.pt", "unconditional U-Net on MNIST trained with flow matching: it predicts the "
+                                            "velocity u = eps - x_0 on the straight path x_s = (1 - s) x_0 + s eps, "
+                                            "sampled with the flow samplers (flow Euler, flow Heun), T = 1000, EMA weights"),
+    "unet_flow_cond": Pretrained("unet_flow_cond.pt", "class-conditional U-Net on MNIST trained with flow matching "
+                                                      "(the velocity on the straight path; 10 digits + null label, "
+                                                      "label dropout 0.1) for classifier-free guidance on the velocity, "
+                                                      "sampled with the flow samplers, T = 1000, EMA weights"),
 }
 
 
@@ -53,8 +61,9 @@ def pretrained_path(name: str) -> Path:
 
 
 def load_pretrained(name: str, device: torch.device | str = "cpu") -> Backbone:
-    """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`,
-    as the samplers' eps model (checkpoints.load_model)."""
+    """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`
+    (checkpoints.load_model): the eps model of the DDPM-family samplers, or for a flow-matching network
+    (pretrained_objective(name) == "flow") the velocity model of the flow samplers."""
     return load_model(pretrained_path(name), ema=True, device=device)
 
 
@@ -62,6 +71,12 @@ def pretrained_schedule(name: str) -> Schedule:
     """The noise schedule a shipped network was trained with (sample with the same one)."""
     record = load_checkpoint(pretrained_path(name))["schedule"]
     return make_schedule(record["name"], record["T"])
+
+
+def pretrained_objective(name: str) -> str:
+    """What a shipped network predicts, as recorded in its file: "eps" (the DDPM family's samplers) or "flow"
+    (a velocity: samplers.flow_euler_sample_progressive, flow_heun_sample_progressive)."""
+    return checkpoint_objective(load_checkpoint(pretrained_path(name)))
 
 
 def export_for_sampling(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:

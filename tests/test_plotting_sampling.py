@@ -146,3 +146,8 @@ def test_solver_errors_plot_has_a_curve_and_a_guide_per_sampler():
     assert len(ax.lines) == 4 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
     guide = ax.lines[3].get_ydata()                                                  # Heun's slope -2 guide
     assert guide[1] == pytest.approx(3.0 * (9 / 5) ** -2)
+    flow = [{"sampler": s, "nfe": n, "mean_error": e} for s, pts in (("flow Euler", ((5, 0.4), (10, 0.2))),
+                                                                     ("flow Heun", ((5, 3.0), (9, 0.4)))) for n, e in pts]
+    ax = plotting.plot_solver_errors(flow).axes[0]
+    assert ax.lines[1].get_ydata()[1] == pytest.approx(0.4 * (10 / 5) ** -1)       # flow Euler: first order
+    assert ax.lines[3].get_ydata()[1] == pytest.approx(3.0 * (9 / 5) ** -2)        # flow Heun: second order

@@ -101,6 +101,8 @@ def test_guidance_sweep_rows_and_images(schedule):
     rows, images = guidance_sweep(model, x_T, schedule, labels, [0.0, 3.0], classifier, reference, real_spread,
                                   num_steps=3, progress=False)
     assert [r["w"] for r in rows] == [0.0, 3.0] and set(images) == {0.0, 3.0}
+    assert all(r["sampler"] == "DDIM" for r in rows)
+    assert torch.equal(images[3.0], ddim_images(model, x_T, schedule, 3, 0.0, 0, labels, 3.0))
     assert images[3.0].shape == (20, 1, 28, 28)
     assert not torch.allclose(images[0.0], images[3.0])
     for row, w in zip(rows, (0.0, 3.0)):
@@ -108,6 +110,34 @@ def test_guidance_sweep_rows_and_images(schedule):
         expected = relative_spread(classifier_features(images[w], classifier), classify(images[w], classifier),
                                    real_spread)
         assert row["relative_spread"] == pytest.approx(expected, rel=1e-9, nan_ok=True)
+
+
+def test_guidance_sweep_with_a_flow_sampler_guides_the_velocity(schedule):
+    from diffusion_lib.samplers import final, flow_euler_sample_progressive, flow_heun_sample_progressive
+    classifier, reference = _classifier_and_reference()
+    torch.manual_seed(0)
+    model = UNet(base=8, num_classes=10).eval()              # read as a velocity model
+    x_1 = _noise(n=10, size=28, dtype=torch.float32)
+    labels = torch.arange(10) % 10
+    rows, images = guidance_sweep(model, x_1, schedule, labels, [0.0, 1.0, 3.0], classifier, reference,
+                                  torch.full((10,), 2.0), num_steps=3, sampler="flow Euler", progress=False)
+    assert [(r["sampler"], r["steps"], r["w"]) for r in rows] == [("flow Euler", 3, w) for w in (0.0, 1.0, 3.0)]
+
+    def flow_euler(label_of):
+        return final(flow_euler_sample_progressive(lambda x, t: model(x, t, label_of(x)), x_1, schedule, 3))
+    torch.testing.assert_close(images[1.0], flow_euler(lambda x: labels), atol=1e-5, rtol=1e-5)   # w = 1: conditional
+    torch.testing.assert_close(images[0.0], flow_euler(lambda x: torch.full_like(labels, model.null_label)),
+                               atol=1e-5, rtol=1e-5)                                            # w = 0: null label
+    torch.testing.assert_close(images[3.0], final(flow_euler_sample_progressive(cfg_eps_model(model, labels, 3.0),
+                                                                                 x_1, schedule, 3)))
+    rows, images = guidance_sweep(model, x_1, schedule, labels, [2.0], classifier, reference, torch.full((10,), 2.0),
+                                  num_steps=3, sampler="flow Heun", progress=False)
+    assert rows[0]["sampler"] == "flow Heun"
+    torch.testing.assert_close(images[2.0], final(flow_heun_sample_progressive(cfg_eps_model(model, labels, 2.0),
+                                                                                x_1, schedule, 3)))
+    with pytest.raises(ValueError, match="unknown ODE sampler 'flow-euler'.*'flow Euler'"):
+        guidance_sweep(model, x_1, schedule, labels, [1.0], classifier, reference, torch.full((10,), 2.0),
+                       sampler="flow-euler", progress=False)
 
 
 def test_timed_and_score_row():
@@ -139,15 +169,23 @@ def test_agreement_with_final_counts_steps_whose_prediction_is_the_final_digit()
 # ----------------------------------------------------------------------------- solvers against network evaluations
 
 def test_nfe_and_steps_of_each_sampler():
-    from diffusion_lib.measure.sweeps import nfe_of, steps_for_nfe
-    assert [steps_for_nfe("DDIM", n) for n in (5, 10, 20, 50)] == [5, 10, 20, 50]
-    assert [steps_for_nfe("Heun", n) for n in (5, 10, 20, 50)] == [3, 5, 10, 25]
-    assert [nfe_of("Heun", steps_for_nfe("Heun", n)) for n in (5, 10, 20, 50)] == [5, 9, 19, 49]   # 2 n - 1 <= NFE
-    assert nfe_of("Heun", 1) == 1 and steps_for_nfe("Heun", 1) == 1 and nfe_of("DDIM", 7) == 7
-    with pytest.raises(ValueError, match="unknown ODE sampler 'Euler'"):
+    from diffusion_lib.measure.sweeps import FLOW_SAMPLERS, NFE_SAMPLERS, nfe_of, steps_for_nfe
+    assert NFE_SAMPLERS == ("DDIM", "Heun") and FLOW_SAMPLERS == ("flow Euler", "flow Heun")
+    for first, second in (("DDIM", "Heun"), ("flow Euler", "flow Heun")):
+        assert [steps_for_nfe(first, n) for n in (5, 10, 20, 50)] == [5, 10, 20, 50]
+        assert [steps_for_nfe(second, n) for n in (5, 10, 20, 50)] == [3, 5, 10, 25]
+        assert [nfe_of(second, steps_for_nfe(second, n)) for n in (5, 10, 20, 50)] == [5, 9, 19, 49]  # 2 n - 1 <= NFE
+        assert nfe_of(second, 1) == 1 and steps_for_nfe(second, 1) == 1 and nfe_of(first, 7) == 7
+        assert nfe_of(second, 7) == 13
+    with pytest.raises(ValueError, match=r"unknown ODE sampler 'Euler'; choose one of \('DDIM', 'Heun'\) for an eps "
+                                         r"model or \('flow Euler', 'flow Heun'\) for a flow-matching"):
         nfe_of("Euler", 3)
+    with pytest.raises(ValueError, match="unknown ODE sampler 'flow-euler'"):      # the command line's spelling
+        steps_for_nfe("flow-euler", 3)
     with pytest.raises(ValueError, match="positive integer"):
         steps_for_nfe("DDIM", 0)
+    with pytest.raises(ValueError, match="positive integer"):
+        steps_for_nfe("flow Heun", 0)
 
 
 class CountingEps(torch.nn.Module):
@@ -176,6 +214,61 @@ def test_nfe_sweep_rows_count_the_network_calls_really_made(schedule):
     assert torch.equal(images[("DDIM", 6)], final(ddim_sample_progressive(model, x_T, schedule, 6)))
     assert torch.equal(images[("Heun", 5)], final(heun_sample_progressive(model, x_T, schedule, 3)))
     assert torch.equal(images[("Heun", 5)], ode_images(model, x_T, schedule, "Heun", 3))
+
+
+def test_nfe_sweep_of_a_velocity_model_walks_the_flow_samplers(schedule):
+    from diffusion_lib.measure.sweeps import FLOW_SAMPLERS, nfe_sweep, ode_images
+    from diffusion_lib.samplers import final, flow_euler_sample_progressive, flow_heun_sample_progressive
+    classifier, reference = _classifier_and_reference()
+    model = CountingEps()                                    # read as a velocity: any (x_t, t) -> tensor will do
+    x_1 = _noise(n=3, size=28, dtype=torch.float32)
+    rows, images = nfe_sweep(model, x_1, schedule, [3, 6], classifier, reference, samplers=FLOW_SAMPLERS,
+                             progress=False)
+    assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [("flow Euler", 3, 3), ("flow Euler", 6, 6),
+                                                                   ("flow Heun", 2, 3), ("flow Heun", 3, 5)]
+    assert model.calls == 1 + 3 + 6 + 3 + 5                        # one warm-up call, then each row's nfe
+    assert torch.equal(images[("flow Euler", 6)], final(flow_euler_sample_progressive(model, x_1, schedule, 6)))
+    assert torch.equal(images[("flow Heun", 5)], final(flow_heun_sample_progressive(model, x_1, schedule, 3)))
+    assert torch.equal(ode_images(model, x_1, schedule, "flow Euler", 4),
+                       final(flow_euler_sample_progressive(model, x_1, schedule, 4)))
+    assert torch.equal(ode_images(model, x_1, schedule, "flow Heun", 4),
+                       final(flow_heun_sample_progressive(model, x_1, schedule, 4)))
+    assert not torch.allclose(ode_images(model, x_1, schedule, "flow Euler", 4),     # another chain than DDIM's
+                              ode_images(model, x_1, schedule, "DDIM", 4))
+
+
+def test_a_sweep_refuses_samplers_of_both_kinds_of_model(schedule):
+    from diffusion_lib.measure.sweeps import nfe_sweep, solver_errors
+    classifier, reference = _classifier_and_reference()
+    x_T = _noise(n=2, size=28, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"mix two kinds of model.*eps model.*velocity"):
+        nfe_sweep(CountingEps(), x_T, schedule, [2], classifier, reference, samplers=("DDIM", "flow Euler"))
+    with pytest.raises(ValueError, match="mix two kinds of model"):
+        solver_errors(CountingEps(), x_T, schedule, [2], x_T, samplers=("flow Heun", "Heun"))
+    with pytest.raises(ValueError, match="unknown ODE sampler 'Euler'"):
+        nfe_sweep(CountingEps(), x_T, schedule, [2], classifier, reference, samplers=("Euler",))
+
+
+def test_solver_errors_of_the_flow_samplers_on_the_exact_velocity_of_gaussian_data():
+    """Gaussian data N(0, s2 I) on the straight path x_s = (1 - s) x_0 + s eps: x_s ~ N(0, v(s) I) with
+    v(s) = (1 - s)^2 s2 + s^2, the exact velocity is u(x, s) = x v'(s) / (2 v(s)) and the exact clean end of x_1
+    is x_1 sqrt(s2). The errors halve (flow Euler) or quarter (flow Heun) when the network evaluations double."""
+    from diffusion_lib.measure.sweeps import FLOW_SAMPLERS, solver_errors
+    schedule, s2 = make_schedule("linear"), 0.25
+
+    def gaussian_velocity(x, t):
+        s = ((t.double() + 1) / schedule.T).reshape(-1, 1, 1, 1)
+        v, dv = (1 - s) ** 2 * s2 + s ** 2, -2 * (1 - s) * s2 + 2 * s
+        return x * dv / (2 * v)
+
+    x_1 = _noise(n=4, size=2)
+    rows = solver_errors(gaussian_velocity, x_1, schedule, [10, 20, 40], x_1 * s2 ** 0.5, samplers=FLOW_SAMPLERS)
+    euler = [r["mean_error"] for r in rows if r["sampler"] == "flow Euler"]
+    heun = [r["mean_error"] for r in rows if r["sampler"] == "flow Heun"]
+    assert [r["nfe"] for r in rows] == [10, 20, 40, 9, 19, 39]
+    assert all(1.6 < a / b < 2.6 for a, b in zip(euler, euler[1:])), euler              # first order
+    assert all(3.0 < a / b < 6.0 for a, b in zip(heun, heun[1:])), heun                 # second order
+    assert heun[-1] < euler[-1] / 5                                                     # measured: / 8.6
 
 
 def test_solver_errors_fall_as_one_over_nfe_for_ddim_and_faster_for_heun():

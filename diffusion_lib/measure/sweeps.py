@@ -4,6 +4,8 @@ each point with diffusion_lib.metrics.
     images, seconds = timed(ddim_images, model, x_T, schedule, 20)          # 20 DDIM steps, eta = 0
     rows, images = steps_sweep(model, x_T, schedule, [10, 20, 50], classifier, reference_features)
     rows, images = nfe_sweep(model, x_T, schedule, [5, 10, 20, 50], classifier, reference_features)  # DDIM and Heun
+    rows, images = nfe_sweep(velocity_model, x_1, schedule, [5, 10, 20, 50], classifier, reference_features,
+                             samplers=FLOW_SAMPLERS)                                  # a flow-matching network
 
 Every function takes the starting noise x_T explicitly and a seed for the sampler's own noise
 stream (the z of each stochastic step), so that two settings are compared on the same noise. The
@@ -13,6 +15,7 @@ Rows are plain dicts of numbers, one per setting, ready for a table or a plot.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable, Sequence
 
@@ -24,7 +27,8 @@ from ..device import synchronize
 from ..guidance import cfg_eps_model
 from .metrics import MNISTClassifier, classifier_features, classify, relative_spread, score_samples
 from ..samplers import (ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final,
-                        heun_nfe, heun_sample_progressive, record)
+                        flow_euler_sample_progressive, flow_heun_sample_progressive, heun_nfe,
+                        heun_sample_progressive, record)
 from ..schedules import Schedule
 
 
@@ -126,36 +130,52 @@ def ddim_grid(model: Backbone, x_T: torch.Tensor, schedule: Schedule, steps_list
 
 # ----------------------------------------------------------------------------- solvers against network evaluations
 
-NFE_SAMPLERS = ("DDIM", "Heun")   # the deterministic solvers of the probability-flow ODE (notebook 10)
+NFE_SAMPLERS = ("DDIM", "Heun")               # the deterministic solvers of the probability-flow ODE (notebook 10)
+FLOW_SAMPLERS = ("flow Euler", "flow Heun")   # the same two orders on a flow-matching network's velocity
+# Each one's chain from the noise x_T (B, C, H, W) to the clean image: (model, x_T, schedule, num_steps, progress).
+_ODE_CHAINS = {"DDIM": functools.partial(ddim_sample_progressive, eta=0.0), "Heun": heun_sample_progressive,
+               "flow Euler": flow_euler_sample_progressive, "flow Heun": flow_heun_sample_progressive}
+_SECOND_ORDER = ("Heun", "flow Heun")         # two network evaluations per step but the last (heun_nfe)
 
 
 def _check_sampler(sampler: str) -> None:
-    if sampler not in NFE_SAMPLERS:
-        raise ValueError(f"unknown ODE sampler {sampler!r}; choose one of {NFE_SAMPLERS}")
+    if sampler not in _ODE_CHAINS:
+        raise ValueError(f"unknown ODE sampler {sampler!r}; choose one of {NFE_SAMPLERS} for an eps model or "
+                         f"{FLOW_SAMPLERS} for a flow-matching (velocity) model")
+
+
+def _check_one_family(samplers: Sequence[str]) -> None:
+    """The samplers of one sweep all take the same model: an eps model (NFE_SAMPLERS) or a velocity (FLOW_SAMPLERS)."""
+    for sampler in samplers:
+        _check_sampler(sampler)
+    if not (set(samplers) <= set(NFE_SAMPLERS) or set(samplers) <= set(FLOW_SAMPLERS)):
+        raise ValueError(f"the samplers {tuple(samplers)} mix two kinds of model: {NFE_SAMPLERS} take an eps model, "
+                         f"{FLOW_SAMPLERS} a flow-matching network's velocity; sweep one kind at a time")
 
 
 def nfe_of(sampler: str, num_steps: int) -> int:
-    """Network evaluations of `sampler` with num_steps steps: DDIM one per step, Heun 2 num_steps - 1 (heun_nfe)."""
+    """Network evaluations of `sampler` with num_steps steps: DDIM and flow Euler one per step, Heun and flow Heun
+    2 num_steps - 1 (heun_nfe)."""
     _check_sampler(sampler)
-    return num_steps if sampler == "DDIM" else heun_nfe(num_steps)
+    return heun_nfe(num_steps) if sampler in _SECOND_ORDER else num_steps
 
 
 def steps_for_nfe(sampler: str, nfe: int) -> int:
-    """The most steps of `sampler` whose network evaluations do not exceed nfe: DDIM nfe, Heun (nfe + 1) // 2."""
+    """The most steps of `sampler` whose network evaluations do not exceed nfe: nfe for DDIM and flow Euler,
+    (nfe + 1) // 2 for Heun and flow Heun."""
     _check_sampler(sampler)
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ValueError(f"the number of network evaluations must be a positive integer, got {nfe!r}")
-    return nfe if sampler == "DDIM" else max(1, (nfe + 1) // 2)
+    return max(1, (nfe + 1) // 2) if sampler in _SECOND_ORDER else nfe
 
 
 def ode_images(eps_model, x_T: torch.Tensor, schedule: Schedule, sampler: str, num_steps: int,
                progress: bool = False) -> torch.Tensor:
-    """The end of the deterministic chain from x_T (B, C, H, W): DDIM with eta = 0, or Heun, over num_steps steps."""
+    """The end of the deterministic chain from x_T (B, C, H, W) over num_steps steps: DDIM with eta = 0 or Heun for
+    an eps model, flow Euler or flow Heun for a velocity model (then eps_model is that velocity model)."""
     _check_order(x_T, schedule)
     _check_sampler(sampler)
-    if sampler == "DDIM":
-        return final(ddim_sample_progressive(eps_model, x_T, schedule, num_steps, eta=0.0, progress=progress))
-    return final(heun_sample_progressive(eps_model, x_T, schedule, num_steps, progress=progress))
+    return final(_ODE_CHAINS[sampler](eps_model, x_T, schedule, num_steps, progress=progress))
 
 
 def nfe_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, nfes: Sequence[int], classifier: MNISTClassifier,
@@ -163,10 +183,12 @@ def nfe_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, nfes: Sequ
               progress: bool = True) -> tuple[list[dict], dict]:
     """Each ODE sampler at (at most) each number of network evaluations, from the same x_T: (rows, images).
 
+    samplers: NFE_SAMPLERS for an eps model, FLOW_SAMPLERS for a flow-matching network (model is its velocity).
     A row holds the sampler, its steps, the network evaluations it really made (nfe; Heun's 2 n - 1 can fall one
     short of the number asked for), the wall time and the scores of diffusion_lib.metrics.score_samples;
     images maps (sampler, nfe) to the samples (B, C, H, W)."""
     _check_order(x_T, schedule)
+    _check_one_family(samplers)
     rows, images = [], {}
     with torch.no_grad():                     # one untimed call first: start-up costs are not charged to one setting
         model(x_T[:1], torch.full((1,), schedule.T - 1, dtype=torch.long, device=x_T.device))
@@ -183,7 +205,9 @@ def solver_errors(eps_model, x_T: torch.Tensor, schedule: Schedule, nfes: Sequen
                   samplers: Sequence[str] = NFE_SAMPLERS) -> list[dict]:
     """How far each ODE sampler's end lands from the exact end `reference` (B, C, H, W) of the same x_T, at (at most)
     each number of network evaluations. Rows: sampler, steps, nfe, mean_error (the mean over the batch of the
-    Euclidean distance |x - reference| of each sample) and max_error (the largest of them)."""
+    Euclidean distance |x - reference| of each sample) and max_error (the largest of them). samplers: NFE_SAMPLERS
+    for an eps model, FLOW_SAMPLERS for a velocity model."""
+    _check_one_family(samplers)
     rows = []
     for sampler in samplers:
         for asked in nfes:
@@ -198,8 +222,11 @@ def solver_errors(eps_model, x_T: torch.Tensor, schedule: Schedule, nfes: Sequen
 
 def guidance_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, labels: torch.Tensor, ws: Sequence[float],
                    classifier: MNISTClassifier, reference_features: torch.Tensor, real_spread: torch.Tensor,
-                   num_steps: int = 20, seed: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
-    """Classifier-free guidance with each weight w from the same x_T and labels (DDIM, eta = 0).
+                   num_steps: int = 20, seed: int = 0, sampler: str = "DDIM",
+                   progress: bool = True) -> tuple[list[dict], dict]:
+    """Classifier-free guidance with each weight w from the same x_T and labels, sampled with `sampler`: "DDIM"
+    (eta = 0) for an eps model, "flow Euler" or "flow Heun" for a flow-matching network, guided on its velocity
+    (guidance.cfg_eps_model is linear in the network's output), or "Heun".
 
     Returns (rows, images): rows add to score_samples the relative within-class spread
     mean_c spread_generated[c] / real_spread[c], where the images of class c are those the classifier
@@ -209,11 +236,16 @@ def guidance_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, label
     Grouping by the label asked for would mix digits when guidance is weak (at w = 0 the label is
     ignored), and unreadable images would add their own scatter: both would count as diversity.
     """
+    _check_order(x_T, schedule)
+    _check_sampler(sampler)
     rows, images = [], {}
     for w in tqdm(list(ws), desc="guidance weights", disable=not progress):
-        x, seconds = timed(ddim_images, model, x_T, schedule, num_steps, 0.0, seed, labels, w)
+        if sampler == "DDIM":
+            x, seconds = timed(ddim_images, model, x_T, schedule, num_steps, 0.0, seed, labels, w)
+        else:
+            x, seconds = timed(ode_images, eps_model_for(model, labels, w), x_T, schedule, sampler, num_steps)
         images[w] = x
-        row = score_row(x, seconds, classifier, reference_features, labels, sampler="DDIM", steps=num_steps, w=w)
+        row = score_row(x, seconds, classifier, reference_features, labels, sampler=sampler, steps=num_steps, w=w)
         row["relative_spread"] = relative_spread(classifier_features(x, classifier), classify(x, classifier),
                                                  real_spread)
         rows.append(row)

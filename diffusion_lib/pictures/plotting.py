@@ -1017,7 +1017,7 @@ def plot_solver_errors(rows, title: str = "distance to the exact end of the ODE"
         nfe = np.array([r["nfe"] for r in mine], dtype=float)
         err = np.array([r["mean_error"] for r in mine])
         ax.plot(nfe, err, "o-", lw=2.5, ms=8, color=f"C{i}", label=sampler)
-        order = 1 if sampler == "DDIM" else 2
+        order = 1 if sampler in ("DDIM", "flow Euler") else 2           # Heun and flow Heun: second order
         ax.plot(nfe, err[0] * (nfe / nfe[0]) ** -order, "--", lw=1.3, color=f"C{i}",
                 label=f"slope -{order} (error ~ 1 / NFE" + ("" if order == 1 else "^2") + ")")
     ax.set_xscale("log")

@@ -1,0 +1,94 @@
+"""benchmarks/evaluate.py: each sampler draws what the library's sampler draws, the default sampler follows the
+checkpoint's objective, and a sampler of the other kind of model is refused in one line with exit code 2."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from _tiny import synthetic_mnist, tiny_config, one_thread  # noqa: F401 (one_thread is autouse)
+from diffusion_lib.checkpoints import load_model
+from diffusion_lib.guidance import cfg_eps_model
+from diffusion_lib.samplers import (ddim_sample_progressive, final, flow_euler_sample_progressive,
+                                    flow_heun_sample_progressive, heun_sample_progressive, sample_noise)
+from diffusion_lib.schedules import make_schedule
+from diffusion_lib.training import train
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluate.py"
+T = 20
+
+
+@pytest.fixture(scope="module")
+def evaluate():
+    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One-step checkpoints (U-Net base 8, T = 20): eps, flow, and a class-conditional flow network."""
+    root = tmp_path_factory.mktemp("runs")
+    images, labels = synthetic_mnist(8)
+    train(tiny_config(steps=1, T=T), images, out_dir=root / "eps", progress=False)
+    train(tiny_config(steps=1, T=T, objective="flow"), images, out_dir=root / "flow", progress=False)
+    train(tiny_config(steps=1, T=T, objective="flow", backbone_kwargs={"base": 8, "num_classes": 10}), images, labels,
+          out_dir=root / "flow_cond", progress=False)
+    return {name: root / name / "last.pt" for name in ("eps", "flow", "flow_cond")}
+
+
+def _x_T(n):
+    return sample_noise(n, generator=torch.Generator().manual_seed(0))
+
+
+def test_load_network_returns_the_objective(evaluate, runs):
+    for name, objective in (("eps", "eps"), ("flow", "flow"), ("flow_cond", "flow")):
+        model, schedule, got = evaluate.load_network(str(runs[name]))
+        assert got == objective and schedule.T == T
+    assert evaluate.default_sampler("flow") == "flow-euler" and evaluate.default_sampler("eps") == "ddim"
+    assert evaluate.default_sampler("v") == "ddim"
+
+
+@pytest.mark.parametrize("sampler, chain", [("flow-euler", flow_euler_sample_progressive),
+                                            ("flow-heun", flow_heun_sample_progressive)])
+def test_generate_with_a_flow_sampler_is_the_library_s_flow_sampler(evaluate, runs, sampler, chain):
+    model, schedule, _ = evaluate.load_network(str(runs["flow"]))
+    images, labels = evaluate.generate(model, schedule, 4, sampler, steps=3)
+    assert labels is None
+    torch.testing.assert_close(images, final(chain(model, _x_T(4), schedule, 3)))
+
+
+def test_generate_guides_a_conditional_flow_model_on_its_velocity(evaluate, runs):
+    model, schedule, _ = evaluate.load_network(str(runs["flow_cond"]))
+    images, labels = evaluate.generate(model, schedule, 12, "flow-euler", steps=3, w=2.0, batch_size=5)
+    assert labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    expected = final(flow_euler_sample_progressive(cfg_eps_model(model, labels, 2.0), _x_T(12), schedule, 3))
+    torch.testing.assert_close(images, expected, atol=1e-5, rtol=1e-5)       # batches of 5: the same images
+
+
+def test_generate_with_the_ddpm_family_samplers(evaluate, runs):
+    model, schedule, _ = evaluate.load_network(str(runs["eps"]))
+    torch.testing.assert_close(evaluate.generate(model, schedule, 3, "heun", steps=3)[0],
+                               final(heun_sample_progressive(model, _x_T(3), schedule, 3)))
+    torch.testing.assert_close(evaluate.generate(model, schedule, 3, "ddim", steps=3)[0],
+                               final(ddim_sample_progressive(model, _x_T(3), schedule, 3)))
+    with pytest.raises(ValueError, match="unknown sampler 'DDIM'"):
+        evaluate.generate(model, schedule, 3, "DDIM", steps=3)
+
+
+@pytest.mark.parametrize("run, options, message", [
+    ("flow", ["--sampler", "ddim"], "error: --sampler ddim does not apply to this model: it was trained with flow "
+                                    "matching; use --sampler flow-euler or flow-heun"),
+    ("flow_cond", ["--sampler", "ddpm"], "error: --sampler ddpm does not apply to this model: it was trained with "
+                                         "flow matching"),
+    ("eps", ["--sampler", "flow-euler"], "error: --sampler flow-euler does not apply to this model: it was trained "
+                                         "with the eps objective (DDPM family); use --sampler ddim, ddpm or heun"),
+    ("eps", ["--sampler", "flow-heun"], "error: --sampler flow-heun does not apply to this model"),
+    ("flow", ["--eta", "0", "1"], "error: --eta applies to --sampler ddim only, and this run samples with flow-euler"),
+])
+def test_a_sampler_of_the_other_kind_of_model_is_refused_in_one_line(evaluate, runs, capsys, run, options, message):
+    assert evaluate.main(["--checkpoint", str(runs[run]), "--n", "2", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
