@@ -24,7 +24,7 @@ from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, mod
 from diffusion_lib.cli import FLOW_SAMPLERS, SAMPLERS
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
-from diffusion_lib.samplers import (ddim_sample_progressive, ddpm_sample_progressive, final,
+from diffusion_lib.samplers import (ddim_sample_progressive, ddpm_sample_progressive, final, heun_nfe,
                                     flow_euler_sample_progressive, flow_heun_sample_progressive,
                                     heun_sample_progressive, sample_noise, with_precision)
 from diffusion_lib.schedules import make_schedule
@@ -87,6 +87,12 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
     return torch.cat(images), labels
 
 
+def network_evaluations(sampler: str, steps: int) -> int:
+    """Calls of the network per image (NFE; a guided model calls it twice per evaluation): one per step, but
+    2 steps - 1 for the Heun samplers (samplers.heun_nfe)."""
+    return heun_nfe(steps) if sampler in ("heun", "flow-heun") else steps
+
+
 def evaluate(model, schedule, classifier, reference_features, n: int = 500, steps: int = 50,
              w: float | None = None, sampler: str = "ddim", seed: int = 0, precision: str = "fp32",
              eta: float = 0.0) -> dict:
@@ -96,7 +102,8 @@ def evaluate(model, schedule, classifier, reference_features, n: int = 500, step
     images, labels = generate(model, schedule, n, sampler, steps, w, seed, precision=precision, eta=eta)
     seconds = time.monotonic() - start
     scores = score_samples(images, classifier, reference_features, labels)
-    return {"sampler": sampler, "steps": schedule.T if sampler == "ddpm" else steps,
+    steps = schedule.T if sampler == "ddpm" else steps
+    return {"sampler": sampler, "steps": steps, "nfe": network_evaluations(sampler, steps),
             "eta": eta if sampler == "ddim" else None, "w": w, "seed": seed, **scores,
             "sampling_seconds": round(seconds, 1)}
 

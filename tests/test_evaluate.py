@@ -92,3 +92,9 @@ def test_a_sampler_of_the_other_kind_of_model_is_refused_in_one_line(evaluate, r
     assert evaluate.main(["--checkpoint", str(runs[run]), "--n", "2", *options]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sampler,steps,nfe", [("ddim", 10, 10), ("ddpm", 1000, 1000), ("heun", 5, 9),
+                                               ("flow-euler", 20, 20), ("flow-heun", 25, 49)])
+def test_network_evaluations_count_heuns_second_calls(evaluate, sampler, steps, nfe):
+    assert evaluate.network_evaluations(sampler, steps) == nfe
