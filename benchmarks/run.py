@@ -38,7 +38,7 @@ from evaluate import check_sampler, evaluate, generate  # noqa: E402
 
 from diffusion_lib.backbones import IMAGE_BACKBONES, build_backbone, count_parameters  # noqa: E402
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
-from diffusion_lib.measure.sweeps import nfe_of, steps_for_nfe  # noqa: E402
+from diffusion_lib.measure.sweeps import SAMPLER_LABELS, nfe_of, steps_for_nfe  # noqa: E402
 from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_objective,  # noqa: E402
                                       pretrained_schedule)
 from diffusion_lib.schedules import make_schedule  # noqa: E402
@@ -46,7 +46,7 @@ from diffusion_lib.training import diffusion_loss  # noqa: E402
 
 SECTIONS = ("reference", "throughput", "sampling", "nfe", "guidance", "cards")
 # evaluate.py's --sampler names and the names of diffusion_lib.sweeps (NFE_SAMPLERS, FLOW_SAMPLERS), in the tables
-SAMPLER_NAMES = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun"}
+SAMPLER_NAMES = SAMPLER_LABELS      # the cards' sampler names -> the tables'
 NFES = (5, 10, 20, 50)
 NFE_MODELS = (("unet", ("ddim", "heun")), ("unet_flow", ("flow-euler", "flow-heun")))
 GUIDED_MODELS = (("unet_cond", "ddim"), ("unet_flow_cond", "flow-euler"))     # 50 steps each

@@ -132,6 +132,9 @@ def ddim_grid(model: Backbone, x_T: torch.Tensor, schedule: Schedule, steps_list
 
 NFE_SAMPLERS = ("DDIM", "Heun")               # the deterministic solvers of the probability-flow ODE (notebook 10)
 FLOW_SAMPLERS = ("flow Euler", "flow Heun")   # the same two orders on a flow-matching network's velocity
+# The command line's sampler names (python -m diffusion_lib sample --sampler, benchmarks/evaluate.py, the model
+# cards' json rows) -> the names these sweeps and their tables use.
+SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun"}
 # Each one's chain from the noise x_T (B, C, H, W) to the clean image: (model, x_T, schedule, num_steps, progress).
 _ODE_CHAINS = {"DDIM": functools.partial(ddim_sample_progressive, eta=0.0), "Heun": heun_sample_progressive,
                "flow Euler": flow_euler_sample_progressive, "flow Heun": flow_heun_sample_progressive}
