@@ -138,16 +138,6 @@ def test_toy_trajectories_draw_the_trail_and_the_points_of_each_step():
     assert first.collections[0].get_offsets().tolist() == x_t[1, :3, :, 0, 0].tolist()
 
 
-def test_solver_errors_plot_has_a_curve_and_a_guide_per_sampler():
-    rows = [{"sampler": s, "nfe": n, "mean_error": e} for s, pts in (("DDIM", ((5, 0.4), (10, 0.2))),
-                                                                     ("Heun", ((5, 3.0), (9, 0.4)))) for n, e in pts]
-    fig = plotting.plot_solver_errors(rows)
-    ax = fig.axes[0]
-    assert len(ax.lines) == 4 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    guide = ax.lines[3].get_ydata()                                                  # Heun's slope -2 guide
-    assert guide[1] == pytest.approx(3.0 * (9 / 5) ** -2)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The live pictures of notebook 10's sliders (that a picture depends on its value only, and fits the screen:
 # tests/test_plotting_layout.py). Here: what each redraw shows.
@@ -309,3 +299,13 @@ def test_live_toy_pictures_refuse_bad_input():
     images = Trajectory([1, 0], torch.zeros(2, 4, 1, 28, 28), torch.zeros(2, 4, 1, 28, 28), torch.zeros(4, 1, 28, 28))
     with pytest.raises(ValueError, match=r"must hold 2-D points, states \(K, B, 2, 1, 1\)"):
         plotting.toy_trajectory_slider({"a": images}, mixture, schedule)
+
+
+def test_solver_errors_plot_has_a_curve_and_a_guide_per_sampler():
+    rows = [{"sampler": s, "nfe": n, "mean_error": e} for s, pts in (("DDIM", ((5, 0.4), (10, 0.2))),
+                                                                     ("Heun", ((5, 3.0), (9, 0.4)))) for n, e in pts]
+    fig = plotting.plot_solver_errors(rows)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    guide = ax.lines[3].get_ydata()                                                  # Heun's slope -2 guide
+    assert guide[1] == pytest.approx(3.0 * (9 / 5) ** -2)
