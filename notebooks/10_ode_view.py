@@ -131,8 +131,8 @@ for t in (0, 100, 300, 999):
 # %%
 # NBVAL_IGNORE_OUTPUT
 shown = data[:400]
-dl.widgets.slider_view(lambda t: dl.plotting.plot_toy_noising(
-                           mixture, schedule, [t], {t: dl.q_sample(shown, torch.full((400,), t), schedule, eps_data[:400])}),
+dl.widgets.slider_view(dl.plotting.toy_noising_slider(mixture, schedule, lambda t: dl.q_sample(
+                           shown, torch.full((400,), t), schedule, eps_data[:400])),
                        values=range(T), description="t", value=150)
 
 # %%
@@ -199,7 +199,7 @@ grid = dl.toy.grid_points(1.4, 15)                                              
 score_fields = {"exact": {t: dl.toy.exact_score(mixture, grid, t, schedule) for t in range(T)},
                 "learned": {t: dl.toy.learned_score(toy_net, grid, t, schedule) for t in range(T)}}
 score_fields["learned - exact"] = {t: score_fields["learned"][t] - score_fields["exact"][t] for t in range(T)}
-dl.widgets.slider_view(lambda t: dl.plotting.plot_score_fields(grid, score_fields, [t], mixture, schedule),
+dl.widgets.slider_view(dl.plotting.field_slider(grid, score_fields, mixture, schedule),
                        values=range(T), description="t", value=30)
 
 # %%
@@ -291,7 +291,7 @@ for a, b in [("DDIM, the network", "DDIM, exact eps"), ("DDPM, seed 1", "DDPM, s
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dl.widgets.slider_view(lambda k: dl.plotting.plot_toy_trajectories(chains, [k], mixture, schedule, trail=10, show=8),
+dl.widgets.slider_view(dl.plotting.toy_trajectory_slider(chains, mixture, schedule, trail=10, show=8),
                        values=range(len(chains["DDIM, the network"].timesteps) + 1), description="step", value=80)
 
 # %%

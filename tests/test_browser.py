@@ -8,8 +8,8 @@ under test-artifacts/browser/<case>/.
 
     pytest tests/test_browser.py -q -s          # -s prints the screenshot paths
 
-test_slider_latency then times 01's slider from a key press to the new picture, prints the numbers and
-writes them to test-artifacts/browser/latency-<case>.txt; the median must stay under LATENCY_BOUND_S.
+test_slider_latency then times 01's slider and 10's score fields from a key press to the new picture, prints
+the numbers and writes them to test-artifacts/browser/latency-<case>.txt; the median must stay under LATENCY_BOUND_S.
 
 Needs Chromium at /usr/bin/chromium (Debian: apt-get install -y chromium), and playwright and jupyterlab
 (the test extras). Without them the test skips, except in CI (CI=true), where it fails.
@@ -74,6 +74,11 @@ CASES = [
                "dl.widgets.slider_view(dl.plotting.forward_state_slider", "t", deterministic=True),
     # The DDPM notebook's chain scrubber: 1000 recorded steps, x_t beside the predicted x_0.
     SliderCase("06-ddpm-chain", "notebooks/06_ddpm_sampling.ipynb", "dl.plotting.chain_slider", "step",
+               deterministic=True),
+    # The ODE notebook's toy: the noised density with its points, and the score fields (three panels of arrows).
+    SliderCase("10-toy-noising", "notebooks/10_ode_view.ipynb", "dl.plotting.toy_noising_slider", "t",
+               deterministic=True),
+    SliderCase("10-score-fields", "notebooks/10_ode_view.ipynb", "dl.plotting.field_slider", "t",
                deterministic=True),
 ]
 
@@ -207,7 +212,7 @@ def _move_slider_and_check(page, nb, case: SliderCase, out):
         assert (pos["readout"], digest) == at_end, f"{case.id}: back at the last value, the picture differs"
 
 
-LATENCY_CASES = [c for c in CASES if c.id == "01-noise-schedule"]
+LATENCY_CASES = [c for c in CASES if c.id in ("01-noise-schedule", "10-score-fields")]
 
 
 @pytest.mark.xdist_group("browser")

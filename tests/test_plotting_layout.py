@@ -28,7 +28,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from diffusion_lib import embeddings, inspection  # noqa: E402
+from diffusion_lib import embeddings, inspection, toy  # noqa: E402
 from diffusion_lib.pictures import plotting as P  # noqa: E402
 from diffusion_lib.samplers import Trajectory  # noqa: E402
 from diffusion_lib.schedules import make_schedule  # noqa: E402
@@ -67,6 +67,25 @@ CURVES = {"linear": np.exp(-np.linspace(0, 3, 8)), "cosine": np.exp(-np.linspace
 HISTORY = {"step": list(range(3000)), "loss": list(0.03 + 0.5 / (1 + np.arange(3000) / 50))}
 MAG = {n: {"t": list(range(999, -1, -20)), "x_t_std": list(np.linspace(1, 0.6, 50) * k), "x0_pred_std": list(np.linspace(3, 0.6, 50) * k)}
        for n, k in (("SmolMLP", 5), ("SmolMLP + skip", 2), ("ChunkyMLP, lr 1e-4", 3), ("U-Net", 1))}
+
+# Notebook 10's toy: the ring of six Gaussians, 400 noised points, score fields on a 15 x 15 grid at the values the
+# sliders visit below, and four chains of 101 recorded steps of 32 points.
+MIX = toy.ring_mixture()
+TOY_X0 = toy.mixture_sample(MIX, 400, g)
+TOY_EPS = torch.randn(TOY_X0.shape, generator=g)
+TOY_GRID = toy.grid_points(1.4, 15)
+TOY_FIELD_TS = (30, 31, 999, 0)
+_EXACT = {t: toy.exact_score(MIX, TOY_GRID, t, S[0]) for t in TOY_FIELD_TS}
+TOY_FIELDS = {"exact": _EXACT, "learned": {t: 1.1 * f for t, f in _EXACT.items()},
+              "learned - exact": {t: 0.1 * f for t, f in _EXACT.items()}}
+_PATHS = torch.randn(1, 32, 2, 1, 1, generator=g) + 0.05 * torch.randn(101, 32, 2, 1, 1, generator=g).cumsum(0)
+TOY_CHAINS = {n: Trajectory(list(range(999, -1, -10)), _PATHS[:100], _PATHS[:100], _PATHS[100])
+              for n in ("DDIM, exact eps", "DDIM, the network", "DDPM, seed 1", "DDPM, seed 2")}
+
+
+def toy_noised(t):
+    from diffusion_lib.forward import q_sample
+    return q_sample(TOY_X0, torch.full((400,), t), S[0], TOY_EPS)
 
 
 def _trace():
@@ -170,6 +189,9 @@ SLIDERS = {
         lambda k: {n: X0[:6] * (1 - k / 50) for n in ("SmolMLP", "ChunkyMLP", "U-Net")},
         lambda k: f"DDIM step {k + 1} of 50: t = {999 - 20 * k}",
         col_labels=[f"$x_t$ {i}" for i in (1, 2, 3)] + [f"$\\hat x_0$ {i}" for i in (1, 2, 3)]), [10, 11, 49, 0]),
+    "10 noising": (lambda: P.toy_noising_slider(MIX, S[0], toy_noised), [150, 151, 999, 0]),
+    "10 score fields": (lambda: P.field_slider(TOY_GRID, TOY_FIELDS, MIX, S[0]), list(TOY_FIELD_TS)),
+    "10 trajectories": (lambda: P.toy_trajectory_slider(TOY_CHAINS, MIX, S[0], trail=10, show=8), [80, 81, 100, 0]),
 }
 
 

@@ -138,6 +138,169 @@ def test_toy_trajectories_draw_the_trail_and_the_points_of_each_step():
     assert first.collections[0].get_offsets().tolist() == x_t[1, :3, :, 0, 0].tolist()
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The live pictures of notebook 10's sliders (that a picture depends on its value only, and fits the screen:
+# tests/test_plotting_layout.py). Here: what each redraw shows.
+
+def _toy():
+    from diffusion_lib import toy
+    schedule, mixture = make_schedule("linear"), toy.ring_mixture()
+    return toy, schedule, mixture
+
+
+def _flow_mixture(mixture, s):
+    """x_s = (1 - s) x_0 + s eps: means (1 - s) mu_k, covariances (1 - s)^2 Sigma_k + s^2 I (notebook 11's path)."""
+    from diffusion_lib import toy
+    return toy.GaussianMixture(mixture.weights, (1 - s) * mixture.means,
+                               (1 - s) ** 2 * mixture.covariances + s ** 2 * torch.eye(2))
+
+
+def _shaded(toy, mixture, alpha_bar, limit, n=90):
+    return toy.q_t_log_density(mixture, toy.grid_points(limit, n), alpha_bar).exp().reshape(n, n).numpy()
+
+
+def test_live_toy_noising_redraws_density_points_and_title():
+    toy, schedule, mixture = _toy()
+    x0 = toy.mixture_sample(mixture, 50, torch.Generator().manual_seed(0))
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    from diffusion_lib.forward import q_sample
+
+    def noised(t):
+        return q_sample(x0, torch.full((50,), t), schedule, eps)
+
+    live = plotting.toy_noising_slider(mixture, schedule, noised)
+    live(0)
+    live(500)
+    ax = live.figure.axes[0]
+    density = _shaded(toy, mixture, float(schedule.alpha_bar[500]), plotting.TOY_LIMIT)
+    assert np.allclose(ax.images[0].get_array(), density)
+    assert ax.images[0].get_clim() == (0, pytest.approx(density.max()))
+    assert np.allclose(ax.collections[0].get_offsets(), noised(500)[:, :, 0, 0].numpy())
+    assert ax.get_title() == "t = 500, " + r"$\bar\alpha_t$" + f" = {float(schedule.alpha_bar[500]):.3g}"
+    assert live(0) != live(500)
+
+
+def test_toy_pictures_shade_the_density_at_t_they_are_given():
+    toy, schedule, mixture = _toy()
+    T = schedule.T
+
+    def flow(t):
+        return _flow_mixture(mixture, (t + 1) / T)
+
+    default = plotting.toy_noising_slider(mixture, schedule)
+    vp = plotting.toy_noising_slider(mixture, schedule, density_at=lambda t: toy.noised_mixture(
+        mixture, float(schedule.alpha_bar[t])))
+    for live in (default, vp):
+        live(10)
+        live(300)
+    assert np.allclose(default.figure.axes[0].images[0].get_array(), vp.figure.axes[0].images[0].get_array(),
+                       rtol=1e-4)                                   # the default is the VP-noised mixture
+    live = plotting.toy_noising_slider(mixture, schedule, density_at=flow, title="the flow path")
+    live(10)
+    live(499)
+    ax = live.figure.axes[0]
+    assert np.allclose(ax.images[0].get_array(), _shaded(toy, flow(499), 1.0, plotting.TOY_LIMIT))
+    assert ax.get_title() == "t = 499" and live.figure.texts[0].get_text() == "the flow path"
+    fig = plotting.plot_toy_noising(mixture, schedule, [0, 499], density_at=flow, title="the flow path")
+    assert np.allclose(fig.axes[1].images[0].get_array(), ax.images[0].get_array())
+    assert fig.texts[0].get_text() == "the flow path" and fig.axes[1].get_title() == "t = 499"
+
+
+def test_field_slider_redraws_the_arrows_of_a_fresh_picture():
+    toy, schedule, mixture = _toy()
+    grid = toy.grid_points(1.0, 5)
+    exact = {t: toy.exact_score(mixture, grid, t, schedule) for t in (10, 300)}
+    fields = {"exact": exact, "double": {t: 2 * s for t, s in exact.items()}}
+    live = plotting.field_slider(grid, fields, mixture, schedule)
+    live(10)
+    live(300)
+    fresh = plotting.plot_score_fields(grid, fields, [300], mixture, schedule)
+    for ax, other in zip(live.figure.axes, fresh.axes):
+        assert np.allclose(ax.collections[0].U, other.collections[0].U)
+        assert np.allclose(ax.collections[0].V, other.collections[0].V)
+        assert ax.get_title() == other.get_title() and ax.texts[0].get_text() == other.texts[0].get_text()
+        assert np.allclose(ax.images[0].get_array(), other.images[0].get_array())
+    assert live.figure.axes[1].get_title() == "double, t = 300"
+    typical = float(exact[300][:, :, 0, 0].norm(dim=1).median())
+    assert live.figure.axes[0].texts[0].get_text() == f"0.7 cells = |score| {typical:.3g}"
+
+
+def test_field_slider_draws_a_velocity_over_another_density():
+    toy, schedule, mixture = _toy()
+    grid = toy.grid_points(1.0, 5)
+    velocity = {t: torch.tensor([t + 1.0, 0.0]).expand(25, 2)[:, :, None, None] for t in (0, 1)}   # along x
+    live = plotting.field_slider(grid, {"v": velocity}, mixture, schedule, title="the velocity",
+                                 density_at=lambda t: _flow_mixture(mixture, (t + 1) / 2), quantity="velocity")
+    live(1)
+    live(0)
+    ax = live.figure.axes[0]
+    assert ax.texts[0].get_text() == "0.7 cells = |velocity| 1" and live.figure.texts[0].get_text() == "the velocity"
+    assert np.allclose(ax.images[0].get_array(), _shaded(toy, _flow_mixture(mixture, 0.5), 1.0, plotting.TOY_LIMIT))
+    fig = plotting.plot_score_fields(grid, {"v": velocity}, [0, 1], mixture, schedule, title="the velocity",
+                                     quantity="velocity", density_at=lambda t: _flow_mixture(mixture, (t + 1) / 2))
+    assert fig.texts[0].get_text() == "the velocity" and fig.axes[1].texts[0].get_text() == "0.7 cells = |velocity| 2"
+
+
+def test_trajectory_slider_redraws_trails_points_and_the_end():
+    toy, schedule, mixture = _toy()
+    x_t = torch.randn(5, 4, 2, 1, 1, generator=torch.Generator().manual_seed(0))        # K = 5 states of 4 points
+    trajectory = Trajectory([999, 700, 400, 100, 0], x_t, x_t, x_t[-1] * 0)
+    live = plotting.toy_trajectory_slider({"a": trajectory, "b": trajectory}, mixture, schedule, trail=2, show=3)
+    live(0)
+    live(3)
+    ax = live.figure.axes[1]
+    assert ax.get_title() == "b\nt = 100" and len(ax.lines) == 3
+    assert np.allclose(ax.lines[1].get_xydata(), x_t[1:4, 1, :, 0, 0].numpy())        # the last 2 steps of point 1
+    assert np.allclose(ax.collections[0].get_offsets(), x_t[3, :3, :, 0, 0].numpy())
+    assert np.allclose(ax.images[0].get_array(), _shaded(toy, mixture, float(schedule.alpha_bar[100]), 2.5))
+    live(5)                                                                              # the end: the clean points
+    assert ax.get_title() == "b\nthe end" and np.allclose(ax.collections[0].get_offsets(), 0)
+    assert np.allclose(ax.images[0].get_array(), _shaded(toy, mixture, 1.0, 2.5))
+    seen = []
+    live = plotting.toy_trajectory_slider({"a": trajectory}, mixture, schedule,
+                                          density_at=lambda t: seen.append(t) or _flow_mixture(mixture, 0.5))
+    live(1)
+    live(5)
+    assert seen[-1] == -1 and 700 in seen                            # density_at gets the step's t, -1 at the end
+
+
+def test_live_toy_pictures_refuse_bad_input():
+    toy, schedule, mixture = _toy()
+    grid = toy.grid_points(1.0, 5)
+    fields = {"exact": {t: toy.exact_score(mixture, grid, t, schedule) for t in (10, 11)}}
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plotting.field_slider(grid, {}, mixture, schedule)
+    live = plotting.field_slider(grid, fields, mixture, schedule)
+    live(10)
+    with pytest.raises(ValueError, match=r"fields\['exact'\] has no field at t = 12"):
+        live(12)
+    with pytest.raises(ValueError, match=r"must be \(25, 2, 1, 1\)"):
+        plotting.field_slider(grid, {"bad": {0: torch.zeros(24, 2, 1, 1)}}, mixture, schedule)(0)
+    with pytest.raises(ValueError, match="n x n points"):
+        plotting.field_slider(grid[:24], fields, mixture, schedule)(10)
+    with pytest.raises(TypeError, match="density_at must be a function"):
+        plotting.field_slider(grid, fields, mixture, schedule, density_at=mixture)(10)
+    with pytest.raises(TypeError, match=r"density_at\(10\) must return a diffusion_lib.toy.GaussianMixture"):
+        plotting.field_slider(grid, fields, mixture, schedule, density_at=lambda t: 0.5)(10)
+    with pytest.raises(TypeError, match="samples_at must be a function"):
+        plotting.toy_noising_slider(mixture, schedule, {0: grid})
+    live = plotting.toy_noising_slider(mixture, schedule, lambda t: grid if t < 5 else None)
+    live(0)
+    with pytest.raises(ValueError, match=r"samples_at\(7\) gave no points"):
+        live(7)
+    with pytest.raises(ValueError, match=r"points must have shape \(B, 2, 1, 1\)"):
+        plotting.toy_noising_slider(mixture, schedule, lambda t: torch.zeros(3, 1, 28, 28))(0)
+    x_t = torch.zeros(3, 4, 2, 1, 1)
+    trajectory = Trajectory([999, 500, 0], x_t, x_t, x_t[-1])
+    live = plotting.toy_trajectory_slider({"a": trajectory}, mixture, schedule)
+    live(3)
+    with pytest.raises(ValueError, match=r"step k = 4 is outside the recorded steps of 'a': 0 \.\. 3"):
+        live(4)
+    images = Trajectory([1, 0], torch.zeros(2, 4, 1, 28, 28), torch.zeros(2, 4, 1, 28, 28), torch.zeros(4, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"must hold 2-D points, states \(K, B, 2, 1, 1\)"):
+        plotting.toy_trajectory_slider({"a": images}, mixture, schedule)
+
+
 def test_solver_errors_plot_has_a_curve_and_a_guide_per_sampler():
     rows = [{"sampler": s, "nfe": n, "mean_error": e} for s, pts in (("DDIM", ((5, 0.4), (10, 0.2))),
                                                                      ("Heun", ((5, 3.0), (9, 0.4)))) for n, e in pts]
