@@ -4,12 +4,14 @@
     python benchmarks/evaluate.py --pretrained unet_cond --n 500 --steps 50 --w 0 1 2 3 5
     python benchmarks/evaluate.py --checkpoint runs/unet/last.pt --n 500 --steps 50 --eta 0 1
     python benchmarks/evaluate.py --pretrained unet_flow --n 500 --steps 50 --sampler flow-heun
+    python benchmarks/evaluate.py --pretrained unet_flow --n 500 --nfe 5 10 20 50 --sampler flow-euler flow-heun
 
 --sampler: ddim (the default), ddpm or heun for the DDPM family's networks (eps, x0, v); flow-euler (the
 default) or flow-heun for a flow-matching network, whose objective is read from the checkpoint. A sampler
 of the other kind is refused with one line on stderr and exit code 2. A conditional network is asked for
 the labels 0, 1, ..., 9, 0, 1, ... in turn, once per guidance weight w (classifier-free guidance, on the
-velocity for a flow network). Prints one JSON line per setting (and writes them all with --json PATH).
+velocity for a flow network). One row per sampler x steps (or NFE budget) x eta x w.
+Prints one JSON line per setting (and writes them all with --json PATH).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, mod
 from diffusion_lib.cli import FLOW_SAMPLERS, SAMPLERS
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
+from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
 from diffusion_lib.samplers import (ddim_sample_progressive, ddpm_sample_progressive, final, heun_nfe,
                                     flow_euler_sample_progressive, flow_heun_sample_progressive,
                                     heun_sample_progressive, sample_noise, with_precision)
@@ -114,9 +117,13 @@ def main(argv=None) -> int:
     src.add_argument("--checkpoint")
     src.add_argument("--pretrained")
     p.add_argument("--n", type=int, default=500)
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (DDPM walks all T)")
-    p.add_argument("--sampler", choices=SAMPLERS,
-                   help="default: ddim, or flow-euler for a flow-matching model")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, nargs="+", default=[50], help="sampler steps, one row each (DDPM walks "
+                        "all T; default 50)")
+    budget.add_argument("--nfe", type=int, nargs="+", help="network evaluations per image instead of steps, one row "
+                        "each: the most steps of each sampler within the budget (Heun: (nfe + 1) // 2)")
+    p.add_argument("--sampler", choices=SAMPLERS, nargs="+",
+                   help="one or more; default: ddim, or flow-euler for a flow-matching model")
     p.add_argument("--eta", type=float, nargs="*", help="DDIM stochasticity (0, the default: deterministic)")
     p.add_argument("--w", type=float, nargs="*", default=[3.0], help="guidance weights (conditional models)")
     p.add_argument("--seed", type=int, default=0)
@@ -126,23 +133,30 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, schedule, objective = load_network(args.checkpoint, args.pretrained)
-    sampler = args.sampler or default_sampler(objective)
+    samplers = args.sampler or [default_sampler(objective)]
     try:
-        check_sampler(sampler, objective)
-        if args.eta is not None and sampler != "ddim":
-            raise ValueError(f"--eta applies to --sampler ddim only, and this run samples with {sampler}; drop --eta")
+        for sampler in samplers:
+            check_sampler(sampler, objective)
+            if args.eta is not None and sampler != "ddim":
+                raise ValueError(f"--eta applies to --sampler ddim only, and this run samples with {sampler} too; "
+                                 "drop --eta, or run that sampler separately")
+        if any(n < 1 for n in args.steps + (args.nfe or [])):
+            raise ValueError("--steps and --nfe must be integers >= 1")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     classifier = load_classifier()
     reference = mnist_test_features(classifier)
     results = []
-    for eta in (args.eta or [0.0]):
-        for w in (args.w if model.num_classes is not None else [None]):
-            result = evaluate(model, schedule, classifier, reference, args.n, args.steps, w, sampler, args.seed,
-                              eta=eta)
-            print(json.dumps(result), flush=True)
-            results.append(result)
+    for sampler in samplers:
+        steps_list = args.steps if args.nfe is None else [steps_for_nfe(SAMPLER_LABELS[sampler], n) for n in args.nfe]
+        for steps in steps_list:
+            for eta in (args.eta or [0.0]):
+                for w in (args.w if model.num_classes is not None else [None]):
+                    result = evaluate(model, schedule, classifier, reference, args.n, steps, w, sampler, args.seed,
+                                      eta=eta)
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
     if args.json:   # the format of the model cards' diffusion_lib/weights/<name>.json, read by run.py
         with open(args.json, "w") as f:
             json.dump({"model": args.pretrained or args.checkpoint, "command": "python " + " ".join(sys.argv),

@@ -1,6 +1,7 @@
 """benchmarks/evaluate.py: each sampler draws what the library's sampler draws, the default sampler follows the
 checkpoint's objective, and a sampler of the other kind of model is refused in one line with exit code 2."""
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -98,3 +99,17 @@ def test_a_sampler_of_the_other_kind_of_model_is_refused_in_one_line(evaluate, r
                                                ("flow-euler", 20, 20), ("flow-heun", 25, 49)])
 def test_network_evaluations_count_heuns_second_calls(evaluate, sampler, steps, nfe):
     assert evaluate.network_evaluations(sampler, steps) == nfe
+
+
+def test_one_run_writes_a_row_per_sampler_and_budget(evaluate, runs, monkeypatch, tmp_path):
+    """--nfe asks each sampler for the most steps within each budget; the json holds one row per pair, in order."""
+    calls = []
+    monkeypatch.setattr(evaluate, "load_classifier", lambda: None)
+    monkeypatch.setattr(evaluate, "mnist_test_features", lambda classifier: None)
+    monkeypatch.setattr(evaluate, "evaluate", lambda model, schedule, c, r, n, steps, w, sampler, seed, eta: calls.append(
+        (sampler, steps)) or {"sampler": sampler, "steps": steps, "nfe": evaluate.network_evaluations(sampler, steps)})
+    out = tmp_path / "card.json"
+    assert evaluate.main(["--checkpoint", str(runs["flow"]), "--n", "2", "--nfe", "5", "10",
+                          "--sampler", "flow-euler", "flow-heun", "--json", str(out)]) == 0
+    assert calls == [("flow-euler", 5), ("flow-euler", 10), ("flow-heun", 3), ("flow-heun", 5)]
+    assert [r["nfe"] for r in json.loads(out.read_text())["scores"]] == [5, 10, 5, 9]
