@@ -149,10 +149,9 @@ def _toy():
 
 
 def _flow_mixture(mixture, s):
-    """x_s = (1 - s) x_0 + s eps: means (1 - s) mu_k, covariances (1 - s)^2 Sigma_k + s^2 I (notebook 11's path)."""
+    """x_s = (1 - s) x_0 + s eps: notebook 11's path (toy.flow_mixture)."""
     from diffusion_lib import toy
-    return toy.GaussianMixture(mixture.weights, (1 - s) * mixture.means,
-                               (1 - s) ** 2 * mixture.covariances + s ** 2 * torch.eye(2))
+    return toy.flow_mixture(mixture, s)
 
 
 def _shaded(toy, mixture, alpha_bar, limit, n=90):
@@ -262,6 +261,26 @@ def test_trajectory_slider_redraws_trails_points_and_the_end():
     live(1)
     live(5)
     assert seen[-1] == -1 and 700 in seen                            # density_at gets the step's t, -1 at the end
+
+
+def test_trajectory_pictures_shade_each_chain_with_its_own_path():
+    """density_at as a dict: the flow chain over the flow's density, the DDIM chain over q_t (None), in one picture."""
+    toy, schedule, mixture = _toy()
+    x_t = torch.randn(5, 4, 2, 1, 1, generator=torch.Generator().manual_seed(0))
+    trajectory = Trajectory([999, 700, 400, 100, 0], x_t, x_t, x_t[-1] * 0)
+    flow = {"flow": lambda t: _flow_mixture(mixture, (t + 1) / schedule.T), "DDIM": None}
+    live = plotting.toy_trajectory_slider({"flow": trajectory, "DDIM": trajectory}, mixture, schedule, density_at=flow)
+    live(0)
+    live(2)
+    flow_ax, ddim_ax = live.figure.axes[:2]
+    assert np.allclose(flow_ax.images[0].get_array(), _shaded(toy, _flow_mixture(mixture, 401 / 1000), 1.0, 2.5))
+    assert np.allclose(ddim_ax.images[0].get_array(), _shaded(toy, mixture, float(schedule.alpha_bar[400]), 2.5))
+    fig = plotting.plot_toy_trajectories({"flow": trajectory, "DDIM": trajectory}, [2, 5], mixture, schedule,
+                                         density_at=flow)
+    assert np.allclose(fig.axes[0].images[0].get_array(), flow_ax.images[0].get_array())
+    assert np.allclose(fig.axes[2].images[0].get_array(), ddim_ax.images[0].get_array())
+    with pytest.raises(ValueError, match=r"not in trajectories: \['ddpm'\]"):
+        plotting.plot_toy_trajectories({"flow": trajectory}, [2], mixture, schedule, density_at={"ddpm": None})
 
 
 def test_live_toy_pictures_refuse_bad_input():

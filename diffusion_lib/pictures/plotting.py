@@ -1195,8 +1195,9 @@ def plot_toy_trajectories(trajectories: dict, steps, mixture, schedule, trail: i
     `show` points (all if None). One row per sampler, one column per step; a single step (the slider's picture,
     live twin: toy_trajectory_slider) puts the samplers side by side.
 
-    density_at: t -> a toy.GaussianMixture to shade at the step's code timestep t (-1 at the end) instead of q_t;
-    title: the figure's title."""
+    density_at: t -> a toy.GaussianMixture to shade at the step's code timestep t (-1 at the end) instead of q_t, or
+    a dict chain name -> such a function (or None: q_t) when the chains follow different paths; title: the
+    figure's title."""
     return _toy_trajectories(trajectories, list(steps), mixture, schedule, trail, show, limit, density_at, title)[0]
 
 
@@ -1221,7 +1222,13 @@ def _trajectory_names(trajectories) -> list:
 
 def _toy_trajectories(trajectories, steps, mixture, schedule, trail, show, limit, density_at, title):
     names = _trajectory_names(trajectories)
-    shaded = _shading(mixture, schedule, density_at)
+    if isinstance(density_at, dict):          # one density per chain: chains of different paths side by side
+        unknown = sorted(set(density_at) - set(names))
+        if unknown:
+            raise ValueError(f"density_at names chains that are not in trajectories: {unknown}; the chains are {names}")
+        shading = {name: _shading(mixture, schedule, density_at.get(name)) for name in names}
+    else:
+        shading = dict.fromkeys(names, _shading(mixture, schedule, density_at))
     single = len(steps) == 1
     what = "paths" if trail is None else f"the last {trail} recorded steps of each path"
     title = (f"the same starting points through each sampler: the points, {what}, over $q_t$ (shaded)"
@@ -1251,7 +1258,7 @@ def _toy_trajectories(trajectories, steps, mixture, schedule, trail, show, limit
         for j, k in enumerate(steps):
             ax = axes[0][i] if single else axes[i][j]
             t, first = step_of(name, k)
-            image = _toy_density(ax, *shaded(t), limit, tick_size=tick)
+            image = _toy_density(ax, *shading[name](t), limit, tick_size=tick)
             lines = []
             for b in range(paths.shape[1]):
                 lines += ax.plot(paths[first:k + 1, b, 0].numpy(), paths[first:k + 1, b, 1].numpy(), lw=1,
@@ -1267,7 +1274,7 @@ def _toy_trajectories(trajectories, steps, mixture, schedule, trail, show, limit
     def update(k: int) -> None:
         for ax, name, paths, image, lines, dots, heading in panels:
             t, first = step_of(name, k)
-            _set_density(image, *shaded(t), limit)
+            _set_density(image, *shading[name](t), limit)
             for b, line in enumerate(lines):
                 line.set_data(paths[first:k + 1, b, 0].numpy(), paths[first:k + 1, b, 1].numpy())
             dots.set_offsets(paths[k].numpy())
