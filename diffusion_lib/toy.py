@@ -260,6 +260,14 @@ def exact_velocity(mixture: GaussianMixture, x_s: torch.Tensor, s: float) -> tor
     return as_points((log_terms.softmax(dim=1)[..., None] * u_k).sum(1))
 
 
+def learned_velocity(velocity_model, x_s: torch.Tensor, t: int) -> torch.Tensor:
+    """u_theta(x_s, t): a flow-matching network's velocity at one code timestep t (flow time s = (t + 1) / T) for every
+    point x_s (B, 2, 1, 1), computed without gradients."""
+    tt = torch.full((x_s.shape[0],), int(t), dtype=torch.long, device=x_s.device)
+    with torch.no_grad():
+        return velocity_model(x_s, tt)
+
+
 class ExactVelocity:
     """The exact velocity of a mixture as a model (x_s, t) -> u, as the flow samplers call a velocity network:
     code timesteps t (B,) stand for the flow times s = (t + 1) / T (objectives.flow_time)."""

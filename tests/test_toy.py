@@ -244,3 +244,11 @@ def test_exact_velocity_takes_one_flow_time_per_point():
         assert torch.allclose(together[i:i + 1], toy.exact_velocity(mixture, x[i:i + 1], s), atol=1e-12)
     with pytest.raises(ValueError, match=r"flow time s must lie in \[0, 1\]"):
         toy.flow_mixture(mixture, 1.5)
+
+
+def test_learned_velocity_is_the_network_at_one_timestep_without_gradients():
+    net = torch.nn.Linear(2, 2).double()
+    model = lambda x, t, y=None: toy.as_points(net(toy.as_xy(x))) * (t[:, None, None, None] + 1)  # noqa: E731
+    x = points(4, seed=16)
+    got = toy.learned_velocity(model, x, 9)
+    assert torch.allclose(got, 10 * toy.as_points(net(toy.as_xy(x)))) and not got.requires_grad
