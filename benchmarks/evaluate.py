@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                         "each: the most steps of each sampler within the budget (Heun: (nfe + 1) // 2)")
     p.add_argument("--sampler", choices=SAMPLERS, nargs="+",
                    help="one or more; default: ddim, or flow-euler for a flow-matching model")
-    p.add_argument("--eta", type=float, nargs="*", help="DDIM stochasticity (0, the default: deterministic)")
+    p.add_argument("--eta", type=float, nargs="*", help="DDIM stochasticity, one row each (0, the default: deterministic); the other samplers have none")
     p.add_argument("--w", type=float, nargs="*", default=[3.0], help="guidance weights (conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
@@ -137,9 +137,9 @@ def main(argv=None) -> int:
     try:
         for sampler in samplers:
             check_sampler(sampler, objective)
-            if args.eta is not None and sampler != "ddim":
-                raise ValueError(f"--eta applies to --sampler ddim only, and this run samples with {sampler} too; "
-                                 "drop --eta, or run that sampler separately")
+        if args.eta is not None and "ddim" not in samplers:
+            raise ValueError(f"--eta applies to --sampler ddim only, and this run samples with {', '.join(samplers)}; "
+                             "drop --eta")
         if any(n < 1 for n in args.steps + (args.nfe or [])):
             raise ValueError("--steps and --nfe must be integers >= 1")
     except ValueError as e:
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     for sampler in samplers:
         steps_list = args.steps if args.nfe is None else [steps_for_nfe(SAMPLER_LABELS[sampler], n) for n in args.nfe]
         for steps in steps_list:
-            for eta in (args.eta or [0.0]):
+            for eta in (args.eta or [0.0]) if sampler == "ddim" else [0.0]:      # the other samplers have no eta
                 for w in (args.w if model.num_classes is not None else [None]):
                     result = evaluate(model, schedule, classifier, reference, args.n, steps, w, sampler, args.seed,
                                       eta=eta)

@@ -113,3 +113,14 @@ def test_one_run_writes_a_row_per_sampler_and_budget(evaluate, runs, monkeypatch
                           "--sampler", "flow-euler", "flow-heun", "--json", str(out)]) == 0
     assert calls == [("flow-euler", 5), ("flow-euler", 10), ("flow-heun", 3), ("flow-heun", 5)]
     assert [r["nfe"] for r in json.loads(out.read_text())["scores"]] == [5, 10, 5, 9]
+
+
+def test_eta_makes_rows_for_ddim_only(evaluate, runs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(evaluate, "load_classifier", lambda: None)
+    monkeypatch.setattr(evaluate, "mnist_test_features", lambda classifier: None)
+    monkeypatch.setattr(evaluate, "evaluate", lambda model, schedule, c, r, n, steps, w, sampler, seed, eta: calls.append(
+        (sampler, steps, eta)) or {})
+    assert evaluate.main(["--checkpoint", str(runs["eps"]), "--n", "2", "--nfe", "5", "--sampler", "ddim", "heun",
+                          "--eta", "0", "1"]) == 0
+    assert calls == [("ddim", 5, 0.0), ("ddim", 5, 1.0), ("heun", 3, 0.0)]
