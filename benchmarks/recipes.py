@@ -7,8 +7,9 @@ Each row trains an unconditional U-Net from scratch for the same wall-clock budg
 machine, one torch thread, then scores its EMA weights with the course's metric: 500 samples from seed 0,
 DDIM 50 steps, eta 0 (as the model cards). The rows change one thing at a time from the base recipe
 (`BASE`: the U-Net of base 16, batch 64, AdamW lr 3e-3 with 100 warm-up steps and a cosine decay, bf16
-autocast, EMA 0.999, eps-prediction, no loss weighting, linear schedule): the objective (eps / x0 / v),
-the weighting (min-SNR-5), the schedule (linear / cosine), the width and the EMA decay.
+autocast, EMA 0.999, eps-prediction, no loss weighting, linear schedule): the objective (eps / x0 / v, and
+flow matching, whose velocity network is scored with flow Euler 50 instead of DDIM), the weighting (min-SNR-5),
+the schedule (linear / cosine), the width and the EMA decay.
 
 The cosine decay needs a step count: each row's is its own throughput, measured on its first 50 steps,
 times the budget, so every row ends its learning rate at about the budget's end; training stops at the
@@ -55,6 +56,7 @@ ROWS = {
     "v, cosine": {"objective": "v", "schedule": "cosine"},
     "eps, EMA 0.9995": {"ema_decay": 0.9995},
     "eps, shipped width (1, 2, 8)": {"backbone_kwargs": {"base": 16, "mults": [1, 2, 8]}},
+    "flow": {"objective": "flow"},      # scored with flow Euler 50 (a velocity network has no DDIM)
 }
 
 
@@ -84,7 +86,8 @@ def run_row(name: str, args, images, classifier, reference) -> dict:
     minutes = (time.monotonic() - start) / 60
     model = load_model(out / "last.pt")
     schedule = make_schedule(config.schedule, config.T)
-    scores = evaluate(model, schedule, classifier, reference, n=args.n, steps=50)
+    scores = evaluate(model, schedule, classifier, reference, n=args.n, steps=50,
+                      sampler="flow-euler" if config.objective == "flow" else "ddim")
     losses = result.history["loss"][-100:]
     return {"row": name, "changes": ROWS[name], "config": dataclasses.asdict(config), "probe_steps_per_s": round(rate, 2),
             "steps": result.step, "train_minutes": round(minutes, 2),
