@@ -1,11 +1,11 @@
 """Benchmarks of diffusion_lib on this machine: prints markdown tables and writes them to benchmarks/RESULTS.md.
 
-    python benchmarks/run.py                          # every section, full sizes (see below for the time)
+    python benchmarks/run.py                          # every section, full sizes (18 minutes on 2 CPU cores)
     python benchmarks/run.py --quick                  # every section, small sizes (a few minutes)
     python benchmarks/run.py --sections nfe guidance cards
 
-Full sizes took about 15 minutes on 2 CPU cores before the nfe section and the flow models were added; those
-add roughly 10 more (an estimate from a quick run: 2 minutes for nfe, guidance and cards on one busy core).
+With --threads 2 on a quiet 2-core AMD EPYC (AVX512-BF16): 17.6 minutes, of which the sampling section 5.6, the
+guidance sweep of both conditional models 7.3 and the nfe section 2.5.
 
 Sections:
     reference    what real MNIST scores with the metric's classifier (the targets for generated digits)
