@@ -142,23 +142,28 @@ def training_flops_per_image(model, batch_size: int = 8) -> float:
     return counter.get_total_flops() / batch_size
 
 
+def training_step(network, parameters, x0: torch.Tensor, precision: str):
+    """One training step on the fixed batch x0 as a zero-argument function: the noise-prediction loss of `network`
+    (under bf16 autocast if precision is "bf16"), backward, an AdamW step on `parameters` (lr 1e-3)."""
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    schedule = make_schedule("linear", 1000)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = diffusion_loss(network, x0, schedule)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
 def training_throughput(name: str, precision: str, batch_size: int, min_seconds: float,
                         **kwargs) -> tuple[int, float, float]:
     """(parameters, images/s, FLOPs per image) of training steps on random batches: loss, backward, AdamW step."""
     torch.manual_seed(0)
     model = build_backbone(name, **kwargs)
     flops = training_flops_per_image(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    schedule = make_schedule("linear", 1000)
-    x0 = torch.rand(batch_size, 1, 28, 28) * 2 - 1
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = diffusion_loss(model, x0, schedule)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(model, model.parameters(), torch.rand(batch_size, 1, 28, 28) * 2 - 1, precision)
     step()                                                   # warm-up: allocations, kernel selection
     steps, start = 0, time.monotonic()
     while steps < 2 or time.monotonic() - start < min_seconds:

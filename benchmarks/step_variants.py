@@ -27,12 +27,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import machine, table  # noqa: E402
+from run import machine, table, training_step  # noqa: E402
 
 from diffusion_lib.backbones import build_backbone  # noqa: E402
-from diffusion_lib.objectives import diffusion_loss  # noqa: E402
 from diffusion_lib.pretrained import load_pretrained  # noqa: E402
-from diffusion_lib.schedules import make_schedule  # noqa: E402
 
 VARIANTS = ("plain", "channels_last", "compile")
 
@@ -47,16 +45,7 @@ def make_step(variant: str, precision: str, batch_size: int):
         model = model.to(memory_format=torch.channels_last)
         x0 = x0.contiguous(memory_format=torch.channels_last)
     network = torch.compile(model) if variant == "compile" else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    schedule = make_schedule("linear", 1000)
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = diffusion_loss(network, x0, schedule)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return training_step(network, model.parameters(), x0, precision)
 
 
 def images_per_second(step, batch_size: int, seconds: float) -> float:
