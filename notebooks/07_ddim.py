@@ -249,16 +249,18 @@ print("measured on:", dl.inspection.machine_description(device))
 # %% [markdown]
 # How much of that is noise? The same sampler scored on another 100 starting noises can move the confident share by
 # several hundredths. The shipped model's card (`diffusion_lib/weights/unet.json`, measured with
-# `benchmarks/evaluate.py` on 500 images) is steadier; its DDIM-50 scores are loaded here and drawn as single points
-# in the middle panel (its Fréchet distances are left out: they come from 500 images and compare with 500 real
-# digits, not with the dashed line of this notebook's smaller sample; nor are its times shown):
+# `benchmarks/evaluate.py` on 500 images) is steadier; its DDIM scores (5 to 50 steps, $\eta = 0$ and 1) are loaded
+# here and drawn as curves in the middle panel (its Fréchet distances are left out: they come from 500 images and
+# compare with 500 real digits, not with the dashed line of this notebook's smaller sample; nor are its times shown;
+# its Heun rows belong to notebook 10):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 card = json.loads((dl.pretrained.WEIGHTS_DIR / "unet.json").read_text())
 print("model card:", card["command"])
 print(dl.sweeps.format_rows(card["scores"], ["sampler", "steps", "eta", "n", "confident_share", "frechet_distance"]))
-card_rows = {r["eta"]: [{**r, "seconds_per_image": None, "frechet_distance": None}] for r in card["scores"]}
+card_rows = {eta: [{**r, "seconds_per_image": None, "frechet_distance": None}
+                  for r in card["scores"] if r["sampler"] == "ddim" and r["eta"] == eta] for eta in (0.0, 1.0)}
 
 # %%
 dl.plotting.plot_quality_vs_steps({**{f"DDIM, eta = {eta:g}, {n_sweep} images": rows for eta, rows in sweep_rows.items()},
