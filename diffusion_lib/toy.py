@@ -159,12 +159,19 @@ def _component_terms(mixture: GaussianMixture, x: torch.Tensor, alpha_bar) -> tu
         raise ValueError(f"alpha_bar must be a number or one per point, shape ({xy.shape[0]},), got {tuple(alpha_bar.shape)}")
     if not bool(((alpha_bar > 0) & (alpha_bar <= 1)).all()):
         raise ValueError("alpha_bar must lie in (0, 1]")
-    means, covariances = _noised_parameters(mixture, alpha_bar)
+    log_terms, precision_diff = _gaussian_terms(mixture.weights, xy, *_noised_parameters(mixture, alpha_bar))
+    return log_terms, -precision_diff
+
+
+def _gaussian_terms(weights: torch.Tensor, xy: torch.Tensor, means: torch.Tensor,
+                    covariances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log pi_k + log N(x; m_k, C_k)) (B, K) and C_k^{-1} (x - m_k) (B, K, 2) for points xy (B, 2) and components
+    m_k, C_k given per point, (B, K, 2) and (B, K, 2, 2), or for all points, (K, 2) and (K, 2, 2)."""
     diff = xy[:, None, :] - means                                                                # (B, K, 2)
     precision_diff = torch.linalg.solve(covariances, diff[..., None])[..., 0]                    # C_k^{-1} (x - m_k)
     mahalanobis = (diff * precision_diff).sum(-1)                                                # (B, K)
     log_normal = -0.5 * mahalanobis - 0.5 * torch.logdet(covariances) - math.log(2 * math.pi)   # log N, in 2-D
-    return mixture.weights.log()[None] + log_normal, -precision_diff
+    return weights.log()[None] + log_normal, precision_diff
 
 
 def q_t_log_density(mixture: GaussianMixture, x: torch.Tensor, alpha_bar=1.0) -> torch.Tensor:
@@ -250,10 +257,7 @@ def exact_velocity(mixture: GaussianMixture, x_s: torch.Tensor, s: float) -> tor
     xy = as_xy(x_s)                                                                              # (B, 2)
     mixture = mixture.to(xy)
     noised = flow_mixture(mixture, s)
-    diff = xy[:, None, :] - noised.means[None]                                                   # (B, K, 2)
-    precision_diff = torch.linalg.solve(noised.covariances[None], diff[..., None])[..., 0]       # C_k^{-1} (x - m_k)
-    mahalanobis = (diff * precision_diff).sum(-1)                                                # (B, K)
-    log_terms = noised.weights.log()[None] - 0.5 * mahalanobis - 0.5 * torch.logdet(noised.covariances)[None]
+    log_terms, precision_diff = _gaussian_terms(noised.weights, xy, noised.means, noised.covariances)
     eye = torch.eye(2, dtype=xy.dtype, device=xy.device)
     gain = s * eye - (1 - s) * mixture.covariances                                               # (K, 2, 2)
     u_k = -mixture.means[None] + (gain[None] @ precision_diff[..., None])[..., 0]                # (B, K, 2)
