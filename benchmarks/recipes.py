@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import os
 import sys
@@ -57,6 +58,9 @@ ROWS = {
     "eps, EMA 0.9995": {"ema_decay": 0.9995},
     "eps, shipped width (1, 2, 8)": {"backbone_kwargs": {"base": 16, "mults": [1, 2, 8]}},
     "flow": {"objective": "flow"},      # scored with flow Euler 50 (a velocity network has no DDIM)
+    "flow+min_snr": {"objective": "flow", "loss_weighting": "min_snr"},
+    "flow, shipped width (1, 2, 8)": {"objective": "flow", "backbone_kwargs": {"base": 16, "mults": [1, 2, 8]}},
+    "flow, EMA 0.998": {"objective": "flow", "ema_decay": 0.998},
 }
 
 
@@ -76,32 +80,94 @@ def steps_per_second(name: str, images: torch.Tensor, probe_steps: int = 50) -> 
     return probe_steps / (time.monotonic() - start)
 
 
+class Snapshots:
+    """A train() callback that saves the run every `every` minutes of wall time (FOLDER/at_<m>min.pt), for the
+    curve of quality against training minutes. The clock starts when the callback is made, just before train()."""
+
+    def __init__(self, folder: Path, every: float | None):
+        self.folder, self.every, self.start, self.saved = folder, every, time.monotonic(), []
+
+    def __call__(self, trainer: Trainer) -> None:
+        mark = self.every * (len(self.saved) + 1) if self.every else None
+        if mark is not None and time.monotonic() - self.start >= 60 * mark:
+            self.saved.append((mark, trainer.step, trainer.save(self.folder / f"at_{mark:g}min.pt")))
+
+
+def score(path: Path, config: TrainConfig, args, classifier, reference) -> dict:
+    """The course's metric on the EMA weights in `path`: n samples from seed 0 with DDIM 50 (eta 0), or flow
+    Euler 50 for a velocity network (the same 50 network evaluations)."""
+    scores = evaluate(load_model(path), make_schedule(config.schedule, config.T), classifier, reference, n=args.n,
+                      steps=50, sampler="flow-euler" if config.objective == "flow" else "ddim")
+    return {k: scores[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes")}
+
+
 def run_row(name: str, args, images, classifier, reference) -> dict:
     rate = steps_per_second(name, images)
     steps = max(200, int(rate * 60 * args.minutes))
     config = config_for(name, steps, args.minutes)
-    out = Path(args.out) / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+    out = Path(args.out) / folder_name(name)
+    snapshots = Snapshots(out, args.curve_every)
     start = time.monotonic()
-    result = train(config, images, out_dir=out, resume=False, progress=False)
+    result = train(config, images, out_dir=out, resume=False, progress=False, callback=snapshots)
     minutes = (time.monotonic() - start) / 60
-    model = load_model(out / "last.pt")
-    schedule = make_schedule(config.schedule, config.T)
-    scores = evaluate(model, schedule, classifier, reference, n=args.n, steps=50,
-                      sampler="flow-euler" if config.objective == "flow" else "ddim")
     losses = result.history["loss"][-100:]
-    return {"row": name, "changes": ROWS[name], "config": dataclasses.asdict(config), "probe_steps_per_s": round(rate, 2),
-            "steps": result.step, "train_minutes": round(minutes, 2),
-            "images_per_s": round(result.step * config.batch_size / (60 * minutes), 1),
-            "loss_last_100": round(sum(losses) / len(losses), 5), "load_average": os.getloadavg(),
-            **{k: scores[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes")}}
+    row = {"row": name, "changes": ROWS[name], "config": dataclasses.asdict(config), "probe_steps_per_s": round(rate, 2),
+           "steps": result.step, "train_minutes": round(minutes, 2),
+           "images_per_s": round(result.step * config.batch_size / (60 * minutes), 1),
+           "loss_last_100": round(sum(losses) / len(losses), 5), "load_average": os.getloadavg(),
+           **score(out / "last.pt", config, args, classifier, reference)}
+    row["curve"] = [{"minutes": mark, "steps": step, **score(path, config, args, classifier, reference)}
+                    for mark, step, path in snapshots.saved if mark < args.minutes]
+    row["curve"].append({"minutes": round(minutes, 2), "steps": result.step,
+                         **{k: row[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes")}})
+    return row
+
+
+def folder_name(row: str) -> str:
+    return row.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+
+
+def save_row(results_path: Path, row: dict, header: dict) -> dict:
+    """Add `row` to results.json (replacing a row of the same name and budget) and return the whole record.
+    Under an exclusive lock, so that two studies writing the same file (one per core) keep each other's rows."""
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(results_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = read_results(results_path)
+        record.update(header)
+        record["rows"] = [r for r in record["rows"] if (r["row"], budget(r)) != (row["row"], budget(row))] + [row]
+        tmp = results_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, results_path)
+    return record
+
+
+def read_results(results_path: Path) -> dict:
+    return json.loads(results_path.read_text()) if results_path.exists() else {"rows": []}
+
+
+def budget(row: dict) -> float:
+    return row["config"]["max_minutes"]
 
 
 def markdown(record: dict) -> str:
-    rows = record["rows"]
-    return table(["recipe (change from the base)", "steps", "images/s", "loss (last 100)", "confident share",
-                  f"Fréchet distance (n = {rows[0]['n'] if rows else '?'})"],
-                 [[r["row"], f"{r['steps']:,}", f"{r['images_per_s']:.0f}", f"{r['loss_last_100']:.4f}",
-                   f"{r['confident_share']:.3f}", f"{r['frechet_distance']:.1f}"] for r in rows])
+    """The study's table (rows by budget, then in ROWS order) and, for the rows with snapshots, their curves."""
+    order = {name: i for i, name in enumerate(ROWS)}
+    rows = sorted(record["rows"], key=lambda r: (budget(r), order.get(r["row"], len(order))))
+    n = rows[0]["n"] if rows else "?"
+    text = table(["budget", "recipe (change from the base)", "steps", "images/s", "loss (last 100)", "confident share",
+                  f"Fréchet distance (n = {n})"],
+                 [[f"{budget(r):g} min", r["row"], f"{r['steps']:,}", f"{r['images_per_s']:.0f}",
+                   f"{r['loss_last_100']:.4f}", f"{r['confident_share']:.3f}", f"{r['frechet_distance']:.1f}"]
+                  for r in rows])
+    curves = [r for r in rows if len(r.get("curve", [])) > 1]
+    if curves:
+        text += "\n\nConfident share (Fréchet distance) against training minutes:\n\n" + table(
+            ["budget", "recipe"] + [f"point {i + 1}" for i in range(max(len(r["curve"]) for r in curves))],
+            [[f"{budget(r):g} min", r["row"]] + [f"{c['minutes']:g} min, {c['steps']:,} steps: "
+                                                 f"{c['confident_share']:.3f} ({c['frechet_distance']:.1f})"
+                                                 for c in r["curve"]] for r in curves])
+    return text
 
 
 def main(argv=None) -> int:
@@ -109,34 +175,31 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=10.0, help="training wall time of every row")
     p.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--n", type=int, default=500, help="samples scored per row")
+    p.add_argument("--curve-every", type=float, default=None, metavar="MINUTES",
+                   help="also save each row every MINUTES of training and score those snapshots (the curve)")
     p.add_argument("--out", required=True, help="folder for the checkpoints and results.json (outside the repository)")
     args = p.parse_args(argv)
-    if not args.minutes > 0 or args.n < 1:
-        p.error("--minutes must be > 0 and --n >= 1")
+    if not args.minutes > 0 or args.n < 1 or (args.curve_every is not None and not args.curve_every > 0):
+        p.error("--minutes and --curve-every must be > 0 and --n >= 1")
     torch.set_num_threads(1)
     results_path = Path(args.out) / "results.json"
-    record = json.loads(results_path.read_text()) if results_path.exists() else {"rows": []}
-    record.update(command="python benchmarks/recipes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  base=BASE, machine=machine())
-    done = {r["row"] for r in record["rows"] if r["config"]["max_minutes"] == args.minutes}
+    command = "python benchmarks/recipes.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = {"base": BASE, "machine": machine()}
     images, _ = load_mnist(train=True)
     classifier = load_classifier()
     reference = mnist_test_features(classifier)
     print(f"Machine: {machine()}\n{len(args.rows)} rows of {args.minutes:g} min; base recipe {BASE}", flush=True)
     for name in args.rows:
-        if name in done:
+        if any(r["row"] == name and budget(r) == args.minutes for r in read_results(results_path)["rows"]):
             print(f"{name}: already in {results_path}, kept", flush=True)
             continue
         row = run_row(name, args, images, classifier, reference)
-        record["rows"] = [r for r in record["rows"] if r["row"] != name] + [row]
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = results_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, results_path)
+        row["command"] = command
+        save_row(results_path, row, header)
         print(f"{name}: {row['steps']} steps in {row['train_minutes']:.1f} min ({row['images_per_s']:.0f} img/s), "
               f"loss {row['loss_last_100']:.4f}, confident share {row['confident_share']:.3f}, "
               f"Frechet {row['frechet_distance']:.1f}", flush=True)
-    print("\n" + markdown(record))
+    print("\n" + markdown(read_results(results_path)))
     return 0
 
 
