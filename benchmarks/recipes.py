@@ -2,6 +2,7 @@
 
     python benchmarks/recipes.py --minutes 10 --out ../runs/recipes                 # every row, 10 minutes each
     python benchmarks/recipes.py --minutes 10 --rows eps v v+min_snr --out ../runs/recipes
+    python benchmarks/recipes.py --minutes 10 --rows flow eps --curve-every 2 --out ../runs/recipes  # with curves
 
 Each row trains an unconditional U-Net from scratch for the same wall-clock budget (--minutes) on this
 machine, one torch thread, then scores its EMA weights with the course's metric: 500 samples from seed 0,
@@ -17,8 +18,13 @@ budget in any case (TrainConfig.max_minutes). The table reports the steps reache
 the mean loss of the last 100 steps (each objective's own loss: not comparable across objectives), the
 scores, and the machine with its load average (other work on the machine slows every row).
 
-Rows already in OUT/results.json are kept and not run again, so an interrupted study resumes row by row
-(a row interrupted mid-way starts again). Checkpoints go to OUT/<row>/last.pt.
+--curve-every M also saves each row every M minutes of training (OUT/<row>/at_<M>min.pt) and scores those
+snapshots after the row's training, for the curve of quality against training minutes. They are points of one
+run, whose learning rate decays to the budget's end, not shorter budgets of their own.
+
+Rows already in OUT/results.json with the same budget are kept and not run again, so an interrupted study resumes
+row by row (a row interrupted mid-way starts again). Checkpoints go to OUT/<row>/last.pt. Two studies can share
+one OUT, one per core with different --rows (as the README's table was made): each writes its rows under a lock.
 """
 from __future__ import annotations
 
