@@ -14,9 +14,10 @@ the schedule (linear / cosine), the width and the EMA decay.
 
 The cosine decay needs a step count: each row's is its own throughput, measured on its first 50 steps,
 times the budget, so every row ends its learning rate at about the budget's end; training stops at the
-budget in any case (TrainConfig.max_minutes). The table reports the steps reached, the images per second,
-the mean loss of the last 100 steps (each objective's own loss: not comparable across objectives), the
-scores, and the machine with its load average (other work on the machine slows every row).
+budget in any case (TrainConfig.max_minutes). A row that runs faster than its probe reaches its step count a
+little before the budget's end: the table reports the minutes each row trained, the steps it reached, the
+images per second, the mean loss of the last 100 steps (each objective's own loss: not comparable across
+objectives), the scores, and the machine with its load average (other work on the machine slows every row).
 
 --curve-every M also saves each row every M minutes of training (OUT/<row>/at_<M>min.pt) and scores those
 snapshots after the row's training, for the curve of quality against training minutes. They are points of one
@@ -161,9 +162,9 @@ def markdown(record: dict) -> str:
     order = {name: i for i, name in enumerate(ROWS)}
     rows = sorted(record["rows"], key=lambda r: (budget(r), order.get(r["row"], len(order))))
     n = rows[0]["n"] if rows else "?"
-    text = table(["budget", "recipe (change from the base)", "steps", "images/s", "loss (last 100)", "confident share",
-                  f"Fréchet distance (n = {n})"],
-                 [[f"{budget(r):g} min", r["row"], f"{r['steps']:,}", f"{r['images_per_s']:.0f}",
+    text = table(["budget", "recipe (change from the base)", "minutes", "steps", "images/s", "loss (last 100)",
+                  "confident share", f"Fréchet distance (n = {n})"],
+                 [[f"{budget(r):g} min", r["row"], f"{r['train_minutes']:.1f}", f"{r['steps']:,}", f"{r['images_per_s']:.0f}",
                    f"{r['loss_last_100']:.4f}", f"{r['confident_share']:.3f}", f"{r['frechet_distance']:.1f}"]
                   for r in rows])
     curves = [r for r in rows if len(r.get("curve", [])) > 1]

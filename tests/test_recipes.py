@@ -18,7 +18,7 @@ def recipes():
 
 
 def row(name: str, minutes: float, share: float, curve=None) -> dict:
-    return {"row": name, "config": {"max_minutes": minutes}, "steps": 1000, "images_per_s": 500.0,
+    return {"row": name, "config": {"max_minutes": minutes}, "train_minutes": minutes - 0.5, "steps": 1000, "images_per_s": 500.0,
             "loss_last_100": 0.05, "n": 500, "confident_share": share, "frechet_distance": 40.0,
             "curve": curve or [{"minutes": minutes, "steps": 1000, "confident_share": share, "frechet_distance": 40.0}]}
 
@@ -67,6 +67,6 @@ def test_table_sorts_by_budget_then_study_order_and_shows_curves(recipes):
     lines = [line for line in table.splitlines() if line.startswith("| ") and "min" in line.split("|")[1]]
     assert [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines] == [
         ("10 min", "eps"), ("10 min", "flow"), ("30 min", "flow")]
-    assert "0.700" in lines[1] and "0.500" in lines[0]
+    assert "0.700" in lines[1] and "0.500" in lines[0] and "| 29.5 |" in lines[2]
     assert "2 min, 200 steps: 0.100 (300.0)" in curves and "10 min, 1,000 steps: 0.700 (40.0)" in curves
     assert "against training minutes" not in recipes.markdown({"rows": [row("eps", 10, 0.5)]})
