@@ -68,6 +68,12 @@ ROWS = {
     "flow+min_snr": {"objective": "flow", "loss_weighting": "min_snr"},
     "flow, shipped width (1, 2, 8)": {"objective": "flow", "backbone_kwargs": {"base": 16, "mults": [1, 2, 8]}},
     "flow, EMA 0.998": {"objective": "flow", "ema_decay": 0.998},
+    # class-conditional (label dropout 0.1), scored with the labels 0..9 in turn at w = 1: the conditional network
+    # as it is, no guidance (w = 0, its unconditional mode, is scored too)
+    "eps, conditional (w = 1)": {"backbone_kwargs": {"base": 16, "num_classes": 10}},
+    "flow, conditional (w = 1)": {"objective": "flow", "backbone_kwargs": {"base": 16, "num_classes": 10}},
+    "flow, conditional, width (1, 2, 8) (w = 1)": {"objective": "flow",
+                                                   "backbone_kwargs": {"base": 16, "mults": [1, 2, 8], "num_classes": 10}},
 }
 
 
@@ -75,15 +81,21 @@ def config_for(name: str, steps: int, minutes: float) -> TrainConfig:
     return TrainConfig(**{**BASE, **ROWS[name], "steps": steps, "max_minutes": minutes})
 
 
-def steps_per_second(name: str, images: torch.Tensor, probe_steps: int = 50) -> float:
+def steps_per_second(name: str, images: torch.Tensor, labels: torch.Tensor, probe_steps: int = 50) -> float:
     """This row's training speed on this machine now: optimizer steps per second over probe_steps steps
     (after 5 warm-up steps), in a throwaway Trainer."""
-    trainer = Trainer(config_for(name, steps=10**6, minutes=1.0))
+    config = config_for(name, steps=10**6, minutes=1.0)
+    trainer = Trainer(config)
+
+    def step():
+        idx = trainer.batch_indices(images.shape[0])
+        trainer.train_step(images[idx], labels[idx] if conditional(config) else None)
+
     for _ in range(5):
-        trainer.train_step(images[trainer.batch_indices(images.shape[0])])
+        step()
     start = time.monotonic()
     for _ in range(probe_steps):
-        trainer.train_step(images[trainer.batch_indices(images.shape[0])])
+        step()
     return probe_steps / (time.monotonic() - start)
 
 
@@ -100,33 +112,44 @@ class Snapshots:
             self.saved.append((mark, trainer.step, trainer.save(self.folder / f"at_{mark:g}min.pt")))
 
 
-def score(path: Path, config: TrainConfig, args, classifier, reference) -> dict:
+def conditional(config: TrainConfig) -> bool:
+    return "num_classes" in config.backbone_kwargs
+
+
+def score(path: Path, config: TrainConfig, args, classifier, reference, w: float = 1.0) -> dict:
     """The course's metric on the EMA weights in `path`: n samples from seed 0 with DDIM 50 (eta 0), or flow
-    Euler 50 for a velocity network (the same 50 network evaluations)."""
+    Euler 50 for a velocity network (the same 50 network evaluations); a conditional network draws the labels
+    0..9 in turn at guidance weight w (1: the conditional network, no guidance)."""
     scores = evaluate(load_model(path), make_schedule(config.schedule, config.T), classifier, reference, n=args.n,
-                      steps=50, sampler="flow-euler" if config.objective == "flow" else "ddim")
-    return {k: scores[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes")}
+                      steps=50, sampler="flow-euler" if config.objective == "flow" else "ddim",
+                      w=w if conditional(config) else None)
+    return {k: scores[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes", "guided_accuracy")
+            if k in scores}
 
 
-def run_row(name: str, args, images, classifier, reference) -> dict:
-    rate = steps_per_second(name, images)
+def run_row(name: str, args, images, labels, classifier, reference) -> dict:
+    rate = steps_per_second(name, images, labels)
     steps = max(200, int(rate * 60 * args.minutes))
     config = config_for(name, steps, args.minutes)
     out = Path(args.out) / folder_name(name)
     snapshots = Snapshots(out, args.curve_every)
     start = time.monotonic()
-    result = train(config, images, out_dir=out, resume=False, progress=False, callback=snapshots)
+    result = train(config, images, labels if conditional(config) else None, out_dir=out, resume=False, progress=False,
+                   callback=snapshots)
     minutes = (time.monotonic() - start) / 60
     losses = result.history["loss"][-100:]
     row = {"row": name, "changes": ROWS[name], "config": dataclasses.asdict(config), "probe_steps_per_s": round(rate, 2),
            "steps": result.step, "train_minutes": round(minutes, 2),
            "images_per_s": round(result.step * config.batch_size / (60 * minutes), 1),
-           "loss_last_100": round(sum(losses) / len(losses), 5), "load_average": os.getloadavg(),
-           **score(out / "last.pt", config, args, classifier, reference)}
+           "loss_last_100": round(sum(losses) / len(losses), 5), "load_average": os.getloadavg()}
+    final_scores = score(out / "last.pt", config, args, classifier, reference)
+    row.update(final_scores)
+    if conditional(config):
+        row["at_w0"] = score(out / "last.pt", config, args, classifier, reference, w=0.0)
     row["curve"] = [{"minutes": mark, "steps": step, **score(path, config, args, classifier, reference)}
                     for mark, step, path in snapshots.saved if mark < args.minutes]
     row["curve"].append({"minutes": round(minutes, 2), "steps": result.step,
-                         **{k: row[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes")}})
+                         **final_scores})
     return row
 
 
@@ -167,6 +190,11 @@ def markdown(record: dict) -> str:
                  [[f"{budget(r):g} min", r["row"], f"{r['train_minutes']:.1f}", f"{r['steps']:,}", f"{r['images_per_s']:.0f}",
                    f"{r['loss_last_100']:.4f}", f"{r['confident_share']:.3f}", f"{r['frechet_distance']:.1f}"]
                   for r in rows])
+    for r in rows:
+        if "at_w0" in r:
+            text += (f"\n\n{r['row']}, {budget(r):g} min: guided accuracy {r['guided_accuracy']:.3f} at w = 1; at w = 0 "
+                     f"(the same network's unconditional mode) confident share {r['at_w0']['confident_share']:.3f}, "
+                     f"Fréchet distance {r['at_w0']['frechet_distance']:.1f}.")
     curves = [r for r in rows if len(r.get("curve", [])) > 1]
     if curves:
         text += "\n\nConfident share (Fréchet distance) against training minutes:\n\n" + table(
@@ -192,7 +220,7 @@ def main(argv=None) -> int:
     results_path = Path(args.out) / "results.json"
     command = "python benchmarks/recipes.py " + " ".join(argv if argv is not None else sys.argv[1:])
     header = {"base": BASE, "machine": machine()}
-    images, _ = load_mnist(train=True)
+    images, labels = load_mnist(train=True)
     classifier = load_classifier()
     reference = mnist_test_features(classifier)
     print(f"Machine: {machine()}\n{len(args.rows)} rows of {args.minutes:g} min; base recipe {BASE}", flush=True)
@@ -200,7 +228,7 @@ def main(argv=None) -> int:
         if any(r["row"] == name and budget(r) == args.minutes for r in read_results(results_path)["rows"]):
             print(f"{name}: already in {results_path}, kept", flush=True)
             continue
-        row = run_row(name, args, images, classifier, reference)
+        row = run_row(name, args, images, labels, classifier, reference)
         row["command"] = command
         save_row(results_path, row, header)
         print(f"{name}: {row['steps']} steps in {row['train_minutes']:.1f} min ({row['images_per_s']:.0f} img/s), "

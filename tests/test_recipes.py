@@ -70,3 +70,7 @@ def test_table_sorts_by_budget_then_study_order_and_shows_curves(recipes):
     assert "0.700" in lines[1] and "0.500" in lines[0] and "| 29.5 |" in lines[2]
     assert "2 min, 200 steps: 0.100 (300.0)" in curves and "10 min, 1,000 steps: 0.700 (40.0)" in curves
     assert "against training minutes" not in recipes.markdown({"rows": [row("eps", 10, 0.5)]})
+    cond = {**row("flow, conditional (w = 1)", 10, 0.9), "guided_accuracy": 0.95,
+            "at_w0": {"confident_share": 0.6, "frechet_distance": 120.0}}
+    assert ("flow, conditional (w = 1), 10 min: guided accuracy 0.950 at w = 1; at w = 0 (the same network's "
+            "unconditional mode) confident share 0.600, Fréchet distance 120.0.") in recipes.markdown({"rows": [cond]})
