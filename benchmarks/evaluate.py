@@ -27,8 +27,8 @@ from diffusion_lib.cli import FLOW_SAMPLERS, SAMPLERS
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
 from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
-from diffusion_lib.samplers import (ddim_sample_progressive, ddpm_sample_progressive, final, heun_nfe,
-                                    flow_euler_sample_progressive, flow_heun_sample_progressive,
+from diffusion_lib.samplers import (clipped_x0_eps_model, ddim_sample_progressive, ddpm_sample_progressive, final,
+                                    heun_nfe, flow_euler_sample_progressive, flow_heun_sample_progressive,
                                     heun_sample_progressive, sample_noise, with_precision)
 from diffusion_lib.schedules import make_schedule
 
@@ -67,9 +67,10 @@ def check_sampler(sampler: str, objective: str) -> None:
 
 def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w: float | None = None,
              seed: int = 0, batch_size: int = 250, precision: str = "fp32",
-             eta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+             eta: float = 0.0, clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n samples (n, 1, 28, 28) and, for a conditional model, the labels asked for (0..9 in turn, guidance weight w).
-    sampler: ddim (with eta), ddpm, heun, or for a velocity model flow-euler or flow-heun (check_sampler)."""
+    sampler: ddim (with eta), ddpm, heun, or for a velocity model flow-euler or flow-heun (check_sampler).
+    clip_x0: step from the implied clean image clipped to [-1, 1] (samplers.clipped_x0_eps_model; DDPM family)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     generator = torch.Generator().manual_seed(seed)
@@ -79,6 +80,8 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
     for start in range(0, n, batch_size):
         x = x_T[start:start + batch_size]
         eps_model = model if labels is None else cfg_eps_model(model, labels[start:start + batch_size], w)
+        if clip_x0:
+            eps_model = clipped_x0_eps_model(eps_model, schedule)
         eps_model = with_precision(eps_model, precision)
         if sampler == "ddpm":
             chain = ddpm_sample_progressive(eps_model, x, schedule, generator=generator)
@@ -98,16 +101,18 @@ def network_evaluations(sampler: str, steps: int) -> int:
 
 def evaluate(model, schedule, classifier, reference_features, n: int = 500, steps: int = 50,
              w: float | None = None, sampler: str = "ddim", seed: int = 0, precision: str = "fp32",
-             eta: float = 0.0) -> dict:
-    """Generate n images and score them; adds the setting (sampler, steps, eta for ddim, w, seed) and the sampling
-    wall time in seconds."""
+             eta: float = 0.0, clip_x0: bool = False) -> dict:
+    """Generate n images and score them; adds the setting (sampler, steps, eta for ddim, w, seed, and clip_x0 when
+    set) and the sampling wall time in seconds."""
     start = time.monotonic()
-    images, labels = generate(model, schedule, n, sampler, steps, w, seed, precision=precision, eta=eta)
+    images, labels = generate(model, schedule, n, sampler, steps, w, seed, precision=precision, eta=eta,
+                              clip_x0=clip_x0)
     seconds = time.monotonic() - start
     scores = score_samples(images, classifier, reference_features, labels)
     steps = schedule.T if sampler == "ddpm" else steps
     return {"sampler": sampler, "steps": steps, "nfe": network_evaluations(sampler, steps),
-            "eta": eta if sampler == "ddim" else None, "w": w, "seed": seed, **scores,
+            "eta": eta if sampler == "ddim" else None, "w": w, "seed": seed, **({"clip_x0": True} if clip_x0 else {}),
+            **scores,
             "sampling_seconds": round(seconds, 1)}
 
 

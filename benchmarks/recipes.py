@@ -116,13 +116,14 @@ def conditional(config: TrainConfig) -> bool:
     return "num_classes" in config.backbone_kwargs
 
 
-def score(path: Path, config: TrainConfig, args, classifier, reference, w: float = 1.0) -> dict:
+def score(path: Path, config: TrainConfig, args, classifier, reference, w: float = 1.0, clip_x0: bool = False) -> dict:
     """The course's metric on the EMA weights in `path`: n samples from seed 0 with DDIM 50 (eta 0), or flow
     Euler 50 for a velocity network (the same 50 network evaluations); a conditional network draws the labels
-    0..9 in turn at guidance weight w (1: the conditional network, no guidance)."""
+    0..9 in turn at guidance weight w (1: the conditional network, no guidance). clip_x0: DDIM steps from the
+    implied clean image clipped to [-1, 1] (samplers.clipped_x0_eps_model)."""
     scores = evaluate(load_model(path), make_schedule(config.schedule, config.T), classifier, reference, n=args.n,
                       steps=50, sampler="flow-euler" if config.objective == "flow" else "ddim",
-                      w=w if conditional(config) else None)
+                      w=w if conditional(config) else None, clip_x0=clip_x0)
     return {k: scores[k] for k in ("n", "confident_share", "frechet_distance", "effective_classes", "guided_accuracy")
             if k in scores}
 
@@ -151,6 +152,23 @@ def run_row(name: str, args, images, labels, classifier, reference) -> dict:
     row["curve"].append({"minutes": round(minutes, 2), "steps": result.step,
                          **final_scores})
     return row
+
+
+def rescore_clipped(args, results_path: Path, header: dict, classifier, reference) -> int:
+    """--clip-x0: each DDPM-family row of --rows already trained for --minutes, scored again with x0 clipping."""
+    for name in args.rows:
+        rows = [r for r in read_results(results_path)["rows"] if r["row"] == name and budget(r) == args.minutes]
+        if not rows or rows[0]["config"]["objective"] == "flow":
+            print(f"{name}: {'a flow row (no DDIM)' if rows else 'not trained yet'}, skipped", flush=True)
+            continue
+        row, config = rows[0], TrainConfig(**rows[0]["config"])
+        row["clip_x0"] = score(Path(args.out) / folder_name(name) / "last.pt", config, args, classifier, reference,
+                               clip_x0=True)
+        save_row(results_path, row, header)
+        print(f"{name}, x0 clipped: confident share {row['clip_x0']['confident_share']:.3f}, "
+              f"Frechet {row['clip_x0']['frechet_distance']:.1f}", flush=True)
+    print("\n" + markdown(read_results(results_path)))
+    return 0
 
 
 def folder_name(row: str) -> str:
@@ -191,6 +209,10 @@ def markdown(record: dict) -> str:
                    f"{r['loss_last_100']:.4f}", f"{r['confident_share']:.3f}", f"{r['frechet_distance']:.1f}"]
                   for r in rows])
     for r in rows:
+        if "clip_x0" in r:
+            text += (f"\n\n{r['row']}, {budget(r):g} min, DDIM 50 stepping from the clean image clipped to [-1, 1]: "
+                     f"confident share {r['clip_x0']['confident_share']:.3f}, "
+                     f"Fréchet distance {r['clip_x0']['frechet_distance']:.1f}.")
         if "at_w0" in r:
             text += (f"\n\n{r['row']}, {budget(r):g} min: guided accuracy {r['guided_accuracy']:.3f} at w = 1; at w = 0 "
                      f"(the same network's unconditional mode) confident share {r['at_w0']['confident_share']:.3f}, "
@@ -212,6 +234,9 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=500, help="samples scored per row")
     p.add_argument("--curve-every", type=float, default=None, metavar="MINUTES",
                    help="also save each row every MINUTES of training and score those snapshots (the curve)")
+    p.add_argument("--clip-x0", action="store_true",
+                   help="train nothing: score the DDPM-family rows already in OUT again with DDIM 50 stepping from the "
+                        "clean image clipped to [-1, 1], and add those scores to their rows")
     p.add_argument("--out", required=True, help="folder for the checkpoints and results.json (outside the repository)")
     args = p.parse_args(argv)
     if not args.minutes > 0 or args.n < 1 or (args.curve_every is not None and not args.curve_every > 0):
@@ -224,6 +249,8 @@ def main(argv=None) -> int:
     classifier = load_classifier()
     reference = mnist_test_features(classifier)
     print(f"Machine: {machine()}\n{len(args.rows)} rows of {args.minutes:g} min; base recipe {BASE}", flush=True)
+    if args.clip_x0:
+        return rescore_clipped(args, results_path, header, classifier, reference)
     for name in args.rows:
         if any(r["row"] == name and budget(r) == args.minutes for r in read_results(results_path)["rows"]):
             print(f"{name}: already in {results_path}, kept", flush=True)

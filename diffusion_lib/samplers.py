@@ -55,7 +55,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .forward import check_image_batch, predict_x0_from_eps, q_posterior_mean_variance
+from .forward import check_image_batch, predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance
 from .schedules import Schedule, extract
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -394,3 +394,27 @@ def sample_noise(n: int, shape=(1, 28, 28), generator: torch.Generator | None = 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of images n must be an integer >= 1, got {n!r}")
     return torch.randn((n, *shape), generator=generator, device=device)
+
+
+# ----------------------------------------------------------------------------- clipping the predicted clean image
+
+def clipped_x0_eps_model(eps_model: EpsModel, schedule: Schedule, bound: float = 1.0) -> EpsModel:
+    """eps_model with the clean image it implies clipped to [-bound, bound] (Ho et al.'s "clip_denoised"):
+
+        x0_hat = clip((x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), -bound, bound)
+        eps'   = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t)
+
+    so that any sampler of this module steps from the clipped x0_hat. Where the implied image is inside the bound,
+    eps' = eps. It matters where sqrt(alpha_bar_{T-1}) is tiny: the cosine schedule's alpha_bar_{T-1} is 2.4e-9
+    (its last beta is clipped at 0.999), so the first DDIM step divides the network's error in eps by 4.9e-5
+    and, unclipped, starts the chain from an "image" of size hundreds. Extra arguments (a label y) are passed on.
+    """
+    if not bound > 0:
+        raise ValueError(f"bound must be > 0 (images in [-1, 1] have bound 1), got {bound!r}")
+
+    def clipped(x_t: torch.Tensor, t: torch.Tensor, *args) -> torch.Tensor:
+        eps = eps_model(x_t, t, *args)
+        x0_hat = predict_x0_from_eps(x_t, t, eps, schedule).clamp(-bound, bound)
+        return predict_eps_from_x0(x_t, t, x0_hat, schedule)
+
+    return clipped

@@ -8,7 +8,7 @@ import diffusion_lib.samplers as samplers
 from diffusion_lib.samplers import (with_precision, ddim_invert, ddim_invert_progressive, ddim_sample_progressive,
                                     ddim_step, ddim_timesteps, ddpm_sample_progressive, ddpm_step, final, record,
                                     sample_noise, timestep_pairs)
-from diffusion_lib.schedules import make_schedule
+from diffusion_lib.schedules import extract, make_schedule
 
 from _tiny import alpha_bars, linear_betas, one_thread, tiny_eps  # noqa: F401 (one_thread is autouse)
 
@@ -412,3 +412,42 @@ def test_heun_error_shrinks_as_h_squared_and_ddim_as_h():
         assert 3.3 < coarse / fine < 5.5, errors                         # measured: 4.3, 4.7
     assert errors["heun"][-1] < errors["ddim"][-1] / 10
     assert samplers.heun_nfe(10) == 19
+
+
+# ----------------------------------------------------------------------------- clipped_x0_eps_model
+
+def test_clipped_x0_eps_model_leaves_eps_alone_inside_the_bound_and_clips_outside():
+    schedule = make_schedule("linear", 1000)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand((6, 1, 28, 28), generator=g) * 1.8 - 0.9            # inside [-1, 1]
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.tensor([0, 10, 100, 400, 700, 900])
+    x_t = q_sample(x0, t, schedule, noise)
+    exact = samplers.clipped_x0_eps_model(lambda x, tt: noise, schedule)
+    assert torch.allclose(exact(x_t, t), noise, atol=1e-4)
+    biased = lambda x, tt: noise + 0.5                                    # implies an image far outside at large t
+    implied = predict_x0_from_eps(x_t, t, biased(x_t, t), schedule)
+    assert implied.abs().max() > 5
+    clipped = samplers.clipped_x0_eps_model(biased, schedule, bound=1.0)
+    assert torch.allclose(predict_x0_from_eps(x_t, t, clipped(x_t, t), schedule), implied.clamp(-1, 1), atol=1e-4)
+    with pytest.raises(ValueError, match="bound must be > 0"):
+        samplers.clipped_x0_eps_model(biased, schedule, bound=0)
+
+
+def test_cosine_schedule_first_ddim_step_divides_the_error_by_sqrt_alpha_bar_and_clipping_bounds_it():
+    """With alpha_bar_{T-1} = 2.4e-9 (cosine), an eps error delta implies x0_pred = -delta sqrt((1 - a) / a): about
+    -2000 delta at the first DDIM step. The network here knows the data is 0 (eps = x_t / sqrt(1 - alpha_bar_t)) and
+    errs by delta = 0.01."""
+    schedule = make_schedule("cosine", 1000)
+    a = float(schedule.alpha_bar[-1])
+    assert 1e-9 < a < 1e-8
+    delta = 0.01
+    model = lambda x, t: x / extract(schedule.sqrt_one_minus_alpha_bar, t, x.shape) + delta
+    x_T = sample_noise(4, generator=torch.Generator().manual_seed(1))
+    first = next(iter(ddim_sample_progressive(model, x_T, schedule, num_steps=50)))
+    expected = -delta * ((1 - a) / a) ** 0.5
+    assert expected < -100
+    assert torch.allclose(first.x0_pred, torch.full_like(first.x0_pred, expected), rtol=1e-2)
+    first_clipped = next(iter(ddim_sample_progressive(samplers.clipped_x0_eps_model(model, schedule), x_T, schedule,
+                                                      num_steps=50)))
+    assert torch.allclose(first_clipped.x0_pred, torch.full_like(first.x0_pred, -1.0), atol=1e-2)
