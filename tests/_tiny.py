@@ -68,3 +68,12 @@ def tiny_config(**overrides):
     settings = dict(backbone="unet", backbone_kwargs={"base": 8}, steps=4, batch_size=4, seed=0)
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def load_script(path, name: str):
+    """A benchmarks/ script imported as a module named `name` (the scripts are not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

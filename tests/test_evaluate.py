@@ -1,6 +1,5 @@
 """benchmarks/evaluate.py: each sampler draws what the library's sampler draws, the default sampler follows the
 checkpoint's objective, and a sampler of the other kind of model is refused in one line with exit code 2."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _tiny import synthetic_mnist, tiny_config, one_thread  # noqa: F401 (one_thread is autouse)
+from _tiny import load_script, synthetic_mnist, tiny_config, one_thread  # noqa: F401 (one_thread is autouse)
 from diffusion_lib.checkpoints import load_model
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.samplers import (ddim_sample_progressive, final, flow_euler_sample_progressive,
@@ -22,10 +21,7 @@ T = 20
 
 @pytest.fixture(scope="module")
 def evaluate():
-    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "evaluate_script")
 
 
 @pytest.fixture(scope="module")

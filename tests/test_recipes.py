@@ -1,20 +1,18 @@
 """benchmarks/recipes.py's bookkeeping: two studies writing one results.json keep each other's rows, a snapshot is
 saved once at each mark of the clock, and the table sorts rows by budget and then in the study's order."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from _tiny import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.py"
 
 
 @pytest.fixture(scope="module")
 def recipes():
-    spec = importlib.util.spec_from_file_location("recipes_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "recipes_script")
 
 
 def row(name: str, minutes: float, share: float, curve=None) -> dict:
