@@ -157,11 +157,11 @@ def run_row(name: str, args, images, labels, classifier, reference) -> dict:
 def rescore_clipped(args, results_path: Path, header: dict, classifier, reference) -> int:
     """--clip-x0: each DDPM-family row of --rows already trained for --minutes, scored again with x0 clipping."""
     for name in args.rows:
-        rows = [r for r in read_results(results_path)["rows"] if r["row"] == name and budget(r) == args.minutes]
-        if not rows or rows[0]["config"]["objective"] == "flow":
-            print(f"{name}: {'a flow row (no DDIM)' if rows else 'not trained yet'}, skipped", flush=True)
+        row = find_row(results_path, name, args.minutes)
+        if row is None or row["config"]["objective"] == "flow":
+            print(f"{name}: {'a flow row (no DDIM)' if row else 'not trained yet'}, skipped", flush=True)
             continue
-        row, config = rows[0], TrainConfig(**rows[0]["config"])
+        config = TrainConfig(**row["config"])
         row["clip_x0"] = score(Path(args.out) / folder_name(name) / "last.pt", config, args, classifier, reference,
                                clip_x0=True)
         save_row(results_path, row, header)
@@ -196,6 +196,11 @@ def read_results(results_path: Path) -> dict:
 
 def budget(row: dict) -> float:
     return row["config"]["max_minutes"]
+
+
+def find_row(results_path: Path, name: str, minutes: float) -> dict | None:
+    """The row `name` trained for `minutes` in results.json, or None."""
+    return next((r for r in read_results(results_path)["rows"] if r["row"] == name and budget(r) == minutes), None)
 
 
 def markdown(record: dict) -> str:
@@ -252,7 +257,7 @@ def main(argv=None) -> int:
     if args.clip_x0:
         return rescore_clipped(args, results_path, header, classifier, reference)
     for name in args.rows:
-        if any(r["row"] == name and budget(r) == args.minutes for r in read_results(results_path)["rows"]):
+        if find_row(results_path, name, args.minutes) is not None:
             print(f"{name}: already in {results_path}, kept", flush=True)
             continue
         row = run_row(name, args, images, labels, classifier, reference)

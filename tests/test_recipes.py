@@ -31,6 +31,7 @@ def test_save_row_keeps_the_other_studys_rows_and_replaces_a_rerun(recipes, tmp_
     assert sorted((r["row"], r["config"]["max_minutes"], r["confident_share"]) for r in record["rows"]) == [
         ("eps", 10, 0.6), ("eps", 30, 0.8), ("flow", 10, 0.7)]
     assert record["machine"] == "B"
+    assert recipes.find_row(path, "eps", 30)["confident_share"] == 0.8 and recipes.find_row(path, "flow", 30) is None
     assert not path.with_suffix(".json.tmp").exists()
 
 
