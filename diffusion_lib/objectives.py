@@ -34,10 +34,25 @@ scale: x_s / c_s with c_s = sqrt((1 - s)^2 + s^2) is the variance-preserving x_t
 sqrt(alpha_bar) = (1 - s) / c_s, and v-prediction's v is c_s u - (2 s - 1) x_s / c_s (`flow_as_vp`,
 `v_from_flow_velocity`, tested). Its network is sampled with samplers.flow_euler_sample_progressive.
 
+Few-step generation (notebook 12) adds two routes beside flow matching:
+
+    reflow    (Liu et al. 2022, "Flow Straight and Fast") flow matching again, but on pairs (x_0, eps) in which
+              x_0 is the teacher's ODE end from eps (`reflow_pairs`) instead of an independent data image:
+              the student's straight paths then cross less, and one Euler step gets close. The loss is
+              FlowMatching's; only the pairing differs (training.train(..., noise=pairs' noises)).
+    MeanFlow  (Geng et al. 2025) the network u(z, r, t) learns the average velocity over [r, t],
+                  u(z_t, r, t) = 1 / (t - r) * integral_r^t v(z_tau, tau) d tau,
+              through the MeanFlow identity  u = v - (t - r) d/dt u  (differentiate (t - r) u = integral in t),
+              with the total derivative d/dt u = v . grad_z u + du/dt from torch.func.jvp (`meanflow_target`).
+              One step from noise, z_r = z_t - (t - r) u, is then exact for the exact u (`MeanFlow`).
+
 Adding an objective is one more Objective subclass here: the training loop asks the objective for the
-timesteps, the noisy input and the target (`objective_loss`), and never branches on it.
+timesteps, the noisy input and the target (`objective_loss`), and never branches on it; an objective whose
+target needs the network itself (MeanFlow) overrides `loss`.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +110,13 @@ class Objective:
     def x0_error_scale(self, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """|error of the target|^2 / |error of x_0|^2 at fixed x_t, per timestep (B,)."""
         raise NotImplementedError
+
+    def loss(self, model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule,
+             y: torch.Tensor | None = None) -> torch.Tensor:
+        """The squared error of model(x_t, t, y) against the target, per pixel, for each image (B,)."""
+        x_t = self.noisy_input(x0, t, noise, schedule)
+        output = model(x_t, t, y)
+        return F.mse_loss(output, self.target(x0, t, noise, schedule), reduction="none").flatten(1).mean(1)   # (B,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -193,7 +215,134 @@ class FlowMatching(Objective):
         return 1 / flow_time(t, schedule.T) ** 2      # x_0 = x_s - s u: |d x_0|^2 = s^2 |d u|^2
 
 
-OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching())}
+# ----------------------------------------------------------------------------- reflow: the teacher's pairs
+
+def reflow_pairs(velocity_model, noise: torch.Tensor, schedule: Schedule, num_steps: int = 25, y=None,
+                 batch_size: int = 500, progress: bool = True) -> torch.Tensor:
+    """The teacher's ODE end x_0 = ODE(eps) from each noise eps (N, C, H, W): flow Heun with num_steps steps
+    (2 num_steps - 1 network evaluations per pair), in batches of batch_size, returned on the CPU (N, C, H, W).
+    (x_0[i], noise[i]) is the coupling a reflow student trains on (Liu et al. 2022, Algorithm 1).
+
+    y: labels (N,) for a class-conditional teacher (its conditional velocity, w = 1), or None. Pass the noise
+    as drawn on the CPU from a seeded generator; each batch moves to the teacher's device and back.
+    Cost: 2 num_steps - 1 evaluations per pair, about (2 num_steps - 1) / 3 training steps' worth of compute per
+    pair batch (a forward pass is about a third of a training step); notebook 12 gives the seconds per 1,000.
+    """
+    from .samplers import final, flow_heun_sample_progressive      # samplers do not import objectives: no cycle
+    from tqdm.auto import tqdm
+    if noise.ndim != 4:
+        raise ValueError(f"noise must be a batch (N, C, H, W), got shape {tuple(noise.shape)}")
+    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != noise.shape[:1]):
+        raise ValueError(f"labels y must be a (N,) tensor, one per noise, got {getattr(y, 'shape', y)!r}")
+    device = next(velocity_model.parameters()).device if isinstance(velocity_model, torch.nn.Module) else noise.device
+    ends = []
+    for i in tqdm(range(0, noise.shape[0], batch_size), desc="reflow pairs", disable=not progress):
+        z = noise[i:i + batch_size].to(device)
+        model = velocity_model
+        if y is not None:
+            labels = y[i:i + batch_size].to(device)
+            model = functools.partial(_with_labels, velocity_model, labels)
+        ends.append(final(flow_heun_sample_progressive(model, z, schedule, num_steps)).cpu())
+    return torch.cat(ends)
+
+
+def _with_labels(velocity_model, labels, x, t):
+    return velocity_model(x, t, labels)
+
+
+def noise_labels(noise: torch.Tensor, num_classes: int = 10, seed: int = 0) -> torch.Tensor:
+    """A label for each noise (N,) that the noise itself decides: argmax_k <w_k, eps> over num_classes orthonormal
+    directions w_k drawn from `seed`. Uniform over the classes (the projections are i.i.d. N(0, 1)), and a
+    function of eps, so a conditional teacher run with these labels is still a deterministic map eps -> x_0:
+    an unconditional student can learn it (with labels drawn independently of eps, the same eps would lead to
+    different digits and a one-step student would average them)."""
+    d = noise[0].numel()
+    g = torch.Generator().manual_seed(seed)
+    w, _ = torch.linalg.qr(torch.randn(d, num_classes, generator=g, dtype=torch.float64))      # (d, K) orthonormal
+    return (noise.flatten(1).to(torch.float64).cpu() @ w).argmax(1).to(noise.device)             # (N,)
+
+
+# ----------------------------------------------------------------------------- MeanFlow: the average velocity
+
+def meanflow_target(u_model, z: torch.Tensor, s: torch.Tensor, r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """u_tgt = v - (s - r) d/ds u(z_s, r, s), the right side of the MeanFlow identity (Geng et al. 2025, Eq. 6),
+    for flow times s, r (B,) with r <= s, states z (B, C, H, W) and the velocity v = dz/ds there.
+
+    u_model(z, s, r) -> the average velocity over [r, s]. The total derivative along the path,
+    d/ds u = v . grad_z u + du/ds (r fixed), is one Jacobian-vector product: torch.func.jvp with the tangent
+    (v, 1, 0) for (z, s, r). No gradient flows through the target (it is a regression target, the paper's
+    stop-gradient); it is computed in float32, and only where r < s (where r = s the target is v itself).
+    u_model must then treat each image on its own (no batch statistics), as the U-Net does: the jvp runs on the
+    images with r < s only, and y (if any) is subset with them by the caller."""
+    shape = (-1,) + (1,) * (z.ndim - 1)
+    target = v.clone()
+    open_ = r < s                    # where r = s the interval is empty and the target is v: no jvp needed there
+    if bool(open_.any()):
+        z_o, s_o, r_o, v_o = z[open_], s[open_], r[open_], v[open_]
+        with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+            _, du_ds = torch.func.jvp(u_model, (z_o, s_o, r_o), (v_o, torch.ones_like(s_o), torch.zeros_like(r_o)))
+        target[open_] = v_o - (s_o - r_o).reshape(shape) * du_ds.to(v.dtype)
+    return target
+
+
+class MeanFlow(Objective):
+    """The network u(z, t, r) predicts the average velocity over [r, t] on flow matching's straight path
+    (Geng et al. 2025), trained towards meanflow_target. It is a UNet(interval=True): its code timesteps t and
+    r (continuous) stand for flow times s = (t + 1) / T and s_r = (r + 1) / T, as for FlowMatching.
+
+    Times (the paper's best settings): s and s_r are two draws of a logit-normal (mean -0.4, std 1.0), sorted;
+    in a share 1 - r_neq_t of the batch s_r = s (the interval is empty, the loss is flow matching's).
+    Adaptive weighting: each image's squared error (per-pixel mean) is divided by (error + c)^p, detached
+    (p = 1 as in the paper, c = 1e-3); p = 0 is the plain squared error.
+    """
+
+    name = "meanflow"
+
+    def __init__(self, r_neq_t: float = 0.25, mean: float = -0.4, std: float = 1.0, p: float = 1.0, c: float = 1e-3):
+        self.r_neq_t, self.mean, self.std, self.p, self.c = r_neq_t, mean, std, p, c
+
+    def draw_t(self, batch_size, schedule, generator=None):
+        """Flow times (B, 2): column 0 is s, column 1 is s_r <= s, drawn on the CPU from `generator`."""
+        a = torch.sigmoid(self.mean + self.std * torch.randn(batch_size, 2, generator=generator))
+        s, s_r = a.max(1).values, a.min(1).values
+        empty = torch.rand(batch_size, generator=generator) >= self.r_neq_t
+        s_r = torch.where(empty, s, s_r)
+        return torch.stack([s, s_r], 1)
+
+    def noisy_input(self, x0, t, noise, schedule):
+        return flow_interpolant(x0, noise, t[:, 0])
+
+    def target(self, x0, t, noise, schedule):
+        raise ValueError("MeanFlow's target needs the network itself: use MeanFlow.loss (objective_loss calls it)")
+
+    def to_eps(self, output, x_t, t, schedule):
+        raise ValueError("a MeanFlow network predicts an average velocity: sample it with "
+                         "samplers.meanflow_sample_progressive")
+
+    def x0_error_scale(self, t, schedule):
+        raise ValueError("min-SNR weighting is not defined for MeanFlow; train it with loss_weighting='none'")
+
+    def loss(self, model, x0, t, noise, schedule, y=None):
+        T = schedule.T
+        s, s_r = t[:, 0].to(x0.dtype), t[:, 1].to(x0.dtype)
+
+        def u_model(z, s, s_r, labels=None):      # flow times -> the network's continuous code timesteps
+            return model(z, s * T - 1, labels, s_r * T - 1)
+
+        z = flow_interpolant(x0, noise, s)                        # (B, C, H, W)
+        v = noise - x0                                            # the velocity of the straight path at z
+        y_open = None if y is None else y[s_r < s]
+        target = meanflow_target(lambda z_, s_, r_: u_model(z_, s_, r_, y_open), z, s, s_r, v)
+        error = F.mse_loss(u_model(z, s, s_r, y).to(target.dtype), target, reduction="none").flatten(1).mean(1)   # (B,)
+        if self.p:
+            error = error / (error.detach() + self.c) ** self.p
+        return error
+
+    def __repr__(self):
+        return f"MeanFlow(r_neq_t={self.r_neq_t}, mean={self.mean}, std={self.std}, p={self.p}, c={self.c})"
+
+
+OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching(), MeanFlow())}
 
 
 def get_objective(objective: str | Objective) -> Objective:
@@ -240,9 +389,7 @@ def objective_loss(model, x0: torch.Tensor, schedule: Schedule, objective: str |
         t = objective.draw_t(x0.shape[0], schedule).to(x0.device)
     if noise is None:
         noise = torch.randn_like(x0)
-    x_t = objective.noisy_input(x0, t, noise, schedule)
-    output = model(x_t, t, y)
-    loss = F.mse_loss(output, objective.target(x0, t, noise, schedule), reduction="none").flatten(1).mean(1)   # (B,)
+    loss = objective.loss(model, x0, t, noise, schedule, y)                                          # (B,)
     if weights is not None:
         loss = loss * weights
     return loss.mean() if reduction == "mean" else loss
@@ -267,7 +414,7 @@ def eps_model_for(network, objective: str | Objective, schedule: Schedule):
     image_shape, so guidance.cfg_eps_model works on it as on any eps network.
     """
     objective = get_objective(objective)
-    if objective.name == "flow":
+    if objective.name in ("flow", "meanflow"):
         return network                               # a velocity model: the flow samplers call it as it is
     return network if objective.name == "eps" else EpsFromOutput(network, objective, schedule)
 

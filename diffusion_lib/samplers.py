@@ -28,6 +28,8 @@ pairs and the step:
     ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
     heun_sample_progressive   the DDIM pairs, heun_step                    (Karras et al. 2022, Algorithm 1)
     flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
+    meanflow_sample_progressive   a MeanFlow network's average velocity over each pair, flow_euler_step
+                                  (one step: the whole interval from noise to image; notebook 12)
 
 Adding a sampler is one small step function in this file, plugged into the same loop. The second-order
 solver here shows how. `heun_step` (below) is a step like the others with one more keyword, the network,
@@ -313,17 +315,36 @@ def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sc
     return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
 
 
+def meanflow_sample_progressive(u_model, x_1: torch.Tensor, schedule: Schedule, num_steps: int = 1,
+                                progress: bool = False) -> Iterator[SamplerStep]:
+    """Sample a MeanFlow network u(z, t, r), the average velocity over [r, t], over flow_timesteps(num_steps, T):
+    each pair (t, t_prev) is one flow_euler_step with u = u_model(x, t, r=t_prev),
+
+        x_prev = x_s - (s - s_prev) u(x_s, s_prev, s),
+
+    exact for the exact average velocity (it is the integral of the velocity over the step). num_steps network
+    evaluations; one step goes from pure noise to the image. x0_pred is x_s - s u, the clean end of the line."""
+    _check_start(x_1, "x_1")
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(u_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
+                 desc="MeanFlow", interval=True)
+
+
 # ----------------------------------------------------------------------------- the one loop
 
 def _walk(eps_model: EpsModel, x: torch.Tensor, pairs: Sequence[tuple[int, int]], schedule: Schedule, step: Step,
           generator: torch.Generator | None = None, draw_noise: bool = True, eps_at_next: bool = False,
-          progress: bool = False, desc: str = "") -> Iterator[SamplerStep]:
-    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next),
+          progress: bool = False, desc: str = "", interval: bool = False) -> Iterator[SamplerStep]:
+    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next;
+    eps_model(x, t, r=t_next) if interval, MeanFlow's average velocity over the pair),
     z ~ N(0, I) from `generator` unless t_next = -1 or draw_noise is False, x_next = step(x, eps, t, t_next,
     schedule, z)[0]; yield a SamplerStep after each update. The network runs without gradients."""
     for t, t_next in tqdm(pairs, desc=desc, disable=not progress):
         with torch.no_grad():
-            eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
+            if interval:
+                eps = eps_model(x, _batch_t(x, t), r=_batch_t(x, t_next))
+            else:
+                eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
             noise = _randn(x, generator) if draw_noise and t_next >= 0 else None
             x_next, x0_pred = step(x, eps, t, t_next, schedule, noise)
         yield SamplerStep(t, t_next, x, x0_pred, x_next)
@@ -344,9 +365,9 @@ def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
     if precision == "fp32":
         return eps_model
 
-    def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, t: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return eps_model(x, t).float()
+            return eps_model(x, t, *args, **kwargs).float()
     return run
 
 

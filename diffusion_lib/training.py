@@ -57,6 +57,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (faster on CPUs with AVX512-BF16: README)
+    init_from: str | None = None   # start from a teacher's EMA weights: a shipped name ("unet_flow") or a checkpoint path
+    pairs: str | None = None       # reflow: how the (noise, image) pairs were made (teacher, sampler, count), recorded
 
     def __post_init__(self):
         """Check every field, so a bad setting fails here, with its name and range, not steps into training."""
@@ -78,6 +80,8 @@ class TrainConfig:
         _check_number(self, "weight_decay", lower=0)
         _check_int(self, "warmup_steps", 0)
         _check_choice(self, "lr_decay", ("constant", "cosine"))
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
+            raise ValueError(f"init_from must be a shipped model's name or a checkpoint path, got {self.init_from!r}")
         if self.grad_clip is not None:
             _check_number(self, "grad_clip", lower=0, lower_open=True, none="None for no clipping")
         _check_number(self, "ema_decay", lower=0, upper=1)
@@ -171,9 +175,16 @@ class Trainer:
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):                          # the caller's global RNG is left as it was
             torch.manual_seed(config.seed)                               # weight initialisation
-            self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+            self.model = build_backbone(config.backbone, **config.backbone_kwargs)
+        if config.init_from is not None:
+            init_from_teacher(self.model, teacher_checkpoint(config.init_from))
+        self.model = self.model.to(self.device)
         self.model.T = config.T                                          # forward() refuses t outside [0, T-1]
         self.objective = get_objective(config.objective)
+        if (config.objective == "meanflow") != (getattr(self.model, "interval_mlp", None) is not None):
+            raise ValueError("MeanFlow needs a network with a second time input and only MeanFlow uses one: train "
+                             "objective 'meanflow' with backbone 'unet' and backbone_kwargs {'interval': True}, "
+                             "and other objectives without it")
         self.ema = make_ema(self.model, config.ema_decay, config.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -192,12 +203,14 @@ class Trainer:
             self._perm_epoch, self._perm = epoch, torch.randperm(n, generator=g)
         return self._perm[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
-    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None) -> float:
-        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks."""
+    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> float:
+        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks;
+        noise (B, 1, 28, 28): the noise paired with each x0 (reflow's pairs), drawn here when None."""
         self.model.train()
         B = x0.shape[0]
         t = self.objective.draw_t(B, self.schedule, self.generator).to(self.device)
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
+        drawn = torch.randn(x0.shape, generator=self.generator)          # drawn even when paired: one RNG stream
+        noise = (drawn if noise is None else noise).to(self.device)
         weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
             if self.model.num_classes is None:
@@ -304,6 +317,41 @@ def check_resumable(checkpoint: dict, config: TrainConfig, path: str | os.PathLi
             f"{', '.join(RESUMABLE_FIELDS)} may change on a resume)", path, differences)
 
 
+def teacher_checkpoint(init_from: str) -> dict:
+    """The checkpoint that init_from names: a shipped model (pretrained.PRETRAINED) or a checkpoint file."""
+    from .pretrained import PRETRAINED, pretrained_path
+    return load_checkpoint(pretrained_path(init_from) if init_from in PRETRAINED else init_from)
+
+
+def init_from_teacher(model: Backbone, checkpoint: dict) -> Backbone:
+    """Copy a teacher's EMA weights into `model` before training (reflow's and MeanFlow's students).
+
+    Every tensor of the teacher must fit the student's of the same name. Two differences are allowed:
+    - the student has parameters the teacher lacks, left as built: UNet(interval=True)'s interval_mlp,
+      whose zero last layer makes the student start as the teacher's velocity for every r;
+    - the teacher is class-conditional and the student is not: the null label's embedding row (the teacher's
+      unconditional branch) is added to the bias of the time MLP's last layer, the only place the label enters,
+      so the student starts as the teacher's unconditional network exactly.
+    """
+    from .checkpoints import ema_weights
+    state = ema_weights(checkpoint) if checkpoint.get("ema") is not None else dict(checkpoint["model"])
+    if "label_embedding.weight" in state and getattr(model, "label_embedding", None) is None:
+        null = state.pop("label_embedding.weight")[-1]                   # the null label is the last row
+        state["time_mlp.2.bias"] = state["time_mlp.2.bias"] + null
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"the teacher's weights do not fit this network ({', '.join(wrong[:4])}...): the teacher "
+                              f"is {checkpoint['arch']}, the student {model.arch}; build the student with the "
+                              "teacher's widths")
+    missing = [k for k in own if k not in state and not k.startswith("interval_mlp.")]
+    if missing:
+        raise CheckpointError(f"the teacher has no weights for {', '.join(missing[:4])}: the teacher is "
+                              f"{checkpoint['arch']}, the student {model.arch}")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
 def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model: Backbone) -> None:
     """Raise a ValueError unless images (N, C, H, W) float32 in [-1, 1] (points for PointMLP: any finite values)
     and labels fit the model."""
@@ -348,8 +396,12 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
 
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = True, device: torch.device | str = "cpu",
-          progress: bool = True, callback: Callable[[Trainer], None] | None = None) -> TrainResult:
+          progress: bool = True, callback: Callable[[Trainer], None] | None = None,
+          noise: torch.Tensor | None = None) -> TrainResult:
     """Train on `images` (N, 1, 28, 28) float32 in [-1, 1] (and `labels` (N,) for a conditional backbone).
+
+    noise (N, 1, 28, 28): a fixed noise for each image, for reflow (objectives.reflow_pairs: images[i] is the
+    teacher's ODE end from noise[i]); by default a fresh noise is drawn for every image at every step.
 
     With out_dir, checkpoints go to out_dir/last.pt every `checkpoint_every` steps and at the end,
     and, if resume is True and out_dir/last.pt exists, training continues from it: its recorded settings
@@ -362,6 +414,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         raise NotADirectoryError(f"out_dir {last.parent} is a file, not a folder; give a folder for the checkpoints")
     trainer = Trainer(config, device)
     check_training_data(images, labels, trainer.model)
+    if noise is not None and (not isinstance(noise, torch.Tensor) or noise.shape != images.shape):
+        raise ValueError(f"noise must pair one noise with each image, shape {tuple(images.shape)}, got "
+                         f"{tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
     if last is not None and resume and last.exists():
         checkpoint = load_checkpoint(last)
         check_resumable(checkpoint, config, last)
@@ -372,7 +427,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     bar = tqdm(total=config.steps, initial=trainer.step, desc=f"train {config.backbone}", disable=not progress)
     while trainer.step < config.steps:
         idx = trainer.batch_indices(images.shape[0])
-        loss = trainer.train_step(images[idx], None if labels is None else labels[idx])
+        loss = trainer.train_step(images[idx], None if labels is None else labels[idx],
+                                  None if noise is None else noise[idx])
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         if callback is not None:
