@@ -31,23 +31,31 @@ from diffusion_lib.training import TrainConfig, teacher_checkpoint, train
 NOISE_SEED = 1      # not the evaluation's seed 0: the student never sees the noises it is scored on
 
 
-def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, batch_size: int = 500) -> dict:
+def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, minutes: float | None = None,
+               chunk: int = 1000) -> dict:
+    """Noises (seed NOISE_SEED) and the teacher's ODE ends, made `chunk` at a time and saved after each chunk
+    (so a student can start from what is there); with `minutes`, it stops after the chunk that passes them."""
     checkpoint = teacher_checkpoint(teacher)
     network = model_from_checkpoint(checkpoint)
     model = with_precision(network, "bf16")       # bfloat16 autocast: the speed the shipped models are sampled at
     schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
     noise = torch.randn((n, *network.image_shape), generator=torch.Generator().manual_seed(NOISE_SEED))
     labels = noise_labels(noise, network.num_classes) if network.num_classes is not None else None
-    start = time.monotonic()
-    ends = reflow_pairs(model, noise, schedule, heun_steps, y=labels, batch_size=batch_size)
-    seconds = time.monotonic() - start
-    record = {"teacher": teacher, "n": n, "heun_steps": heun_steps, "nfe_per_pair": 2 * heun_steps - 1,
-              "seed": NOISE_SEED, "precision": "bf16", "labels": "noise_labels" if labels is not None else None,
-              "seconds": round(seconds, 1), "seconds_per_1000": round(1000 * seconds / n, 2),
-              "threads": torch.get_num_threads()}
-    save_checkpoint({"arch": checkpoint["arch"], "pairs": record, "noise": noise, "ends": ends.clamp(-1, 1),
-                     "labels": labels}, out)
-    print(json.dumps(record))
+    start, ends = time.monotonic(), []
+    for i in range(0, n, chunk):
+        ends.append(reflow_pairs(model, noise[i:i + chunk], schedule, heun_steps,
+                                 y=None if labels is None else labels[i:i + chunk], batch_size=500, progress=False))
+        done, seconds = i + ends[-1].shape[0], time.monotonic() - start
+        record = {"teacher": teacher, "n": done, "heun_steps": heun_steps, "nfe_per_pair": 2 * heun_steps - 1,
+                  "seed": NOISE_SEED, "precision": "bf16", "labels": "noise_labels" if labels is not None else None,
+                  "seconds": round(seconds, 1), "seconds_per_1000": round(1000 * seconds / done, 2),
+                  "threads": torch.get_num_threads()}
+        save_checkpoint({"arch": checkpoint["arch"], "pairs": record, "noise": noise[:done],
+                         "ends": torch.cat(ends).clamp(-1, 1),
+                         "labels": None if labels is None else labels[:done]}, out)
+        print(json.dumps(record), flush=True)
+        if minutes is not None and seconds > 60 * minutes:
+            break
     return record
 
 
@@ -79,6 +87,7 @@ def main(argv=None) -> int:
     a.add_argument("--teacher", default="unet_flow_cond", help="a shipped flow model or a checkpoint")
     a.add_argument("--n", type=int, default=30000)
     a.add_argument("--heun-steps", type=int, default=10)
+    a.add_argument("--minutes", type=float, help="stop after the chunk of 1,000 pairs that passes this wall time")
     a.add_argument("--out", type=Path, required=True)
     b = sub.add_parser("reflow", help="train the student on the pairs, from the teacher's weights")
     b.add_argument("--pairs", type=Path, required=True)
@@ -87,13 +96,13 @@ def main(argv=None) -> int:
     b.add_argument("--lr", type=float, default=5e-4)
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--warmup", type=int, default=100)
-    b.add_argument("--minutes", type=float)
+    b.add_argument("--minutes", type=float, help="stop training after this wall time (a checkpoint is written then)")
     for q in (a, b):
         q.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.command == "pairs":
-        make_pairs(args.teacher, args.n, args.heun_steps, args.out)
+        make_pairs(args.teacher, args.n, args.heun_steps, args.out, args.minutes)
     else:
         train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes)
     return 0
