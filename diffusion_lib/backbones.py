@@ -402,24 +402,43 @@ class PointMLP(Backbone):
         h_1 = SiLU(W_1 [x, emb(t)] + b_1),  h_l = SiLU(W_l h_{l-1} + b_l) (l = 2 .. depth),  eps = W_out h_depth + b_out
 
     Parameters: (2 + emb_dim + 1) width + (depth - 1)(width + 1) width + (width + 1) 2.
+
+    interval=True (off by default): MeanFlow's second time input, as for the UNet: forward(x, t, y, r) also takes
+    the end r of the interval [r, t] and concatenates the embedding of t - r (emb_dim more inputs to the first
+    layer); t and r are then continuous, in [-1, T-1].
     """
 
     name = "point_mlp"
     takes_images = False
 
-    def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64):
-        super().__init__(width=width, depth=depth, emb_dim=emb_dim)
+    def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64, interval: bool = False):
+        extras = {"interval": True} if interval else {}      # recorded only when on: older records stay the same
+        super().__init__(width=width, depth=depth, emb_dim=emb_dim, **extras)
         if depth < 1 or width < 1:
             raise ValueError(f"PointMLP needs depth >= 1 and width >= 1, got depth {depth}, width {width}")
         self.image_shape = (2, 1, 1)                                       # a point is a 1 x 1 "image" of 2 channels
         self.emb_dim = emb_dim
-        widths = [2 + emb_dim] + [width] * depth
+        self.interval = self.continuous_time = bool(interval)
+        widths = [2 + emb_dim * (2 if interval else 1)] + [width] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(width, 2)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def interval_mlp(self):
+        """Whether the network has MeanFlow's second time input (the trainer asks; the UNet's is a module)."""
+        return True if self.interval else None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                r: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        h = torch.cat([x.flatten(1), sinusoidal_embedding(t, self.emb_dim).to(x.dtype)], dim=1)   # (B, 2 + emb_dim)
+        inputs = [x.flatten(1), sinusoidal_embedding(t, self.emb_dim).to(x.dtype)]
+        if r is not None and not self.interval:
+            raise ValueError("this PointMLP has no second time input; build it with interval=True (MeanFlow) to pass r")
+        if self.interval:
+            r = t if r is None else r
+            self.check_interval(t, r)
+            inputs.append(sinusoidal_embedding(t - r, self.emb_dim).to(x.dtype))
+        h = torch.cat(inputs, dim=1)                                                             # (B, 2 + emb_dim [+ emb_dim])
         for layer in self.layers:
             h = F.silu(layer(h))                                                                # (B, width)
         return self.out(h).view_as(x)                                                           # (B, 2, 1, 1)

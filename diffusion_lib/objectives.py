@@ -345,12 +345,18 @@ class MeanFlow(Objective):
 OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching(), MeanFlow())}
 
 
-def get_objective(objective: str | Objective) -> Objective:
-    """The Objective called `objective` ("eps", "x0", "v"), or `objective` itself if it is one."""
+def get_objective(objective: str | Objective, **settings) -> Objective:
+    """The Objective called `objective` ("eps", "x0", "v", "flow", "meanflow"), or `objective` itself if it is one;
+    with settings, a new one of that kind built with them (MeanFlow(r_neq_t=0.5, ...))."""
     if isinstance(objective, Objective):
         return objective
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
+    if settings:
+        try:
+            return type(OBJECTIVES[objective])(**settings)
+        except TypeError as e:
+            raise ValueError(f"objective {objective!r} does not take the settings {settings} ({e})") from None
     return OBJECTIVES[objective]
 
 

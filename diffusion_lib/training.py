@@ -39,7 +39,8 @@ class TrainConfig:
     backbone_kwargs: dict = field(default_factory=dict)   # e.g. {"base": 32, "num_classes": 10}
     schedule: str = "linear"
     T: int = 1000
-    objective: str = "eps"         # what the network predicts: "eps", "x0", "v" or "flow" (objectives.OBJECTIVES)
+    objective: str = "eps"         # what the network predicts: "eps", "x0", "v", "flow" or "meanflow" (objectives.OBJECTIVES)
+    objective_kwargs: dict = field(default_factory=dict)   # settings of the objective, e.g. MeanFlow's {"r_neq_t": 0.5}
     loss_weighting: str = "none"   # "none", or "min_snr": min(SNR, gamma) per timestep (Hang et al. 2023)
     min_snr_gamma: float = 5.0     # gamma of "min_snr"
     dataset: str = "mnist"         # "mnist" or "fashion_mnist" (data.DATASETS); recorded, checked on resume
@@ -69,6 +70,9 @@ class TrainConfig:
         _check_choice(self, "schedule", sorted(BETA_SCHEDULES))
         _check_int(self, "T", 1)
         _check_choice(self, "objective", sorted(OBJECTIVES))
+        if not isinstance(self.objective_kwargs, dict):
+            raise ValueError(f"objective_kwargs must be a dict of the objective's settings, got {self.objective_kwargs!r}")
+        get_objective(self.objective, **self.objective_kwargs)      # refuses settings the objective does not take
         _check_choice(self, "loss_weighting", LOSS_WEIGHTINGS)
         _check_number(self, "min_snr_gamma", lower=0, lower_open=True)
         _check_choice(self, "dataset", DATASETS)
@@ -180,7 +184,7 @@ class Trainer:
             init_from_teacher(self.model, teacher_checkpoint(config.init_from))
         self.model = self.model.to(self.device)
         self.model.T = config.T                                          # forward() refuses t outside [0, T-1]
-        self.objective = get_objective(config.objective)
+        self.objective = get_objective(config.objective, **config.objective_kwargs)
         if (config.objective == "meanflow") != (getattr(self.model, "interval_mlp", None) is not None):
             raise ValueError("MeanFlow needs a network with a second time input and only MeanFlow uses one: train "
                              "objective 'meanflow' with backbone 'unet' and backbone_kwargs {'interval': True}, "
