@@ -4,6 +4,9 @@
     python benchmarks/few_step.py pairs --teacher unet_flow_cond --n 30000 --heun-steps 10 --out runs/nb12/pairs.pt
     # 2. the student: flow matching on those pairs, from the teacher's weights (an unconditional network)
     python benchmarks/few_step.py reflow --pairs runs/nb12/pairs.pt --steps 6000 --out runs/nb12/reflow
+    # 3. the table: quality at 1, 2, 4 and 8 network evaluations (500 images, seed 0), seconds for 64 digits,
+    #    and the copying check on the one-step samples of each student
+    python benchmarks/few_step.py table --reflow PATH --meanflow PATH --json diffusion_lib/weights/few_step.json
 
 A class-conditional teacher is run at w = 1 (its conditional velocity, no guidance) with a label that the noise
 decides (objectives.noise_labels: uniform over the digits, and a function of the noise, so the pairing stays a
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -80,6 +84,122 @@ def train_reflow(pairs_path: Path, out: Path, steps: int, lr: float, batch_size:
                       "last_100_loss": sum(result.history["loss"][-100:]) / max(1, len(result.history["loss"][-100:]))}))
 
 
+# ----------------------------------------------------------------------------- the table
+
+def _timed(fn, repeats: int = 3) -> tuple[object, float]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return out, best
+
+
+def _conditional(model, labels):
+    """The conditional velocity at w = 1: one network evaluation a step (no guidance, no unconditional pass)."""
+    def velocity(x, t):
+        return model(x, t, labels.to(x.device))
+    return velocity
+
+
+def table_rows(models: dict, nfes, n: int, classifier, reference, train_images=None, train_features=None) -> list[dict]:
+    """One row per (model, sampler, NFE budget): confident share, Frechet distance, guided accuracy (conditional
+    rows), sampling seconds for n images and for 64 digits (best of 3), and for the one-step rows of students the
+    copying check (median distance to the nearest training image, pixels and features) and the class histogram.
+    models: {name: (network, schedule, sampler, w)}; w = 1 (conditional velocity) or None (unconditional)."""
+    from diffusion_lib.measure.metrics import classify, class_histogram, nearest_training_images, score_samples
+    from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
+    from diffusion_lib.samplers import final, heun_nfe, sample_noise
+    ev = _load_evaluate()
+    rows = []
+    for name, (network, schedule, sampler, w) in models.items():
+        for nfe in nfes:
+            steps = nfe if sampler == "meanflow" else steps_for_nfe(SAMPLER_LABELS[sampler], nfe)
+            used = heun_nfe(steps) if sampler in ("heun", "flow-heun") else steps
+            if sampler in ("heun", "flow-heun") and used == 1:
+                continue                                    # one Heun step is Euler's (the last step is Euler)
+            x_T = sample_noise(n, network.image_shape, generator=torch.Generator().manual_seed(0))
+            labels = torch.arange(n) % 10 if w is not None else None
+
+            def sample(x, precision="fp32"):
+                model = network if labels is None else _conditional(network, labels[:x.shape[0]])
+                model = with_precision(model, precision)
+                if sampler == "ddim":
+                    return final(ev.ddim_sample_progressive(model, x, schedule, steps, eta=0.0))
+                return final(ev.ODE_SAMPLERS[sampler](model, x, schedule, steps))
+            start = time.perf_counter()
+            images = torch.cat([sample(x_T[i:i + 250]) for i in range(0, n, 250)])
+            seconds = time.perf_counter() - start
+            _, seconds_64 = _timed(lambda: sample(x_T[:64]))
+            _, seconds_64_bf16 = _timed(lambda: sample(x_T[:64], "bf16"))
+            scores = score_samples(images, classifier, reference, labels)
+            row = {"model": name, "sampler": sampler, "steps": steps, "nfe": used, "w": w, "n": n,
+                   "confident_share": round(scores["confident_share"], 3),
+                   "frechet_distance": round(scores["frechet_distance"], 1),
+                   "guided_accuracy": None if labels is None else round(scores["guided_accuracy"], 3),
+                   "effective_classes": round(scores["effective_classes"], 2),
+                   "class_histogram": scores["class_histogram"],
+                   "seconds": round(seconds, 1), "seconds_64": round(seconds_64, 3),
+                   "seconds_64_bf16": round(seconds_64_bf16, 3)}
+            if used == 1 and train_images is not None and name.endswith("(student)"):
+                near = nearest_training_images(images, train_images, classifier, train_features)
+                row["nearest_pixels_median"] = round(float(near["pixels"][0].median()), 2)
+                row["nearest_features_median"] = round(float(near["features"][0].median()), 2)
+                row["distinct_nearest"] = int(near["pixels"][1].unique().numel())
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def _load_evaluate():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("evaluate", Path(__file__).with_name("evaluate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path | None, teachers: bool = True) -> list:
+    from diffusion_lib.checkpoints import load_model
+    from diffusion_lib.data import load_mnist
+    from diffusion_lib.measure.metrics import classifier_features, load_classifier, mnist_test_features
+    from diffusion_lib.pretrained import load_pretrained, pretrained_schedule
+    classifier = load_classifier()
+    reference = mnist_test_features(classifier)
+    train_images, _ = load_mnist(train=True)
+    train_features = classifier_features(train_images, classifier)
+    linear = pretrained_schedule("unet")
+    models = {}
+    if teachers:
+        models.update({"unet_flow": (load_pretrained("unet_flow"), linear, "flow-euler", None),
+                       "unet_flow ": (load_pretrained("unet_flow"), linear, "flow-heun", None),
+                       "unet": (load_pretrained("unet"), linear, "ddim", None),
+                       "unet_flow_cond": (load_pretrained("unet_flow_cond"), linear, "flow-euler", 1.0)})
+    if reflow:
+        models["reflow (student)"] = (load_model(reflow), linear, "flow-euler", None)
+    if meanflow:
+        models["MeanFlow (student)"] = (load_model(meanflow), linear, "meanflow", None)
+    rows = table_rows(models, nfes, n, classifier, reference, train_images, train_features)
+    for row in rows:
+        row["model"] = row["model"].strip()
+    real = nearest_real(train_images, classifier, train_features, n)
+    if out:
+        with open(out, "w") as f:
+            json.dump({"command": "python benchmarks/few_step.py " + " ".join(sys.argv[1:]),
+                       "threads": torch.get_num_threads(), "rows": rows, "real_test_digits": real}, f, indent=1)
+    return rows
+
+
+def nearest_real(train_images, classifier, train_features, n: int) -> dict:
+    """The copying check's yardstick: n real test digits' median distances to their nearest training image."""
+    from diffusion_lib.data import load_mnist
+    from diffusion_lib.measure.metrics import nearest_training_images
+    test_images, _ = load_mnist(train=False)
+    near = nearest_training_images(test_images[:n], train_images, classifier, train_features)
+    return {"nearest_pixels_median": round(float(near["pixels"][0].median()), 2),
+            "nearest_features_median": round(float(near["features"][0].median()), 2)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -97,12 +217,21 @@ def main(argv=None) -> int:
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--warmup", type=int, default=100)
     b.add_argument("--minutes", type=float, help="stop training after this wall time (a checkpoint is written then)")
-    for q in (a, b):
+    c = sub.add_parser("table", help="quality at 1, 2, 4, 8 network evaluations, seconds, the copying check")
+    c.add_argument("--reflow", help="the reflow student's checkpoint")
+    c.add_argument("--meanflow", help="the MeanFlow model's checkpoint")
+    c.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4, 8])
+    c.add_argument("--n", type=int, default=500)
+    c.add_argument("--no-teachers", action="store_true", help="only the students' rows")
+    c.add_argument("--json", type=Path)
+    for q in (a, b, c):
         q.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.command == "pairs":
         make_pairs(args.teacher, args.n, args.heun_steps, args.out, args.minutes)
+    elif args.command == "table":
+        make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers)
     else:
         train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes)
     return 0
