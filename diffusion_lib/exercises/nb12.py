@@ -20,16 +20,20 @@ def _velocity(z, s):
     return -MEAN + (-(1 - s) * STD ** 2 + s) / _std(s) * (z - _m(s)) / _std(s)
 
 
-def average_velocity(z: torch.Tensor, s: float, r: float) -> torch.Tensor:
+def average_velocity(z: torch.Tensor, s, r) -> torch.Tensor:
     """The exact u(z, r, s) of the data N(MEAN, STD^2 I) on the straight path: the chord of the ODE path through z
-    at s down to r (the velocity itself when r = s). Flow times s >= r are floats in [0, 1]."""
-    s, r = float(s), float(r)
-    if not 0 <= r <= s <= 1:
-        raise ValueError(f"need 0 <= r <= s <= 1 (the interval runs from s down to r), got s = {s}, r = {r}")
-    if r == s:
-        return _velocity(z, s)
-    x_r = _m(r) + _std(r) * (z - _m(s)) / _std(s)
-    return (z - x_r) / (s - r)
+    at s down to r, (z - z_r) / (s - r) with z_r = m_r + std_r (z - m_s) / std_s, and the velocity itself where
+    r = s. Flow times 0 <= r <= s <= 1: floats, or (B,) tensors, one per point (differentiable in s, r and z, so
+    torch.func.jvp can take its total derivative)."""
+    s = torch.as_tensor(s, dtype=z.dtype, device=z.device)
+    r = torch.as_tensor(r, dtype=z.dtype, device=z.device)
+    if bool((r < 0).any() or (r > s).any() or (s > 1).any()):
+        raise ValueError("need 0 <= r <= s <= 1 (the interval runs from s down to r)")
+    s, r = s.reshape(-1, *([1] * (z.ndim - 1))), r.reshape(-1, *([1] * (z.ndim - 1)))
+    empty = r == s
+    z_r = _m(r) + _std(r) * (z - _m(s)) / _std(s)
+    chord = (z - z_r) / torch.where(empty, torch.ones_like(s), s - r)
+    return torch.where(empty, _velocity(z, s), chord)
 
 
 def _candidates(x_1):
