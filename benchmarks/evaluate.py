@@ -62,7 +62,7 @@ def check_sampler(sampler: str, objective: str) -> None:
     if sampler not in allowed:
         trained = {"flow": "flow matching", "meanflow": "MeanFlow"}.get(objective, f"the {objective} objective (DDPM family)")
         raise ValueError(f"--sampler {sampler} does not apply to this model: it was trained with {trained}; use "
-                         f"--sampler {' or '.join(allowed)}")
+                         f"--sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
 
 
 def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w: float | None = None,

@@ -336,7 +336,7 @@ def _sample(args) -> int:
         trained = {"flow": "flow matching", "meanflow": "MeanFlow (an average velocity)"}.get(
             objective, "a DDPM-family objective")
         raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with {trained}; "
-                         f"use --sampler {' or '.join(allowed)}")
+                         f"use --sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
     if args.eta is not None and sampler != "ddim":
         raise UsageError(f"--eta applies to --sampler ddim only, and this model samples with {sampler}; drop --eta")
     if model.num_classes is None:

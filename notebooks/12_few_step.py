@@ -131,7 +131,10 @@ print(f"{toy_noise.shape[0]:,} pairs (noise, the teacher's ODE end by flow Heun,
 # %% [markdown]
 # The student is notebook 11's `PointMLP` trained by flow matching on the pairs: `dl.train(..., noise=...)` takes the
 # noise of each pair instead of drawing a fresh one, and the loop is otherwise the same. **MeanFlow** needs no pairs:
-# it trains on the data, next section explains how. Both train here for a few seconds:
+# it trains on the data, section 3 explains how, on a `PointMLP(interval=True)`, which also takes the end $r$ of the
+# interval. Its times are embedded at a hundredth of the usual scale (`time_scale=0.01`): MeanFlow differentiates the
+# network in $s$, and the usual embedding's fastest wave, a radian per code timestep, is a thousand radians per unit of
+# $s$. Both train here in seconds, with the same settings:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -140,8 +143,8 @@ toy_settings = dict(steps=B.toy_train_steps // 4, batch_size=1024, lr=1e-2, warm
                     ema_decay=0.995, seed=0)
 reflow_config = dl.TrainConfig(backbone="point_mlp", objective="flow", **toy_settings)
 reflow_run, reflow_seconds = dl.sweeps.timed(dl.train, reflow_config, toy_ends, noise=toy_noise, progress=False)
-meanflow_config = dl.TrainConfig(backbone="point_mlp", backbone_kwargs={"interval": True}, objective="meanflow",
-                                 **toy_settings)
+meanflow_config = dl.TrainConfig(backbone="point_mlp", backbone_kwargs={"interval": True, "time_scale": 0.01},
+                                 objective="meanflow", **toy_settings)
 meanflow_run, meanflow_seconds = dl.sweeps.timed(dl.train, meanflow_config, data, progress=False)
 print(f"reflow student: {reflow_run.step} steps in {reflow_seconds:.1f} s; "
       f"MeanFlow: {meanflow_run.step} steps in {meanflow_seconds:.1f} s (batch {toy_settings['batch_size']})")
