@@ -245,3 +245,38 @@ def test_samplers_draw_the_same_on_a_generator_seed():
                                                       generator=torch.Generator().manual_seed(9))) for _ in range(2))
     assert torch.equal(a, b)
     assert masked.bits_per_token(torch.tensor([math.log(2) * 6]), 6) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- device rules (CUDA emulated on the CPU)
+
+def test_losses_and_samplers_follow_the_data_device():
+    from cuda_emulation import EmulatedCuda
+    from diffusion_lib.token_networks import CharTransformer, TokenUNet
+
+    torch.manual_seed(0)
+    text = CharTransformer(vocab_size=5, length=6, width=16, depth=1, heads=2).eval()
+    causal = CharTransformer(vocab_size=5, length=6, width=16, depth=1, heads=2, causal=True).eval()
+    digits = TokenUNet(vocab_size=2, embed_dim=4, base=8).eval()
+    x0 = torch.randint(0, 5, (4, 6), generator=torch.Generator().manual_seed(1))
+
+    def run(device):
+        g = lambda: torch.Generator().manual_seed(2)                           # noqa: E731 (CPU generators, always)
+        t, c, u = text.to(device), causal.to(device), digits.to(device)
+        x = x0.to(device)
+        out = [masked_diffusion_loss(t, x, 5, generator=g()), discrete_nelbo(t, x, 5, 3, generator=g()),
+               autoregressive_nll(c, x, 5)]
+        for sampler in (ancestral_unmask_progressive, confidence_unmask_progressive):
+            out.append(final_tokens(sampler(t, all_masked(3, (6,), 5, device), 5, 3, generator=g())))
+        out.append(final_tokens(fixed_order_unmask_progressive(t, all_masked(3, (6,), 5, device), 5, generator=g())))
+        out.append(final_tokens(autoregressive_sample_progressive(c, 3, 6, 5, g(), device=device)))
+        out.append(final_tokens(confidence_unmask_progressive(u, all_masked(2, (28, 28), 2, device), 2, 2,
+                                                              generator=g())))
+        return [o.detach() for o in out]
+
+    on_cpu = run("cpu")
+    with EmulatedCuda():
+        on_cuda = run("cuda")
+        assert all(o.device.type == "cuda" for o in on_cuda)
+        on_cuda = [o.cpu() for o in on_cuda]
+    for a, b in zip(on_cpu, on_cuda):                                          # the same draws on every device
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
