@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -159,7 +160,8 @@ def _load_evaluate():
     return module
 
 
-def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path | None, teachers: bool = True) -> list:
+def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path | None, teachers: bool = True,
+               append: bool = False, names: tuple[str, str] = ("reflow", "MeanFlow")) -> list:
     from diffusion_lib.checkpoints import load_model
     from diffusion_lib.data import load_mnist
     from diffusion_lib.measure.metrics import classifier_features, load_classifier, mnist_test_features
@@ -176,17 +178,24 @@ def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path
                        "unet": (load_pretrained("unet"), linear, "ddim", None),
                        "unet_flow_cond": (load_pretrained("unet_flow_cond"), linear, "flow-euler", 1.0)})
     if reflow:
-        models["reflow (student)"] = (load_model(reflow), linear, "flow-euler", None)
+        models[f"{names[0]} (student)"] = (load_model(reflow), linear, "flow-euler", None)
     if meanflow:
-        models["MeanFlow (student)"] = (load_model(meanflow), linear, "meanflow", None)
+        models[f"{names[1]} (student)"] = (load_model(meanflow), linear, "meanflow", None)
     rows = table_rows(models, nfes, n, classifier, reference, train_images, train_features)
     for row in rows:
         row["model"] = row["model"].strip()
     real = nearest_real(train_images, classifier, train_features, n)
     if out:
+        record = {"commands": [], "threads": torch.get_num_threads(), "rows": [], "real_test_digits": real}
+        if append and Path(out).exists():          # rows of other models kept: teachers and students run apart
+            record = json.loads(Path(out).read_text())
+            names = {row["model"] for row in rows}
+            record["rows"] = [row for row in record["rows"] if row["model"] not in names]
+        record["commands"].append("python benchmarks/few_step.py " + " ".join(sys.argv[1:]))
+        record["rows"] += rows
+        record["load_average"] = [round(x, 1) for x in os.getloadavg()]
         with open(out, "w") as f:
-            json.dump({"command": "python benchmarks/few_step.py " + " ".join(sys.argv[1:]),
-                       "threads": torch.get_num_threads(), "rows": rows, "real_test_digits": real}, f, indent=1)
+            json.dump(record, f, indent=1)
     return rows
 
 
@@ -198,6 +207,34 @@ def nearest_real(train_images, classifier, train_features, n: int) -> dict:
     near = nearest_training_images(test_images[:n], train_images, classifier, train_features)
     return {"nearest_pixels_median": round(float(near["pixels"][0].median()), 2),
             "nearest_features_median": round(float(near["features"][0].median()), 2)}
+
+
+def curve(checkpoints, nfes, n: int, out: Path | None) -> list[dict]:
+    """The learning curve of a student: each checkpoint (a training snapshot) at each NFE budget, n images from
+    seed 0: {"step", "nfe", "confident_share", "frechet_distance"}."""
+    from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
+    from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
+    from diffusion_lib.samplers import final, flow_euler_sample_progressive, meanflow_sample_progressive, sample_noise
+    classifier = load_classifier()
+    reference = mnist_test_features(classifier)
+    rows = []
+    for path in checkpoints:
+        checkpoint = load_checkpoint(path)
+        model = model_from_checkpoint(checkpoint)
+        schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
+        run = meanflow_sample_progressive if checkpoint_objective(checkpoint) == "meanflow" else flow_euler_sample_progressive
+        for nfe in nfes:
+            x_T = sample_noise(n, model.image_shape, generator=torch.Generator().manual_seed(0))
+            images = torch.cat([final(run(model, x_T[i:i + 250], schedule, nfe)) for i in range(0, n, 250)])
+            scores = score_samples(images, classifier, reference)
+            rows.append({"step": int(checkpoint["step"]), "nfe": nfe, "n": n,
+                         "confident_share": round(scores["confident_share"], 3),
+                         "frechet_distance": round(scores["frechet_distance"], 1)})
+            print(json.dumps(rows[-1]), flush=True)
+    if out:
+        with open(out, "w") as f:
+            json.dump({"command": "python benchmarks/few_step.py " + " ".join(sys.argv[1:]), "rows": rows}, f, indent=1)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -224,14 +261,24 @@ def main(argv=None) -> int:
     c.add_argument("--n", type=int, default=500)
     c.add_argument("--no-teachers", action="store_true", help="only the students' rows")
     c.add_argument("--json", type=Path)
-    for q in (a, b, c):
+    c.add_argument("--append", action="store_true", help="keep the rows of other models already in --json")
+    c.add_argument("--names", nargs=2, default=["reflow", "MeanFlow"], help="the students' names in the table")
+    d = sub.add_parser("curve", help="a student's snapshots scored at a few NFE budgets (its learning curve)")
+    d.add_argument("checkpoints", nargs="+")
+    d.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4])
+    d.add_argument("--n", type=int, default=200)
+    d.add_argument("--json", type=Path)
+    for q in (a, b, c, d):
         q.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.command == "pairs":
         make_pairs(args.teacher, args.n, args.heun_steps, args.out, args.minutes)
+    elif args.command == "curve":
+        curve(args.checkpoints, args.nfe, args.n, args.json)
     elif args.command == "table":
-        make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers)
+        make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers, args.append,
+                   tuple(args.names))
     else:
         train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes)
     return 0
