@@ -256,7 +256,7 @@ def test_learned_velocity_is_the_network_at_one_timestep_without_gradients():
 
 def test_responsibilities_are_bayes_rule_over_the_components():
     """r_k(x) = pi_k N(x; mu_k, Sigma_k) / q(x): they sum to 1, and times q(x) they give each component's density
-    (computed here from the 2-D normal formula); far out along a component's direction that component wins."""
+    (computed here from the 2-D normal formula); at a component's mean, far from the other, that component wins."""
     mixture = toy.GaussianMixture(torch.tensor([0.3, 0.7], dtype=torch.float64),
                                   torch.tensor([[0.5, 0.0], [-0.5, 0.2]], dtype=torch.float64),
                                   torch.stack([0.04 * torch.eye(2), torch.tensor([[0.09, 0.02], [0.02, 0.05]])]).double())
@@ -270,4 +270,4 @@ def test_responsibilities_are_bayes_rule_over_the_components():
         normal = torch.exp(-0.5 * (d @ torch.linalg.inv(cov) * d).sum(1)) / (2 * math.pi * torch.det(cov).sqrt())
         density = toy.q_t_log_density(mixture, x).exp()
         assert torch.allclose(r[:, k] * density, mixture.weights[k] * normal, rtol=1e-10)
-    assert float(toy.responsibilities(mixture, toy.as_points(torch.tensor([[3.0, 0.0]], dtype=torch.float64)))[0, 0]) > 0.99
+    assert float(toy.responsibilities(mixture, toy.as_points(torch.tensor([[0.5, 0.0]], dtype=torch.float64)))[0, 0]) > 0.99
