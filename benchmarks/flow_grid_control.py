@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             print(json.dumps({k: v for k, v in row.items() if k not in ("timesteps", "class_histogram")}), flush=True)
             rows.append(row)
     with open(args.json, "w") as f:
-        json.dump({"model": "unet", "command": "python benchmarks/flow_grid_control.py " + " ".join(argv or sys.argv[1:]),
+        json.dump({"model": "unet", "command": " ".join(["python benchmarks/flow_grid_control.py", *(argv or sys.argv[1:])]),
                    "machine": machine(), "scores": rows}, f, indent=1)
     return 0
 
