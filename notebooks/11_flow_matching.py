@@ -233,9 +233,9 @@ print(f"the DDPM path's largest noise level, at t = {T - 1}: sigma = {sigma_999:
 # on $x_s$. $u^* = \mathbb{E}[\varepsilon - x_0 \mid x_s]$ is the six regressions averaged with weights $r_k(x_s)$, the
 # **responsibilities**: the probability that $x_s$ came from component $k$, by Bayes' rule $r_k(x) = \pi_k\,
 # \mathcal{N}(x; (1-s)\mu_k, C_k)/p_s(x)$ with $C_k = (1-s)^2\Sigma_k + s^2 I$ (`dl.toy.exact_velocity`,
-# `dl.toy.responsibilities`). The tests check it
-# against the score of $p_s$ by automatic differentiation, through the identity at the end of this section. The same
-# `dl.PointMLP` as in notebook 10, with the same trainer and settings, now trained with `objective="flow"`:
+# `dl.toy.responsibilities`). The tests check it against the score of $p_s$, by automatic differentiation of
+# $\log p_s$, through Tweedie's formula (stated at the end of this section). The same `dl.PointMLP` as in notebook 10,
+# with the same trainer and settings, now trained with `objective="flow"`:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -598,7 +598,7 @@ dl.plotting.show_rows({f"{s}, NFE {nfe}": images[:8] for (s, nfe), images in nfe
 # deterministic. Unlike on the toy, Heun beats Euler on the flow at every budget here (in Fréchet distance; the
 # confident shares tie at 50). This notebook does not measure why; one guess to test is that the digits' velocity
 # changes more smoothly near the clean end than the toy's, whose $|du/ds|$ grows to 12 at $s = 0.02$ (section 5),
-# where Heun's last step is a plain Euler step twice as long as Euler's.
+# the stretch that flow Heun crosses with its last step, a plain Euler step.
 #
 # </details>
 
@@ -773,7 +773,10 @@ dl.plotting.show_rows({"flow Euler, 20 steps": nfe_images[("flow Euler", 20)][:8
 # (0.147 against 0.150).
 #
 # </details>
- {time.perf_counter() - notebook_start:.0f} s ({B.mode} mode) on "
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"this whole notebook ran in {time.perf_counter() - notebook_start:.0f} s ({B.mode} mode) on "
       f"{dl.inspection.machine_description(device)}; load average {os.getloadavg()[0]:.1f} (other jobs share the CPU)")
 
 # %% [markdown]
