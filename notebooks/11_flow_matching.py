@@ -186,8 +186,9 @@ print("alpha_bar of the flow times", [round(float(a) ** 2, 4) for a in sqrt_ab])
 # %% [markdown]
 # Which target is harder to learn? Not the larger one: size is not difficulty. What no network can remove is the spread
 # of the target given its input, $\mathbb{E}\,\mathrm{Var}(\text{target} \mid x_s)$. For Gaussian data it is in closed
-# form. A model of the digits' pixels: each pixel $\sim \mathcal{N}(m, v)$ with MNIST's pixel variance $v$; then
-# $\mathrm{Var}(\varepsilon \mid x_s) = (1-s)^2 v / ((1-s)^2 v + s^2)$ and, since $u = (\varepsilon - x_s)/(1-s)$ at fixed
+# form. A model of the digits' pixels: each pixel $\sim \mathcal{N}(m, \sigma_{\mathrm{data}}^2)$ with MNIST's pixel
+# variance $\sigma_{\mathrm{data}}^2$; then $\mathrm{Var}(\varepsilon \mid x_s) = (1-s)^2 \sigma_{\mathrm{data}}^2 /
+# ((1-s)^2 \sigma_{\mathrm{data}}^2 + s^2)$ and, since $u = (\varepsilon - x_s)/(1-s)$ at fixed
 # $x_s$, $\mathrm{Var}(u \mid x_s) = \mathrm{Var}(\varepsilon \mid x_s)/(1-s)^2$. The last two columns say how an error
 # of the network reaches the clean image the sampler steps towards: $\hat x_0 = x_s - s\,u$ multiplies an error of $u$
 # by $s$; $\hat x_0 = \bar x - \sigma\,\varepsilon$ (notebook 10) multiplies an error of $\varepsilon$ by
@@ -195,11 +196,11 @@ print("alpha_bar of the flow times", [round(float(a) ** 2, 4) for a in sqrt_ab])
 
 # %%
 # NBVAL_CHECK_OUTPUT
-v_pixel = float(test_images.var())
-print(f"Gaussian pixels with MNIST's pixel variance v = {v_pixel:.3f}")
+data_variance = float(test_images.var())
+print(f"Gaussian pixels with MNIST's pixel variance sigma_data^2 = {data_variance:.3f}")
 print("   s   E Var(eps | x_s)   E Var(u | x_s)   x0_hat error per unit error of eps (sigma)   of u (s)")
 for s_ in [0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99]:
-    var_eps = (1 - s_) ** 2 * v_pixel / ((1 - s_) ** 2 * v_pixel + s_ ** 2)
+    var_eps = (1 - s_) ** 2 * data_variance / ((1 - s_) ** 2 * data_variance + s_ ** 2)
     print(f"{s_:5.2f}   {var_eps:16.3g}   {var_eps / (1 - s_) ** 2:14.3g}   {s_ / (1 - s_):42.3g}   {s_:8.2f}")
 sigma_999 = float(((1 - schedule.alpha_bar[T - 1]) / schedule.alpha_bar[T - 1]).sqrt())
 print(f"the DDPM path's largest noise level, at t = {T - 1}: sigma = {sigma_999:.0f}")
