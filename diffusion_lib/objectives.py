@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .forward import predict_eps_from_x0, q_sample
-from .schedules import Schedule, extract
+from .schedules import Schedule, extract, on_device
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
 DEFAULT_MIN_SNR_GAMMA = 5.0   # Hang et al. (2023): gamma = 5 worked best in their study
@@ -119,7 +119,7 @@ class PredictEps(Objective):
         return output
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t]
+        return on_device(schedule.snr, t.device)[t]
 
 
 class PredictX0(Objective):
@@ -149,7 +149,7 @@ class PredictV(Objective):
         return predict_eps_from_v(x_t, t, output, schedule)
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t] + 1
+        return on_device(schedule.snr, t.device)[t] + 1
 
 
 # ----------------------------------------------------------------------------- flow matching
@@ -277,7 +277,7 @@ def min_snr_weight(t: torch.Tensor, schedule: Schedule, objective: str | Objecti
     (Hang et al. 2023, Eq. 8; for eps: min(SNR_t, gamma) / SNR_t)."""
     if not gamma > 0:
         raise ValueError(f"min-SNR gamma must be > 0, got {gamma}")
-    snr = schedule.snr.to(t.device)[t]
+    snr = on_device(schedule.snr, t.device)[t]
     return snr.clamp(max=gamma) / get_objective(objective).x0_error_scale(t, schedule)
 
 

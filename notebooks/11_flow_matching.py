@@ -23,9 +23,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 
 # %% [markdown]
@@ -533,7 +538,7 @@ flow_model = dl.load_pretrained("unet_flow", device=device)
 eps_model = dl.load_pretrained("unet", device=device)
 print(f"unet_flow: {dl.count_parameters(flow_model):,} parameters, objective "
       f"{dl.pretrained.pretrained_objective('unet_flow')!r}; unet: objective {dl.pretrained.pretrained_objective('unet')!r}")
-x_1 = dl.sample_noise(B.n_samples, generator=torch.Generator(device=device).manual_seed(0), device=device)
+x_1 = dl.sample_noise(B.n_samples, generator=torch.Generator().manual_seed(0), device=device)
 flow_samples = dl.final(dl.samplers.flow_euler_sample_progressive(flow_model, x_1, schedule, num_steps=20,
                                                                   progress=True))
 
@@ -548,7 +553,7 @@ dl.plotting.show_grid(flow_samples, nrow=8, title="unet_flow: flow Euler, 20 ste
 # %%
 # NBVAL_IGNORE_OUTPUT
 reference = dl.metrics.reference_scores(classifier, n=B.sweep_samples, with_features=True)
-nfe_x_T = dl.sample_noise(B.sweep_samples, generator=torch.Generator(device=device).manual_seed(6), device=device)
+nfe_x_T = dl.sample_noise(B.sweep_samples, generator=torch.Generator().manual_seed(6), device=device)
 nfe_rows, nfe_images = dl.sweeps.nfe_sweep(flow_model, nfe_x_T, schedule, [5, 10, 20], classifier,
                                            reference["test_features"], samplers=dl.sweeps.FLOW_SAMPLERS)
 print(dl.sweeps.format_rows(nfe_rows, ["sampler", "steps", "nfe", "n", "seconds_per_image", "confident_share",
@@ -662,7 +667,7 @@ cond_model = dl.load_pretrained("unet_flow_cond", device=device)
 ws = [0.0, 1.0, 2.0, 3.0, 5.0]
 n_guided = B.sweep_samples // 2
 labels = torch.arange(n_guided) % 10
-x_T = dl.sample_noise(n_guided, generator=torch.Generator(device=device).manual_seed(0), device=device)
+x_T = dl.sample_noise(n_guided, generator=torch.Generator().manual_seed(0), device=device)
 guide_reference = dl.metrics.reference_scores(classifier, n=n_guided, with_features=True)
 guide_rows, guide_images = dl.sweeps.guidance_sweep(cond_model, x_T, schedule, labels, ws, classifier,
                                                     guide_reference["test_features"],
