@@ -15,7 +15,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .embeddings import TIME_EMBEDDING_DIM, TimeEmbedding, sinusoidal_embedding
+from .device import known_within
+from .embeddings import TIME_EMBEDDING_DIM, TimeEmbedding, sinusoidal_embedding, sinusoidal_frequencies
 from .schedules import DEFAULT_T
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -84,7 +85,7 @@ class Backbone(nn.Module):
         elif t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ValueError(f"t must be an integer tensor (torch.long) of timesteps, got dtype {t.dtype}; "
                              "use t.long() (a network is trained on integer timesteps only)")
-        elif t.numel() and bool(((t < 0) | (t > self.T - 1)).any()):
+        elif t.numel() and not known_within(t, 0, self.T - 1) and bool(((t < 0) | (t > self.T - 1)).any()):
             raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], but this network "
                              f"is used with T = {self.T} steps, so t must lie in [0, {self.T - 1}]; "
                              f"if it was trained with another schedule length, set model.T to it")
@@ -98,7 +99,7 @@ class Backbone(nn.Module):
             if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
                 raise ValueError(f"labels y must be an integer tensor (torch.long) of classes, got dtype {y.dtype}; "
                                  "use y.long()")
-            if y.numel() and bool(((y < 0) | (y > self.num_classes)).any()):
+            if y.numel() and not known_within(y, 0, self.num_classes) and bool(((y < 0) | (y > self.num_classes)).any()):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
                                  f"got values in [{int(y.min())}, {int(y.max())}]")
 
@@ -337,6 +338,7 @@ class UNet(Backbone):
         c1, c2, c3 = (base * m for m in mults)
         emb_dim = 4 * base
         self.time_mlp = nn.Sequential(nn.Linear(TIME_EMBEDDING_DIM, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.register_buffer("frequencies", sinusoidal_frequencies(TIME_EMBEDDING_DIM), persistent=False)   # omega
         self.label_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
         self.interval_mlp = None
         if interval:        # MeanFlow's second time input, the interval t - r, embedded like t
@@ -364,7 +366,7 @@ class UNet(Backbone):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
                 r: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        emb = self.time_mlp(sinusoidal_embedding(t))                    # (B, E)
+        emb = self.time_mlp(sinusoidal_embedding(t, frequencies=self.frequencies))   # (B, E)
         if self.label_embedding is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
@@ -375,7 +377,7 @@ class UNet(Backbone):
             if r is None:
                 r = t                                                   # an empty interval: the velocity at t
             self.check_interval(t, r)
-            emb = emb + self.interval_mlp(sinusoidal_embedding(t - r))  # (B, E)
+            emb = emb + self.interval_mlp(sinusoidal_embedding(t - r, frequencies=self.frequencies))   # (B, E)
         h = self.conv_in(x)                                             # (B, c1, 28, 28)
         s1 = self.down1(h, emb)                                         # (B, c1, 28, 28)
         s2 = self.down2(self.pool1(s1), emb)                            # (B, c2, 14, 14)
@@ -428,6 +430,7 @@ class PointMLP(Backbone):
         self.image_shape = (2, 1, 1)                                       # a point is a 1 x 1 "image" of 2 channels
         self.emb_dim = emb_dim
         self.interval = self.continuous_time = bool(interval)
+        self.register_buffer("frequencies", sinusoidal_frequencies(emb_dim), persistent=False)   # omega
         widths = [2 + emb_dim * (2 if interval else 1)] + [width] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(width, 2)
@@ -440,13 +443,14 @@ class PointMLP(Backbone):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
                 r: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        inputs = [x.flatten(1), sinusoidal_embedding(t * self.time_scale, self.emb_dim).to(x.dtype)]
+        time = t if self.time_scale == 1.0 else t * self.time_scale
+        inputs = [x.flatten(1), sinusoidal_embedding(time, self.emb_dim, self.frequencies).to(x.dtype)]
         if r is not None and not self.interval:
             raise ValueError("this PointMLP has no second time input; build it with interval=True (MeanFlow) to pass r")
         if self.interval:
             r = t if r is None else r
             self.check_interval(t, r)
-            inputs.append(sinusoidal_embedding((t - r) * self.time_scale, self.emb_dim).to(x.dtype))
+            inputs.append(sinusoidal_embedding((t - r) * self.time_scale, self.emb_dim, self.frequencies).to(x.dtype))
         h = torch.cat(inputs, dim=1)                                                             # (B, 2 + emb_dim [+ emb_dim])
         for layer in self.layers:
             h = F.silu(layer(h))                                                                # (B, width)

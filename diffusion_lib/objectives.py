@@ -64,8 +64,9 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .device import mark_known_range
 from .forward import predict_eps_from_x0, q_sample
-from .schedules import Schedule, extract
+from .schedules import Schedule, extract, on_device
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
 DEFAULT_MIN_SNR_GAMMA = 5.0   # Hang et al. (2023): gamma = 5 worked best in their study
@@ -102,6 +103,12 @@ class Objective:
     def draw_t(self, batch_size: int, schedule: Schedule, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training timesteps (B,), t ~ Uniform{0, ..., T-1}, drawn on the CPU from `generator`."""
         return torch.randint(0, schedule.T, (batch_size,), generator=generator)
+
+    def timesteps_on(self, t: torch.Tensor, schedule: Schedule, device) -> torch.Tensor:
+        """Drawn timesteps checked on the CPU (integers in [0, T-1]), moved to `device` and marked as checked, so
+        that the network need not read them back (diffusion_lib.device.mark_known_range)."""
+        schedule.check_timesteps(t)
+        return mark_known_range(t.to(device, non_blocking=True), 0, schedule.T - 1)
 
     def noisy_input(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """The network's input x_t for clean images x0 and noise eps: q_sample(x0, t, eps)."""
@@ -141,7 +148,7 @@ class PredictEps(Objective):
         return output
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t]
+        return on_device(schedule.snr, t.device)[t]
 
 
 class PredictX0(Objective):
@@ -171,7 +178,7 @@ class PredictV(Objective):
         return predict_eps_from_v(x_t, t, output, schedule)
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t] + 1
+        return on_device(schedule.snr, t.device)[t] + 1
 
 
 # ----------------------------------------------------------------------------- flow matching
@@ -197,7 +204,9 @@ def flow_as_vp(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """v-prediction's v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of the same (x_0, eps), from the flow's
-    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s (differentiate x_s = c_s x_vp in s)."""
+    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s. v is the velocity of x_vp = x_s / c_s in the angle
+    phi with sqrt(alpha_bar) = cos(phi), v = d x_vp / d phi; on the flow tan(phi) = s / (1 - s), so d phi / d s =
+    1 / c_s^2 and v = c_s^2 d(x_s / c_s) / d s, with d c_s / d s = (2 s - 1) / c_s."""
     s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
     c, _ = flow_as_vp(s)
     return c * u - (2 * s - 1) * x_s / c
@@ -371,6 +380,14 @@ class MeanFlow(Objective):
         s_r = torch.where(empty, s, s_r)
         return torch.stack([s, s_r], 1)
 
+    def timesteps_on(self, t, schedule, device):
+        """MeanFlow's flow times (B, 2), checked on the CPU (0 <= s_r <= s <= 1), moved to `device`."""
+        if t.ndim != 2 or t.shape[1] != 2 or t.dtype.is_complex or not t.dtype.is_floating_point:
+            raise ValueError(f"MeanFlow's times are a float (B, 2) tensor of (s, s_r), got {t.dtype} {tuple(t.shape)}")
+        if bool((t[:, 1] < 0).any() or (t[:, 1] > t[:, 0]).any() or (t[:, 0] > 1).any()):
+            raise ValueError("MeanFlow's times must satisfy 0 <= s_r <= s <= 1")
+        return t.to(device, non_blocking=True)
+
     def noisy_input(self, x0, t, noise, schedule):
         return flow_interpolant(x0, noise, t[:, 0])
 
@@ -430,7 +447,7 @@ def min_snr_weight(t: torch.Tensor, schedule: Schedule, objective: str | Objecti
     (Hang et al. 2023, Eq. 8; for eps: min(SNR_t, gamma) / SNR_t)."""
     if not gamma > 0:
         raise ValueError(f"min-SNR gamma must be > 0, got {gamma}")
-    snr = schedule.snr.to(t.device)[t]
+    snr = on_device(schedule.snr, t.device)[t]
     return snr.clamp(max=gamma) / get_objective(objective).x0_error_scale(t, schedule)
 
 
