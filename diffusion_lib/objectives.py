@@ -352,7 +352,7 @@ def meanflow_target(u_model, z: torch.Tensor, s: torch.Tensor, r: torch.Tensor, 
         z_o, s_o, r_o, v_o = z[open_], s[open_], r[open_], v[open_]
         with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
             _, du_ds = torch.func.jvp(u_model, (z_o, s_o, r_o), (v_o, torch.ones_like(s_o), torch.zeros_like(r_o)))
-        target[open_] = v_o - (s_o - r_o).reshape(shape) * du_ds.to(v.dtype)
+        target[open_] = v_o - (s_o - r_o).reshape(shape) * du_ds.to(device=v.device, dtype=v.dtype)
     return target
 
 

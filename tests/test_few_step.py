@@ -267,3 +267,28 @@ def test_cli_refuses_a_flow_sampler_for_meanflow(few_step_checkpoints, tmp_path,
     code = main(["sample", "--checkpoint", str(few_step_checkpoints / "meanflow" / "last.pt"), "--sampler",
                  "flow-euler", "--steps", "1", "--n", "2", "--out", str(tmp_path / "x.png")])
     assert code == 2 and "--sampler meanflow" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- on CUDA (the tests' emulation)
+
+def test_few_step_pieces_run_on_cuda_and_match_the_cpu():
+    """Under the CUDA-rules emulation: reflow's pairs (noise drawn on the CPU, moved batch by batch, ends back on the
+    CPU), a MeanFlow training step (the jvp target) and the MeanFlow sampler on a CUDA network, matching the CPU."""
+    from cuda_emulation import EmulatedCuda
+    torch.manual_seed(0)
+    net = UNet(base=8, mults=(1, 1, 1), interval=True).eval()
+    noise = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    expected_ends = reflow_pairs(net, noise, schedule, num_steps=2, progress=False)
+    expected_mf = samplers.final(samplers.meanflow_sample_progressive(net, noise, schedule, 2))
+    images, _ = synthetic_mnist(4)
+    config = tiny_config(objective="meanflow", backbone_kwargs={"base": 8, "mults": [1, 1, 1], "interval": True})
+    expected_loss = float(Trainer(config).train_step(images))
+    with EmulatedCuda():
+        cuda_net = net.to("cuda")
+        ends = reflow_pairs(cuda_net, noise, schedule, num_steps=2, progress=False)
+        mf = samplers.final(samplers.meanflow_sample_progressive(cuda_net, noise.to("cuda"), schedule, 2)).cpu()
+        loss = float(Trainer(config, device="cuda").train_step(images))
+    assert ends.device.type == "cpu"
+    torch.testing.assert_close(ends, expected_ends, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mf, expected_mf, atol=1e-5, rtol=1e-5)
+    assert loss == pytest.approx(expected_loss, rel=1e-4)
