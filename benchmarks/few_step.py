@@ -209,7 +209,7 @@ def nearest_real(train_images, classifier, train_features, n: int) -> dict:
             "nearest_features_median": round(float(near["features"][0].median()), 2)}
 
 
-def curve(checkpoints, nfes, n: int, out: Path | None) -> list[dict]:
+def curve(checkpoints, nfes, n: int, out: Path | None, name: str = "student") -> list[dict]:
     """The learning curve of a student: each checkpoint (a training snapshot) at each NFE budget, n images from
     seed 0: {"step", "nfe", "confident_share", "frechet_distance"}."""
     from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
@@ -231,9 +231,12 @@ def curve(checkpoints, nfes, n: int, out: Path | None) -> list[dict]:
                          "confident_share": round(scores["confident_share"], 3),
                          "frechet_distance": round(scores["frechet_distance"], 1)})
             print(json.dumps(rows[-1]), flush=True)
-    if out:
+    if out:            # into the table's JSON, under "curves": {name: rows}, beside what it holds already
+        record = json.loads(Path(out).read_text()) if Path(out).exists() else {"commands": [], "rows": []}
+        record.setdefault("curves", {})[name] = rows
+        record["commands"].append("python benchmarks/few_step.py " + " ".join(sys.argv[1:]))
         with open(out, "w") as f:
-            json.dump({"command": "python benchmarks/few_step.py " + " ".join(sys.argv[1:]), "rows": rows}, f, indent=1)
+            json.dump(record, f, indent=1)
     return rows
 
 
@@ -267,7 +270,8 @@ def main(argv=None) -> int:
     d.add_argument("checkpoints", nargs="+")
     d.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4])
     d.add_argument("--n", type=int, default=200)
-    d.add_argument("--json", type=Path)
+    d.add_argument("--json", type=Path, help="the table's JSON: the curve goes under 'curves' -> --name")
+    d.add_argument("--name", default="student")
     for q in (a, b, c, d):
         q.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -275,7 +279,8 @@ def main(argv=None) -> int:
     if args.command == "pairs":
         make_pairs(args.teacher, args.n, args.heun_steps, args.out, args.minutes)
     elif args.command == "curve":
-        curve(args.checkpoints, args.nfe, args.n, args.json)
+        curve(sorted(args.checkpoints, key=lambda p: int(load_checkpoint(p)["step"])), args.nfe, args.n, args.json,
+              args.name)
     elif args.command == "table":
         make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers, args.append,
                    tuple(args.names))

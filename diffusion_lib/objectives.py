@@ -60,6 +60,7 @@ target needs the network itself (MeanFlow) overrides `loss`.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -350,7 +351,9 @@ def meanflow_target(u_model, z: torch.Tensor, s: torch.Tensor, r: torch.Tensor, 
     open_ = r < s                    # where r = s the interval is empty and the target is v: no jvp needed there
     if bool(open_.any()):
         z_o, s_o, r_o, v_o = z[open_], s[open_], r[open_], v[open_]
-        with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+        with torch.no_grad(), torch.autocast(z.device.type, enabled=False), warnings.catch_warnings():
+            # torch.func's first call imports a module that uses the deprecated torch.jit.script: not our concern
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             _, du_ds = torch.func.jvp(u_model, (z_o, s_o, r_o), (v_o, torch.ones_like(s_o), torch.zeros_like(r_o)))
         target[open_] = v_o - (s_o - r_o).reshape(shape) * du_ds.to(device=v.device, dtype=v.dtype)
     return target

@@ -82,3 +82,36 @@ def few_step_paths_slider(panels: dict, data: torch.Tensor, show: int = 12, limi
         plt.close(fig)
         return fig
     return render
+
+
+def plot_student_curves(curves: dict, targets: dict | None = None):
+    """Learning curves of few-step students: curves maps a student's name to rows {"step", "nfe", "confident_share",
+    "frechet_distance"} (benchmarks/few_step.py curve); two panels against the training step, confident share and
+    Frechet distance (log scale), one line per student and number of network evaluations. targets: optional
+    {"confident_share": value, "frechet_distance": value} drawn as dotted lines (the issue's one-step targets)."""
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError("curves must be a non-empty dict: a student's name -> rows of step, nfe and scores")
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 4.0))
+    styles = ["-", "--", ":", "-."]
+    for i, (name, rows) in enumerate(curves.items()):
+        for j, nfe in enumerate(sorted({r["nfe"] for r in rows})):
+            mine = sorted((r for r in rows if r["nfe"] == nfe), key=lambda r: r["step"])
+            steps = [r["step"] for r in mine]
+            label = f"{name}, {nfe} NFE"
+            axes[0].plot(steps, [r["confident_share"] for r in mine], styles[j % 4], marker="o", ms=4, lw=2,
+                         color=f"C{i}", label=label)
+            axes[1].plot(steps, [r["frechet_distance"] for r in mine], styles[j % 4], marker="o", ms=4, lw=2,
+                         color=f"C{i}", label=label)
+    for ax, key, ylabel in ((axes[0], "confident_share", "confident share"),
+                            (axes[1], "frechet_distance", "Fréchet distance (log)")):
+        if targets and key in targets:
+            ax.axhline(targets[key], color="k", ls=":", lw=1.5, label="one-step target")
+        ax.set_xlabel("training step", fontsize=LABEL_SIZE)
+        ax.set_ylabel(ylabel, fontsize=LABEL_SIZE)
+        ax.tick_params(labelsize=TICK_SIZE)
+        ax.grid(alpha=0.3, which="both")
+    axes[1].set_yscale("log")
+    axes[1].legend(fontsize=TICK_SIZE - 1, loc="upper right")
+    fig.suptitle("the students during training (200 images from seed 0 per point)", fontsize=TITLE_SIZE - 1)
+    fig.tight_layout()
+    return fig
