@@ -233,7 +233,9 @@ def curve(checkpoints, nfes, n: int, out: Path | None, name: str = "student") ->
             print(json.dumps(rows[-1]), flush=True)
     if out:            # into the table's JSON, under "curves": {name: rows}, beside what it holds already
         record = json.loads(Path(out).read_text()) if Path(out).exists() else {"commands": [], "rows": []}
-        record.setdefault("curves", {})[name] = rows
+        kept = [r for r in record.setdefault("curves", {}).get(name, [])
+                if (r["step"], r["nfe"]) not in {(q["step"], q["nfe"]) for q in rows}]   # earlier snapshots stay
+        record["curves"][name] = sorted(kept + rows, key=lambda r: (r["step"], r["nfe"]))
         record["commands"].append("python benchmarks/few_step.py " + " ".join(sys.argv[1:]))
         with open(out, "w") as f:
             json.dump(record, f, indent=1)

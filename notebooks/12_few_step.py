@@ -179,8 +179,8 @@ for name, by_k in chains.items():
 print(dl.sweeps.format_rows(toy_rows, ["sampler", "steps", "mean_error", "share_within_0.1"]))
 
 # %% [markdown]
-# The picture: the first twelve chains of each sampler (dots at each state), the teacher's accurate path from the same
-# noise (faint), the accurate end (x). The slider moves the number of steps; the strip below shows 1 and 4.
+# The picture: the first twelve chains of each sampler (dots at each state), the accurate path of the teacher and of
+# the reflow student from the same noise (dashed), the teacher's accurate end (x). The slider moves the number of steps; the strip below shows 1 and 4.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -225,7 +225,10 @@ for name in ("teacher (exact u), Euler", "reflow student, Euler"):
 # and one Euler step follows the tangent at $s = 1$. MeanFlow removes the second in principle: its step moves by the
 # average of the velocity over the interval, which is exact for the exact average velocity however curved the path;
 # what remains is the first kind of error, how well the network learned that average. Section 3 shows the identity
-# that defines it.
+# that defines it. In the table above, after the same 750 training steps: the teacher's one Euler step misses the
+# accurate end by 0.70 on average, the reflow student's by 0.063 (and by 0.026 in 16 steps, about the teacher's own
+# error at 16 steps), MeanFlow's by 0.21, falling only to 0.15 in 4 steps: on this toy, within seconds of training,
+# reflow's straight paths win; MeanFlow needs more training (its target holds the network's own derivative).
 #
 # </details>
 

@@ -41,7 +41,7 @@ def _draw_panel(ax, panel: dict, k: int, data: torch.Tensor, show: int, limit: f
     for b in range(states.shape[1]):
         color = f"C{b % 10}"
         if fine is not None:
-            ax.plot(fine[:, b, 0].numpy(), fine[:, b, 1].numpy(), lw=1, color=color, alpha=0.35)
+            ax.plot(fine[:, b, 0].numpy(), fine[:, b, 1].numpy(), lw=1.3, ls="--", color=color, alpha=0.6)
         ax.plot(states[:, b, 0].numpy(), states[:, b, 1].numpy(), "-", lw=1.6, color=color, marker="o", ms=2.5)
     ax.scatter(states[-1, :, 0].numpy(), states[-1, :, 1].numpy(), s=30, c=[f"C{b % 10}" for b in range(states.shape[1])],
                edgecolor="k", linewidths=0.7, zorder=3)
@@ -58,19 +58,19 @@ def _draw_panel(ax, panel: dict, k: int, data: torch.Tensor, show: int, limit: f
 def plot_few_step_paths(panels: dict, ks, data: torch.Tensor, show: int = 12, limit: float = 2.2,
                         title: str | None = None):
     """One row per number of steps k in ks, one panel per sampler: the first `show` chains of k steps (lines with a
-    dot at each state, a ringed dot at the end), the accurate path of each (faint), the accurate end (x), over data
+    dot at each state, a ringed dot at the end), the accurate path of each (dashed), the accurate end (x), over data
     points (grey, (M, 2))."""
     ks = list(ks)
     _check_panels(panels, ks)
     cols = len(panels)
     size = min(PANEL_IN, (MAX_WIDTH_IN - 0.2) / cols)
-    fig, axes = plt.subplots(len(ks), cols, figsize=(size * cols, size * len(ks) + 0.7), squeeze=False)
+    fig, axes = plt.subplots(len(ks), cols, figsize=(size * cols, (size + 0.35) * len(ks) + 0.7), squeeze=False)
     for i, k in enumerate(ks):
         for j, (name, panel) in enumerate(panels.items()):
             _draw_panel(axes[i][j], panel, k, data, show, limit, f"{name}, {k} step{'s' if k > 1 else ''}")
-    fig.suptitle(title or "the same noises carried to the data in k steps (x: the accurate end; faint: the accurate path)",
+    fig.suptitle(title or "the same noises carried to the data in k steps (x: the accurate end; dashed: the accurate path)",
                  fontsize=TITLE_SIZE - 1)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()), h_pad=1.5)
     return fig
 
 
