@@ -175,7 +175,7 @@ def test_objective_round_trip_through_a_checkpoint(tmp_path, name):
     assert checkpoint["config"]["loss_weighting"] == "min_snr" and checkpoint["config"]["min_snr_gamma"] == 3.0
     for file in (path, export_for_sampling(path, tmp_path / "shipped.pt")):
         model = load_model(file)                                     # the EMA weights, as samplers get them
-        assert isinstance(model, EpsFromOutput) and model.objective.name == name
+        assert isinstance(model, EpsFromOutput) and model.objective == name and model.output == "eps"
         x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 800])
         with torch.no_grad():
             expected = get_objective(name).to_eps(trainer.ema.module.eval()(x, t), x, t, SCHEDULE)
