@@ -120,6 +120,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m diffusion_lib train --out DIR` "
                                 "or use diffusion_lib.load_pretrained(name)")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the file, e.g. {path / 'last.pt'}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
