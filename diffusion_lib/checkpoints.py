@@ -13,6 +13,9 @@ A checkpoint is a dict of plain types and tensors:
 
 The network that load_model returns knows what it is: model.objective and model.schedule (objectives.mark_model),
 read from the same file once.
+
+Token models (notebook 14, masked_training.py) add `kind` ("masked" or "autoregressive") and `data`, and have no
+`schedule`; load_model refuses them and names their loader.
 """
 from __future__ import annotations
 
@@ -201,6 +204,10 @@ def checkpoint_schedule(checkpoint: dict) -> Schedule:
 def model_from_checkpoint(checkpoint: dict, ema: bool = True, device: torch.device | str = "cpu"):
     """load_model for a checkpoint already read with load_checkpoint. ema=True takes the EMA weights where the file
     has them and the raw ones otherwise: `model.weights` says which ("ema" or "raw")."""
+    if checkpoint.get("kind") in ("masked", "autoregressive"):       # token models of notebook 14 (masked_training.py)
+        raise CheckpointError(f"{checkpoint.get('path', 'this checkpoint')} holds a {checkpoint['kind']} token model, "
+                              "not an image diffusion model; load it with diffusion_lib.masked_training.load_token_model "
+                              "(on the command line: python -m diffusion_lib sample-tokens)")
     arch = checkpoint["arch"]
     where = checkpoint.get("path", "this checkpoint")
     objective = checkpoint_objective(checkpoint)

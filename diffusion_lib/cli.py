@@ -345,7 +345,7 @@ def _resume_message(e) -> str:
 # ----------------------------------------------------------------------------- sample
 
 def _sample(args) -> int:
-    from .checkpoints import load_model
+    from .checkpoints import load_checkpoint, model_from_checkpoint
     from .guidance import cfg_eps_model
     from .images import save_grid
     from . import samplers
@@ -373,7 +373,11 @@ def _sample(args) -> int:
         from .pretrained import load_pretrained
         model = load_pretrained(args.pretrained, device=device)
     else:
-        model = load_model(args.checkpoint, ema=not args.no_ema, device=device)
+        checkpoint = load_checkpoint(args.checkpoint)
+        if checkpoint.get("kind") in ("masked", "autoregressive"):
+            raise UsageError(f"{args.checkpoint} holds a {checkpoint['kind']} token model (notebook 14); sample it with "
+                             f"`python -m diffusion_lib sample-tokens --checkpoint {args.checkpoint}`")
+        model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
     schedule, objective = model.schedule, model.objective
     flow = model.output == "velocity"
     sampler = args.sampler or ("flow-euler" if flow else "ddim")
@@ -521,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png", metavar="FILE.png",
                    help="the PNG to write; its folder is made if missing (default samples.png)")
     s.set_defaults(func=_sample)
+
+    from .cli_tokens import add_token_commands      # masked diffusion and its baseline (notebook 14)
+    add_token_commands(sub)
     return p
 
 
