@@ -67,6 +67,8 @@ class TrainConfig:
         if not isinstance(self.backbone_kwargs, dict) or not all(isinstance(k, str) for k in self.backbone_kwargs):
             raise ValueError(f"backbone_kwargs must be a dict of argument names to values, e.g. {{'base': 32}}, "
                              f"got {self.backbone_kwargs!r}")
+        with torch.device("meta"):     # the architecture's own checks, without allocating its weights
+            build_backbone(self.backbone, **self.backbone_kwargs)
         _check_choice(self, "schedule", sorted(BETA_SCHEDULES))
         _check_int(self, "T", 1)
         _check_choice(self, "objective", sorted(OBJECTIVES))
