@@ -11,6 +11,8 @@ import numbers
 
 import torch
 
+from .device import known_within
+
 
 def _span(lower, upper, lower_open: bool, upper_open: bool) -> str:
     if lower is None and upper is None:
@@ -68,7 +70,8 @@ def check_timesteps(t: torch.Tensor, T: int, what: str = "this schedule") -> Non
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
                          "use torch.full((B,), t, dtype=torch.long)")
-    if t.numel() and bool(((t < 0) | (t > T - 1)).any()):   # one device sync; min and max only for the message
+    if t.numel() and not known_within(t, 0, T - 1) and bool(((t < 0) | (t > T - 1)).any()):   # one device sync, unless
+        # t carries the mark of timesteps the library built itself (device.mark_known_range); min and max: the message
         raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
                          f"but {what} has T = {T}, so t must lie in [0, {T - 1}]")
 

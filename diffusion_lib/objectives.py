@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from .forward import predict_eps_from_x0, q_sample
 from .checks import check_number, check_same_shape, check_timesteps
-from .schedules import Schedule, extract
+from .schedules import Schedule, extract, on_device
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
 DEFAULT_MIN_SNR_GAMMA = 5.0   # Hang et al. (2023): gamma = 5 worked best in their study
@@ -109,7 +109,7 @@ class Objective:
 
     def snr(self, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """The signal-to-noise ratio (B,) of the path at t: alpha_bar_t / (1 - alpha_bar_t) on the DDPM path."""
-        return schedule.snr.to(t.device)[t]
+        return on_device(schedule.snr, t.device)[t]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -128,7 +128,7 @@ class PredictEps(Objective):
         return output
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t]
+        return on_device(schedule.snr, t.device)[t]
 
 
 class PredictX0(Objective):
@@ -160,7 +160,7 @@ class PredictV(Objective):
         return predict_eps_from_v(x_t, t, output, schedule)
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t] + 1
+        return on_device(schedule.snr, t.device)[t] + 1
 
 
 # ----------------------------------------------------------------------------- flow matching
@@ -186,7 +186,9 @@ def flow_as_vp(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """v-prediction's v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of the same (x_0, eps), from the flow's
-    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s (differentiate x_s = c_s x_vp in s)."""
+    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s. v is the velocity of x_vp = x_s / c_s in the angle
+    phi with sqrt(alpha_bar) = cos(phi), v = d x_vp / d phi; on the flow tan(phi) = s / (1 - s), so d phi / d s =
+    1 / c_s^2 and v = c_s^2 d(x_s / c_s) / d s, with d c_s / d s = (2 s - 1) / c_s."""
     s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
     c, _ = flow_as_vp(s)
     return c * u - (2 * s - 1) * x_s / c
