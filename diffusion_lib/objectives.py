@@ -175,7 +175,9 @@ def flow_as_vp(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """v-prediction's v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of the same (x_0, eps), from the flow's
-    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s (differentiate x_s = c_s x_vp in s)."""
+    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s. v is the velocity of x_vp = x_s / c_s in the angle
+    phi with sqrt(alpha_bar) = cos(phi), v = d x_vp / d phi; on the flow tan(phi) = s / (1 - s), so d phi / d s =
+    1 / c_s^2 and v = c_s^2 d(x_s / c_s) / d s, with d c_s / d s = (2 s - 1) / c_s."""
     s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
     c, _ = flow_as_vp(s)
     return c * u - (2 * s - 1) * x_s / c

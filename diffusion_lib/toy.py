@@ -193,6 +193,15 @@ def q_t_score(mixture: GaussianMixture, x: torch.Tensor, alpha_bar=1.0) -> torch
     return as_points((responsibilities[..., None] * component_scores).sum(1))
 
 
+def responsibilities(mixture: GaussianMixture, x: torch.Tensor) -> torch.Tensor:
+    """r_k(x) = pi_k N(x; mu_k, Sigma_k) / q(x), (B, K): the probability that a point x (B, 2, 1, 1) was drawn from
+    component k (for the noised density, pass noised_mixture or flow_mixture)."""
+    xy = as_xy(x)
+    mixture = mixture.to(xy)
+    log_terms, _ = _gaussian_terms(mixture.weights, xy, mixture.means, mixture.covariances)
+    return log_terms.softmax(dim=1)
+
+
 def score_from_eps(eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """grad log q_t(x_t) ~ -eps / sqrt(1 - alpha_bar_t): a noise prediction read as a score (any eps network)."""
     return -eps / extract(schedule.sqrt_one_minus_alpha_bar, t, eps.shape)
