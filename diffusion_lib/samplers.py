@@ -371,6 +371,8 @@ def flow_sde_update(x_s: torch.Tensor, u: torch.Tensor, s: float, s_prev: float,
     with score -eps_pred / s, which adds to the ODE's velocity u the same score term again (the DDPM correction of
     notebook 10: the score enters with twice the probability-flow ODE's weight), and the matching noise. With
     z = None it returns the mean. Returns (x_prev, x0_pred)."""
+    if s_prev > s:
+        raise ValueError(f"the reverse SDE steps towards the data: s_prev = {s_prev} must not exceed s = {s}")
     x0_pred = x_s - s * u
     if s_prev <= 0:
         return x0_pred, x0_pred
