@@ -322,7 +322,7 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite values; drop or repair those images")
     low, high = float(images.min()), float(images.max())
-    if model.takes_images and (low < -1 or high > 1):      # images only: the toy's 2-D points may lie anywhere
+    if model.pixel_range and (low < -1 or high > 1):       # pixels only: the toy's points and latents may lie anywhere
         raise ValueError(f"images must lie in [-1, 1], got values in [{low:g}, {high:g}]; rescale pixels in [0, 255] "
                          "with x / 127.5 - 1 (or pixels in [0, 1] with 2 * x - 1), as diffusion_lib.data does")
     if labels is not None:
