@@ -53,7 +53,7 @@ __version__ = "0.1.0"
 # The layers on top of the core, loaded on first attribute access: name -> module.
 _LAZY = {
     "measure": ".measure", "metrics": ".measure.metrics", "sweeps": ".measure.sweeps",
-    "inspection": ".measure.inspection", "experiments": ".measure.experiments",
+    "inspection": ".measure.inspection", "experiments": ".measure.experiments", "scaling": ".measure.scaling",
     "pictures": ".pictures", "plotting": ".pictures.plotting", "widgets": ".pictures.widgets",
     "exercises": ".exercises",
 }
