@@ -179,6 +179,31 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- shipping
+
+def run_ship(args) -> int:
+    """Copy the evaluated runs into diffusion_lib/weights/: the autoencoder and the latent model (EMA weights only,
+    with the autoencoder it carries), each with its record (<name>.json) for the model card."""
+    from diffusion_lib.pretrained import WEIGHTS_DIR, export_for_sampling
+    out = Path(args.weights)
+    ae = load_checkpoint(args.autoencoder)
+    save_checkpoint({k: ae[k] for k in ("kind", "arch", "autoencoder", "statistics", "card")}, out / "autoencoder.pt")
+    (out / "autoencoder.json").write_text(json.dumps({"model": "autoencoder", **ae["card"],
+                                                      "statistics": ae["statistics"]}, indent=1) + "\n")
+    export_for_sampling(args.latent, out / "latent_dit.pt")
+    latent, evaluation = load_checkpoint(args.latent), json.loads(Path(args.eval).read_text())
+    card = latent["card"]
+    (out / "latent_dit.json").write_text(json.dumps({
+        "model": "latent_dit", "command": evaluation["command"], "train_command": card["command"],
+        "commit": card["commit"], "steps": card["steps"], "train_minutes": round(card["train_seconds"] / 60, 1),
+        "machine": card["machine"], "train_load": card["load"], "eval_load": evaluation["load"],
+        "architecture": latent["arch"], "scores": evaluation["scores"], "speed_64": evaluation["speed_64"]},
+        indent=1) + "\n")
+    for name in ("autoencoder.pt", "latent_dit.pt"):
+        print(f"{out / name}: {(out / name).stat().st_size / 2 ** 20:.2f} MiB")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -213,6 +238,12 @@ def main(argv=None) -> int:
     e.add_argument("--speed-steps", type=int, nargs="+", default=[20])
     e.add_argument("--json")
     e.set_defaults(func=run_evaluate)
+    h = sub.add_parser("ship", help="copy the evaluated runs into diffusion_lib/weights/ with their records")
+    h.add_argument("--autoencoder", required=True)
+    h.add_argument("--latent", required=True)
+    h.add_argument("--eval", required=True)
+    h.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "diffusion_lib" / "weights"))
+    h.set_defaults(func=run_ship)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     return args.func(args)

@@ -97,7 +97,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    grid = [g for g in GRID if not args.run or g[0] in args.run]
+    # the smallest size of every architecture first, then the middle ones, then the largest: a grid stopped early
+    # still has all three architectures
+    order = sorted(range(len(GRID)), key=lambda i: ([g[1] for g in GRID[:i + 1]].count(GRID[i][1]), i))
+    grid = [GRID[i] for i in order if not args.run or GRID[i][0] in args.run]
     if args.run and len(grid) != len(args.run):
         p.error(f"unknown runs in {args.run}; choose from {[g[0] for g in GRID]}")
 

@@ -221,14 +221,14 @@ print(f"patchify: {tuple(digit.shape)} -> {tuple(tokens.shape)}; unpatchify give
 
 # %%
 torch.manual_seed(0)
-fresh = dl.DiT(image_shape=codec.latent_shape, patch=1, width=128, depth=4, heads=4)
+fresh = dl.DiT(image_shape=codec.latent_shape, patch=1, width=96, depth=4, heads=4)
 z_in, t_in = torch.randn(2, *codec.latent_shape), torch.tensor([100, 900])
-h, c = fresh.tokens(z_in), fresh.condition(t_in)                               # (2, 49, 128), (2, 128)
+h, c = fresh.tokens(z_in), fresh.condition(t_in)                               # (2, 49, 96), (2, 96)
 print("each block returns its input:", [torch.equal(block(h, c), h) for block in fresh.blocks])
 print("the untrained DiT outputs zeros:", torch.equal(fresh(z_in, t_in), torch.zeros_like(z_in)))
 for name, kwargs in [("on pixels, patch 2", dict(patch=2)), ("on pixels, patch 4", dict(patch=4)),
                      ("on the latent, patch 1", dict(image_shape=codec.latent_shape, patch=1))]:
-    net = dl.DiT(width=128, depth=4, heads=4, **kwargs)
+    net = dl.DiT(width=96, depth=4, heads=4, **kwargs)
     n_tokens = (net.image_shape[1] // net.patch) * (net.image_shape[2] // net.patch)
     print(f"DiT {name}: input {tuple(net.image_shape)}, {n_tokens} tokens, {dl.count_parameters(net):,} parameters")
 

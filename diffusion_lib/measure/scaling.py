@@ -46,7 +46,7 @@ def frontier(record: dict, architecture: str) -> list[dict]:
     """The compute-optimal frontier of one architecture: its points (all sizes) sorted by compute, keeping each point
     only if its loss is below every cheaper point's (the lower envelope of its curves)."""
     points = sorted((p for run in runs_of(record, architecture).values() for p in run["points"]),
-                    key=lambda p: p["flops"])
+                    key=lambda p: (p["flops"], p["test_loss"]))        # at equal compute, the lower loss first
     kept, best = [], float("inf")
     for p in points:
         if p["test_loss"] < best:
