@@ -50,6 +50,10 @@ PRETRAINED = {
 }
 # Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
 AUTOENCODERS = ("autoencoder",)
+# Token models (notebook 14): masked diffusion and its autoregressive baseline, loaded with
+# load_pretrained_token_model (masked_training.py), never with load_pretrained.
+TOKEN_PRETRAINED = {}
+PRETRAINED.update(TOKEN_PRETRAINED)
 
 
 def pretrained_path(name: str) -> Path:
