@@ -167,9 +167,11 @@ def run_evaluate(args) -> int:
     x_pixel = sample_noise(64, pixel.image_shape, generator=torch.Generator().manual_seed(0))
     speed = []
     for steps in args.speed_steps:
-        latent_s = best_seconds(lambda: sample_latent_images(model, codec, schedule, 64, steps, seed=0))
-        pixel_s = best_seconds(lambda: final(flow_euler_sample_progressive(pixel, x_pixel, pixel_schedule, steps)))
-        speed.append({"steps": steps, "latent_seconds": round(latent_s, 3), "pixel_unet_seconds": round(pixel_s, 3),
+        latent_s = best_seconds(lambda: sample_latent_images(model, codec, schedule, 64, steps, seed=0), args.repeats)
+        pixel_s = best_seconds(lambda: final(flow_euler_sample_progressive(pixel, x_pixel, pixel_schedule, steps)),
+                               args.repeats)
+        speed.append({"steps": steps, "repeats": args.repeats, "latent_seconds": round(latent_s, 3),
+                      "pixel_unet_seconds": round(pixel_s, 3),
                       "speed_up": round(pixel_s / latent_s, 2)})
         print(speed[-1], flush=True)
     results["speed_64"] = speed
@@ -236,6 +238,7 @@ def main(argv=None) -> int:
     e.add_argument("--n", type=int, default=500)
     e.add_argument("--steps", type=int, nargs="+", default=[20])
     e.add_argument("--speed-steps", type=int, nargs="+", default=[20])
+    e.add_argument("--repeats", type=int, default=1, help="timing runs of each model, the best kept (default 1)")
     e.add_argument("--json")
     e.set_defaults(func=run_evaluate)
     h = sub.add_parser("ship", help="copy the evaluated runs into diffusion_lib/weights/ with their records")

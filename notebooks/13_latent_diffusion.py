@@ -290,7 +290,7 @@ print(f"{B.n_samples} digits, 20 steps: latent DiT {latent_seconds:.2f} s, pixel
       f"({pixel_seconds / latent_seconds:.1f}x) on {dl.inspection.machine_description(device)}, "
       f"load average {os.getloadavg()[0]:.1f}")
 for row in card["speed_64"]:
-    print(f"card (64 digits, {row['steps']} steps, best of 3): latent {row['latent_seconds']:.2f} s, pixel U-Net "
+    print(f"card (64 digits, {row['steps']} steps, best of {row['repeats']}): latent {row['latent_seconds']:.2f} s, pixel U-Net "
           f"{row['pixel_unet_seconds']:.2f} s: {row['speed_up']:.1f}x")
 
 # %% [markdown]
