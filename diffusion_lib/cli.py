@@ -345,7 +345,7 @@ def _resume_message(e) -> str:
 # ----------------------------------------------------------------------------- sample
 
 def _sample(args) -> int:
-    from .checkpoints import load_checkpoint, model_from_checkpoint
+    from .checkpoints import checkpoint_codec, load_checkpoint, model_from_checkpoint
     from .guidance import cfg_eps_model
     from .images import save_grid
     from . import samplers
@@ -370,14 +370,18 @@ def _sample(args) -> int:
 
     # 2. the model (read once: it carries its objective and schedule), and the options that depend on it
     if args.pretrained:
-        from .pretrained import load_pretrained
-        model = load_pretrained(args.pretrained, device=device)
+        from .pretrained import AUTOENCODERS, pretrained_path
+        if args.pretrained in AUTOENCODERS:
+            raise UsageError(f"--pretrained {args.pretrained} is an autoencoder, which does not sample; "
+                             "use --pretrained latent_dit (a diffusion model in its latent)")
+        checkpoint = load_checkpoint(pretrained_path(args.pretrained))
     else:
         checkpoint = load_checkpoint(args.checkpoint)
         if checkpoint.get("kind") in ("masked", "autoregressive"):
             raise UsageError(f"{args.checkpoint} holds a {checkpoint['kind']} token model (notebook 14); sample it with "
                              f"`python -m diffusion_lib sample-tokens --checkpoint {args.checkpoint}`")
-        model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
+    model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
+    codec = checkpoint_codec(checkpoint, device=device)     # a latent model's decoder, None for a model on pixels
     schedule, objective = model.schedule, model.objective
     flow = model.output == "velocity"
     sampler = args.sampler or ("flow-euler" if flow else "ddim")
@@ -423,6 +427,9 @@ def _sample(args) -> int:
                        "flow-heun": samplers.flow_heun_sample_progressive}[sampler]
         steps = progressive(eps_model, x_T, schedule, num_steps, progress=True)
     images = samplers.final(steps)
+    if codec is not None:                      # a latent model: decode its latents (B, C_z, 7, 7) to digits
+        with torch.no_grad():
+            images = codec.decode(images)
     seconds = time.monotonic() - start
     save_grid(images, out, nrow=args.nrow)          # atomically: a failed write leaves no partial file
     weights = ("EMA weights" if model.weights == "ema" else

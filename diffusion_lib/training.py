@@ -422,19 +422,16 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
     if tuple(images.shape[1:]) != model.image_shape:
         raise ValueError(f"images must have shape (N, {', '.join(map(str, model.image_shape))}) for this network, "
                          f"got {tuple(images.shape)}")
-    if model.takes_images and tuple(images.shape[1:]) != DATASET_SHAPE:
-        raise ValueError(f"images must have shape (N, {', '.join(map(str, DATASET_SHAPE))}) like the datasets "
-                         f"{DATASETS}, got {tuple(images.shape)}; load them with diffusion_lib.load_dataset")
     if images.dtype != torch.float32:
         fix = "scale uint8 pixels with x.float() / 127.5 - 1" if not images.dtype.is_floating_point else "use images.float()"
         raise ValueError(f"images must be float32 in [-1, 1], got dtype {images.dtype}; {fix}")
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite values; drop or repair those images")
     low, high = float(images.min()), float(images.max())
-    if model.takes_images and (low < -1 or high > 1):      # images only: the toy's 2-D points may lie anywhere
+    if model.pixel_range and (low < -1 or high > 1):       # pixels only: the toy's points and latents may lie anywhere
         raise ValueError(f"images must lie in [-1, 1], got values in [{low:g}, {high:g}]; rescale pixels in [0, 255] "
                          "with x / 127.5 - 1 (or pixels in [0, 1] with 2 * x - 1), as diffusion_lib.data does")
-    if model.takes_images and low >= 0:                    # MNIST's and Fashion-MNIST's background is -1
+    if model.takes_images and tuple(images.shape[1:]) == DATASET_SHAPE and low >= 0:   # the datasets' background: -1
         raise ValueError(f"images lie in [{low:g}, {high:g}], never below 0: they look like pixels in [0, 1], but the "
                          f"datasets {DATASETS} are scaled to [-1, 1] (background -1); rescale with 2 * x - 1")
     if labels is not None:
