@@ -62,9 +62,11 @@ def write_atomically(path: str | os.PathLike, write) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:   # disk full, file too large: say
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e           # which file it was
         raise
     return path
 
@@ -130,7 +132,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {e}); "
+        first = " ".join(str(e).split()).split(". ")[0][:160]       # torch's messages run to a paragraph
+        raise CheckpointError(f"{path} is corrupt or not a diffusion_lib checkpoint ({type(e).__name__}: {first}); "
                               "delete it and resume from an earlier checkpoint, or train again") from e
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT or "arch" not in checkpoint:
         raise CheckpointError(f"{path} is not a diffusion_lib checkpoint (expected format {FORMAT!r}); "
@@ -157,7 +160,7 @@ def load_weights_into(model: Backbone, checkpoint: dict, ema: bool = True) -> Ba
     """Copy a checkpoint's weights (EMA ones by default) into `model`, which must have the same architecture."""
     if checkpoint["arch"] != model.arch:
         raise CheckpointError(f"architecture mismatch: the checkpoint holds {checkpoint['arch']}, but the model is "
-                              f"{model.arch}. Build the model from the checkpoint instead: diffusion_lib.load_model(path)")
+                              f"{model.arch}; build the model from the checkpoint instead: diffusion_lib.load_model(path)")
     if not ema and checkpoint.get("model") is None:
         raise CheckpointError("this checkpoint has no raw weights, only the EMA ones (a sampling-only file, as the "
                               "shipped weights are); load it with ema=True (on the command line: drop --no-ema)")

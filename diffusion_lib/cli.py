@@ -15,6 +15,7 @@ model or sampler is an error, not ignored.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -540,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- errors
 
+_ERRNO_FIXES = {errno.ENOSPC: "free disk space, or write to another disk (nothing was left half-written)",
+                errno.EFBIG: "the file system refuses a file this large: write to another disk",
+                errno.EDQUOT: "your disk quota is used up: free space, or write to another disk"}
 _OS_FIXES = {PermissionError: "choose a path you can write to", FileExistsError: "choose another path",
              IsADirectoryError: "give a file name, not a folder", NotADirectoryError: "give a path under a folder"}
 
@@ -547,7 +551,8 @@ _OS_FIXES = {PermissionError: "choose a path you can write to", FileExistsError:
 def _message(e: BaseException) -> str:
     """The error as one line: what is wrong; how to fix it."""
     if isinstance(e, OSError) and e.strerror and e.filename is not None:   # raised by the OS, not by the library
-        fix = next((f for cls, f in _OS_FIXES.items() if isinstance(e, cls)), "check the path and free disk space")
+        fix = (_ERRNO_FIXES.get(e.errno) or next((f for cls, f in _OS_FIXES.items() if isinstance(e, cls)), None)
+               or "check the path and free disk space")
         text = f"{e.strerror}: {e.filename}; {fix}"
     else:
         text = str(e)

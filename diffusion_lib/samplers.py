@@ -288,7 +288,7 @@ def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
     ends. The last step, into the clean image (t_prev = -1), is Euler's: the network has no input level there.
     Returns the corrected state and the x0_pred of the Euler step; `noise` is unused."""
     x_euler, x0_pred = euler_step(x_t, eps, t, t_prev, schedule)
-    if int(t_prev) < 0:
+    if t_prev < 0:
         return x_euler, x0_pred
     eps_prev = eps_model(x_euler, _batch_t(x_t, t_prev))
     return euler_step(x_t, (eps + eps_prev) / 2, t, t_prev, schedule)[0], x0_pred

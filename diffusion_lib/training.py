@@ -431,7 +431,7 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
     if model.pixel_range and (low < -1 or high > 1):       # pixels only: the toy's points and latents may lie anywhere
         raise ValueError(f"images must lie in [-1, 1], got values in [{low:g}, {high:g}]; rescale pixels in [0, 255] "
                          "with x / 127.5 - 1 (or pixels in [0, 1] with 2 * x - 1), as diffusion_lib.data does")
-    if model.takes_images and tuple(images.shape[1:]) == DATASET_SHAPE and low >= 0:   # the datasets' background: -1
+    if model.pixel_range and tuple(images.shape[1:]) == DATASET_SHAPE and low >= 0:   # the datasets' background: -1
         raise ValueError(f"images lie in [{low:g}, {high:g}], never below 0: they look like pixels in [0, 1], but the "
                          f"datasets {DATASETS} are scaled to [-1, 1] (background -1); rescale with 2 * x - 1")
     if labels is not None:

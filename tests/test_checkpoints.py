@@ -234,3 +234,22 @@ def test_the_path_a_checkpoint_was_read_from_is_never_saved(saved, tmp_path):
     assert record["path"] == str(saved)
     save_checkpoint(record, tmp_path / "copy.pt")
     assert "path" not in torch.load(tmp_path / "copy.pt", weights_only=True)
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_previous_checkpoint(saved, monkeypatch):
+    """Issue 22: disk full or file too large came without the file's name; the CLI maps it to a fix."""
+    import errno
+    import diffusion_lib.checkpoints as checkpoints
+    from diffusion_lib.cli import _message
+    before = saved.read_bytes()
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")       # what a write raises: no file name
+    monkeypatch.setattr(checkpoints.torch, "save", full)
+    with pytest.raises(OSError) as info:
+        save_checkpoint({"arch": {}}, saved)
+    assert info.value.filename == str(saved) and info.value.errno == errno.ENOSPC
+    assert _message(info.value) == (f"No space left on device: {saved}; free disk space, or write to another disk "
+                                    "(nothing was left half-written)")
+    assert saved.read_bytes() == before and sorted(p.name for p in saved.parent.iterdir()) == ["last.pt"]
