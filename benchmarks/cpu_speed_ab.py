@@ -10,8 +10,11 @@ its folder and timing, after a warm-up, on the CPU with the same thread count:
             (seconds per step, from the loop's callback, warm-up steps left out)
     ddim    a 20-step DDIM chain of the U-Net (base 32, the shipped size) on 16 images (seconds per step)
     ddpm    the first 50 steps of a DDPM chain, same network and images (seconds per step)
+    tiny    all 1000 steps of DDPM and of DDIM with a network that costs next to nothing (one 3x3 convolution):
+            the library's own cost per step
 
-The medians over the rounds are printed with the ratio B / A (above 1: B is slower), with the machine and the load.
+The medians and the minima over the rounds are printed with their ratios B / A (above 1: B is slower), with the
+machine and the load. On a busy machine the minimum (each version's least disturbed run) is the steadier figure.
 """
 from __future__ import annotations
 
@@ -51,6 +54,17 @@ start = time.perf_counter()
 for _, _ in zip(range(50), steps):
     pass
 out["ddpm"] = (time.perf_counter() - start) / 50
+# the library's own cost per step: a network that costs next to nothing (one 3x3 convolution, 16 images)
+conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+tiny = lambda x, t: conv(x)
+for name, make in (("ddpm step, tiny net", lambda: samplers.ddpm_sample_progressive(
+        tiny, x_T, schedule, generator=torch.Generator().manual_seed(3))),
+        ("ddim step, tiny net", lambda: samplers.ddim_sample_progressive(tiny, x_T, schedule, 1000))):
+    with torch.no_grad():
+        samplers.final(make())                                                      # warm-up
+        start = time.perf_counter()
+        samplers.final(make())
+    out[name] = (time.perf_counter() - start) / 1000
 print(json.dumps(out))
 '''
 
@@ -91,11 +105,13 @@ def main() -> None:
             print(f"round {r + 1} {name}: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in results[name][-1].items()),
                   flush=True)
     print(f"load after: {os.getloadavg()}")
-    print(f"\n{'per step, median of ' + str(args.rounds):<28}{'A (ms)':>10}{'B (ms)':>10}{'B / A':>8}")
+    print(f"\n{'per step, ms (' + str(args.rounds) + ' rounds)':<26}{'A median':>10}{'B median':>10}{'B / A':>7}"
+          f"{'A min':>9}{'B min':>9}{'B / A':>7}")
     for key in results["A"][0]:
-        a = statistics.median(r[key] for r in results["A"])
-        b = statistics.median(r[key] for r in results["B"])
-        print(f"{key:<28}{1000 * a:>10.1f}{1000 * b:>10.1f}{b / a:>8.3f}")
+        a = [1000 * r[key] for r in results["A"]]
+        b = [1000 * r[key] for r in results["B"]]
+        print(f"{key:<26}{statistics.median(a):>10.2f}{statistics.median(b):>10.2f}"
+              f"{statistics.median(b) / statistics.median(a):>7.3f}{min(a):>9.2f}{min(b):>9.2f}{min(b) / min(a):>7.3f}")
 
 
 if __name__ == "__main__":

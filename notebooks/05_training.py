@@ -68,6 +68,7 @@ import torch
 import diffusion_lib as dl
 
 device = dl.default_device()
+torch.backends.cudnn.allow_tf32 = False   # on a GPU: float32 convolutions exact, so the checked losses below match
 B = dl.budget()
 print(f"diffusion_lib {dl.__version__}, device {device}, {B.mode} mode: {B.train_steps} training steps of "
       f"{B.batch_size} images")

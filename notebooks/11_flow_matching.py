@@ -49,11 +49,12 @@ if "google.colab" in sys.modules:
 # **What you need first:** Notebook 02 (the forward process), 05 (the training loss), 07 (DDIM), 08 (guidance) and
 # 10 (the ODE view, the toy and Heun's method).
 #
-# **Run time:** About 1.5 minutes on the 2-core CPU this notebook was built on, with another job on the second core
-# (the last cell before the exercise prints the time and the load). The toy network of section 3 trains for
-# `B.toy_train_steps` steps (its cell prints how long); the MNIST U-Nets are the shipped ones (`unet_flow`,
-# `unet_flow_cond`), trained by the command in their model cards. Section 6 samples `B.sweep_samples` images at 6
-# settings, section 8 at one more; the MNIST control of section 6 is read from a file written by a benchmark run.
+# **Run time:** About 1.75 minutes in full mode and about half a minute in quick mode (`DIFFUSION_LIB_QUICK=1`) on an
+# otherwise idle 2-core CPU; the outputs below were made while a dozen other jobs shared it, so the last cell before
+# the exercise prints a longer time, with the load. The toy network of section 3 trains for `B.toy_train_steps` steps
+# (its cell prints how long); the MNIST U-Nets are the shipped ones (`unet_flow`, `unet_flow_cond`), trained by the
+# command in their model cards. Section 6 samples `B.sweep_samples` images at 6 settings, section 8 at one more; the
+# MNIST control of section 6 is read from a file written by a benchmark run.
 # With a GPU it takes seconds.
 
 # %%
@@ -748,7 +749,7 @@ for name, ends in nearest_mean_rms.items():
 # %%
 # NBVAL_IGNORE_OUTPUT
 sde_images, sde_seconds = dl.sweeps.timed(dl.final, dl.samplers.flow_sde_sample_progressive(
-    flow_model, nfe_x_T, schedule, num_steps=20, generator=torch.Generator(device=device).manual_seed(7)))
+    flow_model, nfe_x_T, schedule, num_steps=20, generator=torch.Generator().manual_seed(7)))
 sde_rows = [r for r in nfe_rows if r["sampler"] == "flow Euler" and r["nfe"] == 20]
 sde_rows.append(dl.sweeps.score_row(sde_images, sde_seconds, classifier, reference["test_features"],
                                     sampler="flow SDE", steps=20, nfe=20))

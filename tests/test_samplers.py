@@ -522,6 +522,8 @@ def test_flow_sde_step_is_the_ddpm_step_under_the_change_of_variables():
     first, x0_pred = samplers.flow_sde_update(x, u, 1.0, 0.8, z)
     assert torch.allclose(first, 0.2 * (x - u) + 0.8 * z, atol=1e-12)
     assert torch.allclose(samplers.flow_sde_update(x, u, 0.3, 0.0, z)[0], x - 0.3 * u, atol=1e-12)   # the last step
+    with pytest.raises(ValueError, match="towards the data"):
+        samplers.flow_sde_update(x, u, 0.3, 0.5, z)
     # a small step: the mean moves by -h (u + eps / (1 - s)), the score entering twice, and the noise is sqrt(2 s h / (1 - s))
     s, h = 0.4, 1e-6
     mean, _ = samplers.flow_sde_update(x, u, s, s - h)
