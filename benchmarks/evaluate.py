@@ -79,7 +79,7 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
     clip_x0: step from the implied clean image clipped to [-1, 1] (samplers.clipped_x0_eps_model; DDPM family)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if clip_x0 and sampler in FLOW_SAMPLERS:
+    if clip_x0 and sampler not in DDPM_FAMILY_SAMPLERS:
         raise ValueError(f"clip_x0 clips the clean image that eps implies, and --sampler {sampler} steps with a "
                          "velocity; drop clip_x0 (it applies to ddim, ddpm and heun)")
     generator = torch.Generator().manual_seed(seed)
