@@ -187,14 +187,9 @@ print(dl.sweeps.format_rows(toy_rows, ["sampler", "steps", "mean_error", "share_
 fine = {"teacher (exact u), Euler": accurate, "reflow student, Euler":
         dl.record(dl.samplers.flow_euler_sample_progressive(reflow_run.ema, starts, schedule, 100)), "MeanFlow": None}
 
-
-def _states(trajectory):
-    return dl.toy.as_xy(torch.cat([trajectory.x_t, trajectory.sample[None]]).flatten(0, 1)).reshape(
-        trajectory.x_t.shape[0] + 1, -1, 2)
-
-
-panels = {name: {"fine": None if fine[name] is None else _states(fine[name]),
-                 "steps": {k: _states(chains[name][k]) for k in ks}, "targets": targets} for name in chains}
+panels = {name: {"fine": None if fine[name] is None else few_step_paths.path_states(fine[name]),
+                 "steps": {k: few_step_paths.path_states(chains[name][k]) for k in ks}, "targets": targets}
+          for name in chains}
 toy_data_xy = dl.toy.as_xy(data[:1500])
 dl.widgets.slider_view(few_step_paths.few_step_paths_slider(panels, toy_data_xy), values=ks, description="steps",
                        value=1)

@@ -115,3 +115,10 @@ def plot_student_curves(curves: dict, targets: dict | None = None):
     fig.suptitle("the students during training (200 images from seed 0 per point)", fontsize=TITLE_SIZE - 1)
     fig.tight_layout()
     return fig
+
+
+def path_states(trajectory) -> torch.Tensor:
+    """A recorded chain of 2-D points (samplers.Trajectory: states (K, B, 2, 1, 1) and the end) as the (K + 1, B, 2)
+    states from the start to the end that the panels take."""
+    states = torch.cat([trajectory.x_t, trajectory.sample[None]])                     # (K + 1, B, 2, 1, 1)
+    return states[..., 0, 0]
