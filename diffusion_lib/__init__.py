@@ -16,7 +16,11 @@ The core is the math the notebooks teach, one function per equation; it loads on
 
 Built on the core, and never imported by it:
     measure    metrics, sweeps, inspection, experiments: numbers about models, samples and runs
-    pictures   plotting, widgets: figures and sliders (matplotlib, ipywidgets)
+    pictures   figures and sliders (matplotlib, ipywidgets), in files named after what they draw: grids
+               (image grids and tables), schedule_curves, histograms, time_embedding, networks,
+               training_curves, sampling_curves, fields_and_paths (the 2-D toy's densities, fields and
+               paths); style and live (what they share); plotting gathers them all as dl.plotting;
+               widgets (the sliders)
     exercises  the automatic checks of the notebooks' exercises
 
 `import diffusion_lib` loads the core only. The other layers load on first use (PEP 562), so

@@ -1,7 +1,7 @@
 """Images in the model's range [-1, 1] turned into pixels: a tiled grid, and a PNG file of it.
 
 This is what the command line writes (`sample --out grid.png`); the notebooks draw the same grid with
-pictures.plotting.show_grid. Only torch and Pillow (which torchvision already needs) are used here, so the
+pictures.grids.show_grid. Only torch and Pillow (which torchvision already needs) are used here, so the
 core of the library never loads matplotlib.
 """
 from __future__ import annotations

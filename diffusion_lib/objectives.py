@@ -33,6 +33,13 @@ loop, the network's time input and the samplers' timestep pairs are the same as 
 scale: x_s / c_s with c_s = sqrt((1 - s)^2 + s^2) is the variance-preserving x_t of a schedule with
 sqrt(alpha_bar) = (1 - s) / c_s, and v-prediction's v is c_s u - (2 s - 1) x_s / c_s (`flow_as_vp`,
 `v_from_flow_velocity`, tested). Its network is sampled with samplers.flow_euler_sample_progressive.
+The velocity, the noise and the score convert into each other in one line each (eps_from_flow_velocity,
+flow_velocity_from_eps, score_from_flow_velocity).
+
+Time convention: here s = 0 is the data and s = 1 the noise, as in rectified flow (Liu et al. 2022) and
+Stable Diffusion 3. Lipman et al. (2023) and Meta's Flow Matching Guide (Lipman et al. 2024) run the other
+way: their time 0 is the noise and time 1 the data (their x_0 is noise), so their velocity is x_data - noise,
+the negative of u here, and their sampler integrates forward in time.
 
 Adding an objective is one more Objective subclass here: the training loop asks the objective for the
 timesteps, the noisy input and the target (`objective_loss`), and never branches on it.
@@ -172,6 +179,61 @@ def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) ->
     s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
     c, _ = flow_as_vp(s)
     return c * u - (2 * s - 1) * x_s / c
+
+
+# The noise, the velocity and the score are one quantity read three ways on the straight path. From
+# x_s = (1 - s) x_0 + s eps and u = eps - x_0:
+#
+#     eps = x_s + (1 - s) u,      u = (eps - x_s) / (1 - s),      grad log p_s(x_s) = -E[eps | x_s] / s
+#
+# and, both sides being linear, the same holds for the best guesses: u* = (eps* - x_s) / (1 - s) and
+# score = -eps* / s (the score of x_s = (1 - s) x_0 + s eps given x_0 is -eps / s; average it given x_s).
+# In the variables xbar = x_s / (1 - s) and sigma = s / (1 - s) the path is notebook 10's xbar = x_0 + sigma eps.
+
+def _per_image(s, x: torch.Tensor):
+    """A flow time given as a number, or one per image (B,), made to broadcast over x (B, C, H, W)."""
+    if isinstance(s, torch.Tensor) and s.ndim > 0:
+        return s.to(x).reshape(-1, *([1] * (x.ndim - 1)))
+    return float(s)
+
+
+def eps_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s) -> torch.Tensor:
+    """eps = x_s + (1 - s) u: the noise that a velocity u implies at x_s (s a number or (B,)); for the best
+    velocity u*, the best noise prediction eps* = E[eps | x_s] on the straight path."""
+    return x_s + (1 - _per_image(s, x_s)) * u
+
+
+def flow_velocity_from_eps(eps: torch.Tensor, x_s: torch.Tensor, s) -> torch.Tensor:
+    """u = (eps - x_s) / (1 - s): the velocity that a noise prediction implies at x_s, for s < 1 (at s = 1,
+    x_1 = eps says nothing about x_0, and u* = x_1 - E[x_0] needs the data's mean)."""
+    s = _per_image(s, x_s)
+    if bool(torch.as_tensor(s >= 1).any()):
+        raise ValueError("the velocity is not determined by eps at s = 1 (pure noise: x_1 = eps); use s < 1")
+    return (eps - x_s) / (1 - s)
+
+
+def score_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s) -> torch.Tensor:
+    """grad log p_s(x_s) = -eps* / s = -(x_s + (1 - s) u*) / s, the score of the straight path's density p_s
+    from its best velocity u* (from a network's velocity: its score estimate), for s > 0."""
+    s = _per_image(s, x_s)
+    if bool(torch.as_tensor(s <= 0).any()):
+        raise ValueError("the score of the data itself (s = 0) is not given by the velocity; use s > 0")
+    return -eps_from_flow_velocity(u, x_s, s) / s
+
+
+def flow_as_ve(x_s: torch.Tensor, s) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """(xbar, sigma) = (x_s / (1 - s), s / (1 - s)) for s < 1: the straight path in notebook 10's variables,
+    xbar = x_0 + sigma eps, in which DDIM is Euler's method on d xbar / d sigma = eps*."""
+    s = _per_image(s, x_s)
+    return x_s / (1 - s), s / (1 - s)
+
+
+def flow_time_for_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The flow time s whose state is the DDPM state at noise level alpha_bar, rescaled: sigma = s / (1 - s) =
+    sqrt((1 - alpha_bar) / alpha_bar), so s = sqrt(1 - alpha_bar) / (sqrt(alpha_bar) + sqrt(1 - alpha_bar))
+    (the inverse of flow_as_vp's sqrt(alpha_bar) = (1 - s) / c_s). alpha_bar = 1 gives s = 0."""
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    return (1 - alpha_bar).sqrt() / (alpha_bar.sqrt() + (1 - alpha_bar).sqrt())
 
 
 class FlowMatching(Objective):

@@ -31,6 +31,11 @@ pairs and the step:
     ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
     heun_sample_progressive   the DDIM pairs (or grid="karras"), heun_step (Karras et al. 2022, Algorithm 1)
     flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
+    flow_sde_sample_progressive   the same network, the reverse SDE in s (DDPM's step on the straight path)
+
+DDIM walks another grid when given one (timesteps=...): flow_matched_timesteps(num_steps, schedule) is the grid
+on which DDIM takes flow Euler's steps (in xbar = x_s / (1 - s), sigma = s / (1 - s), a flow Euler step is a
+DDIM step, exactly; tests/test_samplers.py proves it).
 
 Adding a sampler is one small step function in this file, plugged into the same loop. The second-order
 solver here shows how. `heun_step` (below) is a step like the others with one more keyword, the network,
@@ -52,6 +57,7 @@ network trained with another objective (checkpoints.load_model does this), or gu
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -89,6 +95,16 @@ def ddim_timesteps(num_steps: int, T: int) -> list[int]:
         return [T - 1]
     grid = torch.linspace(T - 1, 0, num_steps, dtype=torch.float64).round().long().tolist()
     return grid  # spacing (T-1)/(S-1) >= 1 keeps the rounded values distinct
+
+
+def check_grid(timesteps: Sequence[int], T: int) -> list[int]:
+    """The timesteps as a list of ints, or a ValueError unless they strictly decrease within [0, T-1]."""
+    grid = [int(t) for t in timesteps]
+    if not grid or any(t != u for t, u in zip(grid, timesteps)) or not all(0 <= t <= T - 1 for t in grid) \
+            or any(a <= b for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"a timestep grid must be a non-empty, strictly decreasing list of integer timesteps in "
+                         f"[0, T-1] = [0, {T - 1}], got {list(timesteps)!r}")
+    return grid
 
 
 def schedule_sigmas(schedule: Schedule) -> torch.Tensor:
@@ -151,6 +167,15 @@ def grid_timesteps(grid: str, num_steps: int, schedule: Schedule) -> list[int]:
     if grid not in GRIDS:
         raise ValueError(f"unknown timestep grid {grid!r}; choose one of {tuple(GRIDS)}")
     return GRIDS[grid](num_steps, schedule)
+
+
+def _sampler_grid(num_steps: int, schedule: Schedule, grid: str, timesteps: Sequence[int] | None) -> list[int]:
+    """The timesteps a deterministic sampler walks: an explicit list (checked), or the named grid of num_steps."""
+    if timesteps is None:
+        return grid_timesteps(grid, num_steps, schedule)
+    if grid != "uniform":
+        raise ValueError(f"give either timesteps=[...] or grid={grid!r}, not both: the grid names a list of timesteps")
+    return check_grid(timesteps, schedule.T)
 
 
 def timestep_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
@@ -268,16 +293,19 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 
 def ddim_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 50,
                             eta: float = 0.0, generator: torch.Generator | None = None,
-                            progress: bool = False, grid: str = "uniform") -> Iterator[SamplerStep]:
+                            progress: bool = False, timesteps: Sequence[int] | None = None,
+                            grid: str = "uniform") -> Iterator[SamplerStep]:
     """DDIM over num_steps timesteps from T-1 to the clean image, with stochasticity eta in [0, 1].
 
+    grid: the timesteps of num_steps, "uniform" (ddim_timesteps, evenly spaced in t) or "karras" (karras_timesteps,
+    evenly spaced in sigma^(1/7)). timesteps: another grid to walk instead, e.g. flow_matched_timesteps (then
+    num_steps and grid are not used): a strictly decreasing list of code timesteps in [0, T-1].
     A fresh z is drawn at every step but the last, whatever eta is, so that the noise stream lines up
     with DDPM's and DDIM(eta = 1) on the full grid reproduces DDPM draw for draw.
-    grid: "uniform" (ddim_timesteps, evenly spaced in t) or "karras" (karras_timesteps, evenly spaced in sigma^(1/7)).
     """
     _check_start(x_T, "x_T")
     check_eta(eta)
-    pairs = timestep_pairs(grid_timesteps(grid, num_steps, schedule))
+    pairs = timestep_pairs(_sampler_grid(num_steps, schedule, grid, timesteps))
     return _walk(eps_model, x_T, pairs, schedule, functools.partial(ddim_step, eta=eta), generator,
                  progress=progress, desc="DDIM")
 
@@ -322,13 +350,14 @@ def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 
 
 def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 10,
-                            progress: bool = False, grid: str = "uniform") -> Iterator[SamplerStep]:
+                            progress: bool = False, grid: str = "uniform",
+                            timesteps: Sequence[int] | None = None) -> Iterator[SamplerStep]:
     """Deterministic sampling with Heun's method over a grid of num_steps timesteps, DDIM's by default
-    (grid="karras": karras_timesteps, the grid Karras et al. pair it with): 2 num_steps - 1 network evaluations
-    (heun_nfe), against num_steps for DDIM."""
+    (grid="karras": karras_timesteps, the grid Karras et al. pair it with; timesteps=: an explicit grid, as for
+    ddim_sample_progressive): 2 num_steps - 1 network evaluations (heun_nfe), against num_steps for DDIM."""
     _check_start(x_T, "x_T")
     step = functools.partial(heun_step, eps_model=eps_model)
-    pairs = timestep_pairs(grid_timesteps(grid, num_steps, schedule))
+    pairs = timestep_pairs(_sampler_grid(num_steps, schedule, grid, timesteps))
     return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
 
 
@@ -347,8 +376,30 @@ def flow_timesteps(num_steps: int, T: int) -> list[int]:
     return [round(T * (1 - k / num_steps)) - 1 for k in range(num_steps)]
 
 
+def flow_matched_timesteps(num_steps: int, schedule: Schedule) -> list[int]:
+    """The DDPM grid matched to flow Euler's: for each flow time s of flow_timesteps(num_steps, T), the timestep of
+    `schedule` whose noise level is nearest (in log-SNR) to the flow's, sigma = s / (1 - s), i.e. log-SNR
+    2 log((1 - s) / s); s = 1 (pure noise) takes T-1. DDIM on this grid takes the steps flow Euler takes (exactly
+    where the levels match: tests/test_samplers.py), so it separates the grid from the objective."""
+    flow_grid = flow_timesteps(num_steps, schedule.T)
+    grid = [schedule.T - 1]
+    for t in flow_grid[1:]:
+        s = _flow_s(t, schedule.T)
+        target = 2 * math.log((1 - s) / s)
+        grid.append(int((schedule.log_snr.double() - target).abs().argmin()))
+    if any(a <= b for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"{num_steps} flow steps are too fine for this schedule: two of them match the same "
+                         f"timestep ({grid}); use fewer steps")
+    return grid
+
+
 def _flow_s(t: int, T: int) -> float:
     return (t + 1) / T
+
+
+def flow_euler_update(x_s: torch.Tensor, u: torch.Tensor, s: float, s_prev: float) -> torch.Tensor:
+    """x_{s_prev} = x_s + (s_prev - s) u: one Euler step of dx/ds = u, at any two flow times."""
+    return x_s + (s_prev - s) * u
 
 
 def flow_euler_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
@@ -358,7 +409,39 @@ def flow_euler_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, sch
     `u` is the velocity network's output (in the slot where the DDPM family's steps take eps); only
     schedule.T is used; `noise` is unused."""
     s, s_prev = _flow_s(t, schedule.T), _flow_s(t_prev, schedule.T)
-    return x_t + (s_prev - s) * u, x_t - s * u
+    return flow_euler_update(x_t, u, s, s_prev), x_t - s * u
+
+
+def flow_sde_update(x_s: torch.Tensor, u: torch.Tensor, s: float, s_prev: float,
+                    noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the reverse SDE on the straight path, from s to s_prev < s, as DDPM takes it:
+
+        x0_pred  = x_s - s u                      eps_pred = x_s + (1 - s) u
+        r        = sigma_prev / sigma,  sigma = s / (1 - s)     (r = 0 from pure noise, s = 1)
+        x_prev   = (1 - s_prev) x0_pred + s_prev (r eps_pred + sqrt(1 - r^2) z)
+
+    In xbar = x_s / (1 - s) this is DDPM's posterior step at x0_pred (DDIM with eta = 1): mean xbar +
+    (sigma_prev^2 / sigma - sigma) eps_pred, noise sigma_prev sqrt(1 - r^2) z. For a small step h = s - s_prev it
+    is x_prev = x_s - h (u + eps_pred / (1 - s)) + sqrt(2 s h / (1 - s)) z: the drift u - (s / (1 - s)) grad log p_s
+    with score -eps_pred / s, which adds to the ODE's velocity u the same score term again (the DDPM correction of
+    notebook 10: the score enters with twice the probability-flow ODE's weight), and the matching noise. With
+    z = None it returns the mean. Returns (x_prev, x0_pred)."""
+    x0_pred = x_s - s * u
+    if s_prev <= 0:
+        return x0_pred, x0_pred
+    eps_pred = x_s + (1 - s) * u
+    r = 0.0 if s >= 1 else (s_prev * (1 - s)) / (s * (1 - s_prev))
+    x_prev = (1 - s_prev) * x0_pred + s_prev * r * eps_pred
+    if noise is not None:
+        x_prev = x_prev + s_prev * (1 - r ** 2) ** 0.5 * noise
+    return x_prev, x0_pred
+
+
+def flow_sde_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
+                  noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """flow_sde_update from s = (t + 1) / T to s_prev = (t_prev + 1) / T with the draw `noise` (None at the
+    last step); `u` is the velocity network's output; only schedule.T is used."""
+    return flow_sde_update(x_t, u, _flow_s(t, schedule.T), _flow_s(t_prev, schedule.T), noise)
 
 
 def flow_euler_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule,
@@ -378,6 +461,16 @@ def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sc
     step = functools.partial(heun_step, eps_model=velocity_model, euler_step=flow_euler_step)
     pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
     return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
+
+
+def flow_sde_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule, num_steps: int = 50,
+                                generator: torch.Generator | None = None,
+                                progress: bool = False) -> Iterator[SamplerStep]:
+    """Stochastic sampling of a flow-matching network: flow_sde_step over flow_timesteps(num_steps, T), a fresh
+    z ~ N(0, I) from `generator` at every step but the last; num_steps network evaluations."""
+    _check_start(x_1, "x_1")
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(velocity_model, x_1, pairs, schedule, flow_sde_step, generator, progress=progress, desc="flow SDE")
 
 
 # ----------------------------------------------------------------------------- the one loop

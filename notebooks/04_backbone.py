@@ -280,7 +280,7 @@ dl.plotting.plot_cost_per_image(seconds, machine=dl.inspection.machine_descripti
 # %% [markdown]
 # The last row is the recipe of notebook 05: the 16-channel U-Net with its forward pass autocast to bfloat16,
 # which is faster on CPUs that have bfloat16 instructions (and on recent GPUs) and can be slower on others. How
-# much faster depends on the machine and on the batch: the README's benchmark table measures training throughput
+# much faster depends on the machine and on the batch: benchmarks/README.md measures training throughput
 # on the course's CPU, fp32 against bf16, with batches of 128.
 #
 # **Question.** The ConvNet's widest convolution maps 256 to 256 channels at 28x28; the U-Net's widest maps 64 to

@@ -159,7 +159,7 @@ print(f"batch loss {per_image.mean():.3f}")
 # `dl.train(config, images)` repeats `train_step` for `config.steps` steps, on batches that walk through a fresh
 # shuffle of the data each epoch. The recipe: the 16-channel U-Net, AdamW at learning rate $10^{-3}$, gradient
 # clipping at 1, EMA decay 0.999, and the forward pass autocast to bfloat16 (`precision="bf16"`), which is faster on
-# CPUs with bfloat16 instructions, such as the course's, and on recent GPUs (the README's benchmark table measures
+# CPUs with bfloat16 instructions, such as the course's, and on recent GPUs (benchmarks/README.md measures
 # it, float32 against bfloat16). The number of steps and the batch size come from `dl.budget()`.
 
 # %%
@@ -357,7 +357,7 @@ dl.plotting.show_grid(samples, title=f"shipped U-Net: {B.n_samples} samples, DDI
 # the same 10 minutes on one thread of a 2-core CPU, with a base recipe close to yours (base 16, (1, 2, 2), batch 64,
 # AdamW lr $3 \cdot 10^{-3}$, bf16, EMA 0.999, $\varepsilon$, linear schedule). It scored each with notebook 07's
 # metric on 500 samples: DDIM 50 steps, or flow Euler 50 for flow matching, the same 50 network evaluations. One
-# run on a 2-core AMD EPYC (the README has the command, the throughput and the final loss of every row):
+# run on a 2-core AMD EPYC (benchmarks/README.md has the command, the throughput and the final loss of every row):
 #
 # | recipe, 10 minutes of training (change from the base) | steps | confident share | Fréchet distance |
 # | --- | --- | --- | --- |

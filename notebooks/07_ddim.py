@@ -288,7 +288,7 @@ dl.plotting.plot_quality_vs_steps({**{f"DDIM, eta = {eta:g}, {n_sweep} images": 
 # quality matters more than speed, 50 steps at $\eta = 1$, the best confident share here and in the model card,
 # although its Fréchet distance here is the table's worst (89): with 100 images, a few units either way are noise.
 # DDPM sits at the right end of the $\eta = 1$ curve: the
-# project's benchmark (the README's sampling table, 500 images each) gives DDPM-1000 a confident share of 0.870
+# project's benchmark (benchmarks/README.md's sampling table) gives DDPM-1000 a confident share of 0.870
 # against 0.885 for DDIM 50 at $\eta = 1$, level within the noise, at twenty times the cost.
 #
 # </details>

@@ -7,13 +7,15 @@ from diffusion_lib.backbones import UNet
 from diffusion_lib.checkpoints import load_checkpoint, load_model
 from diffusion_lib.forward import predict_eps_from_x0, predict_x0_from_eps, q_sample
 from diffusion_lib.guidance import cfg_eps_model
-from diffusion_lib.objectives import (OBJECTIVES, EpsFromOutput, diffusion_loss, eps_model_for, flow_as_vp,
-                                      flow_interpolant, flow_time, get_objective, loss_weights, min_snr_weight,
+from diffusion_lib.objectives import (OBJECTIVES, EpsFromOutput, diffusion_loss, eps_from_flow_velocity,
+                                      eps_model_for, flow_as_ve, flow_as_vp, flow_interpolant,
+                                      flow_time_for_alpha_bar, flow_velocity_from_eps, score_from_flow_velocity, flow_time, get_objective, loss_weights, min_snr_weight,
                                       objective_loss, predict_eps_from_v, predict_x0_from_v, v_from_flow_velocity,
                                       v_target)
 from diffusion_lib.samplers import final, flow_euler_sample_progressive, flow_heun_sample_progressive
 from diffusion_lib.pretrained import export_for_sampling
 from diffusion_lib.schedules import make_schedule
+from diffusion_lib import toy
 from diffusion_lib.training import TrainConfig, Trainer
 
 from _tiny import one_thread  # noqa: F401 (autouse)
@@ -310,3 +312,40 @@ def test_a_flow_checkpoint_loads_as_the_velocity_network(tmp_path):
     x = torch.randn(2, 1, 28, 28)
     steps = list(flow_euler_sample_progressive(model, x, SCHEDULE, num_steps=3))
     assert [(s.t, s.t_next) for s in steps] == [(999, 666), (666, 332), (332, -1)]
+
+
+# ----------------------------------------------------------------------------- velocity, noise and score in one line
+
+@pytest.mark.parametrize("s", [0.05, 0.25, 0.5, 0.8, 0.97])
+def test_velocity_noise_and_score_are_one_quantity_on_the_toy(s):
+    """On the toy (float64), from the closed-form u* = E[eps - x_0 | x_s] (dl.toy.exact_velocity):
+    eps* = x_s + (1 - s) u* is notebook 10's exact noise prediction at the DDPM state x_s / c_s and level
+    alpha_bar(s) (computed from that path's own score); -eps* / s is the score of p_s (computed from the density
+    of the flow's mixture); and u* comes back from eps*."""
+    mixture = toy.ring_mixture().to(torch.zeros(1, dtype=torch.float64))
+    x = toy.as_points(torch.randn((64, 2), generator=gen(40), dtype=torch.float64) * 0.8)
+    u = toy.exact_velocity(mixture, x, s)
+    c, sqrt_ab = flow_as_vp(torch.tensor(s, dtype=torch.float64))
+    alpha_bar = float(sqrt_ab) ** 2
+    eps_on_ddpm_path = -(1 - alpha_bar) ** 0.5 * toy.q_t_score(mixture, x / c, alpha_bar)
+    eps = eps_from_flow_velocity(u, x, s)
+    assert torch.allclose(eps, eps_on_ddpm_path, atol=1e-10)
+    assert torch.allclose(score_from_flow_velocity(u, x, s), toy.q_t_score(toy.flow_mixture(mixture, s), x), atol=1e-9)
+    assert torch.allclose(flow_velocity_from_eps(eps, x, s), u, atol=1e-10)
+    assert abs(float(flow_time_for_alpha_bar(alpha_bar)) - s) < 1e-12          # the level maps back to s
+    xbar, sigma = flow_as_ve(x, s)                                              # notebook 10's xbar = x_0 + sigma eps
+    assert abs(sigma - s / (1 - s)) < 1e-15 and torch.allclose(xbar * (1 - s), x)
+
+
+def test_velocity_noise_and_score_per_image_and_at_the_ends():
+    """s given per image broadcasts; eps does not determine u at s = 1, nor u the score at s = 0."""
+    x0, eps, s = flow_batch()
+    x_s = flow_interpolant(x0, eps, s)
+    assert torch.allclose(eps_from_flow_velocity(eps - x0, x_s, s), eps, atol=1e-12)
+    assert torch.allclose(flow_velocity_from_eps(eps[:4], x_s[:4], s[:4]), (eps - x0)[:4], atol=1e-9)
+    with pytest.raises(ValueError, match="s = 1"):
+        flow_velocity_from_eps(eps, x_s, s)
+    with pytest.raises(ValueError, match="s = 0"):
+        score_from_flow_velocity(eps - x0, x_s, 0.0)
+    assert torch.allclose(flow_time_for_alpha_bar(torch.tensor([1.0, 0.5])), torch.tensor([0.0, 0.5],
+                                                                                         dtype=torch.float64))

@@ -546,3 +546,139 @@ def test_cosine_schedule_first_ddim_step_divides_the_error_by_sqrt_alpha_bar_and
     first_clipped = next(iter(ddim_sample_progressive(samplers.clipped_x0_eps_model(model, schedule), x_T, schedule,
                                                       num_steps=50)))
     assert torch.allclose(first_clipped.x0_pred, torch.full_like(first.x0_pred, -1.0), atol=1e-2)
+
+
+# ----------------------------------------------------------------------------- flow Euler is DDIM; the flow's SDE
+
+def _matched_flow_times(grid):
+    """The flow time of each timestep's level, read as ddim_step reads it (alpha_bar_at), and s = 0 for t = -1."""
+    from diffusion_lib.objectives import flow_time_for_alpha_bar
+    return [float(flow_time_for_alpha_bar(samplers.alpha_bar_at(SCHEDULE, t))) for t in [*grid, -1]]
+
+
+@pytest.mark.parametrize("num_steps", [2, 5, 10, 20])
+def test_flow_euler_is_ddim_on_the_matched_grid(num_steps):
+    """Float64, the same eps model: DDIM over a grid of timesteps, and flow Euler over the flow times of the same
+    noise levels (sigma = s / (1 - s)) with the velocity u = (eps - x_s) / (1 - s) that eps implies at x_s = c_s x_t,
+    end in the same place. Each flow Euler step is one DDIM step in xbar = x_s / (1 - s)."""
+    from diffusion_lib.objectives import flow_as_vp, flow_velocity_from_eps
+    grid = samplers.flow_matched_timesteps(num_steps, SCHEDULE)
+    x = x_T(B=3, seed=7)
+    ddim = final(ddim_sample_progressive(gaussian_eps, x, SCHEDULE, timesteps=grid))
+    s_grid = _matched_flow_times(grid)
+    scale = lambda s: float(flow_as_vp(torch.tensor(s, dtype=torch.float64))[0])   # noqa: E731  c_s
+    x_s = scale(s_grid[0]) * x
+    for t, s, s_prev in zip(grid, s_grid, s_grid[1:]):
+        eps = gaussian_eps(x_s / scale(s), torch.full((3,), t))                     # the eps model at x_t = x_s / c_s
+        x_s = samplers.flow_euler_update(x_s, flow_velocity_from_eps(eps, x_s, s), s, s_prev)
+    assert torch.allclose(x_s, ddim, rtol=0, atol=1e-10), float((x_s - ddim).abs().max())
+    # and not by accident: on DDIM's own (even) grid the end differs
+    assert (final(ddim_sample_progressive(gaussian_eps, x, SCHEDULE, num_steps=num_steps)) - ddim).abs().max() > 1e-3
+
+
+def test_one_flow_euler_step_is_one_ddim_step_in_xbar_and_sigma():
+    """x_{s'} / (1 - s') = x_s / (1 - s) + (sigma' - sigma) eps, for any velocity u and eps = x_s + (1 - s) u."""
+    from diffusion_lib.objectives import eps_from_flow_velocity, flow_as_ve
+    x, u = x_T(seed=8), x_T(seed=9)
+    for s, s_prev in [(0.99, 0.5), (0.5, 0.49), (0.3, 0.01), (0.2, 0.0)]:
+        xbar, sigma = flow_as_ve(x, s)
+        xbar_prev, sigma_prev = flow_as_ve(samplers.flow_euler_update(x, u, s, s_prev), s_prev)
+        assert torch.allclose(xbar_prev, xbar + (sigma_prev - sigma) * eps_from_flow_velocity(u, x, s), atol=1e-12)
+
+
+def test_flow_matched_timesteps():
+    assert samplers.flow_matched_timesteps(5, SCHEDULE) == [999, 527, 338, 187, 73]
+    for n in (1, 2, 10, 100):
+        grid = samplers.flow_matched_timesteps(n, SCHEDULE)
+        assert len(grid) == n and grid[0] == 999
+        flow_s = [(t + 1) / 1000 for t in samplers.flow_timesteps(n, 1000)]
+        for t, s in zip(grid[1:], flow_s[1:]):           # the nearest level: its neighbours are further away
+            target = 2 * torch.log(torch.tensor((1 - s) / s, dtype=torch.float64))
+            gaps = [abs(float(SCHEDULE.log_snr[k]) - float(target)) for k in (t - 1, t, t + 1) if 0 <= k < 1000]
+            assert min(gaps) == abs(float(SCHEDULE.log_snr[t]) - float(target))
+    with pytest.raises(ValueError, match="too fine"):
+        samplers.flow_matched_timesteps(500, SCHEDULE)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        ddim_sample_progressive(gaussian_eps, x_T(), SCHEDULE, timesteps=[500, 700, 0])
+
+
+def test_flow_sde_step_is_the_ddpm_step_under_the_change_of_variables():
+    """In x_t = x_s / c_s at the matched levels, a flow SDE step is DDIM's eta = 1 step (DDPM's posterior draw at
+    x0_pred) with the same z; from pure noise (s = 1) it draws (1 - s') x0_pred + s' z."""
+    from diffusion_lib.objectives import eps_from_flow_velocity, flow_as_vp, flow_velocity_from_eps
+    x, e, z = x_T(seed=10), x_T(seed=11), x_T(seed=12)
+    for t, t_prev in [(999, 700), (700, 699), (400, 120), (120, 0)]:
+        s, s_prev = _matched_flow_times([t, t_prev])[:2]
+        c, c_prev = (float(flow_as_vp(torch.tensor(v, dtype=torch.float64))[0]) for v in (s, s_prev))
+        ddpm_prev, ddpm_x0 = ddim_step(x, e, t, t_prev, SCHEDULE, z, eta=1.0)
+        x_prev, x0_pred = samplers.flow_sde_update(c * x, flow_velocity_from_eps(e, c * x, s), s, s_prev, z)
+        assert torch.allclose(x_prev / c_prev, ddpm_prev, atol=1e-10) and torch.allclose(x0_pred, ddpm_x0, atol=1e-10)
+    u = x_T(seed=13)
+    first, x0_pred = samplers.flow_sde_update(x, u, 1.0, 0.8, z)
+    assert torch.allclose(first, 0.2 * (x - u) + 0.8 * z, atol=1e-12)
+    assert torch.allclose(samplers.flow_sde_update(x, u, 0.3, 0.0, z)[0], x - 0.3 * u, atol=1e-12)   # the last step
+    # a small step: the mean moves by -h (u + eps / (1 - s)), the score entering twice, and the noise is sqrt(2 s h / (1 - s))
+    s, h = 0.4, 1e-6
+    mean, _ = samplers.flow_sde_update(x, u, s, s - h)
+    drift = -(u + eps_from_flow_velocity(u, x, s) / (1 - s))
+    assert torch.allclose((mean - x) / h, drift, rtol=1e-4, atol=1e-4)
+    spread = (samplers.flow_sde_update(x, u, s, s - h, z)[0] - mean) / z
+    assert torch.allclose(spread, torch.full_like(spread, (2 * s * h / (1 - s)) ** 0.5), rtol=1e-4)
+
+
+MU, S = 0.4, 0.3     # Gaussian data N(MU, S^2) per pixel: the flow's exact velocity and marginals are known
+
+
+def gaussian_velocity(x, t, T=1000):
+    s = ((t.double() + 1) / T).reshape(-1, 1, 1, 1)
+    return -MU + (s - (1 - s) * S ** 2) / ((1 - s) ** 2 * S ** 2 + s ** 2) * (x - (1 - s) * MU)
+
+
+def _sde_marginals(num_steps):
+    """Gaussian data: each flow SDE step is affine in (x, z), x' = A x + c + b z, so the chain's state stays Gaussian.
+    Read A, c and b off the library's step and push the mean and variance of x_1 ~ N(0, 1) through the chain:
+    [(s, mean, std)] after every step."""
+    out, mean, var = [], 0.0, 1.0
+    grid = [(t + 1) / 1000 for t in samplers.flow_timesteps(num_steps, 1000)] + [0.0]
+    for s, s_prev in zip(grid, grid[1:]):
+        x = torch.tensor([0.0, 1.0], dtype=torch.float64).reshape(2, 1, 1, 1)
+        u = gaussian_velocity(x, torch.full((2,), round(s * 1000) - 1))
+        y = samplers.flow_sde_update(x, u, s, s_prev, torch.zeros_like(x))[0].flatten()
+        b = float(samplers.flow_sde_update(x, u, s, s_prev, torch.ones_like(x))[0].flatten()[0] - y[0])
+        A, c = float(y[1] - y[0]), float(y[0])
+        mean, var = A * mean + c, A * A * var + b * b
+        out.append((s_prev, mean, var ** 0.5))
+    return out
+
+
+def test_flow_sde_sampler_with_the_exact_velocity_follows_the_exact_marginals():
+    """With the exact velocity, the chain's state at each flow time s has the path's mean (1 - s) MU exactly, and
+    its spread tends to the path's sqrt((1 - s)^2 S^2 + s^2) as the steps shrink, first order like DDPM's (a step
+    from the predicted mean x0_pred leaves out x_0's own spread given x_s): measured, the worst gap along the
+    chain is 0.081, 0.024, 0.0070 and 0.0015 with 10, 50, 200 and 1000 steps."""
+    worst = {}
+    for n in (10, 50, 200, 1000):
+        marginals = _sde_marginals(n)
+        for s, mean, std in marginals:
+            assert abs(mean - (1 - s) * MU) < 1e-10, (n, s, mean)
+        worst[n] = max(abs(std - ((1 - s) ** 2 * S ** 2 + s ** 2) ** 0.5) for s, _, std in marginals)
+    assert worst[1000] < 2e-3 and 3 < worst[10] / worst[50] < 5 and 3 < worst[200] / worst[1000] < 6, worst
+
+
+def test_flow_sde_sampler_draws_from_the_marginals():
+    """The chain itself, 1000 steps from x_1 ~ N(0, I), 16,000 numbers: at each flow time its sample mean and
+    spread are the path's, to three standard errors (plus the 1000-step gap above); another seed, another sample;
+    one network evaluation per step."""
+    x = torch.randn((4000, 1, 2, 2), generator=gen(14), dtype=torch.float64)
+    calls = []
+    model = lambda x, t: calls.append(1) or gaussian_velocity(x, t)  # noqa: E731
+    steps = list(samplers.flow_sde_sample_progressive(model, x, SCHEDULE, num_steps=1000, generator=gen(15)))
+    assert len(calls) == 1000 and [(s.t, s.t_next) for s in steps] == timestep_pairs(samplers.ddpm_timesteps(1000))
+    for step in steps[::111] + steps[-1:]:
+        s = (step.t_next + 1) / 1000
+        mean, std = (1 - s) * MU, ((1 - s) ** 2 * S ** 2 + s ** 2) ** 0.5
+        assert abs(float(step.x_next.mean()) - mean) < 3 * std / 126, (s, float(step.x_next.mean()), mean)
+        assert abs(float(step.x_next.std()) - std) < 3 * std / 126 / 2 ** 0.5 + 2e-3, (s, float(step.x_next.std()))
+    other = final(samplers.flow_sde_sample_progressive(model, x[:8], SCHEDULE, num_steps=20, generator=gen(16)))
+    again = final(samplers.flow_sde_sample_progressive(model, x[:8], SCHEDULE, num_steps=20, generator=gen(17)))
+    assert (other - again).abs().max() > 0.1

@@ -11,7 +11,7 @@
     dead_unit_share(model, x_t, t)  per hidden layer of an MLP, the share of ReLUs silent on a whole batch
     unreachable_part(model, x)    the part of an image an MLP's output can never reach (SmolMLP: 272 of 784 dimensions)
     load_mlp_vs_cnn_results()     what benchmarks/mlp_vs_cnn.py measured, shipped in diffusion_lib/weights/
-    results_table(record)         the notebook's table (its pictures: pictures.plotting.plot_loss_curves and
+    results_table(record)         the notebook's table (its pictures: dl.plotting.plot_loss_curves and
                                   plot_chain_magnitudes)
 
 Images are stored as uint8 (pixels of [-1, 1] clamped and mapped to 0..255): they are for display,
