@@ -32,12 +32,15 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # **What you will learn**
 #
-# - why a noise predictor is a score estimate, $\nabla_x \log q_t(x_t) = -\varepsilon / \sqrt{1-\bar\alpha_t}$;
+# - why a noise predictor is a score estimate, $\nabla_x \log q_t(x_t) = -\varepsilon^* / \sqrt{1-\bar\alpha_t}$ with
+#   $\varepsilon^*$ the best possible noise prediction;
 # - on a 2-D toy where the noisy density is known exactly: the true score field next to one a small network learns
 #   in seconds, and DDPM and DDIM paths from the same starting points;
-# - the probability-flow ODE, and that a DDIM step *is* one Euler step of it (checked to rounding error);
+# - the probability-flow ODE, that a DDIM step *is* one Euler step of it (checked to rounding error), and why DDPM is
+#   not "the ODE plus noise" (its mean moves along $\varepsilon_\theta$ about twice as far);
 # - Heun's method (Karras et al. 2022), a second-order solver, measured against DDIM for the same number of network
-#   evaluations: on the toy, where the exact answer is known, and on the shipped MNIST U-Net, with the course's metric.
+#   evaluations, on DDIM's grid and on the grid Karras et al. designed for it: on the toy, where the exact answer is
+#   known, and on the shipped MNIST U-Net, with the course's metric.
 #
 # **What you need first:** Notebook 02 ($q(x_t \mid x_0)$ in closed form), 05 (the noise-prediction loss) and 07
 # (the DDIM update). No training of an MNIST network: the U-Net is the shipped one of notebooks 06-07.
@@ -491,7 +494,7 @@ for n in (3, 5, 10):
 # NBVAL_IGNORE_OUTPUT
 grid_rows = dl.sweeps.solver_errors(exact, ode_starts, schedule, [5, 10, 20, 50, 100, 200], reference_ends,
                                     grids=("uniform", "karras"))
-print(dl.sweeps.format_rows([r for r in grid_rows if r["nfe"] <= 20],
+print(dl.sweeps.format_rows([r for r in grid_rows if r["nfe"] <= 50],
                             ["sampler", "grid", "steps", "nfe", "mean_error", "max_error"]))
 
 # %%
@@ -505,7 +508,15 @@ dl.plotting.plot_solver_errors([r for r in grid_rows if r["grid"] == "karras"],
 #
 # <details><summary>Answer</summary>
 #
-# ANSWER_KARRAS_TOY
+# DDIM, at all three: on the Karras grid it lands 0.283, 0.123 and 0.054 from the exact end, Heun 4.66, 1.02 and 0.128
+# (with 5, 9 and 19 evaluations). The grid helps DDIM at every budget (0.283 against 0.408 on DDIM's grid at 5) but
+# not Heun, which is worse than on DDIM's grid at 5 and 9 and level at 19; it overtakes DDIM on this grid only at
+# about 50 evaluations (TOY_49 against TOY_50), earlier than on DDIM's grid, where it takes about 100. With few steps
+# the Karras grid does not remove the large ratios, it moves them: with 3 steps it divides $\sigma$ by 27 and then by
+# 591, with 5 its last two steps by 12 and 49, right across the levels where the toy's components separate ($\sigma
+# \approx 0.5$ at `t = 141`, section 2), where the predicted $\hat x_0$ changes most. Its ratios are all moderate
+# only from about 10 steps on (at most 7.3), which is where Heun catches up. So on the toy even a fair grid does not
+# make second order pay below about 50 evaluations. The U-Net, in section 6, answers differently.
 #
 # </details>
 
@@ -568,16 +579,20 @@ for key in [("DDIM", 5), ("Heun", 5), ("DDIM", 10), ("Heun", 9), ("DDIM", 20), (
 # <details><summary>Answer</summary>
 #
 # DDIM, by a wide margin. In the run committed with this notebook (200 images), DDIM with 10 evaluations had a
-# confident share of 0.79 and a Fréchet distance of 94, Heun with 9 (5 steps) 0.50 and 480 (the model card's 500
-# images: 0.764 and 53.4 against 0.452 and 491): its steps overshoot as in section 5, and its digits are blotchy (the
-# grid above). At 5 evaluations Heun's 3 steps give noise. The toy's lesson
-# carries over because the cause is the grid, not the data: the same factors of $\sigma$ per step. At 20 evaluations
-# Heun has caught up on the confident share (0.86 against 0.83) but not on the Fréchet distance (87 against 72). At 50
-# both solvers are close to the ODE's exact solution, so they agree with each other (0.85 and 0.87, 67 and 67); what
-# is left between their samples and real digits is the network's error, which no solver removes. (The model card's stochastic DDIM, $\eta = 1$, has a higher
-# confident share, 0.88, than any deterministic sampler here: the fresh noise of each step corrects some of the
-# network's errors along the way.) Each evaluation costs about the same, so the time column grows with the NFE
-# whatever the solver.
+# confident share of 0.785 and a Fréchet distance of 94, Heun with 9 (5 steps) 0.495 and 480 (the model card's 500
+# images: 0.764 and 53.4 against 0.452 and 491). Heun's steps overshoot as in section 5, and the overshoot does not
+# just blur the digits: the grid above shows other digits than the finer solvers draw from the same noise, and the
+# classifier agrees. 0.40 of Heun-9's samples are another digit than Heun-49 makes of the same starting noise,
+# against 0.12 of DDIM-10's: the overshooting step throws the path across the boundary between two digits, and the
+# solver lands in another mode of the distribution. At 5 evaluations Heun's 3 steps give noise. On DDIM's grid the
+# toy's lesson carries over, because the cause is the grid, not the data: the same factors of $\sigma$ per step. At
+# 20 evaluations Heun is ahead on the confident share (0.855 against 0.825) but behind on the Fréchet distance (87
+# against 72); both now agree with Heun-49 on nearly every digit (0.03 and 0.04 differ). At 50 both solvers are close
+# to the ODE's exact solution, so they agree with each other (0.85 and 0.865, 67 and 67; 0.01 of the digits differ);
+# what is left between their samples and real digits is the network's error, which no solver removes. (The model
+# card's stochastic DDIM, $\eta = 1$, has a higher confident share, 0.876 at 50, than any deterministic sampler here:
+# the fresh noise of each step corrects some of the network's errors along the way.) Each evaluation costs about the
+# same, so the time column grows with the NFE whatever the solver.
 #
 # </details>
 
@@ -601,7 +616,20 @@ print(dl.sweeps.format_rows(fair["scores"], ["budget", "sampler", "grid", "steps
 #
 # <details><summary>Answer</summary>
 #
-# ANSWER_KARRAS_UNET
+# Three things. **The grid belongs to the solver.** The Karras grid helps Heun wherever Heun draws digits (9
+# evaluations: confident share 0.640 against 0.452, Fréchet distance 163 against 491; 19: 29.2 against 49.1) and hurts
+# DDIM at every budget (5: 0.478 against 0.666; 10: 91.4 against 53.4; 20: 46.1 against 36.8). It takes steps from
+# the middle of the range of $\sigma$ (with 10 steps: two levels between 1 and 5 instead of three) and gives them to
+# both ends. Heun needs the small steps at the clean end, where its correction overshoots on a step that divides
+# $\sigma$ by a large factor (section 5); DDIM on this network does better with them in the middle.
+# **Second order does pay, on its grid and from about 20 evaluations:** Heun on the Karras grid with 19 evaluations
+# is the best deterministic sampler of the table (0.842 and 29.2, against DDIM's best at 20, 0.800 and 36.8). **Below
+# that, DDIM on its own grid:** with 3 steps Heun draws noise on either grid, and at 10 evaluations DDIM (0.764 and
+# 53.4) is well ahead of Heun's best (0.640 and 163). So the answer to "which solver?" depends on the budget and on
+# the grid, and a comparison on one grid only can mislead. The toy answered differently (there the Karras grid
+# helped DDIM and Heun won only at about 50 evaluations): which grid suits which solver depends on the data, on the
+# noise levels where the prediction $\hat x_0$ changes fastest. Measure quality per network evaluation, with each
+# solver on a grid that suits it.
 #
 # </details>
 
@@ -662,7 +690,15 @@ dl.exercises.check("10-gaussian", gauss_rows);
 # %% [markdown]
 # <details><summary>What to look for</summary>
 #
-# ANSWER_GAUSSIAN
+# With the right exact ends DDIM's error falls like $1/\text{NFE}$ on both grids (it about halves when the evaluations
+# double): that is how you know your solution and your reference are right. Gaussian data is no kinder to Heun. In
+# the worked solution's run (`solutions/10_ode_view.py`) Heun lands 10 to 21 times further than DDIM at 5 evaluations
+# and 3 to 4.5 times at 9 or 10; it draws level at about 20 on DDIM's grid and pulls ahead only at 50 (0.37 of DDIM's
+# error on DDIM's grid, 0.56 on the Karras grid). $\varepsilon^*$ is a straight line in $\bar x$, but its slope
+# $\sigma/(s^2 + \sigma^2)$ changes fastest around $\sigma \approx s \approx 0.22$, and a step that divides $\sigma$ by a
+# large factor across that range overshoots exactly as in section 5's answer: a large step is enough, no complicated
+# distribution is needed. The Karras grid shortens DDIM's error by a fifth to two fifths here, but not Heun's at small
+# budgets, as on the toy.
 #
 # </details>
 
@@ -670,15 +706,23 @@ dl.exercises.check("10-gaussian", gauss_rows);
 # ## Summary
 #
 # * A noise predictor is a score estimate: $\nabla \log q_t(x_t) \approx -\varepsilon_\theta(x_t, t)/\sqrt{1-\bar\alpha_t}$.
-#   On a 2-D mixture, where $q_t$ and its score are known, a 42k-parameter MLP learns it in about 15 seconds, well where the
-#   data's structure is decided, roughly where the noise is tiny (where it matters least for sampling).
-# * In $\bar x = x/\sqrt{\bar\alpha}$ and $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$ the probability-flow ODE reads
-#   $d\bar x/d\sigma = \varepsilon$, and a DDIM step ($\eta = 0$) is exactly one Euler step of it. DDPM solves the
-#   stochastic version: the same drift plus fresh noise.
-# * A second-order solver (Heun) beats Euler only when the steps are small: on DDIM's grid, evenly spaced in $t$, each
-#   step spans a large factor in $\sigma$, and up to 50 network evaluations DDIM was as good as Heun or better, on the
-#   toy (measured against the exact answer) and on the U-Net (measured with the classifier). The number that matters is
-#   the quality per network evaluation, measured, not the order of the method.
+#   On a 2-D mixture, where $q_t$ and its score are known, a 42k-parameter MLP learns it in seconds: to a few percent
+#   (RMS) from `t = 200` on and to about a tenth at `t = 100`, where the data's structure is decided, and only roughly
+#   where the noise is tiny, which matters least for sampling.
+# * In $\bar x = x/\sqrt{\bar\alpha} = x_0 + \sigma\varepsilon$, one noising path moves with velocity $d\bar x/d\sigma =
+#   \varepsilon$; the probability-flow ODE replaces $\varepsilon$ by its average given the point, $d\bar x/d\sigma =
+#   \varepsilon^*$, and a DDIM step ($\eta = 0$) is exactly one Euler step of it, with $\varepsilon_\theta$ for
+#   $\varepsilon^*$. DDPM solves the reverse SDE, whose drift weighs the score twice: its mean moves along
+#   $\varepsilon_\theta$ $1 + \sigma_{t-1}/\sigma_t \approx 1.99$ times as far as DDIM's step, and its fresh noise puts
+#   the spread back.
+# * A second-order solver (Heun) pays only when every step changes $\sigma$ by a modest factor. On DDIM's grid, evenly
+#   spaced in $t$, the last step divides $\sigma$ by 38 to 344: Heun lands further from the toy's exact end than DDIM
+#   up to 50 evaluations, and on the U-Net it is far behind at 5 and 9, mixed at 19 (a higher confident share, a worse
+#   Fréchet distance) and ahead only at 49. On a grid made for it (Karras et al.'s, evenly spaced in $\sigma^{1/7}$),
+#   Heun is the best deterministic sampler of the U-Net at 19 evaluations (0.842 / 29.2, against DDIM's 0.800 / 36.8
+#   at 20), while at 5 and 10 DDIM on its own grid stays well ahead; on the toy the same grid helps DDIM instead, and
+#   Heun wins there only at about 50. The grid is part of the solver: measure quality per network evaluation, each
+#   solver on a grid that suits it, rather than trust the order of the method.
 #
 # **Next:** notebook 11, **flow matching**: instead of learning the noise on the DDPM path and converting it into an ODE, learn the
 # velocity of a straight path $x_s = (1-s)\,x_0 + s\,\varepsilon$ directly, and sample it with the same Euler and Heun
