@@ -9,6 +9,9 @@ A checkpoint is a dict of plain types and tensors:
     model       state_dict of the trained weights
     ema         state_dict of the torch.optim.swa_utils.AveragedModel (EMA weights), optional
     optimizer, lr_scheduler, step, rng, config, history   -- for resuming training
+
+Token models (notebook 14, masked_training.py) add `kind` ("masked" or "autoregressive") and `data`, and have no
+`schedule`; load_model refuses them and names their loader.
 """
 from __future__ import annotations
 
@@ -133,6 +136,10 @@ def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device |
 def model_from_checkpoint(checkpoint: dict, ema: bool = True, device: torch.device | str = "cpu"):
     """load_model for a checkpoint already read with load_checkpoint (so a caller that also needs its schedule or
     objective reads the file once)."""
+    if checkpoint.get("kind") in ("masked", "autoregressive"):       # token models of notebook 14 (masked_training.py)
+        raise CheckpointError(f"this checkpoint holds a {checkpoint['kind']} token model, not an image diffusion "
+                              "model; load it with diffusion_lib.masked_training.load_token_model (on the command "
+                              "line: python -m diffusion_lib sample-tokens)")
     arch = checkpoint["arch"]
     model = build_backbone(arch["name"], **arch["kwargs"])
     load_weights_into(model, checkpoint, ema=ema and checkpoint.get("ema") is not None)

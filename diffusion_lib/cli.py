@@ -319,6 +319,9 @@ def _sample(args) -> int:
         objective = pretrained_objective(args.pretrained)
     else:
         checkpoint = load_checkpoint(args.checkpoint)
+        if checkpoint.get("kind") in ("masked", "autoregressive"):
+            raise UsageError(f"{args.checkpoint} holds a {checkpoint['kind']} token model (notebook 14); sample it with "
+                             f"`python -m diffusion_lib sample-tokens --checkpoint {args.checkpoint}`")
         record = checkpoint.get("schedule")
         if not isinstance(record, dict) or not {"name", "T"} <= record.keys():
             raise CheckpointError(f"{args.checkpoint} records no noise schedule; it was not written by "
@@ -466,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png", metavar="FILE.png",
                    help="the PNG to write; its folder is made if missing (default samples.png)")
     s.set_defaults(func=_sample)
+
+    from .cli_tokens import add_token_commands      # masked diffusion and its baseline (notebook 14)
+    add_token_commands(sub)
     return p
 
 

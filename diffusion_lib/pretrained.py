@@ -46,6 +46,10 @@ PRETRAINED = {
                                                       "label dropout 0.1) for classifier-free guidance on the velocity, "
                                                       "sampled with the flow samplers, T = 1000, EMA weights"),
 }
+# Token models (notebook 14): masked diffusion and its autoregressive baseline, loaded with
+# load_pretrained_token_model (masked_training.py), never with load_pretrained.
+TOKEN_PRETRAINED = {}
+PRETRAINED.update(TOKEN_PRETRAINED)
 
 
 def pretrained_path(name: str) -> Path:

@@ -5,7 +5,8 @@ metadata without state) and was committed executed; it starts with the title bad
 cell; it holds no library code; it ends with an exercise check.
 
 What a reader sees without a kernel (GitHub, nbconvert, a first open): no widget's repr text, no progress
-bar at 0% (or a live one), nothing on stderr, no absolute path of any machine, in any output
+bar at 0% (or a live one), nothing on stderr, no absolute path of any machine, no figure wider than 1100 pixels
+(GitHub's column shows about 900), in any output
 (tools/notebook_outputs.output_problems; small notebooks built here with each fault prove it catches them).
 The model cards and benchmark notes the notebooks render or link carry no absolute path either.
 """
@@ -24,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 from notebook_cells import COLAB_CELL_SOURCE, GITHUB_SLUG, header_problems  # noqa: E402
-from notebook_outputs import ABSOLUTE_PATH, finish_progress_bars, output_problems  # noqa: E402
+from notebook_outputs import (ABSOLUTE_PATH, MAX_FIGURE_WIDTH_PX, finish_progress_bars, output_problems,  # noqa: E402
+                              png_size)
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXERCISE_MARKER = "# EXERCISE"          # first line of the one cell allowed to `def` (the learner's function)
@@ -130,7 +132,7 @@ def test_colab_cell_installs_without_dependencies_in_colab(monkeypatch, capsys):
 
 # --- what a reader sees without a kernel ----------------------------------------------------------------------
 
-def test_outputs_show_no_widget_repr_bar_stderr_or_path(notebook):
+def test_outputs_show_no_widget_repr_bar_stderr_path_or_wide_figure(notebook):
     path, nb = notebook
     problems = output_problems(nb)
     assert problems == [], (f"{path.name}: outputs a reader must not see (rebuild with "
@@ -148,6 +150,19 @@ def _nb(*outputs, source="x = 1"):
 
 def _display(data):
     return {"output_type": "display_data", "metadata": {}, "data": data}
+
+
+def _png(width: int, height: int = 40) -> list[str]:
+    """A white PNG of that size, base64 in lines of 76 characters, as a notebook stores it."""
+    import base64
+    import io
+    import textwrap
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buf, format="png")
+    return [line + "\n" for line in textwrap.wrap(base64.b64encode(buf.getvalue()).decode(), 76)]
 
 
 def _stream(text, name="stdout"):
@@ -169,6 +184,7 @@ FAULTS = {
     "mac path": _display({"text/plain": "'/Users/ada/course/notebooks'"}),
     "windows path": _stream("C:\\Users\\ada\\course\n"),
     "error": {"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": []},
+    "wide figure": _display({"text/plain": "<Figure size 2150x437 with 6 Axes>", "image/png": _png(MAX_FIGURE_WIDTH_PX + 1)}),
 }
 CLEAN = [
     _display({"text/plain": "Interactive slider over t (run the notebook to move it); the static pictures next to "
@@ -176,6 +192,7 @@ CLEAN = [
     _display({"text/plain": "DDPM: 100%|██████████| 1000/1000 [00:52<00:00, 19.1it/s]"}),
     _stream("loss 0.0312; see runs/unet_cond/last.pt and ../shared/data/MNIST, https://github.com/a/b/tmp/x\n"),
     _display({"text/plain": "Text(0.5, 1.0, 'title')", "image/png": "iVBORw0KGgo="}),
+    _display({"text/plain": "<Figure size 1100x900 with 9 Axes>", "image/png": _png(MAX_FIGURE_WIDTH_PX, 900)}),
     _display({"text/markdown": "ratio 3/4, t: 0/1000 is not a bar; $x_t \\in \\mathbb{R}$"}),
 ]
 
@@ -184,7 +201,7 @@ FAULT_NAMES = {"widget repr": "widget's repr", "widget repr in html": "widget's 
                "live bar": "live progress bar", "bar at 0 as text": "stuck at 0", "stderr": "stderr",
                "path in stdout": "absolute path in stream stdout", "path in markdown": "absolute path in text/markdown",
                "home path in html": "absolute path in text/html", "mac path": "absolute path in text/plain",
-               "windows path": "absolute path", "error": "an error was committed"}
+               "windows path": "absolute path", "error": "an error was committed", "wide figure": "1101 pixels wide"}
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -196,6 +213,11 @@ def test_output_check_catches_each_fault(fault):
 
 def test_output_check_passes_what_a_reader_may_see():
     assert output_problems(_nb(*CLEAN)) == []
+
+
+def test_png_size_reads_the_header_of_a_notebooks_png():
+    assert png_size(_png(1101, 37)) == (1101, 37) and png_size("".join(_png(8, 9))) == (8, 9)
+    assert png_size("iVBORw0KGgo=") is None and png_size("not base64!") is None
 
 
 def _bar_state(model_id, left, value, total, right):

@@ -6,10 +6,12 @@ as its LiveFigure draws it, the whole canvas):
   gives an output about 1100 pixels wide with the file browser closed, GitHub about 980;
 - no text smaller than MIN_TEXT_PX once shown SHOWN_WIDTH_PX wide (a figure is scaled down to fit);
 - a slider's picture at most SLIDER_HEIGHT_PX tall, any other figure at most SCREEN_HEIGHT_PX, so that on a
-  1280x800 screen it fits under JupyterLab's bars (the slider itself takes about 30 more);
+  1280x800 screen it fits under JupyterLab's bars (the slider itself takes about 30 more); a strip of many
+  panels (STRIPS: the toy's pictures at several steps) wraps into rows instead, and may be taller;
 - no two texts overlap or touch, and no text of a slider's picture is cut off at its edge.
 
-Texts are the ones the renderer actually draws (Text.draw is watched while the figure is drawn).
+Texts are the ones the renderer actually draws (Text.draw is watched while the figure is drawn). Every picture
+function of dl.plotting is drawn here (test_every_picture_function_is_drawn_here).
 Also: a LiveFigure's picture depends only on its value, never on the values shown before.
 """
 from __future__ import annotations
@@ -80,7 +82,22 @@ TOY_FIELDS = {"exact": _EXACT, "learned": {t: 1.1 * f for t, f in _EXACT.items()
               "learned - exact": {t: 0.1 * f for t, f in _EXACT.items()}}
 _PATHS = torch.randn(1, 32, 2, 1, 1, generator=g) + 0.05 * torch.randn(101, 32, 2, 1, 1, generator=g).cumsum(0)
 TOY_CHAINS = {n: Trajectory(list(range(999, -1, -10)), _PATHS[:100], _PATHS[:100], _PATHS[100])
-              for n in ("DDIM, exact eps", "DDIM, the network", "DDPM, seed 1", "DDPM, seed 2")}
+              for n in ("DDIM, exact eps", "DDIM, the network", "DDPM, seed 1", "DDPM, seed 2", "flow, exact u",
+                        "flow, the network")}
+
+
+# Notebooks 10 and 11: quality against NFE, measured here (timed) and from a model card (no time: its panel goes),
+# with Heun's failure at 5 NFE (a Frechet distance of 1770 against about 30-160 for the rest).
+def _nfe_rows(nfes, shares, fds, ms=None):
+    return [{"nfe": a, "steps": a, "seconds_per_image": None if ms is None else m / 1000, "confident_share": c,
+             "frechet_distance": f, "n": 200} for a, c, f, m in zip(nfes, shares, fds, ms or nfes)]
+
+
+NFE_GROUPS = {"DDIM, 200 images": _nfe_rows([5, 10, 20, 50], [0.7, 0.78, 0.82, 0.85], [160, 90, 70, 60], [7.5, 15, 30, 75]),
+              "Heun, 200 images": _nfe_rows([5, 9, 19, 49], [0.0, 0.49, 0.85, 0.86], [1770, 480, 80, 62], [7.4, 14, 29, 80]),
+              "model card: Heun, 500 images": _nfe_rows([5, 9, 19, 49], [0.0, 0.45, 0.84, 0.85], [1760, 490, 50, 28])}
+SOLVER_ROWS = [{"sampler": s, "nfe": n, "mean_error": e / n ** k} for s, e, k in (("DDIM", 0.4, 1), ("Heun", 2.0, 2))
+               for n in (5, 10, 20, 50, 100, 200)]
 
 
 def toy_noised(t):
@@ -168,6 +185,36 @@ STATIC = {
     "plot_loss_curves": lambda: P.plot_loss_curves({n: {"step": [0, 100, 200, 300], "loss": [1, 0.3, 0.1, 0.05]}
                                                     for n in ("SmolMLP", "ChunkyMLP", "ConvNet", "U-Net")}),
     "plot_chain_magnitudes": lambda: P.plot_chain_magnitudes(MAG, data_std=0.62),
+    "plot_chain_step": lambda: P.plot_chain_step(CHAIN, 500),
+    "plot_forward_state": lambda: P.plot_forward_state(X0, 250, S, NOISE),
+    "plot_embedding_at": lambda: P.plot_embedding_at(EMB, SIM, 500),
+    "plot_quality_vs_nfe 10": lambda: P.plot_quality_vs_nfe(NFE_GROUPS, REFERENCE),
+    "plot_quality_vs_nfe 11, card rows only": lambda: P.plot_quality_vs_nfe(
+        {n: [{**r, "seconds_per_image": None} for r in rows] for n, rows in NFE_GROUPS.items()}),
+    "plot_solver_errors": lambda: P.plot_solver_errors(SOLVER_ROWS, title="the toy with the exact eps: distance to the "
+                                                                          "ODE's exact end"),
+    "show_rows 10 NFE": lambda: P.show_rows({f"{s}, NFE {n}": X0[:8] for s in ("DDIM", "Heun") for n in (5, 9, 19)},
+                                            title="the same noises, DDIM and Heun at the NFE of the sweep"),
+    "show_rows 11 paths": lambda: P.show_rows({f"digit {i}, {n}": X0[:6] for i in range(3) for n in ("flow: x_s", "DDPM: x_t")},
+                                              col_labels=[f"t = {t}" for t in (0, 99, 249, 499, 749, 999)],
+                                              title="3 of the digits on both paths, same noise"),
+}
+
+# Static strips of the toy's pictures at several steps (notebooks 10 and 11, their inputs): rows of panels, as wide
+# as any figure, taller than a screen.
+_FLOW_TITLE = "the same starting points on each ODE: whole paths, over their path's density"
+STRIPS = {
+    "plot_toy_noising, six t": lambda: P.plot_toy_noising(MIX, S[0], [0, 50, 100, 200, 400, 999],
+                                                          {t: toy_noised(t) for t in (0, 50, 100, 200, 400, 999)}),
+    "plot_score_fields, three fields at five t": lambda: P.plot_score_fields(TOY_GRID, TOY_FIELDS, [30, 31, 999, 0, 30],
+                                                                            MIX, S[0]),
+    "plot_score_fields, one field": lambda: P.plot_score_fields(TOY_GRID, {"exact": _EXACT}, [30, 31, 999, 0], MIX, S[0],
+                                                               quantity="velocity"),
+    "plot_toy_trajectories, four chains at six steps": lambda: P.plot_toy_trajectories(
+        TOY_CHAINS, [0, 50, 80, 90, 95, 100], MIX, S[0], trail=10, show=8),
+    "plot_toy_trajectories, three chains, long title": lambda: P.plot_toy_trajectories(
+        {n: TOY_CHAINS[n] for n in ("flow, exact u", "flow, the network", "DDIM, exact eps")}, [0, 30, 50, 70, 90, 100],
+        MIX, S[0], trail=None, show=8, title=_FLOW_TITLE),
 }
 
 # The pictures behind the notebooks' sliders: a LiveFigure, or a static figure drawn once per value.
@@ -191,7 +238,17 @@ SLIDERS = {
         col_labels=[f"$x_t$ {i}" for i in (1, 2, 3)] + [f"$\\hat x_0$ {i}" for i in (1, 2, 3)]), [10, 11, 49, 0]),
     "10 noising": (lambda: P.toy_noising_slider(MIX, S[0], toy_noised), [150, 151, 999, 0]),
     "10 score fields": (lambda: P.field_slider(TOY_GRID, TOY_FIELDS, MIX, S[0]), list(TOY_FIELD_TS)),
-    "10 trajectories": (lambda: P.toy_trajectory_slider(TOY_CHAINS, MIX, S[0], trail=10, show=8), [80, 81, 100, 0]),
+    "10 trajectories": (lambda: P.toy_trajectory_slider(
+        {n: TOY_CHAINS[n] for n in ("DDIM, exact eps", "DDIM, the network", "DDPM, seed 1", "DDPM, seed 2")},
+        MIX, S[0], trail=10, show=8), [80, 81, 100, 0]),
+    "11 paths": (lambda: P.labelled_grid_slider(
+        lambda t: {"flow: x_s": X0[:8] * (1 - t / 1000), "DDPM: x_t": X0[8:16] * (1 - t / 1000)},
+        lambda t: f"t = {t}: flow s = {(t + 1) / 1000:.3f}, signal factor 1 - s = {1 - (t + 1) / 1000:.3f}; "
+                  f"DDPM sqrt(alpha_bar) = {0.5:.3f}"), [499, 500, 999, 0]),
+    "11 trajectories": (lambda: P.toy_trajectory_slider(
+        {n: TOY_CHAINS[n] for n in ("flow, exact u", "flow, the network", "DDIM, exact eps")}, MIX, S[0], trail=20,
+        show=8, title="the same starting points on each ODE: the points and their last 20 steps, over their path's "
+                      "density"), [70, 71, 100, 0]),
 }
 
 
@@ -225,7 +282,7 @@ def drawn_texts(fig, monkeypatch, **savefig):
     return seen, Image.open(io.BytesIO(buf.getvalue())).size
 
 
-def layout_problems(fig, monkeypatch, slider: bool) -> list[str]:
+def layout_problems(fig, monkeypatch, slider: bool, strip: bool = False) -> list[str]:
     if slider:
         texts, (w, h) = drawn_texts(fig, monkeypatch)                     # a LiveFigure's whole canvas
     else:
@@ -234,7 +291,7 @@ def layout_problems(fig, monkeypatch, slider: bool) -> list[str]:
     if w > MAX_WIDTH_PX:
         problems.append(f"{w} pixels wide (at most {MAX_WIDTH_PX})")
     limit = SLIDER_HEIGHT_PX if slider else SCREEN_HEIGHT_PX
-    if h > limit:
+    if h > limit and not strip:
         problems.append(f"{h} pixels tall (at most {limit})")
     shrink = min(1.0, SHOWN_WIDTH_PX / w)
     for text, _ in texts:
@@ -256,6 +313,30 @@ def layout_problems(fig, monkeypatch, slider: bool) -> list[str]:
 @pytest.mark.parametrize("name", STATIC)
 def test_static_figure_fits_and_reads(name, monkeypatch):
     assert layout_problems(STATIC[name](), monkeypatch, slider=False) == []
+
+
+@pytest.mark.parametrize("name", STRIPS)
+def test_strip_fits_the_width_and_reads(name, monkeypatch):
+    assert layout_problems(STRIPS[name](), monkeypatch, slider=False, strip=True) == []
+
+
+def _names_called(code) -> set:
+    """The attribute names a function's code (and the code of the functions it defines) reads."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names_called(const)
+    return names
+
+
+def test_every_picture_function_is_drawn_here():
+    """Each figure function of dl.plotting is drawn by a case above, so its width and its smallest text are checked."""
+    drawn = set()
+    for make in [*STATIC.values(), *STRIPS.values(), *(make for make, _ in SLIDERS.values())]:
+        drawn |= _names_called(make.__code__)
+    pictures = {n for n in P.__all__ if callable(getattr(P, n)) and not isinstance(getattr(P, n), type)
+                and n not in ("image_grid", "schedule_table")}                  # an array and a text, not figures
+    assert pictures - drawn == set()
 
 
 @pytest.mark.parametrize("name", SLIDERS)

@@ -1,5 +1,7 @@
 """The pictures of notebooks 06-08 and 10 (diffusion_lib.plotting, last sections) and the image table of every
 notebook (show_rows): what they draw, not how it looks."""
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -99,6 +101,34 @@ def test_quality_vs_nfe_puts_the_evaluations_on_the_x_axis():
     assert "network evaluations" in fig.axes[1].get_xlabel()
 
 
+def _drawn_tick_labels(ax, axis: str = "y") -> list[str]:
+    """The tick labels a reader sees on ax's y (or x) axis: those inside the view, after a draw."""
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    ticks = ax.yaxis.get_major_ticks() if axis == "y" else ax.xaxis.get_major_ticks()
+    return [t.label1.get_text() for t in ticks if lo <= t.get_loc() <= hi and t.label1.get_text()]
+
+
+def test_quality_vs_nfe_reads_a_failed_sampler_and_untimed_rows():
+    """Notebook 10-11's sweep: Heun fails at 5 NFE (Frechet distance 1770 against 30-160): a log Frechet axis keeps
+    the other curves apart; times are labelled in plain numbers; rows without any time (a model card's) get no empty
+    time panel."""
+    nfes = [5, 10, 20, 50]
+    heun = [{"nfe": n, "seconds_per_image": 0.0015 * n, "confident_share": 0.5, "frechet_distance": f, "n": 4}
+            for n, f in zip(nfes, (1770, 480, 80, 62))]
+    ddim = [{**r, "frechet_distance": f} for r, f in zip(heun, (160, 90, 70, 30))]
+    fig = plotting.plot_quality_vs_nfe({"Heun": heun, "DDIM": ddim})
+    time_ax, _, fd_ax = fig.axes
+    assert fd_ax.get_yscale() == "log" and time_ax.get_yscale() == "log"
+    assert all(re.fullmatch(r"\d+", label) for label in _drawn_tick_labels(time_ax))       # 10, 20, 50: no 2x10^1
+    assert _drawn_tick_labels(time_ax) == ["10", "20", "50"]
+    assert {"100", "1000"} <= set(_drawn_tick_labels(fd_ax))
+    untimed = {name: [{**r, "seconds_per_image": None} for r in rows] for name, rows in (("Heun", heun), ("DDIM", ddim))}
+    fig = plotting.plot_quality_vs_nfe(untimed)
+    assert len(fig.axes) == 2 and "confident share" in fig.axes[0].get_title()
+    assert fig.axes[1].get_yscale() == "log" and len(fig.axes[1].lines) == 2
+
+
 def test_toy_noising_draws_one_panel_per_timestep_and_the_samples():
     from diffusion_lib import toy
     schedule, mixture = make_schedule("linear"), toy.ring_mixture()
@@ -118,10 +148,12 @@ def test_score_fields_share_a_scale_per_column_and_cut_long_arrows():
     fields = {"exact": exact, "double": {t: 2 * s for t, s in exact.items()}}
     fig = plotting.plot_score_fields(grid, fields, [10, 300], mixture, schedule)
     assert len(fig.axes) == 4                                                        # 2 fields x 2 timesteps
+    assert [ax.get_title() for ax in fig.axes] == ["exact, t = 10", "double, t = 10", "exact, t = 300",
+                                                  "double, t = 300"]               # side by side, a row per t
     lengths = [torch.tensor(ax.collections[0].U ** 2 + ax.collections[0].V ** 2).sqrt() for ax in fig.axes]
     assert float(lengths[0].median()) == pytest.approx(0.7 * 0.5, rel=1e-6)          # the median arrow: 0.7 cells
     assert all(float(v.max()) <= 1.4 * 0.5 + 1e-9 for v in lengths)                 # none longer than 1.4 cells
-    assert torch.all(lengths[2] >= lengths[0] - 1e-9)                                # the doubled field is longer
+    assert torch.all(lengths[1] >= lengths[0] - 1e-9)                                # the doubled field is longer
     fig = plotting.plot_score_fields(grid, fields, [10], mixture, schedule)
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "double, t = 10"      # one t: side by side
 
@@ -132,7 +164,7 @@ def test_toy_trajectories_draw_the_trail_and_the_points_of_each_step():
     x_t = torch.arange(3 * 4 * 2, dtype=torch.float32).reshape(3, 4, 2, 1, 1) / 24    # K = 3 states of 4 points
     trajectory = Trajectory([999, 500, 0], x_t, x_t, x_t[-1] * 0)
     fig = plotting.plot_toy_trajectories({"a": trajectory, "b": trajectory}, [1, 3], mixture, schedule, trail=1, show=3)
-    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "a, the end" and fig.axes[0].get_title() == "a, t = 500"
+    assert [ax.get_title() for ax in fig.axes] == ["a, t = 500", "b, t = 500", "a, the end", "b, the end"]
     first = fig.axes[0]
     assert len(first.lines) == 3 and len(first.lines[0].get_xdata()) == 2           # 3 points, trail of one step
     assert first.collections[0].get_offsets().tolist() == x_t[1, :3, :, 0, 0].tolist()
@@ -278,7 +310,7 @@ def test_trajectory_pictures_shade_each_chain_with_its_own_path():
     fig = plotting.plot_toy_trajectories({"flow": trajectory, "DDIM": trajectory}, [2, 5], mixture, schedule,
                                          density_at=flow)
     assert np.allclose(fig.axes[0].images[0].get_array(), flow_ax.images[0].get_array())
-    assert np.allclose(fig.axes[2].images[0].get_array(), ddim_ax.images[0].get_array())
+    assert np.allclose(fig.axes[1].images[0].get_array(), ddim_ax.images[0].get_array())
     with pytest.raises(ValueError, match=r"not in trajectories: \['ddpm'\]"):
         plotting.plot_toy_trajectories({"flow": trajectory}, [2], mixture, schedule, density_at={"ddpm": None})
 

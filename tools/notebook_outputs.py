@@ -2,6 +2,7 @@
 
     finish_progress_bars(nb)   after execution: each tqdm bar's output becomes the bar's last text
     output_problems(nb)        the outputs a reader must not see; [] when there are none
+    png_size(data)             the (width, height) in pixels of a base64 PNG, from its header
 
 A progress bar from tqdm.auto is a widget. Its output holds the widget's id and, as text/plain, the bar as it
 was when it first appeared: `DDPM:   0%|          | 0/1000`. The widget's later state (100%, the time taken)
@@ -14,8 +15,11 @@ output_problems.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import html
 import re
+import struct
 
 import nbformat
 
@@ -23,6 +27,10 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
 BAR_WIDTH = 10                                    # characters of tqdm's bar, as in its own text output
+# GitHub's column and JupyterLab with its sidebar open show a figure about 850-1000 pixels wide: one wider than this
+# is shrunk, and its text with it (a strip of many panels wraps into rows instead).
+MAX_FIGURE_WIDTH_PX = 1100
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # The repr of an ipywidgets widget, e.g. `VBox(children=(IntSlider(value=600, ...` or `IntSlider(value=3)`.
 WIDGET_REPR = re.compile(r"\b(?:[HV]?Box|GridBox|Tab|Accordion|IntSlider|FloatSlider|FloatLogSlider|IntRangeSlider|"
@@ -54,8 +62,8 @@ def output_problems(nb) -> list[str]:
     """Every output that must not be committed, as 'cell N: what is wrong: the text' lines; [] if none.
 
     Looked at: stream texts, errors, and the text/plain, text/html, text/markdown and text/latex of every
-    display. Not allowed: a widget's repr text, an unfinished or live tqdm bar, an absolute path, anything on
-    stderr, an error.
+    display, and the width of every image/png. Not allowed: a widget's repr text, an unfinished or live tqdm bar,
+    an absolute path, anything on stderr, an error, a figure wider than MAX_FIGURE_WIDTH_PX.
     """
     problems = []
     for i, cell in enumerate(nb.cells):
@@ -68,6 +76,10 @@ def output_problems(nb) -> list[str]:
             if output.get("output_type") == "error":
                 problems.append(f"{where}: an error was committed: {output.get('ename')}: {output.get('evalue')}")
             data = output.get("data", {})
+            size = png_size(data["image/png"]) if "image/png" in data else None
+            if size is not None and size[0] > MAX_FIGURE_WIDTH_PX:
+                problems.append(f"{where}: a figure {size[0]} pixels wide (at most {MAX_FIGURE_WIDTH_PX}: GitHub shows "
+                                f"about 900, shrinking its text; split a wide strip into rows)")
             for mime, text in _texts(output):
                 if WIDGET_REPR.search(text):
                     problems.append(f"{where}: a widget's repr in {mime} (what GitHub shows in place of the widget): "
@@ -83,6 +95,18 @@ def output_problems(nb) -> list[str]:
                     problems.append(f"{where}: an absolute path in {mime}: "
                                     f"{_short(text[max(0, path.start() - 30):path.start() + 50])}")
     return problems
+
+
+def png_size(data) -> tuple[int, int] | None:
+    """(width, height) in pixels of a PNG given as base64 text (a string or a list of lines, as in a notebook), read
+    from its IHDR header; None if it is not a PNG."""
+    try:
+        head = base64.b64decode(_joined(data).replace("\n", "")[:44])          # 33 bytes: signature and IHDR
+    except (binascii.Error, ValueError):
+        return None
+    if len(head) < 24 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
 
 
 def _number(text: str) -> float:

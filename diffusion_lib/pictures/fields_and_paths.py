@@ -22,7 +22,9 @@ from .style import MAX_WIDTH_IN, SLIDER_HEIGHT_IN, TICK_SIZE, TITLE_SIZE, text_i
 
 
 TOY_LIMIT = 1.5          # the square [-TOY_LIMIT, TOY_LIMIT]^2 the toy's pictures show
-TOY_PANEL_IN = 3.6       # inches per panel of the toy's pictures (a slider's row of panels: less, to fit MAX_WIDTH_IN)
+TOY_PANEL_IN = 3.6       # inches per panel of a slider's picture at most (less where its row would not fit)
+TOY_STRIP_PANEL_IN = 2.6  # inches per panel of a static strip at most: rows of them fit MAX_WIDTH_IN
+TOY_STRIP_COLUMNS = 3     # panels per row of a strip of one picture at several steps (the noised density)
 TOY_SLIDER_TICK_SIZE = TICK_SIZE - 1   # a slider's row is shown up to its full width, its small text >= 12 pixels
 
 
@@ -69,9 +71,11 @@ def _density_grid(mixture, alpha_bar: float, limit: float, n: int = 90) -> np.nd
     return _DENSITY_CACHE[key]
 
 
-def _toy_density(ax, mixture, alpha_bar: float, limit: float, n: int = 90, tick_size: float = TICK_SIZE - 2):
+def _toy_density(ax, mixture, alpha_bar: float, limit: float, n: int = 90, tick_size: float = TICK_SIZE - 2,
+                 edge_ticks: bool = True):
     """q_t as a shaded background (drawn smoothed), darkest at its peak; returns the AxesImage (a live picture
-    changes it with _set_density)."""
+    changes it with _set_density). edge_ticks=False: no tick at the square's edges (in a strip, whose panels stand
+    close, the label of one panel's right edge would touch that of the next one's left edge)."""
     density = _density_grid(mixture, alpha_bar, limit, n)
     image = ax.imshow(density, extent=(-limit, limit, -limit, limit), origin="lower", cmap="Blues",
                       vmin=0, vmax=float(density.max()), interpolation="bicubic")
@@ -79,6 +83,10 @@ def _toy_density(ax, mixture, alpha_bar: float, limit: float, n: int = 90, tick_
     ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
     ax.tick_params(labelsize=tick_size)
+    if not edge_ticks:
+        inner = [v for v in ax.get_xticks() if abs(v) < limit - 1e-9]
+        ax.set_xticks(inner)
+        ax.set_yticks(inner)
     return image
 
 
@@ -89,35 +97,92 @@ def _set_density(image, mixture, alpha_bar: float, limit: float, n: int = 90) ->
     image.set_clim(0, float(density.max()))
 
 
-def _toy_axes(rows: int, cols: int, size: float = TOY_PANEL_IN):
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.6), squeeze=False)
-    return fig, axes
+PANEL_LEFT, PANEL_RIGHT = 0.5, 0.15     # inches beside a toy panel: its tick labels on the left, a gap on the right
 
 
-def _toy_slider_axes(cols: int, size: float, title: str, heading_lines: int = 1):
-    """A slider's row of `cols` square panels, `size` inches each or less, so that the row fits MAX_WIDTH_IN and
-    SLIDER_HEIGHT_IN, laid out by hand (a tight layout misplaces square panels): 0.5 inch left of each panel for its
-    tick labels, 0.15 right of it, 0.35 under it, 0.3 per line of its title above it, and the figure's title
-    above all (on two lines if one is too wide). Returns fig, axes (1, cols) and the title to give _finish."""
-    left, right, bottom, heading = 0.5, 0.15, 0.35, 0.3 * heading_lines
-    if text_inches([title], TITLE_SIZE)[0] > min(MAX_WIDTH_IN, (size + left + right) * cols) - 0.3:
+def _gap_w(shared_ticks: bool) -> float:
+    return PANEL_RIGHT + (0.0 if shared_ticks else PANEL_LEFT)
+
+
+def _fit_width(cols: int, size: float, shared_ticks: bool) -> float:
+    """The largest panel size up to `size` with which `cols` panels side by side fit MAX_WIDTH_IN."""
+    return min(size, (MAX_WIDTH_IN - 0.1 - PANEL_LEFT - PANEL_RIGHT - (cols - 1) * _gap_w(shared_ticks)) / cols)
+
+
+def _toy_panel_axes(rows: int, cols: int, size: float, title: str, heading_lines: int = 1, shared_ticks: bool = False,
+                    max_height: float | None = None, panels: int | None = None):
+    """rows x cols square panels, `size` inches each or less, so that they fit MAX_WIDTH_IN (and max_height), laid
+    out by hand (a tight layout misplaces square panels): 0.5 inch left of a panel for its tick labels, 0.15 right
+    of it, 0.35 under it, 0.3 per line of its title above it, and the figure's title above all (on two lines if one
+    is too wide). shared_ticks: tick labels only left of the first column and under the last panel of each column
+    (every panel shows the same square), so panels stand closer. panels: how many of the rows x cols are drawn, row
+    by row (the others are removed). Returns fig, axes (rows, cols) and the title to give _finish."""
+    left, right, bottom, heading = PANEL_LEFT, PANEL_RIGHT, 0.35, 0.3 * heading_lines
+    gap_w = _gap_w(shared_ticks)                                       # between two panels side by side
+    gap_h = heading + (0.1 if shared_ticks else bottom)                # between a panel and the one under it
+    if text_inches([title], TITLE_SIZE)[0] > min(MAX_WIDTH_IN, left + right + cols * size + (cols - 1) * gap_w) - 0.3:
         title = two_lines(title)
     room = 0.15 + 0.3 * (title.count("\n") + 1)
-    size = min(size, (MAX_WIDTH_IN - 0.1) / cols - left - right, SLIDER_HEIGHT_IN - 0.1 - room - heading - bottom)
-    width, height = (size + left + right) * cols, size + bottom + heading + room
-    fig, axes = plt.subplots(1, cols, figsize=(width, height), squeeze=False)
+    size = _fit_width(cols, size, shared_ticks)
+    if max_height is not None:
+        size = min(size, (max_height - 0.1 - room - heading - bottom - (rows - 1) * gap_h) / rows)
+    width = round(left + right + cols * size + (cols - 1) * gap_w, 9)      # 10.4, not 10.3999...: 1040 pixels
+    height = round(bottom + heading + room + rows * size + (rows - 1) * gap_h, 9)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                        top=1 - (heading + room) / height, wspace=(left + right) / size)
+                        top=1 - (heading + room) / height, wspace=gap_w / size, hspace=gap_h / size)
+    panels = rows * cols if panels is None else panels
+    for p, ax in enumerate(axes.flat):
+        if p >= panels:
+            fig.delaxes(ax)
+        elif shared_ticks:
+            ax.tick_params(labelleft=p % cols == 0, labelbottom=p + cols >= panels)
     return fig, axes, title
 
 
-def _finish(fig, title: str, layout: bool = True):
-    """The title above the panels, with room kept for it (0.6 inch), and a tight layout (layout=False: the panels
-    are placed already); returns the title's Text."""
-    text = fig.suptitle(title, fontsize=TITLE_SIZE)
-    if layout:
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
-    return text
+def _toy_slider_axes(cols: int, size: float, title: str, heading_lines: int = 1):
+    """A slider's row of `cols` square panels, `size` inches each or less, that fits MAX_WIDTH_IN and
+    SLIDER_HEIGHT_IN, every panel with its tick labels (_toy_panel_axes)."""
+    return _toy_panel_axes(1, cols, size, title, heading_lines, max_height=SLIDER_HEIGHT_IN)
+
+
+def _toy_strip_axes(names: int, steps: int, title: str, captions, caption_size: float):
+    """A static strip of `names` pictures (fields, samplers) at `steps` steps, in rows that fit MAX_WIDTH_IN rather
+    than one long row: several names stand side by side, one row per step (each row is the slider's picture); a
+    single name wraps its steps, TOY_STRIP_COLUMNS to a row. Panels of TOY_STRIP_PANEL_IN inches or less, tick
+    labels shared. captions: the panels' titles; a panel's title goes on two lines (", " becomes a line break) if
+    the longest is wider than a panel. Returns fig, place(name, step) -> its axes, the title to give _finish, and
+    the captions' separator (", " or a line break)."""
+    rows, cols = (steps, names) if names > 1 else (math.ceil(steps / min(steps, TOY_STRIP_COLUMNS)),
+                                                   min(steps, TOY_STRIP_COLUMNS))
+    size = _fit_width(cols, TOY_STRIP_PANEL_IN, shared_ticks=True)
+    sep = "\n" if text_inches(list(captions), caption_size)[0] > size else ", "
+    fig, axes, title = _toy_panel_axes(rows, cols, size, title, heading_lines=1 + (sep == "\n"), shared_ticks=True,
+                                       panels=names * steps)
+
+    def place(i: int, j: int):
+        return axes[j][i] if names > 1 else axes.flat[j]
+    return fig, place, title, sep
+
+
+def _toy_figure(names: int, steps: int, title: str, captions, caption_size: float, slider_size: float = TOY_PANEL_IN,
+                slider_lines: int = 1):
+    """The panels of a toy picture of `names` pictures at `steps` steps. One step is a slider's picture: the names
+    side by side in one row of panels up to slider_size inches, their titles on slider_lines lines; several steps
+    are a static strip (_toy_strip_axes). Returns fig, place(name, step) -> its axes, the title to give _finish,
+    and the separator of the panels' captions."""
+    if steps == 1:
+        fig, axes, title = _toy_slider_axes(names, slider_size, title, slider_lines)
+        return fig, (lambda i, j: axes[0][i]), title, "\n" if slider_lines == 2 else ", "
+    return _toy_strip_axes(names, steps, title, captions, caption_size)
+
+
+def _finish(fig, title: str, single: bool):
+    """The title above the panels, in the room _toy_panel_axes kept for it; returns the title's Text. A strip's title
+    hangs 0.1 inch under the top (matplotlib's default, 2% of the height, would put it on a tall strip's panels)."""
+    if single:
+        return fig.suptitle(title, fontsize=TITLE_SIZE)
+    return fig.suptitle(title, fontsize=TITLE_SIZE, y=1 - 0.1 / fig.get_figheight(), va="top")
 
 
 def _live_panel(ax, image, *over) -> list:
@@ -138,9 +203,9 @@ NOISING_LABEL = "x_t = q_sample(x_0, t)"
 
 def plot_toy_noising(mixture, schedule, timesteps, samples: dict | None = None, limit: float = TOY_LIMIT,
                      density_at=None, title: str | None = None, label: str = NOISING_LABEL):
-    """The noised density q_t (shaded) at each of `timesteps`, one panel each, with samples[t] (B, 2, 1, 1)
-    drawn on top where given: the toy's forward process. One timestep is the slider's picture (live twin:
-    toy_noising_slider).
+    """The noised density q_t (shaded) at each of `timesteps`, one panel each (TOY_STRIP_COLUMNS to a row), with
+    samples[t] (B, 2, 1, 1) drawn on top where given: the toy's forward process. One timestep is the slider's
+    picture (live twin: toy_noising_slider).
 
     density_at: t -> a toy.GaussianMixture, the density to shade at t instead of q_t (the panel titles then leave
     out alpha_bar_t); title: the figure's title; label: the samples' legend."""
@@ -174,18 +239,16 @@ def _toy_noising(mixture, schedule, timesteps, samples_at, limit, density_at, ti
             return None
         return toy.as_xy(x).detach().cpu().numpy()
 
-    if single:
-        fig, axes, title = _toy_slider_axes(1, TOY_PANEL_IN, title)
-    else:
-        fig, axes = _toy_axes(1, len(timesteps))
+    fig, place, title, _ = _toy_figure(1, len(timesteps), title, [caption(t) for t in timesteps], TITLE_SIZE - 2)
     tick = TOY_SLIDER_TICK_SIZE if single else TICK_SIZE - 2
-    for ax, t in zip(axes[0], timesteps):
-        image = _toy_density(ax, *shaded(t), limit, tick_size=tick)
+    for j, t in enumerate(timesteps):
+        ax = place(0, j)
+        image = _toy_density(ax, *shaded(t), limit, tick_size=tick, edge_ticks=single)
         xy = None if samples_at is None else points(t)
         dots = None if xy is None else ax.scatter(xy[:, 0], xy[:, 1], s=4, color="tab:red", alpha=0.5, label=label)
         heading = ax.set_title(caption(t), fontsize=TITLE_SIZE - 2)
-    legend = None if samples_at is None else axes[0][0].legend(fontsize=TICK_SIZE - 2, loc="lower left", markerscale=3)
-    _finish(fig, title, layout=not single)
+    legend = None if samples_at is None else place(0, 0).legend(fontsize=TICK_SIZE - 2, loc="lower left", markerscale=3)
+    _finish(fig, title, single)
     if not single:
         return fig, [], _no_update
     if samples_at is not None and dots is None:
@@ -201,7 +264,7 @@ def _toy_noising(mixture, schedule, timesteps, samples_at, limit, density_at, ti
         heading.set_text(caption(t))
 
     over = [] if dots is None else [dots]
-    moving = [*_live_panel(axes[0][0], image, *over), *([] if legend is None else [legend]), heading]
+    moving = [*_live_panel(ax, image, *over), *([] if legend is None else [legend]), heading]
     return fig, moving, update
 
 
@@ -211,13 +274,13 @@ SCORE_TITLE = r"the score $\nabla_x \log q_t(x)$ (arrows) over $q_t$ (shaded)"
 def plot_score_fields(grid, fields: dict, timesteps, mixture, schedule, limit: float = TOY_LIMIT, density_at=None,
                       title: str | None = None, quantity: str = "score"):
     """Score fields as arrows on the points `grid` (N, 2, 1, 1), over the shaded q_t: fields maps a name ("exact",
-    "learned") to {t: score (N, 2, 1, 1)}. One row per name and one column per timestep; with a single timestep
-    (the slider's picture, live twin: field_slider) the names stand side by side.
+    "learned") to {t: score (N, 2, 1, 1)}. The names stand side by side, one row per timestep (one timestep: the
+    slider's picture, live twin: field_slider); a single name wraps its timesteps into rows of TOY_STRIP_COLUMNS.
 
-    Within a column every field is drawn to the same scale, set by the first field: its median arrow is 0.7 grid
+    At one timestep every field is drawn to the same scale, set by the first field: its median arrow is 0.7 grid
     cells long (the length it stands for is printed in the panel), and arrows longer than 1.4 cells are cut to
     1.4 cells, keeping their direction. The score grows like 1 / sqrt(1 - alpha_bar_t) as t falls, so the scale
-    differs between columns.
+    differs between timesteps.
 
     Any vector field on the grid can be drawn the same way: quantity names it in the panels' scale ("velocity"),
     title is the figure's, density_at: t -> a toy.GaussianMixture shades that density instead of q_t."""
@@ -281,24 +344,25 @@ def _fields(grid, fields, timesteps, mixture, schedule, limit, density_at, title
     def scale_text(typical):
         return f"0.7 cells = |{quantity}| {typical:.3g}"
 
-    if single:
-        fig, axes, title = _toy_slider_axes(len(names), TOY_PANEL_IN, title)
-    else:
-        fig, axes = _toy_axes(len(names), len(timesteps))
+    def caption(name, t, sep=", "):
+        return f"{name}{sep}t = {t}"
+
+    fig, place, title, sep = _toy_figure(len(names), len(timesteps), title,
+                                         [caption(n, t) for n in names for t in timesteps], TITLE_SIZE - 2)
     tick = TOY_SLIDER_TICK_SIZE if single else TICK_SIZE - 2
     panels = []
     for j, t in enumerate(timesteps):
         uv, typical = arrows(t)
         for i, name in enumerate(names):
-            ax = axes[0][i] if single else axes[i][j]
-            image = _toy_density(ax, *shaded(t), limit, tick_size=tick)
+            ax = place(i, j)
+            image = _toy_density(ax, *shaded(t), limit, tick_size=tick, edge_ticks=single)
             quiver = ax.quiver(xy[:, 0], xy[:, 1], uv[name][:, 0], uv[name][:, 1], angles="xy", scale_units="xy",
                                scale=1, width=0.006, color="k")
-            heading = ax.set_title(f"{name}, t = {t}", fontsize=TITLE_SIZE - 2)
+            heading = ax.set_title(caption(name, t, sep), fontsize=TITLE_SIZE - 2)
             scale = ax.text(0.02, 0.02, scale_text(typical), transform=ax.transAxes, fontsize=tick,
                             bbox=dict(facecolor="white", alpha=0.8, lw=0))
             panels.append((ax, name, image, quiver, heading, scale))
-    _finish(fig, title, layout=not single)
+    _finish(fig, title, single)
     if not single:
         return fig, [], _no_update
 
@@ -307,7 +371,7 @@ def _fields(grid, fields, timesteps, mixture, schedule, limit, density_at, title
         for ax, name, image, quiver, heading, scale in panels:
             _set_density(image, *shaded(t), limit)
             quiver.set_UVC(uv[name][:, 0], uv[name][:, 1])
-            heading.set_text(f"{name}, t = {t}")
+            heading.set_text(caption(name, t, sep))
             scale.set_text(scale_text(typical))
 
     moving = [a for ax, _, image, quiver, heading, scale in panels
@@ -320,8 +384,9 @@ def plot_toy_trajectories(trajectories: dict, steps, mixture, schedule, trail: i
     """Chains of 2-D points: trajectories maps a sampler's name to a samplers.Trajectory of points. For each
     recorded step k of `steps` (k = len(timesteps): the end), the points at step k as dots over the shaded q_t of
     that step, and their paths as lines: from the start, or over the last `trail` recorded steps only; the first
-    `show` points (all if None). One row per sampler, one column per step; a single step (the slider's picture,
-    live twin: toy_trajectory_slider) puts the samplers side by side.
+    `show` points (all if None). The samplers stand side by side, one row per step, as in the slider's picture of
+    a single step (live twin: toy_trajectory_slider); a single sampler wraps its steps into rows of
+    TOY_STRIP_COLUMNS.
 
     density_at: t -> a toy.GaussianMixture to shade at the step's code timestep t (-1 at the end) instead of q_t, or
     a dict chain name -> such a function (or None: q_t) when the chains follow different paths; title: the
@@ -372,21 +437,19 @@ def _toy_trajectories(trajectories, steps, mixture, schedule, trail, show, limit
     def caption(name, t, sep=", "):
         return f"{name}{sep}" + (f"t = {t}" if t >= 0 else "the end")
 
-    if single:
-        fig, axes, title = _toy_slider_axes(len(names), 4.4, title, heading_lines=2)
-    else:
-        fig, axes = _toy_axes(len(names), len(steps))
+    fig, place, title, sep = _toy_figure(len(names), len(steps), title,
+                                         [caption(n, step_of(n, k)[0]) for n in names for k in steps], TITLE_SIZE - 3,
+                                         slider_size=4.4, slider_lines=2)      # a slider's narrow panels: two lines
     tick = TOY_SLIDER_TICK_SIZE if single else TICK_SIZE - 2
-    sep = "\n" if single else ", "                                       # a slider's narrow panels: two lines
     panels = []
     for i, name in enumerate(names):
         tr = trajectories[name]
         paths = torch.cat([tr.x_t, tr.sample[None]])[:, :show, :, 0, 0]                 # (K + 1, B, 2)
         colors = [f"C{b % 10}" for b in range(paths.shape[1])]
         for j, k in enumerate(steps):
-            ax = axes[0][i] if single else axes[i][j]
+            ax = place(i, j)
             t, first = step_of(name, k)
-            image = _toy_density(ax, *shading[name](t), limit, tick_size=tick)
+            image = _toy_density(ax, *shading[name](t), limit, tick_size=tick, edge_ticks=single)
             lines = []
             for b in range(paths.shape[1]):
                 lines += ax.plot(paths[first:k + 1, b, 0].numpy(), paths[first:k + 1, b, 1].numpy(), lw=1,
@@ -395,7 +458,7 @@ def _toy_trajectories(trajectories, steps, mixture, schedule, trail, show, limit
                               linewidths=0.6, zorder=3)
             heading = ax.set_title(caption(name, t, sep), fontsize=TITLE_SIZE - 3)
             panels.append((ax, name, paths, image, lines, dots, heading))
-    _finish(fig, title, layout=not single)
+    _finish(fig, title, single)
     if not single:
         return fig, [], _no_update
 

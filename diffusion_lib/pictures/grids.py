@@ -105,7 +105,18 @@ def _labelled_grid(rows, title, col_labels, scale, max_height, rows_at=None, tit
     label_w, _ = text_inches(names, LABEL_SIZE)
     extra_w = label_w + 0.25
     extra_h = (0.45 if title else 0.1) + (0.35 if col_labels is not None else 0) + 0.1
-    scale = _fit_scale(scale, K, len(names), extra_w, extra_h + 0.25 * (col_labels is not None), max_height)
+    fitted = _fit_scale(scale, K, len(names), extra_w, extra_h + 0.25 * (col_labels is not None), max_height)
+    # The title is centred over the images: one wider than them (and the 0.1-inch margins) goes on two lines, or a
+    # slider's picture, drawn without a tight bounding box, would cut it off at its right end.
+    if title and text_inches([title], TITLE_SIZE)[0] > fitted * GRID_TILE_IN * K + 0.2:
+        extra_h += 0.3
+        fitted = _fit_scale(scale, K, len(names), extra_w, extra_h + 0.25 * (col_labels is not None), max_height)
+    scale = fitted
+    room_w = scale * GRID_TILE_IN * K + 0.2
+
+    def fit_title(text):
+        return two_lines(text) if text and text_inches([text], TITLE_SIZE)[0] > room_w else text or ""
+
     if col_labels is not None:        # a label wider than its column goes on two lines (split at its middle space)
         col_labels = [two_lines(str(c)) if text_inches([c], TICK_SIZE)[0] > 0.9 * scale * GRID_TILE_IN else str(c)
                       for c in col_labels]
@@ -123,7 +134,7 @@ def _labelled_grid(rows, title, col_labels, scale, max_height, rows_at=None, tit
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    heading = ax.set_title(title or "", fontsize=TITLE_SIZE)
+    heading = ax.set_title(fit_title(title), fontsize=TITLE_SIZE)
     fig.tight_layout(pad=0.3)
 
     def update(value) -> None:
@@ -132,7 +143,7 @@ def _labelled_grid(rows, title, col_labels, scale, max_height, rows_at=None, tit
             raise ValueError("labelled_grid_slider: rows_at(value) must give the same row names and image shapes "
                              "for every value")
         image.set_data(_labelled_grid_picture(new_rows, pad))
-        heading.set_text(title_at(value) or "")
+        heading.set_text(fit_title(title_at(value)))
 
     return fig, [image, heading], update
 

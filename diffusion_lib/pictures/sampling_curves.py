@@ -1,10 +1,10 @@
-"""Numbers about sampling as curves: quality against cost, and quantities along a chain.
+"""Numbers about sampling as curves: quality against cost, and quantities along a chain (in brackets: the notebooks).
 
-    plot_quality_vs_steps, plot_quality_vs_nfe   time per image, confident share, Frechet distance    (notebooks 07, 10, 11)
-    plot_guidance_tradeoff                       classifier-free guidance over w                      (notebooks 08, 11)
-    plot_over_t                                  a quantity recorded along a chain, against t         (notebook 06)
-    plot_chain_magnitudes                        std of x_t and of the predicted x_0 along a chain    (notebook 09)
-    plot_solver_errors                           an ODE solver's error against its evaluations        (notebooks 10, 11)
+    plot_quality_vs_steps, plot_quality_vs_nfe   time per image, confident share, Frechet distance (07, 10, 11)
+    plot_guidance_tradeoff                       classifier-free guidance over w                   (08, 11)
+    plot_over_t                                  a quantity recorded along a chain, against t      (06)
+    plot_chain_magnitudes                        std of x_t and of the predicted x_0 along a chain (09)
+    plot_solver_errors                           an ODE solver's error against its evaluations     (10, 11)
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .style import MAX_WIDTH_IN, TICK_SIZE, shared_legend, style_axes
+from .style import LABEL_SIZE, MAX_WIDTH_IN, TICK_SIZE, shared_legend, style_axes, text_inches
 
 
 def plot_quality_vs_steps(groups: dict, reference: dict | None = None):
@@ -33,32 +33,40 @@ def plot_quality_vs_nfe(groups: dict, reference: dict | None = None):
 
 
 def _quality_against(groups: dict, reference: dict | None, x_key: str, x_label: str):
+    timed = any(r.get("seconds_per_image") is not None for rows in groups.values() for r in rows)
     n_labels = len(groups) + (2 if reference else 0)
     legend_rows = math.ceil(n_labels / 2)
-    fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH_IN, 3.5 + 0.27 * legend_rows))
+    panels = 3 if timed else 2            # no time measured here (rows of a model card): no empty time panel
+    fig, axes = plt.subplots(1, panels, figsize=(min(MAX_WIDTH_IN, 3.5 * panels + 0.5), 3.5 + 0.27 * legend_rows))
+    time_ax, share_ax, fd_ax = axes if timed else (None, *axes)
     markers = "osD^v"
     for i, (name, rows) in enumerate(groups.items()):
         steps = [r[x_key] for r in rows]
         style = dict(marker=markers[i % len(markers)], ms=8, lw=2.5, color=f"C{i}", label=name)
-        timed = [(s, 1000 * r["seconds_per_image"]) for s, r in zip(steps, rows) if r.get("seconds_per_image") is not None]
-        if timed:                 # rows measured elsewhere (another machine, another load) leave their time out
-            axes[0].plot(*zip(*timed), **style)
-        axes[1].plot(steps, [r["confident_share"] for r in rows], **style)
+        times = [(s, 1000 * r["seconds_per_image"]) for s, r in zip(steps, rows)
+                 if r.get("seconds_per_image") is not None]
+        if times:                 # rows measured elsewhere (another machine, another load) leave their time out
+            time_ax.plot(*zip(*times), **style)
+        share_ax.plot(steps, [r["confident_share"] for r in rows], **style)
         fd = [(s, r["frechet_distance"]) for s, r in zip(steps, rows) if r.get("frechet_distance") is not None]
         if fd:
-            axes[2].plot(*zip(*fd), **style)
+            fd_ax.plot(*zip(*fd), **style)
     if reference:
-        axes[1].axhline(reference["test_confident_share"], color="k", ls="--", lw=1.5,
-                        label="confident share of real MNIST test digits")
-        axes[2].axhline(reference["train_vs_test_frechet_distance"], color="k", ls=":", lw=2,
-                        label=f"Frechet distance of {reference['train_vs_test_n']} real training digits")
+        share_ax.axhline(reference["test_confident_share"], color="k", ls="--", lw=1.5,
+                         label="confident share of real MNIST test digits")
+        fd_ax.axhline(reference["train_vs_test_frechet_distance"], color="k", ls=":", lw=2,
+                      label=f"Frechet distance of {reference['train_vs_test_n']} real training digits")
     xlabel = f"{x_label} (log scale)"
-    style_axes(axes[0], "time per image", xlabel, "milliseconds (log scale)")
-    axes[0].set_yscale("log")
-    style_axes(axes[1], "confident share\n(higher is better)", xlabel, "share with p > 0.9")
-    axes[1].set_ylim(0, 1.02)
-    style_axes(axes[2], "Frechet distance to the\ntest set (lower is better)", xlabel, "Frechet distance")
-    axes[2].set_ylim(bottom=0)
+    if text_inches([xlabel], LABEL_SIZE)[0] > fig.get_figwidth() / panels - 0.6:    # wider than its panel
+        xlabel = f"{x_label}\n(log scale)"
+    if timed:
+        style_axes(time_ax, "time per image", xlabel, "milliseconds (log scale)")
+        _plain_log_y(time_ax)
+    style_axes(share_ax, "confident share\n(higher is better)", xlabel, "share with p > 0.9")
+    share_ax.set_ylim(0, 1.02)
+    # log scale: a sampler that fails at few steps (Heun's 1770 at 5 NFE) would squash every other curve to the floor
+    style_axes(fd_ax, "Frechet distance to the\ntest set (lower is better)", xlabel, "Frechet distance (log scale)")
+    _plain_log_y(fd_ax)
     from matplotlib.ticker import NullLocator
 
     all_steps, ticks = sorted({r[x_key] for rows in groups.values() for r in rows}, reverse=True), []
@@ -74,6 +82,22 @@ def _quality_against(groups: dict, reference: dict | None, x_key: str, x_label: 
         ax.grid(alpha=0.3, which="both")
     shared_legend(fig, axes, ncol=2, bottom_in=0.27 * legend_rows + 0.1)
     return fig
+
+
+def _plain_log_y(ax) -> None:
+    """A log y axis labelled in plain numbers, at 1, 2 and 5 of each decade (10, 20, 50; not 1x10^1, 2x10^1), or
+    at every integer multiple where the data span less than two of those."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.autoscale_view()
+    lo, hi = ax.get_ylim()
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    subs = (1.0, 2.0, 5.0) if sum(lo <= m * 10.0 ** d <= hi for d in decades for m in (1, 2, 5)) >= 2 else \
+        tuple(float(m) for m in range(1, 10))
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_guidance_tradeoff(rows, reference: dict | None = None):
