@@ -251,8 +251,8 @@ dl.plotting.plot_score_fields(grid, score_fields, [10, 30, 60, 100, 300], mixtur
 # $\varepsilon_\theta$ into a large error of the score. In the corners the network extrapolates: at small $t$ no training
 # point is ever noised that far. For sampling it matters much less than the arrows suggest. A sampler's step moves a
 # point along $\varepsilon_\theta$ with a coefficient of the order of $\sqrt{1-\bar\alpha_t}$ or smaller (section 4's
-# equation), so near the clean end the large score errors move the samples very little, and no chain is out in the corners at small $t$. What
-# decides where the samples land is the range where the ring fills in, around `t = 100` to `150` (section 2), and
+# equation), so near the clean end the large score errors move the samples very little, and no chain is out in the
+# corners at small $t$. What decides where the samples land is the range where the ring fills in, around `t = 100` to `150` (section 2), and
 # there the network is off by about a tenth.
 #
 # </details>
@@ -272,7 +272,7 @@ dl.plotting.plot_score_fields(grid, score_fields, [10, 30, 60, 100, 300], mixtur
 # moves on a straight line with velocity $d\bar x / d\sigma = \varepsilon$. **All paths.** Many paths pass through the same
 # point $\bar x$ at level $\sigma$, each with its own $\varepsilon$. A single velocity field that moves the whole cloud of
 # points the way the paths move it, density for density, is the *average* velocity of the paths through each point
-# (the mass that leaves a small region per unit of $\sigma$ is the sum of the paths' velocities there), that is
+# (the mass that crosses any small surface is the density there times the paths' average velocity), that is
 # $\mathbb{E}[\varepsilon \mid \bar x] = \varepsilon^*$. So the ODE replaces the drawn $\varepsilon$ by its average given
 # where the point is (Song, Meng & Ermon 2021, Sec. 4.3; Karras et al. 2022, Sec. 3):
 #
@@ -510,13 +510,13 @@ dl.plotting.plot_solver_errors([r for r in grid_rows if r["grid"] == "karras"],
 #
 # DDIM, at all three: on the Karras grid it lands 0.283, 0.123 and 0.054 from the exact end, Heun 4.66, 1.02 and 0.128
 # (with 5, 9 and 19 evaluations). The grid helps DDIM at every budget (0.283 against 0.408 on DDIM's grid at 5) but
-# not Heun, which is worse than on DDIM's grid at 5 and 9 and level at 19; it overtakes DDIM on this grid only at
-# about 50 evaluations (TOY_49 against TOY_50), earlier than on DDIM's grid, where it takes about 100. With few steps
+# not Heun, which is worse than on DDIM's grid at 5 and 9 and level at 19; it overtakes DDIM on this grid between 20
+# and 50 evaluations (at 49: 0.011 against DDIM's 0.020 at 50), earlier than on DDIM's grid, where it takes about 100. With few steps
 # the Karras grid does not remove the large ratios, it moves them: with 3 steps it divides $\sigma$ by 27 and then by
 # 591, with 5 its last two steps by 12 and 49, right across the levels where the toy's components separate ($\sigma
 # \approx 0.5$ at `t = 141`, section 2), where the predicted $\hat x_0$ changes most. Its ratios are all moderate
 # only from about 10 steps on (at most 7.3), which is where Heun catches up. So on the toy even a fair grid does not
-# make second order pay below about 50 evaluations. The U-Net, in section 6, answers differently.
+# make second order pay at 20 evaluations or fewer. The U-Net, in section 6, answers differently.
 #
 # </details>
 
@@ -627,7 +627,7 @@ print(dl.sweeps.format_rows(fair["scores"], ["budget", "sampler", "grid", "steps
 # that, DDIM on its own grid:** with 3 steps Heun draws noise on either grid, and at 10 evaluations DDIM (0.764 and
 # 53.4) is well ahead of Heun's best (0.640 and 163). So the answer to "which solver?" depends on the budget and on
 # the grid, and a comparison on one grid only can mislead. The toy answered differently (there the Karras grid
-# helped DDIM and Heun won only at about 50 evaluations): which grid suits which solver depends on the data, on the
+# helped DDIM, and Heun won only beyond 20 evaluations): which grid suits which solver depends on the data, on the
 # noise levels where the prediction $\hat x_0$ changes fastest. Measure quality per network evaluation, with each
 # solver on a grid that suits it.
 #
@@ -721,7 +721,7 @@ dl.exercises.check("10-gaussian", gauss_rows);
 #   Fréchet distance) and ahead only at 49. On a grid made for it (Karras et al.'s, evenly spaced in $\sigma^{1/7}$),
 #   Heun is the best deterministic sampler of the U-Net at 19 evaluations (0.842 / 29.2, against DDIM's 0.800 / 36.8
 #   at 20), while at 5 and 10 DDIM on its own grid stays well ahead; on the toy the same grid helps DDIM instead, and
-#   Heun wins there only at about 50. The grid is part of the solver: measure quality per network evaluation, each
+#   Heun wins there only beyond 20. The grid is part of the solver: measure quality per network evaluation, each
 #   solver on a grid that suits it, rather than trust the order of the method.
 #
 # **Next:** notebook 11, **flow matching**: instead of learning the noise on the DDPM path and converting it into an ODE, learn the
