@@ -218,10 +218,11 @@ def nfe_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, nfes: Sequ
         model(x_T[:1], torch.full((1,), schedule.T - 1, dtype=torch.long, device=x_T.device))
     for sampler, asked in tqdm([(s, n) for s in samplers for n in nfes], desc="samplers x NFE", disable=not progress):
         num_steps = steps_for_nfe(sampler, asked)
-        nfe = nfe_of(sampler, grid_steps(sampler, num_steps, schedule, grid))
+        steps = grid_steps(sampler, num_steps, schedule, grid)          # fewer only if the grid dropped duplicates
+        nfe = nfe_of(sampler, steps)
         images[(sampler, nfe)], seconds = timed(ode_images, model, x_T, schedule, sampler, num_steps, grid=grid)
         rows.append(score_row(images[(sampler, nfe)], seconds, classifier, reference_features, sampler=sampler,
-                              grid=grid, steps=grid_steps(sampler, num_steps, schedule, grid), nfe=nfe))
+                              grid=grid, steps=steps, nfe=nfe))
     return rows, images
 
 
