@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features
-from diffusion_lib.measure.sweeps import format_rows, nfe_sweep
+from diffusion_lib.measure.sweeps import NFE_SAMPLERS, format_rows, nfe_sweep
 from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained, pretrained_schedule
 from diffusion_lib.samplers import GRIDS, sample_noise
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     rows = []
     for grid in GRIDS:
         grid_rows, _ = nfe_sweep(model, x_T, schedule, args.nfe, classifier, reference, grid=grid, progress=False)
-        budgets = [n for _ in grid_rows for n in args.nfe][:len(grid_rows)]     # nfe_sweep's order: samplers x budgets
+        budgets = [n for _ in NFE_SAMPLERS for n in args.nfe]      # nfe_sweep's row order: samplers x budgets
         for r, budget in zip(grid_rows, budgets):
             row = {"sampler": CLI_NAMES[r["sampler"]], "grid": grid, "budget": budget, "steps": r["steps"], "nfe": r["nfe"],
                    "seed": args.seed, "n": args.n, "confident_share": r["confident_share"],
