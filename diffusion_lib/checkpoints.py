@@ -7,6 +7,8 @@ A checkpoint is a dict of plain types and tensors:
     objective   what the network predicts: "eps", "x0", "v" or "flow" (objectives.py); absent in older files: "eps"
     dataset     what it was trained on: "mnist" or "fashion_mnist"; absent in older files: "mnist"
     model       state_dict of the trained weights
+    autoencoder a latent model's decoder: LatentCodec.record() (arch, weights, mean, scale), optional; a network
+                with it works in the autoencoder's latent, and its samples are decoded (checkpoint_codec)
     ema         state_dict of the torch.optim.swa_utils.AveragedModel (EMA weights), optional
     optimizer, lr_scheduler, step, rng, config, history   -- for resuming training
 
@@ -124,6 +126,23 @@ def checkpoint_objective(checkpoint: dict) -> str:
     return checkpoint.get("objective", "eps")
 
 
+def checkpoint_codec(checkpoint: dict, device: torch.device | str = "cpu"):
+    """The autoencoder (a LatentCodec: encode images to standardised latents, decode them back) that a latent
+    model's checkpoint carries, or None for a model on pixels. An autoencoder's own file (kind "autoencoder")
+    gives its codec too."""
+    from .autoencoder import codec_from_record
+    record = checkpoint.get("autoencoder")
+    return None if record is None else codec_from_record(record, device)
+
+
+def load_codec(path: str | os.PathLike, device: torch.device | str = "cpu"):
+    """The LatentCodec of an autoencoder file (or of a latent model's checkpoint), in eval mode on `device`."""
+    codec = checkpoint_codec(load_checkpoint(path), device)
+    if codec is None:
+        raise CheckpointError(f"{path} holds no autoencoder: it is a model on pixels, with no latent to decode")
+    return codec
+
+
 def load_model(path: str | os.PathLike, ema: bool = True, device: torch.device | str = "cpu"):
     """Rebuild the network a checkpoint was trained with, load its (EMA) weights, in eval mode on `device`,
     and return it as the samplers' eps model: the network itself when it predicts eps, else the network
@@ -141,6 +160,9 @@ def model_from_checkpoint(checkpoint: dict, ema: bool = True, device: torch.devi
                               "model; load it with diffusion_lib.masked_training.load_token_model (on the command "
                               "line: python -m diffusion_lib sample-tokens)")
     arch = checkpoint["arch"]
+    if checkpoint.get("kind") == "autoencoder":
+        raise CheckpointError("this file is an autoencoder, not a diffusion network: load it with "
+                              "diffusion_lib.load_codec(path) (or load_pretrained_codec('autoencoder'))")
     model = build_backbone(arch["name"], **arch["kwargs"])
     load_weights_into(model, checkpoint, ema=ema and checkpoint.get("ema") is not None)
     schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])

@@ -287,7 +287,7 @@ def _resume_message(e) -> str:
 # ----------------------------------------------------------------------------- sample
 
 def _sample(args) -> int:
-    from .checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
+    from .checkpoints import checkpoint_codec, checkpoint_objective, load_checkpoint, model_from_checkpoint
     from .guidance import cfg_eps_model
     from .images import save_grid
     from . import samplers
@@ -313,10 +313,14 @@ def _sample(args) -> int:
 
     # 2. the model, and the options that depend on it
     if args.pretrained:
-        from .pretrained import load_pretrained, pretrained_objective, pretrained_schedule
+        from .pretrained import AUTOENCODERS, load_pretrained, load_pretrained_codec, pretrained_objective, pretrained_schedule
+        if args.pretrained in AUTOENCODERS:
+            raise UsageError(f"--pretrained {args.pretrained} is an autoencoder, which does not sample; "
+                             "use --pretrained latent_dit (a diffusion model in its latent)")
         model = load_pretrained(args.pretrained, device=device)
         schedule = pretrained_schedule(args.pretrained)
         objective = pretrained_objective(args.pretrained)
+        codec = load_pretrained_codec(args.pretrained, device=device)
     else:
         checkpoint = load_checkpoint(args.checkpoint)
         if checkpoint.get("kind") in ("masked", "autoregressive"):
@@ -329,6 +333,7 @@ def _sample(args) -> int:
         model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
         schedule = make_schedule(record["name"], record["T"])
         objective = checkpoint_objective(checkpoint)
+        codec = checkpoint_codec(checkpoint, device=device)
     flow = objective == "flow"
     sampler = args.sampler or ("flow-euler" if flow else "ddim")
     if flow != (sampler in FLOW_SAMPLERS):
@@ -350,7 +355,7 @@ def _sample(args) -> int:
                          f"give --steps in [1, {schedule.T}]")
 
     # 3. sample, then write
-    generator = torch.Generator(device=device).manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
     x_T = samplers.sample_noise(n, model.image_shape, generator=generator, device=device)
     if model.num_classes is not None:
         labels = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else torch.arange(n) % model.num_classes
@@ -373,6 +378,9 @@ def _sample(args) -> int:
                        "flow-heun": samplers.flow_heun_sample_progressive}[sampler]
         steps = progressive(eps_model, x_T, schedule, num_steps, progress=True)
     images = samplers.final(steps)
+    if codec is not None:                      # a latent model: decode its latents (B, C_z, 7, 7) to digits
+        with torch.no_grad():
+            images = codec.decode(images)
     seconds = time.monotonic() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(images, out, nrow=args.nrow)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .backbones import Backbone
-from .checkpoints import checkpoint_objective, load_checkpoint, load_model, save_checkpoint
+from .checkpoints import checkpoint_codec, checkpoint_objective, load_checkpoint, load_model, save_checkpoint
 from .schedules import Schedule, make_schedule
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -45,7 +45,11 @@ PRETRAINED = {
                                                       "(the velocity on the straight path; 10 digits + null label, "
                                                       "label dropout 0.1) for classifier-free guidance on the velocity, "
                                                       "sampled with the flow samplers, T = 1000, EMA weights"),
+    "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
+                                                "latent, with its scale factor (load_pretrained_codec)"),
 }
+# Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
+AUTOENCODERS = ("autoencoder",)
 # Token models (notebook 14): masked diffusion and its autoregressive baseline, loaded with
 # load_pretrained_token_model (masked_training.py), never with load_pretrained.
 TOKEN_PRETRAINED = {}
@@ -68,7 +72,16 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> Backbone:
     """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`
     (checkpoints.load_model): the eps model of the DDPM-family samplers, or for a flow-matching network
     (pretrained_objective(name) == "flow") the velocity model of the flow samplers."""
+    if name in AUTOENCODERS:
+        raise ValueError(f"{name!r} is an autoencoder, not a diffusion network; load it with "
+                         f"load_pretrained_codec({name!r})")
     return load_model(pretrained_path(name), ema=True, device=device)
+
+
+def load_pretrained_codec(name: str, device: torch.device | str = "cpu"):
+    """The LatentCodec (encode images to standardised latents, decode them back) of a shipped autoencoder, or the
+    one a shipped latent model carries; None for a model on pixels."""
+    return checkpoint_codec(load_checkpoint(pretrained_path(name)), device)
 
 
 def pretrained_schedule(name: str) -> Schedule:
@@ -91,6 +104,6 @@ def export_for_sampling(checkpoint_path: str | os.PathLike, out_path: str | os.P
     """
     checkpoint = load_checkpoint(checkpoint_path)
     ema = {k: v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
-    kept = {key: checkpoint[key] for key in ("objective", "dataset") if key in checkpoint}
+    kept = {key: checkpoint[key] for key in ("objective", "dataset", "autoencoder", "card") if key in checkpoint}
     return save_checkpoint({"arch": checkpoint["arch"], "schedule": checkpoint["schedule"], **kept, "ema": ema,
                             "step": checkpoint["step"], "config": checkpoint["config"]}, out_path)

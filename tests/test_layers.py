@@ -29,7 +29,7 @@ def _loaded_after(statement: str) -> list[str]:
 
 def test_the_core_lists_every_module_it_should():
     # a new module lands in one layer on purpose: this list is the table of the README's module map
-    assert CORE == ["__main__", "backbones", "checkpoints", "cli", "config", "data", "device", "embeddings",
+    assert CORE == ["__main__", "autoencoder", "backbones", "checkpoints", "cli", "config", "data", "device", "embeddings",
                     "forward", "guidance", "images", "interpolation", "objectives", "pretrained", "samplers",
                     "schedules", "toy", "training"]
 
