@@ -6,7 +6,10 @@ the clean image itself (alpha_bar = 1). For example, DDIM with 5 steps on T = 10
     ddim_timesteps(5, 1000)                 -> [999, 749, 500, 250, 0]
     timestep_pairs([999, 749, 500, 250, 0]) -> [(999, 749), (749, 500), (500, 250), (250, 0), (0, -1)]
 
-and DDPM walks all T pairs (999, 998), ..., (1, 0), (0, -1).
+and DDPM walks all T pairs (999, 998), ..., (1, 0), (0, -1). The deterministic samplers can also walk the grid of
+Karras et al. 2022 (grid="karras"), evenly spaced in sigma^(1/7) and rounded to the schedule's timesteps:
+
+    karras_timesteps(5, linear schedule with T = 1000) -> [999, 843, 593, 142, 0]
 
 One step convention. Every reverse step is a function
 
@@ -26,7 +29,7 @@ pairs and the step:
     ddpm_sample_progressive   all T pairs, ddpm_step                      (Ho et al. 2020, Algorithm 2)
     ddim_sample_progressive   num_steps pairs, ddim_step with eta          (Song et al. 2021)
     ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
-    heun_sample_progressive   the DDIM pairs, heun_step                    (Karras et al. 2022, Algorithm 1)
+    heun_sample_progressive   the DDIM pairs (or grid="karras"), heun_step (Karras et al. 2022, Algorithm 1)
     flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
     flow_sde_sample_progressive   the same network, the reverse SDE in s (DDPM's step on the straight path)
     meanflow_sample_progressive   a MeanFlow network's average velocity over each pair, flow_euler_step
@@ -110,6 +113,77 @@ def check_grid(timesteps: Sequence[int], T: int) -> list[int]:
         raise ValueError(f"a timestep grid must be a non-empty, strictly decreasing list of integer timesteps in "
                          f"[0, T-1] = [0, {T - 1}], got {list(timesteps)!r}")
     return grid
+
+
+def schedule_sigmas(schedule: Schedule) -> torch.Tensor:
+    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for t = 0..T-1, shape (T,), float64: the noise level of the
+    rescaled state xbar_t = x_t / sqrt(alpha_bar_t) = x0 + sigma_t eps (notebook 10), in which the
+    probability-flow ODE reads d xbar / d sigma = eps*. The DDPM family's schedule, as sigma (not DDIM's sigma_t(eta))."""
+    alpha_bar = schedule.alpha_bar.double()
+    return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, Eq. 5: num_steps noise levels evenly spaced in sigma^(1/rho), float64 (num_steps,),
+
+        sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,   i = 0..N-1,
+
+    from sigma_max down to sigma_min. rho = 7 is the paper's choice: the steps shrink towards the clean end,
+    where the slope of the ODE changes fastest; rho = 1 is evenly spaced in sigma. One level (N = 1): sigma_max."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"the number of sampling steps must be a positive integer, got {num_steps!r}")
+    if not 0 < sigma_min < sigma_max or not rho > 0:
+        raise ValueError(f"need 0 < sigma_min < sigma_max and rho > 0, got sigma_min = {sigma_min}, "
+                         f"sigma_max = {sigma_max}, rho = {rho}")
+    if num_steps == 1:
+        return torch.tensor([float(sigma_max)], dtype=torch.float64)
+    i = torch.arange(num_steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + i / (num_steps - 1) * (lo - hi)) ** rho
+
+
+def karras_timesteps(num_steps: int, schedule: Schedule, rho: float = 7.0) -> list[int]:
+    """The Karras grid on the schedule's own timesteps: for each level of karras_sigmas(num_steps, sigma_0, sigma_{T-1},
+    rho), the timestep t whose schedule_sigmas(schedule)[t] is nearest to it in log sigma. The ends are exact
+    (T-1 and 0). A level can round to the same timestep as the one before it only where the grid is finer than the
+    schedule (on the linear schedule, T = 1000: from 79 steps on, near t = 0); such duplicates are dropped, so
+    the grid then has fewer than num_steps timesteps. Decreasing, like ddim_timesteps; walk it with timestep_pairs.
+
+        karras_timesteps(5, linear schedule, T = 1000) -> [999, 843, 593, 142, 0]
+        ddim_timesteps(5, 1000)                        -> [999, 749, 500, 250, 0]
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T:
+        raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {schedule.T}], "
+                         f"got {num_steps!r}")
+    log_sigma = schedule_sigmas(schedule).log()                                                # (T,)
+    targets = karras_sigmas(num_steps, float(log_sigma[0].exp()), float(log_sigma[-1].exp()), rho).log()  # (N,)
+    nearest = (log_sigma[None, :] - targets[:, None]).abs().argmin(dim=1).tolist()           # (N,) timesteps
+    return [t for k, t in enumerate(nearest) if k == 0 or t != nearest[k - 1]]
+
+
+def uniform_timesteps(num_steps: int, schedule: Schedule) -> list[int]:
+    """DDIM's grid, evenly spaced in t: ddim_timesteps(num_steps, schedule.T)."""
+    return ddim_timesteps(num_steps, schedule.T)
+
+
+# The grids a deterministic sampler can walk, by name: (num_steps, schedule) -> decreasing timesteps.
+GRIDS = {"uniform": uniform_timesteps, "karras": karras_timesteps}
+
+
+def grid_timesteps(grid: str, num_steps: int, schedule: Schedule) -> list[int]:
+    """The timesteps of the grid named `grid` ("uniform": DDIM's, "karras": karras_timesteps with rho = 7)."""
+    if grid not in GRIDS:
+        raise ValueError(f"unknown timestep grid {grid!r}; choose one of {tuple(GRIDS)}")
+    return GRIDS[grid](num_steps, schedule)
+
+
+def _sampler_grid(num_steps: int, schedule: Schedule, grid: str, timesteps: Sequence[int] | None) -> list[int]:
+    """The timesteps a deterministic sampler walks: an explicit list (checked), or the named grid of num_steps."""
+    if timesteps is None:
+        return grid_timesteps(grid, num_steps, schedule)
+    if grid != "uniform":
+        raise ValueError(f"give either timesteps=[...] or grid={grid!r}, not both: the grid names a list of timesteps")
+    return check_grid(timesteps, schedule.T)
 
 
 def timestep_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
@@ -239,19 +313,20 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 
 def ddim_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 50,
                             eta: float = 0.0, generator: torch.Generator | None = None,
-                            progress: bool = False, timesteps: Sequence[int] | None = None) -> Iterator[SamplerStep]:
+                            progress: bool = False, timesteps: Sequence[int] | None = None,
+                            grid: str = "uniform") -> Iterator[SamplerStep]:
     """DDIM over num_steps timesteps from T-1 to the clean image, with stochasticity eta in [0, 1].
 
-    timesteps: another grid to walk instead of ddim_timesteps(num_steps, T), e.g. flow_matched_timesteps
-    (then num_steps is ignored): a strictly decreasing list of code timesteps in [0, T-1].
+    grid: the timesteps of num_steps, "uniform" (ddim_timesteps, evenly spaced in t) or "karras" (karras_timesteps,
+    evenly spaced in sigma^(1/7)). timesteps: another grid to walk instead, e.g. flow_matched_timesteps (then
+    num_steps and grid are not used): a strictly decreasing list of code timesteps in [0, T-1].
     A fresh z is drawn at every step but the last, whatever eta is, so that the noise stream lines up
     with DDPM's and DDIM(eta = 1) on the full grid reproduces DDPM draw for draw.
     """
     _check_start(x_T, "x_T")
     check_model(eps_model, "eps", "DDIM sampling", schedule)
     eta = check_eta(eta)
-    grid = ddim_timesteps(num_steps, schedule.T) if timesteps is None else check_grid(timesteps, schedule.T)
-    pairs = timestep_pairs(grid)
+    pairs = timestep_pairs(_sampler_grid(num_steps, schedule, grid, timesteps))
     return _walk(eps_model, x_T, pairs, schedule, functools.partial(ddim_step, eta=eta), generator,
                  progress=progress, desc="DDIM")
 
@@ -297,13 +372,15 @@ def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 
 
 def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 10,
-                            progress: bool = False) -> Iterator[SamplerStep]:
-    """Deterministic sampling with Heun's method over the DDIM grid of num_steps timesteps: 2 num_steps - 1
-    network evaluations (heun_nfe), against num_steps for DDIM."""
+                            progress: bool = False, grid: str = "uniform",
+                            timesteps: Sequence[int] | None = None) -> Iterator[SamplerStep]:
+    """Deterministic sampling with Heun's method over a grid of num_steps timesteps, DDIM's by default
+    (grid="karras": karras_timesteps, the grid Karras et al. pair it with; timesteps=: an explicit grid, as for
+    ddim_sample_progressive): 2 num_steps - 1 network evaluations (heun_nfe), against num_steps for DDIM."""
     _check_start(x_T, "x_T")
     check_model(eps_model, "eps", "Heun sampling", schedule)
     step = functools.partial(heun_step, eps_model=eps_model)
-    pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+    pairs = timestep_pairs(_sampler_grid(num_steps, schedule, grid, timesteps))
     return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
 
 
