@@ -147,7 +147,8 @@ def build_parser() -> Parser:
                         "class-conditional models only")
     p.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
     p.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
-    p.add_argument("--json", metavar="FILE", help="also write the results to this file (its folder must exist)")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the results to this file (its folder is made if missing; checked before any work)")
     return p
 
 

@@ -28,23 +28,24 @@ def check_number(value, name: str, lower: float | None = None, upper: float | No
                  upper_open: bool = False, hint: str = "") -> float:
     """value as a float, if it is a finite real number (a Python or numpy number, or a 0-dim tensor; not a bool or
     a string) in the range; else a ValueError naming `name`, the range and `hint`."""
-    span = _span(lower, upper, lower_open, upper_open)
+    span = _span(lower, upper, lower_open, upper_open)       # " lie in [a, b]", " >= a", ...
+    where = span.replace(" lie in", " in")                     # "a number in [a, b]"
     hint = f" ({hint})" if hint else ""
-    is_tensor = isinstance(value, torch.Tensor) and value.ndim == 0 and (value.dtype.is_floating_point
-                                                                           or value.dtype in (torch.int32, torch.int64))
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or is_tensor):
-        raise ValueError(f"{name} must be a number{span.replace(' lie in', ' in')}{hint}, got {value!r} ({type(value).__name__}); "
-                         f"pass a number, e.g. {name.split()[-1]}={lower if lower is not None else 0:g}"
-                         if not isinstance(value, str) else
-                         f"{name} must be a number{span.replace(' lie in', ' in')}{hint}, got the string {value!r}; pass a number, "
+    is_tensor = (isinstance(value, torch.Tensor) and value.ndim == 0
+                 and (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)))
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a number{where}{hint}, got the string {value!r}; pass a number, "
                          f"e.g. {value.strip()} without quotes")
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or is_tensor):
+        raise ValueError(f"{name} must be a number{where}{hint}, got {value!r} ({type(value).__name__}); "
+                         f"pass a number, e.g. {name.split()[-1]}={lower if lower is not None else 0:g}")
     number = float(value)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number{span.replace(' lie in', ' in')}{hint}, got {number}; pass a finite number")
+        raise ValueError(f"{name} must be a finite number{where}{hint}, got {number}; pass a finite number")
     if ((lower is not None and (number < lower or (lower_open and number == lower)))
             or (upper is not None and (number > upper or (upper_open and number == upper)))):
         raise ValueError(f"{name} must{span if ' lie in' in span else ' be' + span}{hint}, got {number:g}; "
-                         f"pass a number{span.replace(' lie in', ' in')}")
+                         f"pass a number{where}")
     return number
 
 

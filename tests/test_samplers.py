@@ -709,3 +709,30 @@ def test_the_flow_samplers_and_the_matched_grid_run_on_cuda():
         assert torch.allclose(flow_velocity_from_eps(eps, x_cuda, s).cpu(), u.cpu(), atol=1e-5)
         assert score_from_flow_velocity(u, x_cuda, s).device.type == "cuda" and sde.device.type == "cuda"
     assert torch.allclose(ddim, expected_ddim, atol=1e-5) and torch.allclose(euler, expected_euler, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- NaN or inf stops the chain (issue 22)
+
+def test_a_nan_on_an_emulated_gpu_is_reported_at_the_end_without_a_read_per_step():
+    """On a GPU the finiteness flags stay on the device: no value is read back per step (the chain is not slowed),
+    and the first bad step is named when the chain ends."""
+    import math
+    from cuda_emulation import EmulatedCuda
+    from diffusion_lib.samplers import NotFiniteError, ddim_sample_progressive
+
+    def nan_below_10(x, t):
+        return torch.full_like(x, math.nan) if int(t[0].cpu()) < 10 else 0.1 * x
+
+    schedule = make_schedule("linear", 20)
+    with EmulatedCuda() as cuda:
+        x = torch.randn(2, 1, 8, 8).to("cuda")
+        steps = ddim_sample_progressive(lambda x, t: 0.1 * x, x, schedule, 5)
+        before = cuda.snapshot()
+        for _ in steps:                                               # a finite chain: no read, no error
+            pass
+        assert cuda.snapshot()["d2h"] - before["d2h"] == 1            # the flags, read once at the end
+        seen = []
+        with pytest.raises(NotFiniteError, match=r"DDIM stopped at step 4 of 5 \(t = 5 -> 0\)"):
+            for step in ddim_sample_progressive(nan_below_10, x, schedule, 5):
+                seen.append(step.t)
+    assert seen == [19, 14, 10, 5, 0]                                 # on a GPU it is found when the chain ends
