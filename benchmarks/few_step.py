@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lib.checkpoints import model_from_checkpoint, save_checkpoint, load_checkpoint
+from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.objectives import noise_labels, reflow_pairs
 from diffusion_lib.samplers import with_precision
 from diffusion_lib.schedules import make_schedule
@@ -36,23 +37,38 @@ from diffusion_lib.training import TrainConfig, teacher_checkpoint, train
 NOISE_SEED = 1      # not the evaluation's seed 0: the student never sees the noises it is scored on
 
 
+def _guided(network, w: float):
+    """The teacher's velocity guided at w for the labels y of each batch: (x, t, y) -> u, two evaluations a step."""
+    def velocity(x, t, y):
+        return cfg_eps_model(network, y, w)(x, t)
+    return velocity
+
+
 def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, minutes: float | None = None,
-               chunk: int = 1000) -> dict:
+               chunk: int = 1000, w: float | None = None) -> dict:
     """Noises (seed NOISE_SEED) and the teacher's ODE ends, made `chunk` at a time and saved after each chunk
-    (so a student can start from what is there); with `minutes`, it stops after the chunk that passes them."""
+    (so a student can start from what is there); with `minutes`, it stops after the chunk that passes them.
+    A conditional teacher: with w None, its conditional velocity (w = 1) with noise_labels (pairs for an
+    unconditional student); with w, guided at w for labels 0..9 in turn (pairs for a conditional student that has
+    the guidance built in: `reflow --conditional`)."""
     checkpoint = teacher_checkpoint(teacher)
     network = model_from_checkpoint(checkpoint)
-    model = with_precision(network, "bf16")       # bfloat16 autocast: the speed the shipped models are sampled at
+    if w is not None and network.num_classes is None:
+        raise SystemExit(f"--w needs a class-conditional teacher; {teacher} is unconditional")
+    model = with_precision(network if w is None else _guided(network, w), "bf16")   # bfloat16: the shipped models' speed
     schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
     noise = torch.randn((n, *network.image_shape), generator=torch.Generator().manual_seed(NOISE_SEED))
-    labels = noise_labels(noise, network.num_classes) if network.num_classes is not None else None
+    labels = None
+    if network.num_classes is not None:
+        labels = noise_labels(noise, network.num_classes) if w is None else torch.arange(n) % network.num_classes
     start, ends = time.monotonic(), []
     for i in range(0, n, chunk):
         ends.append(reflow_pairs(model, noise[i:i + chunk], schedule, heun_steps,
                                  y=None if labels is None else labels[i:i + chunk], batch_size=500, progress=False))
         done, seconds = i + ends[-1].shape[0], time.monotonic() - start
         record = {"teacher": teacher, "n": done, "heun_steps": heun_steps, "nfe_per_pair": 2 * heun_steps - 1,
-                  "seed": NOISE_SEED, "precision": "bf16", "labels": "noise_labels" if labels is not None else None,
+                  "seed": NOISE_SEED, "precision": "bf16", "w": 1.0 if w is None else w,
+                  "labels": None if labels is None else ("noise_labels" if w is None else "0..9 in turn"),
                   "seconds": round(seconds, 1), "seconds_per_1000": round(1000 * seconds / done, 2),
                   "threads": torch.get_num_threads()}
         save_checkpoint({"arch": checkpoint["arch"], "pairs": record, "noise": noise[:done],
@@ -66,21 +82,26 @@ def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, minutes: float 
 
 def describe(record: dict) -> str:
     return (f"{record['n']} pairs: noise seed {record['seed']}, the ODE end of {record['teacher']} by flow Heun "
-            f"{record['heun_steps']} steps" + (", labels noise_labels, w = 1" if record["labels"] else "")
-            + ", clipped to [-1, 1]")
+            f"{record['heun_steps']} steps" + (f", labels {record['labels']}, w = {record.get('w', 1.0):g}"
+                                                if record["labels"] else "") + ", clipped to [-1, 1]")
 
 
 def train_reflow(pairs_path: Path, out: Path, steps: int, lr: float, batch_size: int, warmup: int,
-                 max_minutes: float | None) -> None:
+                 max_minutes: float | None, conditional: bool = False) -> None:
+    """The student: flow matching on the pairs from the teacher's weights; unconditional (the teacher's null-label
+    branch folded in, training.init_from_teacher), or with conditional=True the teacher's own conditional network
+    trained on the pairs' labels with no label dropout (guidance built in, sampled at w = 1)."""
     pairs = load_checkpoint(pairs_path)
     record = pairs["pairs"]
-    kwargs = {k: v for k, v in pairs["arch"]["kwargs"].items() if k != "num_classes"}
+    if conditional and pairs.get("labels") is None:
+        raise SystemExit(f"--conditional needs pairs with labels; {pairs_path} has none")
+    kwargs = {k: v for k, v in pairs["arch"]["kwargs"].items() if conditional or k != "num_classes"}
     config = TrainConfig(backbone="unet", backbone_kwargs=kwargs, objective="flow", steps=steps,
                          max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup,
                          lr_decay="cosine", ema_decay=0.999, precision="bf16", init_from=record["teacher"],
-                         pairs=describe(record), checkpoint_every=250)
+                         pairs=describe(record), checkpoint_every=250, label_dropout=0.0)
     start = time.monotonic()
-    result = train(config, pairs["ends"], noise=pairs["noise"], out_dir=out)
+    result = train(config, pairs["ends"], pairs["labels"] if conditional else None, noise=pairs["noise"], out_dir=out)
     print(json.dumps({"step": result.step, "minutes": round((time.monotonic() - start) / 60, 1),
                       "last_100_loss": sum(result.history["loss"][-100:]) / max(1, len(result.history["loss"][-100:]))}))
 
@@ -250,6 +271,8 @@ def main(argv=None) -> int:
     a.add_argument("--n", type=int, default=30000)
     a.add_argument("--heun-steps", type=int, default=10)
     a.add_argument("--minutes", type=float, help="stop after the chunk of 1,000 pairs that passes this wall time")
+    a.add_argument("--w", type=float, help="a conditional teacher guided at w, labels 0..9 in turn (pairs for "
+                                           "`reflow --conditional`); default: w = 1 with labels the noise decides")
     a.add_argument("--out", type=Path, required=True)
     b = sub.add_parser("reflow", help="train the student on the pairs, from the teacher's weights")
     b.add_argument("--pairs", type=Path, required=True)
@@ -259,6 +282,7 @@ def main(argv=None) -> int:
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--warmup", type=int, default=100)
     b.add_argument("--minutes", type=float, help="stop training after this wall time (a checkpoint is written then)")
+    b.add_argument("--conditional", action="store_true", help="a conditional student on the pairs' labels")
     c = sub.add_parser("table", help="quality at 1, 2, 4, 8 network evaluations, seconds, the copying check")
     c.add_argument("--reflow", help="the reflow student's checkpoint")
     c.add_argument("--meanflow", help="the MeanFlow model's checkpoint")
@@ -279,7 +303,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.command == "pairs":
-        make_pairs(args.teacher, args.n, args.heun_steps, args.out, args.minutes)
+        make_pairs(args.teacher, args.n, args.heun_steps, args.out, args.minutes, w=args.w)
     elif args.command == "curve":
         curve(sorted(args.checkpoints, key=lambda p: int(load_checkpoint(p)["step"])), args.nfe, args.n, args.json,
               args.name)
@@ -287,7 +311,8 @@ def main(argv=None) -> int:
         make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers, args.append,
                    tuple(args.names))
     else:
-        train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes)
+        train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes,
+                     args.conditional)
     return 0
 
 
