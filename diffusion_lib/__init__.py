@@ -11,6 +11,8 @@ The core is the math the notebooks teach, one function per equation; it loads on
     guidance       classifier-free guidance                                               (notebook 08)
     interpolation  blending two images through their DDIM noises                          (notebook 07)
     toy            a 2-D mixture of Gaussians: its noised density q_t, score and exact eps (notebook 10)
+    masked         masked (absorbing-state) diffusion over tokens: forward masking, ELBO, unmasking samplers (14)
+    token_networks, tokens, masked_training   its networks, data (quantised digits, surnames) and training (14)
     and the plumbing: checkpoints, pretrained (the shipped weights), data (MNIST, Fashion-MNIST),
     images (grids and PNG files), device, config (quick and full mode), cli (the command line).
 
@@ -38,6 +40,7 @@ from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps
 from . import interpolation, objectives, pretrained, toy
+from . import masked, masked_training, token_networks, tokens
 from .objectives import OBJECTIVES, eps_model_for, objective_loss
 from .pretrained import load_pretrained, pretrained_objective, pretrained_schedule
 from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,
