@@ -14,14 +14,15 @@ The core is the math the notebooks teach, one function per equation; it loads on
     masked         masked (absorbing-state) diffusion over tokens: forward masking, ELBO, unmasking samplers (14)
     token_networks, tokens, masked_training   its networks, data (quantised digits, surnames) and training (14)
     and the plumbing: checkpoints, pretrained (the shipped weights), data (MNIST, Fashion-MNIST),
-    images (grids and PNG files), device, config (quick and full mode), cli (the command line).
+    images (grids and PNG files), device, config (quick and full mode), cli (the command line; cli_tokens: its
+    train-tokens and sample-tokens commands).
 
 Built on the core, and never imported by it:
     measure    metrics, sweeps, inspection, experiments: numbers about models, samples and runs
     pictures   figures and sliders (matplotlib, ipywidgets), in files named after what they draw: grids
                (image grids and tables), schedule_curves, histograms, time_embedding, networks,
                training_curves, sampling_curves, fields_and_paths (the 2-D toy's densities, fields and
-               paths); style and live (what they share); plotting gathers them all as dl.plotting;
+               paths), masked_tokens (notebook 14); style and live (what they share); plotting gathers them all as dl.plotting;
                widgets (the sliders)
     exercises  the automatic checks of the notebooks' exercises
 
