@@ -10,6 +10,9 @@
                               runs one busy process at a time (itself, or the notebook kernel it waits
                               on); with more threads than cores, torch's small ops wait on descheduled
                               threads and run 5-10x slower (measured on a 2-core machine).
+    DIFFUSION_LIB_EMULATE_CUDA=1   notebook kernels run under the CUDA-rules emulation (tests/cuda_emulation.py)
+                              with DIFFUSION_LIB_DEVICE=cuda: an IPython start-up file, in a fresh IPYTHONDIR,
+                              installs it before the first cell. .ci/run runs notebooks 05, 07 and 11 so.
     MPLBACKEND=Agg            draw without a display. Notebook kernels inherit it too, in place of the
                               inline backend: figures are not rendered (faster) and a cell that only
                               shows a figure has no output, so never mark such a cell NBVAL_CHECK_OUTPUT.
@@ -19,6 +22,7 @@ A variable that is already set is left alone. Nothing here downloads data or wei
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
@@ -36,6 +40,15 @@ os.environ.setdefault("DIFFUSION_LIB_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 if "DIFFUSION_LIB_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["DIFFUSION_LIB_DATA"] = str(SHARED_DATA)
+if os.environ.get("DIFFUSION_LIB_EMULATE_CUDA") == "1":
+    _startup = Path(tempfile.mkdtemp(prefix="ipython-cuda-emulation-")) / "profile_default" / "startup"
+    _startup.mkdir(parents=True)
+    (_startup / "00-cuda-emulation.py").write_text(
+        "# the notebook kernel runs under the CUDA-rules emulation (conftest.py, DIFFUSION_LIB_EMULATE_CUDA=1)\n"
+        f"import sys\nsys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "from cuda_emulation import install\n_emulated_cuda = install()\n")
+    os.environ["IPYTHONDIR"] = str(_startup.parents[1])
+    os.environ["DIFFUSION_LIB_DEVICE"] = "cuda"
 
 
 def pytest_configure(config):

@@ -36,7 +36,7 @@ from .backbones import BACKBONES, ChunkyMLP, ConvNet, PointMLP, SmolMLP, UNet, b
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import budget, quick_mode
 from .data import DATASETS, DatasetCorruptError, DatasetNotFoundError, MNISTNotFoundError, load_dataset, load_mnist
-from .device import default_device
+from .device import default_device, fast_precision
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps

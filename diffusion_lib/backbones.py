@@ -15,7 +15,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .embeddings import TIME_EMBEDDING_DIM, TimeEmbedding, sinusoidal_embedding
+from .device import known_within
+from .embeddings import TIME_EMBEDDING_DIM, TimeEmbedding, sinusoidal_embedding, sinusoidal_frequencies
 from .schedules import DEFAULT_T
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -81,7 +82,7 @@ class Backbone(nn.Module):
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ValueError(f"t must be an integer tensor (torch.long) of timesteps, got dtype {t.dtype}; "
                              "use t.long() (a network is trained on integer timesteps only)")
-        if t.numel() and bool(((t < 0) | (t > self.T - 1)).any()):
+        if t.numel() and not known_within(t, 0, self.T - 1) and bool(((t < 0) | (t > self.T - 1)).any()):
             raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], but this network "
                              f"is used with T = {self.T} steps, so t must lie in [0, {self.T - 1}]; "
                              f"if it was trained with another schedule length, set model.T to it")
@@ -95,7 +96,7 @@ class Backbone(nn.Module):
             if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
                 raise ValueError(f"labels y must be an integer tensor (torch.long) of classes, got dtype {y.dtype}; "
                                  "use y.long()")
-            if y.numel() and bool(((y < 0) | (y > self.num_classes)).any()):
+            if y.numel() and not known_within(y, 0, self.num_classes) and bool(((y < 0) | (y > self.num_classes)).any()):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
                                  f"got values in [{int(y.min())}, {int(y.max())}]")
 
@@ -304,6 +305,7 @@ class UNet(Backbone):
         c1, c2, c3 = (base * m for m in mults)
         emb_dim = 4 * base
         self.time_mlp = nn.Sequential(nn.Linear(TIME_EMBEDDING_DIM, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.register_buffer("frequencies", sinusoidal_frequencies(TIME_EMBEDDING_DIM), persistent=False)   # omega
         self.label_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
         self.conv_in = nn.Conv2d(self.image_shape[0], c1, 3, padding=1)
         self.down1 = ResBlock(c1, c1, emb_dim)
@@ -324,7 +326,7 @@ class UNet(Backbone):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        emb = self.time_mlp(sinusoidal_embedding(t))                    # (B, E)
+        emb = self.time_mlp(sinusoidal_embedding(t, frequencies=self.frequencies))   # (B, E)
         if self.label_embedding is not None:
             if y is None:
                 y = torch.full_like(t, self.null_label)
@@ -366,13 +368,14 @@ class PointMLP(Backbone):
             raise ValueError(f"PointMLP needs depth >= 1 and width >= 1, got depth {depth}, width {width}")
         self.image_shape = (2, 1, 1)                                       # a point is a 1 x 1 "image" of 2 channels
         self.emb_dim = emb_dim
+        self.register_buffer("frequencies", sinusoidal_frequencies(emb_dim), persistent=False)   # omega
         widths = [2 + emb_dim] + [width] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(width, 2)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        h = torch.cat([x.flatten(1), sinusoidal_embedding(t, self.emb_dim).to(x.dtype)], dim=1)   # (B, 2 + emb_dim)
+        h = torch.cat([x.flatten(1), sinusoidal_embedding(t, self.emb_dim, self.frequencies).to(x.dtype)], dim=1)   # (B, 2 + emb_dim)
         for layer in self.layers:
             h = F.silu(layer(h))                                                                # (B, width)
         return self.out(h).view_as(x)                                                           # (B, 2, 1, 1)

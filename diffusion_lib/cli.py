@@ -350,7 +350,7 @@ def _sample(args) -> int:
                          f"give --steps in [1, {schedule.T}]")
 
     # 3. sample, then write
-    generator = torch.Generator(device=device).manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
     x_T = samplers.sample_noise(n, model.image_shape, generator=generator, device=device)
     if model.num_classes is not None:
         labels = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else torch.arange(n) % model.num_classes

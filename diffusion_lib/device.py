@@ -5,6 +5,7 @@ Notebooks and the command line call default_device() once and move the model and
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -25,6 +26,36 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def fast_precision(device: torch.device | str) -> str:
+    """The precision to train and time in on `device`: "bf16" (bfloat16 autocast) where the hardware computes in
+    bfloat16 natively, "fp32" where bfloat16 would be emulated and slower:
+
+        CPU    bf16 with AVX512-BF16 or AMX instructions (recent Intel Xeons, such as the course's machine)
+        CUDA   bf16 with compute capability >= 8 (A100, L4, H100, RTX 30xx and later); a T4 (Colab's free GPU) is 7.5
+        other  fp32
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp32"
+    if device.type == "cpu":
+        return "bf16" if _cpu_has_bf16() else "fp32"
+    return "fp32"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU has AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo's flags; False where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def synchronize(device: torch.device | str) -> None:
     """Wait until the GPU (CUDA or MPS) has finished the work queued on `device`; nothing to wait for on a CPU.
 
@@ -35,3 +66,21 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+# ----------------------------------------------------------------------------- checks that wait for nothing
+# A range check of a tensor on a GPU, bool(((t < 0) | (t > T - 1)).any()), waits until the GPU has caught up and reads
+# the answer back: done at every step, it keeps the GPU idle while Python waits. Timesteps and labels that the library
+# builds itself, from numbers it has already checked, carry the range they are known to lie in, and the checks skip
+# them. The mark belongs to that tensor object only: anything computed from it is checked again.
+
+def mark_known_range(x: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """Mark x as holding integers in [low, high] (the caller has checked it); returns x."""
+    x._known_range = (int(low), int(high))
+    return x
+
+
+def known_within(x: torch.Tensor, low: int, high: int) -> bool:
+    """Whether x carries a mark saying that its entries lie in [low, high]."""
+    known = getattr(x, "_known_range", None)
+    return known is not None and low <= known[0] and known[1] <= high

@@ -23,11 +23,19 @@ def sinusoidal_frequencies(dim: int = TIME_EMBEDDING_DIM) -> torch.Tensor:
     return torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / (half - 1))
 
 
-def sinusoidal_embedding(t: torch.Tensor, dim: int = TIME_EMBEDDING_DIM) -> torch.Tensor:
-    """[sin(t omega), cos(t omega)] for a (B,) tensor of timesteps; returns (B, dim) float32 on t's device."""
+def sinusoidal_embedding(t: torch.Tensor, dim: int = TIME_EMBEDDING_DIM,
+                         frequencies: torch.Tensor | None = None) -> torch.Tensor:
+    """[sin(t omega), cos(t omega)] for a (B,) tensor of timesteps; returns (B, dim) float32 on t's device.
+
+    frequencies: omega = sinusoidal_frequencies(dim), already on t's device; the networks keep it as a buffer, so
+    that a forward pass on a GPU does not build it on the CPU and copy it over every time."""
     if t.ndim != 1:
         raise ValueError(f"t must be a 1-D tensor of timesteps with shape (B,), got shape {tuple(t.shape)}")
-    angles = t.to(torch.float32)[:, None] * sinusoidal_frequencies(dim).to(t.device)[None, :]  # (B, half)
+    if frequencies is None:
+        frequencies = sinusoidal_frequencies(dim).to(t.device)
+    elif frequencies.shape != (dim // 2,):
+        raise ValueError(f"frequencies must have shape (dim // 2,) = ({dim // 2},), got {tuple(frequencies.shape)}")
+    angles = t.to(torch.float32)[:, None] * frequencies[None, :]                                # (B, half)
     return torch.cat([angles.sin(), angles.cos()], dim=1)  # (B, dim)
 
 
@@ -38,6 +46,8 @@ class TimeEmbedding(nn.Module):
         super().__init__()
         self.dim = dim
         self.proj = nn.Linear(dim, dim)
+        # omega, moved with the module (not saved: it is rebuilt from dim)
+        self.register_buffer("frequencies", sinusoidal_frequencies(dim), persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.proj(sinusoidal_embedding(t, self.dim)))  # (B, dim)
+        return torch.relu(self.proj(sinusoidal_embedding(t, self.dim, self.frequencies)))  # (B, dim)

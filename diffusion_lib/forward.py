@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .schedules import Schedule, extract
+from .device import mark_known_range
+from .schedules import Schedule, checked_timesteps, extract
 
 
 def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
@@ -38,12 +39,18 @@ def as_timesteps(t, x: torch.Tensor) -> torch.Tensor:
 
 
 def _check(x: torch.Tensor, t, schedule: Schedule, name: str = "x") -> torch.Tensor:
-    """Check x and t; returns t as a (B,) tensor (a Python int t broadcast to the batch)."""
+    """Check x and t; returns t as a (B,) tensor on x's device (a Python int t broadcast to the batch), marked as
+    checked so that the extracts after it read nothing back from a GPU."""
     check_image_batch(x, name)
+    if isinstance(t, int) and not isinstance(t, bool):
+        schedule.check_timesteps(torch.tensor([t]))                   # on the CPU: no GPU sync
+        return mark_known_range(as_timesteps(t, x), t, t)
     t = as_timesteps(t, x)
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per image, got {tuple(t.shape)}")
-    schedule.check_timesteps(t)
+    t = checked_timesteps(t, schedule.T)                               # on t's device: free where t is on the CPU
+    if t.device != x.device:                                           # e.g. CPU timesteps for images on a GPU
+        t = mark_known_range(t.to(x.device), 0, schedule.T - 1)
     return t
 
 

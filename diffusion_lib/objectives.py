@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .forward import predict_eps_from_x0, q_sample
-from .schedules import Schedule, extract
+from .schedules import Schedule, extract, on_device
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
 DEFAULT_MIN_SNR_GAMMA = 5.0   # Hang et al. (2023): gamma = 5 worked best in their study
@@ -119,7 +119,7 @@ class PredictEps(Objective):
         return output
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t]
+        return on_device(schedule.snr, t.device)[t]
 
 
 class PredictX0(Objective):
@@ -149,7 +149,7 @@ class PredictV(Objective):
         return predict_eps_from_v(x_t, t, output, schedule)
 
     def x0_error_scale(self, t, schedule):
-        return schedule.snr.to(t.device)[t] + 1
+        return on_device(schedule.snr, t.device)[t] + 1
 
 
 # ----------------------------------------------------------------------------- flow matching
@@ -175,7 +175,9 @@ def flow_as_vp(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def v_from_flow_velocity(u: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """v-prediction's v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of the same (x_0, eps), from the flow's
-    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s (differentiate x_s = c_s x_vp in s)."""
+    velocity u = eps - x_0 at x_s: v = c_s u - (2 s - 1) x_s / c_s. v is the velocity of x_vp = x_s / c_s in the angle
+    phi with sqrt(alpha_bar) = cos(phi), v = d x_vp / d phi; on the flow tan(phi) = s / (1 - s), so d phi / d s =
+    1 / c_s^2 and v = c_s^2 d(x_s / c_s) / d s, with d c_s / d s = (2 s - 1) / c_s."""
     s = s.to(x_s.dtype).reshape(-1, *([1] * (x_s.ndim - 1)))
     c, _ = flow_as_vp(s)
     return c * u - (2 * s - 1) * x_s / c
@@ -275,7 +277,7 @@ def min_snr_weight(t: torch.Tensor, schedule: Schedule, objective: str | Objecti
     (Hang et al. 2023, Eq. 8; for eps: min(SNR_t, gamma) / SNR_t)."""
     if not gamma > 0:
         raise ValueError(f"min-SNR gamma must be > 0, got {gamma}")
-    snr = schedule.snr.to(t.device)[t]
+    snr = on_device(schedule.snr, t.device)[t]
     return snr.clamp(max=gamma) / get_objective(objective).x0_error_scale(t, schedule)
 
 

@@ -62,6 +62,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .forward import check_image_batch, predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance
+from .device import mark_known_range
 from .schedules import Schedule, extract
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -125,11 +126,15 @@ def _check_start(x: torch.Tensor, name: str) -> None:
 
 
 def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    """z ~ N(0, I) shaped like x, on x's device, drawn where the generator is: a seeded CPU generator gives the same z
+    on every device, so a GPU run shows the pictures of a CPU run. Without a generator: torch's on x's device."""
+    where = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device, non_blocking=True)
 
 
 def _batch_t(x: torch.Tensor, t: int) -> torch.Tensor:
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    """(B,) timesteps t on x's device, marked as checked: t is one of the sampler's own, checked, timesteps."""
+    return mark_known_range(torch.full((x.shape[0],), t, dtype=torch.long, device=x.device), t, t)
 
 
 # ----------------------------------------------------------------------------- DDPM
@@ -349,6 +354,8 @@ def flow_sde_update(x_s: torch.Tensor, u: torch.Tensor, s: float, s_prev: float,
     with score -eps_pred / s, which adds to the ODE's velocity u the same score term again (the DDPM correction of
     notebook 10: the score enters with twice the probability-flow ODE's weight), and the matching noise. With
     z = None it returns the mean. Returns (x_prev, x0_pred)."""
+    if s_prev > s:
+        raise ValueError(f"the reverse SDE steps towards the data: s_prev = {s_prev} must not exceed s = {s}")
     x0_pred = x_s - s * u
     if s_prev <= 0:
         return x0_pred, x0_pred
@@ -447,8 +454,9 @@ def final(steps: Iterator[SamplerStep]) -> torch.Tensor:
 
 @dataclass
 class Trajectory:
-    """A recorded chain, on the CPU: timesteps (K,), the states x_t (K, B, C, H, W) at them, the x0_pred
-    (K, B, C, H, W) of the updates that started there, and the state the chain ended in (B, C, H, W)."""
+    """A recorded chain, ON THE CPU whatever device the chain ran on (for sliders and plots): timesteps (K,), the
+    states x_t (K, B, C, H, W) at them, the x0_pred (K, B, C, H, W) of the updates that started there, and the state
+    the chain ended in (B, C, H, W). To go on from .sample on a GPU, move it there (sweeps' functions do it)."""
     timesteps: list[int]
     x_t: torch.Tensor
     x0_pred: torch.Tensor
@@ -473,10 +481,13 @@ def record(steps: Iterator[SamplerStep], every: int = 1) -> Trajectory:
 
 def sample_noise(n: int, shape=(1, 28, 28), generator: torch.Generator | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """x_T ~ N(0, I) of shape (n, *shape), drawn from generator (a seeded torch.Generator on `device`)."""
+    """x_T ~ N(0, I) of shape (n, *shape) on `device`, drawn from generator on the generator's own device (without
+    one: torch's global generator of `device`). A seeded CPU generator, torch.Generator().manual_seed(k), gives the
+    same x_T on every device, hence the same pictures on a GPU as in the committed notebooks."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of images n must be an integer >= 1, got {n!r}")
-    return torch.randn((n, *shape), generator=generator, device=device)
+    where = generator.device if generator is not None else device
+    return torch.randn((n, *shape), generator=generator, device=where).to(device)
 
 
 # ----------------------------------------------------------------------------- clipping the predicted clean image

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from dataclasses import dataclass, fields
 
 import torch
+
+from .device import known_within, mark_known_range
 
 # The defaults of Ho et al. (2020): T = 1000 steps, betas linear from 1e-4 to 0.02.
 DEFAULT_T = 1000
@@ -159,23 +162,54 @@ def longest_schedule(name: str) -> int:
 def extract(values: torch.Tensor, t: torch.Tensor, x_shape) -> torch.Tensor:
     """Gather values[t] for a batch of timesteps and reshape to (B, 1, 1, 1) so it broadcasts over x.
 
-    values: (T,) per-timestep scalars;  t: (B,) long in [0, T-1];  returns (B, 1, ..., 1) with len(x_shape) dims.
+    values: (T,) per-timestep scalars;  t: (B,) long in [0, T-1];  returns (B, 1, ..., 1) with len(x_shape) dims,
+    on t's device (the schedule is copied there once per device, see on_device).
     Negative t is refused (Python's indexing would silently read values[T + t]).
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a (B,) tensor of timesteps, got {type(t).__name__}; "
                         "use torch.full((B,), t, dtype=torch.long)")
     _check_timestep_values(t, values.shape[0])
-    out = values.to(t.device)[t]
+    out = on_device(values, t.device)[t]
     return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
 
 
+# The schedule lives on the CPU; a GPU step needs it on the GPU. Copying it at every extract is one blocking copy per
+# coefficient per step, so each schedule tensor is copied to a device once and the copy kept as long as the tensor.
+_DEVICE_COPIES: dict = {}
+
+
+def on_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """values on `device`: values itself where it already is, else a copy made at the first call for that device
+    and kept while values lives. For the schedule's tensors, which are never changed in place."""
+    device = torch.device(device)
+    if values.device == device:
+        return values
+    key = (id(values), str(device))
+    kept = _DEVICE_COPIES.get(key)
+    if kept is not None and kept[0]() is values:
+        return kept[1]
+    copy = values.to(device)
+    _DEVICE_COPIES[key] = (weakref.ref(values, lambda _, key=key: _DEVICE_COPIES.pop(key, None)), copy)
+    return copy
+
+
+def checked_timesteps(t: torch.Tensor, T: int, what: str = "this schedule") -> torch.Tensor:
+    """t after _check_timestep_values, marked as checked (device.mark_known_range), so that the extracts and the
+    network that use it read nothing back from a GPU. A view of t is marked, not t itself: changing t later is seen."""
+    if known_within(t, 0, T - 1):
+        return t
+    _check_timestep_values(t, T, what)
+    return mark_known_range(t.view(t.shape), 0, T - 1)
+
+
 def _check_timestep_values(t: torch.Tensor, T: int, what: str = "this schedule") -> None:
-    """Raise a ValueError unless t is an integer tensor with every entry in [0, T-1]."""
+    """Raise a ValueError unless t is an integer tensor with every entry in [0, T-1]. A tensor marked as known to lie
+    there (device.mark_known_range: timesteps the library built from checked numbers) is not read again."""
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
                          "use torch.full((B,), t, dtype=torch.long)")
-    if t.numel() and bool(((t < 0) | (t > T - 1)).any()):   # one device sync; min and max only for the message
+    if t.numel() and not known_within(t, 0, T - 1) and bool(((t < 0) | (t > T - 1)).any()):   # one device sync; min and max only for the message
         raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
                          f"but {what} has T = {T}, so t must lie in [0, {T - 1}]")
 

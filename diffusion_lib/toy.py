@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .schedules import Schedule, extract
+from .schedules import Schedule, extract, on_device
 
 POINT_SHAPE = (2, 1, 1)
 
@@ -106,9 +106,13 @@ def ring_mixture(num_components: int = 6, radius: float = 0.7, std: float = 0.1)
 
 
 def mixture_sample(mixture: GaussianMixture, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """n draws x ~ q: a component k ~ pi, then x = mu_k + L_k z with L_k L_k^T = Sigma_k, z ~ N(0, I); (n, 2, 1, 1)."""
-    k = torch.multinomial(mixture.weights, n, replacement=True, generator=generator)            # (n,)
-    z = torch.randn((n, 2), generator=generator, dtype=mixture.means.dtype)                      # (n, 2)
+    """n draws x ~ q: a component k ~ pi, then x = mu_k + L_k z with L_k L_k^T = Sigma_k, z ~ N(0, I); (n, 2, 1, 1)
+    on the mixture's device. k and z are drawn where the generator is and moved (without one: on the mixture's
+    device): a seeded CPU generator gives the same points on every device."""
+    device = mixture.means.device
+    where = generator.device if generator is not None else device
+    k = torch.multinomial(mixture.weights.to(where), n, replacement=True, generator=generator).to(device)   # (n,)
+    z = torch.randn((n, 2), generator=generator, dtype=mixture.means.dtype, device=where).to(device)       # (n, 2)
     L = torch.linalg.cholesky(mixture.covariances)                                               # (K, 2, 2)
     return as_points(mixture.means[k] + (L[k] @ z[:, :, None])[:, :, 0])
 
@@ -189,6 +193,15 @@ def q_t_score(mixture: GaussianMixture, x: torch.Tensor, alpha_bar=1.0) -> torch
     return as_points((responsibilities[..., None] * component_scores).sum(1))
 
 
+def responsibilities(mixture: GaussianMixture, x: torch.Tensor) -> torch.Tensor:
+    """r_k(x) = pi_k N(x; mu_k, Sigma_k) / q(x), (B, K): the probability that a point x (B, 2, 1, 1) was drawn from
+    component k (for the noised density, pass noised_mixture or flow_mixture)."""
+    xy = as_xy(x)
+    mixture = mixture.to(xy)
+    log_terms, _ = _gaussian_terms(mixture.weights, xy, mixture.means, mixture.covariances)
+    return log_terms.softmax(dim=1)
+
+
 def score_from_eps(eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """grad log q_t(x_t) ~ -eps / sqrt(1 - alpha_bar_t): a noise prediction read as a score (any eps network)."""
     return -eps / extract(schedule.sqrt_one_minus_alpha_bar, t, eps.shape)
@@ -203,7 +216,7 @@ def exact_eps(mixture: GaussianMixture, x_t: torch.Tensor, t: torch.Tensor, sche
     """The best noise prediction E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log q_t(x_t), (B, 2, 1, 1), for points
     x_t (B, 2, 1, 1) at code timesteps t (B,)."""
     schedule.check_timesteps(t)
-    alpha_bar = schedule.alpha_bar.to(t.device)[t]                                              # (B,)
+    alpha_bar = on_device(schedule.alpha_bar, t.device)[t]                                              # (B,)
     return eps_from_score(q_t_score(mixture, x_t, alpha_bar), t, schedule)
 
 

@@ -12,6 +12,7 @@ state is saved, so a run resumed from a checkpoint continues exactly as if it ha
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from .backbones import BACKBONES, Backbone, build_backbone
 from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .data import DATASETS
+from .device import known_within, mark_known_range
 from .objectives import LOSS_WEIGHTINGS, OBJECTIVES, diffusion_loss, get_objective, loss_weights, objective_loss
 from .schedules import BETA_SCHEDULES, make_schedule
 
@@ -125,9 +127,11 @@ def _check_number(config, name: str, lower: float, upper: float | None = None, l
 
 
 def drop_labels(y: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by the null label with probability p (label dropout for classifier-free guidance)."""
-    drop = torch.rand(y.shape, generator=generator) < p
-    return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
+    """Replace each label by the null label with probability p (label dropout for classifier-free guidance).
+    The coin flips are drawn where the generator is and moved to y's device (without a generator: on y's device)."""
+    where = generator.device if generator is not None else y.device
+    drop = torch.rand(y.shape, generator=generator, device=where) < p
+    return torch.where(drop.to(y.device, non_blocking=True), torch.full_like(y, null_label), y)
 
 
 def ema_multi_avg_fn(decay: float, warmup: bool = True) -> Callable:
@@ -139,9 +143,37 @@ def ema_multi_avg_fn(decay: float, warmup: bool = True) -> Callable:
     return update
 
 
-def make_ema(model: Backbone, decay: float = 0.999, warmup: bool = True) -> AveragedModel:
-    """An EMA copy of the model (torch.optim.swa_utils.AveragedModel); call .update_parameters(model) after each step."""
-    return AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True)
+class EMA(AveragedModel):
+    """torch.optim.swa_utils.AveragedModel with the update of ema_multi_avg_fn, counting its updates on the host.
+
+    AveragedModel reads its counter n_averaged back from the device at every update (and the warm-up's decay needs it
+    once more): on a GPU each read waits for the step's work to finish. Here the count is read once, at the first
+    update after construction or loading, and kept as a Python int beside n_averaged (saved as before)."""
+
+    def __init__(self, model: Backbone, decay: float = 0.999, warmup: bool = True):
+        super().__init__(model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True)
+        self._updates = None                     # n_averaged as a Python int, once read
+
+    def load_state_dict(self, *args, **kwargs):
+        self._updates = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def update_parameters(self, model: Backbone) -> None:
+        if self._updates is None:
+            self._updates = int(self.n_averaged)
+        ema = [p.detach() for p in itertools.chain(self.module.parameters(), self.module.buffers())]
+        new = [p.detach() for p in itertools.chain(model.parameters(), model.buffers())]
+        if self._updates == 0:
+            torch._foreach_copy_(ema, new)       # the first update copies the weights
+        else:
+            self.multi_avg_fn(ema, new, self._updates)
+        self.n_averaged += 1
+        self._updates += 1
+
+
+def make_ema(model: Backbone, decay: float = 0.999, warmup: bool = True) -> EMA:
+    """An EMA copy of the model (an AveragedModel); call .update_parameters(model) after each step."""
+    return EMA(model, decay, warmup)
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -178,32 +210,66 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
         self.schedule = make_schedule(config.schedule, config.T)
-        self.generator = torch.Generator().manual_seed(config.seed)      # t, noise and label dropout
+        # t, noise and label dropout: drawn on the CPU and moved, so a seed trains the same network on every device
+        self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.history = {"step": [], "loss": []}
-        self._perm_epoch, self._perm = None, None
+        self._perm_epoch, self._perm, self._perm_on = None, None, {}
+
+    # -- the losses: kept on the device, read in one go when the history is asked for (a read waits for a GPU)
+    @property
+    def history(self) -> dict:
+        """{"step": [...], "loss": [...]}, one entry per optimizer step (reading it reads the pending losses)."""
+        if self._pending:
+            steps, losses = zip(*self._pending)
+            self._pending = []
+            self._history["step"].extend(steps)
+            self._history["loss"].extend(torch.stack([loss.float() for loss in losses]).tolist())
+        return self._history
+
+    @history.setter
+    def history(self, value: dict) -> None:
+        self._history, self._pending = value, []
 
     # -- data order: one permutation per epoch, seeded by (seed, epoch), so it is known after a resume
-    def batch_indices(self, n: int) -> torch.Tensor:
+    def batch_indices(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The indices of this step's batch into a dataset of n images, on the CPU, or on `device` (the permutation
+        is copied there once per epoch) to index a dataset kept there."""
         per_epoch = max(1, n // self.config.batch_size)
         epoch, k = divmod(self.step, per_epoch)
         if self._perm_epoch != epoch:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._perm_epoch, self._perm = epoch, torch.randperm(n, generator=g)
-        return self._perm[k * self.config.batch_size:(k + 1) * self.config.batch_size]
+            self._perm_epoch, self._perm, self._perm_on = epoch, torch.randperm(n, generator=g), {}
+        perm = self._perm
+        if device is not None and torch.device(device) != perm.device:
+            if str(device) not in self._perm_on:
+                self._perm_on[str(device)] = perm.to(device)
+            perm = self._perm_on[str(device)]
+        return perm[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
-    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None) -> float:
-        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks."""
+    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks.
+
+        Returns the batch's loss as a 0-dim tensor on the device; float(loss) reads it (on a GPU that waits for the
+        step to finish, so train() reads the losses only every LOSS_READ_EVERY steps, through trainer.history)."""
         self.model.train()
         B = x0.shape[0]
-        t = self.objective.draw_t(B, self.schedule, self.generator).to(self.device)
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
+        t = self.objective.draw_t(B, self.schedule, self.generator)
+        self.schedule.check_timesteps(t)                                     # on the CPU: no wait
+        t = mark_known_range(t.to(self.device, non_blocking=True), 0, self.config.T - 1)
+        noise = torch.randn(x0.shape, generator=self.generator).to(self.device, non_blocking=True)
         weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
             if self.model.num_classes is None:
                 raise ValueError("labels were given but the backbone is unconditional; "
                                  "pass backbone_kwargs={'num_classes': 10} to train a conditional model")
+            classes = self.model.num_classes
+            checked = known_within(y, 0, classes - 1) or (
+                y.device.type == "cpu" and not (y.dtype.is_floating_point or y.dtype == torch.bool)
+                and bool(((y >= 0) & (y < classes)).all()))                  # on the CPU: no wait
             y = drop_labels(y, self.config.label_dropout, self.model.null_label, self.generator).to(self.device)
+            if checked:
+                mark_known_range(y, 0, self.model.null_label)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             loss = objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
         self.optimizer.zero_grad(set_to_none=True)
@@ -214,10 +280,9 @@ class Trainer:
         self.lr_scheduler.step()
         self.ema.update_parameters(self.model)
         self.step += 1
-        value = float(loss.detach())
-        self.history["step"].append(self.step)
-        self.history["loss"].append(value)
-        return value
+        loss = loss.detach()
+        self._pending.append((self.step, loss))
+        return loss
 
     def state_dict(self) -> dict:
         return {"arch": self.model.arch, "schedule": {"name": self.config.schedule, "T": self.config.T},
@@ -346,6 +411,27 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
                          f"[{int(labels.min())}, {int(labels.max())}]")
 
 
+# How often train() reads the loss back for its progress bar. Every read waits for a GPU to finish the steps queued
+# so far; the losses of all steps are kept and read together, so trainer.history still has one per step.
+LOSS_READ_EVERY = 25
+# The training set is moved to a GPU when it takes at most this share of the GPU's free memory (MNIST: 188 MB).
+DATA_ON_DEVICE_SHARE = 0.25
+
+
+def training_data_on(device: torch.device, images: torch.Tensor, labels: torch.Tensor | None):
+    """images and labels on `device` when they fit (at most DATA_ON_DEVICE_SHARE of a GPU's free memory, 1 GB on
+    other accelerators), so that every batch is gathered there instead of being copied from the CPU at each step;
+    as they are otherwise (the CPU, or data too large)."""
+    device = torch.device(device)
+    if device.type == "cpu" or images.device == device:
+        return images, labels
+    size = images.numel() * images.element_size() + (0 if labels is None else labels.numel() * labels.element_size())
+    room = torch.cuda.mem_get_info(device)[0] * DATA_ON_DEVICE_SHARE if device.type == "cuda" else 2**30
+    if size > room:
+        return images, labels
+    return images.to(device), None if labels is None else labels.to(device)
+
+
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = True, device: torch.device | str = "cpu",
           progress: bool = True, callback: Callable[[Trainer], None] | None = None) -> TrainResult:
@@ -368,13 +454,18 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         trainer.load(last, checkpoint)
     if last is not None:
         remove_stale_temp_files(last)
+    images, labels = training_data_on(trainer.device, images, labels)
     start, written = time.monotonic(), None
     bar = tqdm(total=config.steps, initial=trainer.step, desc=f"train {config.backbone}", disable=not progress)
     while trainer.step < config.steps:
-        idx = trainer.batch_indices(images.shape[0])
-        loss = trainer.train_step(images[idx], None if labels is None else labels[idx])
+        idx = trainer.batch_indices(images.shape[0], images.device)
+        y = None
+        if labels is not None:    # checked by check_training_data: the network need not read them back
+            y = mark_known_range(labels[idx], 0, trainer.model.num_classes - 1)
+        trainer.train_step(images[idx], y)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if trainer.step % LOSS_READ_EVERY == 0 or trainer.step == config.steps:
+            bar.set_postfix(loss=f"{trainer.history['loss'][-1]:.4f}", refresh=False)
         if callback is not None:
             callback(trainer)
         out_of_time = config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes

@@ -45,9 +45,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 # %% [markdown]
 # **What you will learn**
@@ -266,8 +271,9 @@ dl.plotting.plot_receptive_fields(masks, pixels, which=[0, 2, 5, 9]);
 # NBVAL_IGNORE_OUTPUT
 print("measured on:", dl.inspection.machine_description(device))
 seconds = {name: dl.inspection.time_per_image(net, batch_size=16, device=device) for name, net in nets.items()}
-seconds["UNet (base 16), bf16"] = dl.inspection.time_per_image(nets["UNet (base 16)"], batch_size=16,
-                                                               precision="bf16", device=device)
+precision = dl.fast_precision(device)      # "bf16" where the hardware computes in bfloat16 (notebook 05), else "fp32"
+seconds[f"UNet (base 16), {precision}"] = dl.inspection.time_per_image(nets["UNet (base 16)"], batch_size=16,
+                                                                       precision=precision, device=device)
 for name, s in seconds.items():
     print(f"{name:<22} {1000 * s:8.2f} ms per image   {1 / s:8,.0f} images/s   "
           f"one epoch of 60,000 images: {60000 * s / 60:6.1f} min")
@@ -278,8 +284,9 @@ print(f"\nthe ConvNet costs {seconds['ConvNet'] / seconds['UNet (base 32)']:.0f}
 dl.plotting.plot_cost_per_image(seconds, machine=dl.inspection.machine_description(device));
 
 # %% [markdown]
-# The last row is the recipe of notebook 05: the 16-channel U-Net with its forward pass autocast to bfloat16,
-# which is faster on CPUs that have bfloat16 instructions (and on recent GPUs) and can be slower on others. How
+# The last row is the recipe of notebook 05: the 16-channel U-Net in the precision `dl.fast_precision` chooses for
+# the device, its forward pass autocast to bfloat16 where the hardware has bfloat16 instructions (CPUs with
+# AVX512-BF16 or AMX, GPUs of compute capability 8 or more), float32 elsewhere, where bfloat16 is slower. How
 # much faster depends on the machine and on the batch: benchmarks/README.md measures training throughput
 # on the course's CPU, fp32 against bf16, with batches of 128.
 #

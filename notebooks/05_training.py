@@ -34,9 +34,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 # %% [markdown]
 # **What you will learn**
@@ -63,6 +68,7 @@ import torch
 import diffusion_lib as dl
 
 device = dl.default_device()
+torch.backends.cudnn.allow_tf32 = False   # on a GPU: float32 convolutions exact, so the checked losses below match
 B = dl.budget()
 print(f"diffusion_lib {dl.__version__}, device {device}, {B.mode} mode: {B.train_steps} training steps of "
       f"{B.batch_size} images")
@@ -158,14 +164,16 @@ print(f"batch loss {per_image.mean():.3f}")
 #
 # `dl.train(config, images)` repeats `train_step` for `config.steps` steps, on batches that walk through a fresh
 # shuffle of the data each epoch. The recipe: the 16-channel U-Net, AdamW at learning rate $10^{-3}$, gradient
-# clipping at 1, EMA decay 0.999, and the forward pass autocast to bfloat16 (`precision="bf16"`), which is faster on
-# CPUs with bfloat16 instructions, such as the course's, and on recent GPUs (benchmarks/README.md measures
-# it, float32 against bfloat16). The number of steps and the batch size come from `dl.budget()`.
+# clipping at 1, EMA decay 0.999, and the precision that `dl.fast_precision(device)` chooses for this machine: the
+# forward pass autocast to bfloat16 (`"bf16"`) where the hardware computes in bfloat16, as CPUs with AVX512-BF16 or
+# AMX instructions (the course's) and GPUs of compute capability 8 or more do, and float32 (`"fp32"`) elsewhere, for
+# instance on a T4, Colab's free GPU, where bfloat16 is emulated and slower (benchmarks/README.md measures it,
+# float32 against bfloat16). The line below ends with the one chosen. The number of steps and the batch size come
+# from `dl.budget()`.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 config = dl.TrainConfig(backbone="unet", backbone_kwargs={"base": 16}, steps=B.train_steps, batch_size=B.batch_size,
-                        lr=1e-3, precision="bf16", seed=0)
+                        lr=1e-3, precision=dl.fast_precision(device), seed=0)
 print(f"{config.backbone} {config.backbone_kwargs}: lr {config.lr}, EMA {config.ema_decay}, {config.precision}")
 
 # %% [markdown]

@@ -23,9 +23,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 # %% [markdown]
 # **What you will learn**
@@ -114,7 +119,7 @@ print(f"S = 50: {len(dl.ddim_timesteps(50, T))} timesteps, {dl.ddim_timesteps(50
 # %%
 # NBVAL_IGNORE_OUTPUT
 n_compare = B.ddpm_images // 2
-x_T = dl.sample_noise(n_compare, generator=torch.Generator(device=device).manual_seed(0), device=device)  # (n, 1, 28, 28)
+x_T = dl.sample_noise(n_compare, generator=torch.Generator().manual_seed(0), device=device)  # (n, 1, 28, 28)
 ddpm, ddpm_seconds = dl.sweeps.timed(dl.sweeps.ddpm_images, model, x_T, schedule, seed=1, progress=True)
 print(f"DDPM, {T} steps: {ddpm_seconds:.1f} s for {n_compare} images ({ddpm_seconds / n_compare:.2f} s per image)")
 
@@ -235,7 +240,7 @@ print(f"real digits: confident share {reference['test_confident_share']:.3f} (te
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-sweep_x_T = dl.sample_noise(n_sweep, generator=torch.Generator(device=device).manual_seed(2), device=device)
+sweep_x_T = dl.sample_noise(n_sweep, generator=torch.Generator().manual_seed(2), device=device)
 sweep_rows, sweep_images = {}, {}
 for eta in (0.0, 1.0):
     sweep_rows[eta], sweep_images[eta] = dl.sweeps.steps_sweep(model, sweep_x_T, schedule, [10, 20, 50], classifier,

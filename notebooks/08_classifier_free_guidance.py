@@ -22,9 +22,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 # %% [markdown]
 # **What you will learn**
@@ -125,7 +130,7 @@ Markdown((dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text())
 # %%
 # NBVAL_IGNORE_OUTPUT
 sevens = torch.full((8,), 7)                                                              # the digit asked for, (8,)
-x_T_sevens = dl.sample_noise(8, generator=torch.Generator(device=device).manual_seed(7), device=device)
+x_T_sevens = dl.sample_noise(8, generator=torch.Generator().manual_seed(7), device=device)
 guided_model = dl.cfg_eps_model(model, sevens, w=3.0)
 sevens_images = dl.final(dl.ddim_sample_progressive(guided_model, x_T_sevens, schedule, num_steps=B.ddim_steps // 5))
 dl.plotting.show_grid(sevens_images, nrow=8, title=f"w = 3, label 7: DDIM {B.ddim_steps // 5} steps");
@@ -150,7 +155,7 @@ ws = [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0]
 n_guided = B.sweep_samples                        # images per w, the ten digits in turn
 guide_steps = B.ddim_steps // 5                   # DDIM steps per image; each step calls the network on 2 x n images
 labels = torch.arange(n_guided) % 10                                    # (n,)
-x_T = dl.sample_noise(n_guided, generator=torch.Generator(device=device).manual_seed(0), device=device)
+x_T = dl.sample_noise(n_guided, generator=torch.Generator().manual_seed(0), device=device)
 reference = dl.metrics.reference_scores(classifier, n=n_guided, with_features=True)   # real digits, same classifier
 guide_rows, guide_images = dl.sweeps.guidance_sweep(model, x_T, schedule, labels, ws, classifier,
                                                     reference["test_features"], reference["test_class_spread"],

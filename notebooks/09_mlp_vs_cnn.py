@@ -31,9 +31,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 # %% [markdown]
 # **What you will learn**

@@ -24,9 +24,14 @@ if "google.colab" in sys.modules:
         print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
         said = (install.stderr or install.stdout).strip().splitlines()
         print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
-        print("What to do: the cells below need diffusion_lib. If the course is not on GitHub at that address "
-              "(yet), set url above to where it is (git+https://github.com/OWNER/NAME.git@main) and run this "
-              "cell again, or upload the course's folder to Colab and run: !pip install --no-deps ./FOLDER")
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
 
 
 # %% [markdown]
@@ -251,7 +256,7 @@ dl.plotting.plot_score_fields(grid, score_fields, [10, 30, 60, 100, 300], mixtur
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-x = dl.sample_noise(4, generator=torch.Generator(device=device).manual_seed(0), device=device)      # (4, 1, 28, 28)
+x = dl.sample_noise(4, generator=torch.Generator().manual_seed(0), device=device)      # (4, 1, 28, 28)
 for t, t_prev in dl.timestep_pairs(dl.ddim_timesteps(5, T)):
     with torch.no_grad():
         eps = model(x, torch.full((4,), t, device=device))                                          # eps_theta(x_t, t)
@@ -397,7 +402,7 @@ for n in (3, 5, 10):
 # %%
 # NBVAL_IGNORE_OUTPUT
 reference = dl.metrics.reference_scores(classifier, n=B.sweep_samples, with_features=True)   # one pass over the test set
-nfe_x_T = dl.sample_noise(B.sweep_samples, generator=torch.Generator(device=device).manual_seed(6), device=device)
+nfe_x_T = dl.sample_noise(B.sweep_samples, generator=torch.Generator().manual_seed(6), device=device)
 nfe_rows, nfe_images = dl.sweeps.nfe_sweep(model, nfe_x_T, schedule, [5, 10, 20, 50], classifier,
                                            reference["test_features"])
 print(dl.sweeps.format_rows(nfe_rows, ["sampler", "steps", "nfe", "n", "seconds_per_image", "confident_share",

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import traceback
 from collections import Counter
 
@@ -213,6 +212,7 @@ class EmulatedCuda(TorchFunctionMode):
         p.enter_context(_patched(torch.cuda, "get_device_name", lambda device=None: "Emulated CUDA device (on the CPU)"))
         p.enter_context(_patched(torch.cuda, "get_device_capability", lambda device=None: self.capability))
         p.enter_context(_patched(torch.cuda, "is_bf16_supported", lambda *a, **k: self.capability >= (8, 0)))
+        p.enter_context(_patched(torch.cuda, "mem_get_info", lambda device=None: (15 * 2**30, 16 * 2**30)))
         p.enter_context(_patched(torch._C, "_group_tensors_by_device_and_dtype",
                                  _group_by_device_and_dtype(torch._C._group_tensors_by_device_and_dtype)))
         return super().__enter__()
@@ -359,28 +359,8 @@ def _patched(owner, name, value):
 # ----------------------------------------------------------------------------- in a notebook kernel
 
 def install(capability: tuple[int, int] = (7, 5)) -> EmulatedCuda:
-    """Turn the emulation on for the rest of this process (a notebook kernel's start-up file calls this)."""
+    """Turn the emulation on for the rest of this process: the start-up file that conftest.py writes for notebook
+    kernels under DIFFUSION_LIB_EMULATE_CUDA=1 calls this."""
     mode = EmulatedCuda(capability)
     mode.__enter__()
     return mode
-
-
-STARTUP = '''# written by tests/cuda_emulation.py: the notebook kernel runs under the CUDA emulation
-import sys
-sys.path.insert(0, {tests!r})
-from cuda_emulation import install
-_emulated_cuda = install()
-'''
-
-
-def write_ipython_dir(folder: str, tests: str = os.path.dirname(os.path.abspath(__file__))) -> str:
-    """An IPYTHONDIR whose start-up file installs the emulation in every kernel started with it; returns the folder."""
-    startup = os.path.join(folder, "profile_default", "startup")
-    os.makedirs(startup, exist_ok=True)
-    with open(os.path.join(startup, "00-cuda-emulation.py"), "w") as f:
-        f.write(STARTUP.format(tests=tests))
-    return folder
-
-
-if __name__ == "__main__":
-    print(write_ipython_dir(sys.argv[1]))

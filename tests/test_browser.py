@@ -8,8 +8,9 @@ under test-artifacts/browser/<case>/.
 
     pytest tests/test_browser.py -q -s          # -s prints the screenshot paths
 
-test_slider_latency then times 01's slider and 10's score fields from a key press to the new picture, prints
-the numbers and writes them to test-artifacts/browser/latency-<case>.txt; the median must stay under LATENCY_BOUND_S.
+test_slider_latency then times 01's slider, 10's score fields and 10's trajectories (the slowest) from a key
+press to the new picture, prints the numbers and writes them to test-artifacts/browser/latency-<case>.txt; the
+median must stay under LATENCY_BOUND_S.
 
 Needs Chromium at /usr/bin/chromium (Debian: apt-get install -y chromium), and playwright and jupyterlab
 (the test extras). Without them the test skips, except in CI (CI=true), where it fails.
@@ -79,6 +80,9 @@ CASES = [
     SliderCase("10-toy-noising", "notebooks/10_ode_view.ipynb", "dl.plotting.toy_noising_slider", "t",
                deterministic=True),
     SliderCase("10-score-fields", "notebooks/10_ode_view.ipynb", "dl.plotting.field_slider", "t",
+               deterministic=True),
+    # The ODE notebook's chains: four samplers side by side, each point's last steps as a trail (the slowest slider).
+    SliderCase("10-trajectories", "notebooks/10_ode_view.ipynb", "dl.plotting.toy_trajectory_slider", "step",
                deterministic=True),
 ]
 
@@ -212,7 +216,7 @@ def _move_slider_and_check(page, nb, case: SliderCase, out):
         assert (pos["readout"], digest) == at_end, f"{case.id}: back at the last value, the picture differs"
 
 
-LATENCY_CASES = [c for c in CASES if c.id in ("01-noise-schedule", "10-score-fields")]
+LATENCY_CASES = [c for c in CASES if c.id in ("01-noise-schedule", "10-score-fields", "10-trajectories")]
 
 
 @pytest.mark.xdist_group("browser")

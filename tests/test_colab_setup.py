@@ -229,3 +229,20 @@ def test_a_failed_install_prints_what_to_do_and_raises_nothing(tmp_path, monkeyp
     assert "not-published.git" in out, f"pip's own reason should be shown:\n{out}"
     assert "Traceback" not in out
     assert not (tmp_path / "site" / "diffusion_lib").exists()
+
+
+def test_a_missing_or_private_repository_is_explained_in_plain_words(monkeypatch, capsys):
+    """What pip prints when GitHub has no public repository at the address (the real answer, offline here)."""
+    said = ("  fatal: could not read Username for 'https://github.com': No such device or address\n"
+            "  error: subprocess-exited-with-error\nERROR: Could not find a version that satisfies the requirement\n")
+
+    def run(cmd, *args, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=said)
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", run)
+    exec(compile(COLAB_CELL_SOURCE, "<colab set-up cell>", "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert "could not read Username" in out                                    # pip's own line, shown
+    assert "does not exist at that address or is private" in out               # and what it means
+    assert "upload the zip" in out and "!unzip" in out and "pip install --no-deps /content/course/" in out

@@ -165,9 +165,17 @@ def test_toy_trajectories_draw_the_trail_and_the_points_of_each_step():
     trajectory = Trajectory([999, 500, 0], x_t, x_t, x_t[-1] * 0)
     fig = plotting.plot_toy_trajectories({"a": trajectory, "b": trajectory}, [1, 3], mixture, schedule, trail=1, show=3)
     assert [ax.get_title() for ax in fig.axes] == ["a, t = 500", "b, t = 500", "a, the end", "b, the end"]
-    first = fig.axes[0]
-    assert len(first.lines) == 3 and len(first.lines[0].get_xdata()) == 2           # 3 points, trail of one step
-    assert first.collections[0].get_offsets().tolist() == x_t[1, :3, :, 0, 0].tolist()
+    trails, dots = _trails_and_dots(fig.axes[0])
+    assert len(trails) == 3 and all(len(trail) == 2 for trail in trails)          # 3 points, trail of one step
+    assert dots.get_offsets().tolist() == x_t[1, :3, :, 0, 0].tolist()
+
+
+def _trails_and_dots(ax):
+    """A trajectory panel's trails (one (n, 2) array per point) and its dots (the points at the step)."""
+    from matplotlib.collections import LineCollection, PathCollection
+    (trails,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    (dots,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    return trails.get_segments(), dots
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,12 +288,13 @@ def test_trajectory_slider_redraws_trails_points_and_the_end():
     live(0)
     live(3)
     ax = live.figure.axes[1]
-    assert ax.get_title() == "b\nt = 100" and len(ax.lines) == 3
-    assert np.allclose(ax.lines[1].get_xydata(), x_t[1:4, 1, :, 0, 0].numpy())        # the last 2 steps of point 1
-    assert np.allclose(ax.collections[0].get_offsets(), x_t[3, :3, :, 0, 0].numpy())
+    trails, dots = _trails_and_dots(ax)
+    assert ax.get_title() == "b\nt = 100" and len(trails) == 3
+    assert np.allclose(trails[1], x_t[1:4, 1, :, 0, 0].numpy())                         # the last 2 steps of point 1
+    assert np.allclose(dots.get_offsets(), x_t[3, :3, :, 0, 0].numpy())
     assert np.allclose(ax.images[0].get_array(), _shaded(toy, mixture, float(schedule.alpha_bar[100]), 2.5))
     live(5)                                                                              # the end: the clean points
-    assert ax.get_title() == "b\nthe end" and np.allclose(ax.collections[0].get_offsets(), 0)
+    assert ax.get_title() == "b\nthe end" and np.allclose(_trails_and_dots(ax)[1].get_offsets(), 0)
     assert np.allclose(ax.images[0].get_array(), _shaded(toy, mixture, 1.0, 2.5))
     seen = []
     live = plotting.toy_trajectory_slider({"a": trajectory}, mixture, schedule,

@@ -522,6 +522,8 @@ def test_flow_sde_step_is_the_ddpm_step_under_the_change_of_variables():
     first, x0_pred = samplers.flow_sde_update(x, u, 1.0, 0.8, z)
     assert torch.allclose(first, 0.2 * (x - u) + 0.8 * z, atol=1e-12)
     assert torch.allclose(samplers.flow_sde_update(x, u, 0.3, 0.0, z)[0], x - 0.3 * u, atol=1e-12)   # the last step
+    with pytest.raises(ValueError, match="towards the data"):
+        samplers.flow_sde_update(x, u, 0.3, 0.5, z)
     # a small step: the mean moves by -h (u + eps / (1 - s)), the score entering twice, and the noise is sqrt(2 s h / (1 - s))
     s, h = 0.4, 1e-6
     mean, _ = samplers.flow_sde_update(x, u, s, s - h)
@@ -587,3 +589,28 @@ def test_flow_sde_sampler_draws_from_the_marginals():
     other = final(samplers.flow_sde_sample_progressive(model, x[:8], SCHEDULE, num_steps=20, generator=gen(16)))
     again = final(samplers.flow_sde_sample_progressive(model, x[:8], SCHEDULE, num_steps=20, generator=gen(17)))
     assert (other - again).abs().max() > 0.1
+
+
+def test_the_flow_samplers_and_the_matched_grid_run_on_cuda():
+    """Under the tests' CUDA-rules emulation: the flow SDE sampler (its noise from a CUDA generator), flow Euler and
+    DDIM on the flow-matched grid run on a CUDA model and CUDA noise without mixing devices, and match the CPU
+    (the SDE with the same draws, passed in step by step)."""
+    from cuda_emulation import EmulatedCuda
+    from diffusion_lib.objectives import eps_from_flow_velocity, flow_velocity_from_eps, score_from_flow_velocity
+    model = tiny_eps(seed=4, dtype=torch.float64)
+    x = x_T(seed=20)
+    grid = samplers.flow_matched_timesteps(5, SCHEDULE)
+    expected_ddim = final(ddim_sample_progressive(model, x, SCHEDULE, timesteps=grid))
+    expected_euler = final(samplers.flow_euler_sample_progressive(model, x, SCHEDULE, num_steps=5))
+    with EmulatedCuda():
+        cuda_model, x_cuda = model.to("cuda"), x.to("cuda")
+        ddim = final(ddim_sample_progressive(cuda_model, x_cuda, SCHEDULE, timesteps=grid)).cpu()
+        euler = final(samplers.flow_euler_sample_progressive(cuda_model, x_cuda, SCHEDULE, num_steps=5)).cpu()
+        sde = final(samplers.flow_sde_sample_progressive(cuda_model, x_cuda, SCHEDULE, num_steps=5,
+                                                         generator=torch.Generator(device="cuda").manual_seed(3)))
+        s = torch.full((2,), 0.4, dtype=torch.float64, device="cuda")
+        u = cuda_model(x_cuda, torch.full((2,), 399, device="cuda"))
+        eps = eps_from_flow_velocity(u, x_cuda, s)
+        assert torch.allclose(flow_velocity_from_eps(eps, x_cuda, s).cpu(), u.cpu(), atol=1e-5)
+        assert score_from_flow_velocity(u, x_cuda, s).device.type == "cuda" and sde.device.type == "cuda"
+    assert torch.allclose(ddim, expected_ddim, atol=1e-5) and torch.allclose(euler, expected_euler, atol=1e-5)

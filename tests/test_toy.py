@@ -252,3 +252,22 @@ def test_learned_velocity_is_the_network_at_one_timestep_without_gradients():
     x = points(4, seed=16)
     got = toy.learned_velocity(model, x, 9)
     assert torch.allclose(got, 10 * toy.as_points(net(toy.as_xy(x)))) and not got.requires_grad
+
+
+def test_responsibilities_are_bayes_rule_over_the_components():
+    """r_k(x) = pi_k N(x; mu_k, Sigma_k) / q(x): they sum to 1, and times q(x) they give each component's density
+    (computed here from the 2-D normal formula); at a component's mean, far from the other, that component wins."""
+    mixture = toy.GaussianMixture(torch.tensor([0.3, 0.7], dtype=torch.float64),
+                                  torch.tensor([[0.5, 0.0], [-0.5, 0.2]], dtype=torch.float64),
+                                  torch.stack([0.04 * torch.eye(2), torch.tensor([[0.09, 0.02], [0.02, 0.05]])]).double())
+    x = toy.as_points(torch.randn((50, 2), generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 0.6)
+    r = toy.responsibilities(mixture, x)
+    assert r.shape == (50, 2) and torch.allclose(r.sum(1), torch.ones(50, dtype=torch.float64))
+    xy = toy.as_xy(x)
+    for k in range(2):
+        d = xy - mixture.means[k]
+        cov = mixture.covariances[k]
+        normal = torch.exp(-0.5 * (d @ torch.linalg.inv(cov) * d).sum(1)) / (2 * math.pi * torch.det(cov).sqrt())
+        density = toy.q_t_log_density(mixture, x).exp()
+        assert torch.allclose(r[:, k] * density, mixture.weights[k] * normal, rtol=1e-10)
+    assert float(toy.responsibilities(mixture, toy.as_points(torch.tensor([[0.5, 0.0]], dtype=torch.float64)))[0, 0]) > 0.99

@@ -31,7 +31,7 @@ from ..config import Budget
 from ..data import to_model_range
 from ..forward import predict_x0_from_eps, q_sample
 from ..samplers import ddim_sample_progressive
-from ..schedules import Schedule
+from ..schedules import Schedule, on_device
 from ..pretrained import WEIGHTS_DIR
 from ..training import TrainConfig
 
@@ -137,7 +137,7 @@ def eps_error_amplification(t: torch.Tensor, schedule: Schedule) -> torch.Tensor
     """sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t), shape of t: the factor by which an error in the predicted noise
     becomes an error in the predicted clean image, since x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)
     gives x0_pred - x_0 = -sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t) * (eps_pred - eps)."""
-    return schedule.sqrt_one_minus_alpha_bar[t] / schedule.sqrt_alpha_bar[t]
+    return on_device(schedule.sqrt_one_minus_alpha_bar, t.device)[t] / on_device(schedule.sqrt_alpha_bar, t.device)[t]
 
 
 @dataclass

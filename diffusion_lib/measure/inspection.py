@@ -174,9 +174,10 @@ def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, pre
 
     One untimed warm-up pass, then the fastest of `repeats` timed passes of a random batch, divided by
     batch_size (on a shared machine the slower passes are the ones that waited for other work). precision="bf16" autocasts the forward pass as TrainConfig(precision="bf16") does.
+    A copy of the model is timed, so the caller's model stays on its device, in its mode, with its gradients.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model = model.to(device).train()
+    model = copy.deepcopy(model).to(device).train()
     g = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *_image_shape(model)), generator=g).to(device)
     t = torch.randint(0, 1000, (batch_size,), generator=g).to(device)
@@ -190,7 +191,6 @@ def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, pre
         synchronize(device)
         if i > 0:
             times.append(time.perf_counter() - start)
-    model.zero_grad(set_to_none=True)
     return min(times) / batch_size
 
 
@@ -257,13 +257,14 @@ def toy_eps_errors(model: nn.Module, mixture: GaussianMixture, x0: torch.Tensor,
 
     with x_t = q_sample(x0, t, eps) and the same eps (drawn from `seed`) at every t."""
     device = next(model.parameters()).device
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype).to(x0.device)
+    mixture = mixture.to(x0)
     was_training = model.training
     model.eval()
     rows = []
     with torch.no_grad():
         for t in timesteps:
-            tt = torch.full((x0.shape[0],), int(t), dtype=torch.long)
+            tt = torch.full((x0.shape[0],), int(t), dtype=torch.long, device=x0.device)
             x_t = q_sample(x0, tt, schedule, noise)                                      # (B, 2, 1, 1)
             best = exact_eps(mixture, x_t, tt, schedule)
             eps_theta = model(x_t.to(device), tt.to(device)).to(x_t)
@@ -304,7 +305,7 @@ class SampleRecorder:
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
-        g = torch.Generator(device=device).manual_seed(self.seed)
+        g = torch.Generator().manual_seed(self.seed)
         x = final(ddim_sample_progressive(model, self.x_T.to(device), self.schedule, self.num_steps, eta=0.0,
                                           generator=g)).cpu()
         model.train(was_training)

@@ -315,7 +315,8 @@ def relative_spread(features: torch.Tensor, probs: torch.Tensor, real_spread: to
 def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_size: int = 4096
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query (N, ...) its nearest reference (M, ...) in Euclidean distance over all entries, exactly:
-    (distances (N,), indices (N,) into references). References are compared in batches of batch_size."""
+    (distances (N,), indices (N,) into references), on the queries' device. References are compared in batches of
+    batch_size."""
     q = queries.detach().flatten(1).double()
     r = references.detach().flatten(1).double()
     if q.shape[1] != r.shape[1]:
@@ -323,8 +324,9 @@ def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_si
                          f"and {tuple(references.shape[1:])}")
     if r.shape[0] == 0:
         raise ValueError("references is empty: give at least one reference")
-    best = torch.full((q.shape[0],), float("inf"), dtype=torch.float64)
-    index = torch.zeros(q.shape[0], dtype=torch.long)
+    r = r.to(q.device)
+    best = torch.full((q.shape[0],), float("inf"), dtype=torch.float64, device=q.device)
+    index = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     for start in range(0, r.shape[0], batch_size):
         d = torch.cdist(q, r[start:start + batch_size])                            # (N, batch)
         value, where = d.min(dim=1)

@@ -47,8 +47,17 @@ def eps_model_for(model: Backbone, y: torch.Tensor | None = None, w: float | Non
     return model if y is None else cfg_eps_model(model, y, 1.0 if w is None else w)
 
 
-def _generator(x: torch.Tensor, seed: int) -> torch.Generator:
-    return torch.Generator(device=x.device).manual_seed(seed)
+def _generator(seed: int) -> torch.Generator:
+    """The sampler's noise stream: a CPU generator, whose draws the samplers move to the images' device, so that a
+    seed gives the same pictures on every device."""
+    return torch.Generator().manual_seed(seed)
+
+
+def _where_model_is(model, x: torch.Tensor) -> torch.Tensor:
+    """x on the device of the network's weights (x itself for a callable without weights): the encoded noise of
+    ddim_encode, recorded on the CPU, can be decoded by a network on a GPU."""
+    weights = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return x if weights is None else x.to(weights.device)
 
 
 def _check_order(x: torch.Tensor, schedule: Schedule) -> None:
@@ -62,26 +71,32 @@ def _check_order(x: torch.Tensor, schedule: Schedule) -> None:
 def ddim_images(model: Backbone, x_T: torch.Tensor, schedule: Schedule, num_steps: int, eta: float = 0.0,
                 seed: int = 0, y: torch.Tensor | None = None, w: float | None = None,
                 progress: bool = False) -> torch.Tensor:
-    """DDIM samples (B, C, H, W) from x_T (B, C, H, W); the z of the stochastic steps come from `seed`."""
+    """DDIM samples (B, C, H, W) from x_T (B, C, H, W), on the network's device (x_T is moved there); the z of the
+    stochastic steps come from `seed`, drawn on the CPU, so a seed gives the same samples on every device."""
     _check_order(x_T, schedule)
+    x_T = _where_model_is(model, x_T)
     steps = ddim_sample_progressive(eps_model_for(model, y, w), x_T, schedule, num_steps, eta,
-                                    generator=_generator(x_T, seed), progress=progress)
+                                    generator=_generator(seed), progress=progress)
     return final(steps)
 
 
 def ddpm_images(model: Backbone, x_T: torch.Tensor, schedule: Schedule, variance: str = "beta_tilde", seed: int = 0,
                 y: torch.Tensor | None = None, w: float | None = None, progress: bool = False) -> torch.Tensor:
-    """DDPM samples (all T steps) from x_T; the z of every step come from `seed`."""
+    """DDPM samples (all T steps) from x_T, on the network's device; the z of every step come from `seed` (CPU)."""
     _check_order(x_T, schedule)
+    x_T = _where_model_is(model, x_T)
     steps = ddpm_sample_progressive(eps_model_for(model, y, w), x_T, schedule, variance,
-                                    generator=_generator(x_T, seed), progress=progress)
+                                    generator=_generator(seed), progress=progress)
     return final(steps)
 
 
 def ddim_encode(model: Backbone, x0: torch.Tensor, schedule: Schedule, num_steps: int, progress: bool = False):
     """Deterministic DDIM encoding of clean images x0 (B, C, H, W), recorded: a Trajectory whose x_t[k] are the
     ever noisier states at timesteps[k] (-1, the clean image, first) and whose sample is the encoded noise
-    x_{T-1} that decodes back to about x0."""
+    x_{T-1} that decodes back to about x0.
+
+    The Trajectory is on the CPU, like every samplers.record (its states feed the sliders), whatever device the
+    chain ran on: its .sample goes to ddim_images as it is, which moves x_T to the network's device."""
     _check_order(x0, schedule)
     return record(ddim_invert_progressive(model, x0, schedule, num_steps, progress=progress))
 
@@ -178,6 +193,7 @@ def ode_images(eps_model, x_T: torch.Tensor, schedule: Schedule, sampler: str, n
     an eps model, flow Euler or flow Heun for a velocity model (then eps_model is that velocity model)."""
     _check_order(x_T, schedule)
     _check_sampler(sampler)
+    x_T = _where_model_is(eps_model, x_T)
     return final(_ODE_CHAINS[sampler](eps_model, x_T, schedule, num_steps, progress=progress))
 
 

@@ -16,6 +16,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.collections import LineCollection
 
 from .live import LiveFigure
 from .style import MAX_WIDTH_IN, SLIDER_HEIGHT_IN, TICK_SIZE, TITLE_SIZE, text_inches, two_lines
@@ -444,33 +445,35 @@ def _toy_trajectories(trajectories, steps, mixture, schedule, trail, show, limit
     panels = []
     for i, name in enumerate(names):
         tr = trajectories[name]
-        paths = torch.cat([tr.x_t, tr.sample[None]])[:, :show, :, 0, 0]                 # (K + 1, B, 2)
+        paths = torch.cat([tr.x_t, tr.sample[None]])[:, :show, :, 0, 0].detach().cpu().numpy()   # (K + 1, B, 2)
         colors = [f"C{b % 10}" for b in range(paths.shape[1])]
         for j, k in enumerate(steps):
             ax = place(i, j)
             t, first = step_of(name, k)
             image = _toy_density(ax, *shading[name](t), limit, tick_size=tick, edge_ticks=single)
-            lines = []
-            for b in range(paths.shape[1]):
-                lines += ax.plot(paths[first:k + 1, b, 0].numpy(), paths[first:k + 1, b, 1].numpy(), lw=1,
-                                 color=colors[b], alpha=0.8)
-            dots = ax.scatter(paths[k, :, 0].numpy(), paths[k, :, 1].numpy(), s=22, c=colors, edgecolor="k",
-                              linewidths=0.6, zorder=3)
+            # One collection for every point's trail: a slider redraws one artist per panel, not one per point.
+            trails = ax.add_collection(LineCollection(_trails(paths, first, k), colors=colors, linewidths=1,
+                                                      alpha=0.8), autolim=False)
+            dots = ax.scatter(paths[k, :, 0], paths[k, :, 1], s=22, c=colors, edgecolor="k", linewidths=0.6, zorder=3)
             heading = ax.set_title(caption(name, t, sep), fontsize=TITLE_SIZE - 3)
-            panels.append((ax, name, paths, image, lines, dots, heading))
+            panels.append((ax, name, paths, image, trails, dots, heading))
     _finish(fig, title, single)
     if not single:
         return fig, [], _no_update
 
     def update(k: int) -> None:
-        for ax, name, paths, image, lines, dots, heading in panels:
+        for ax, name, paths, image, trails, dots, heading in panels:
             t, first = step_of(name, k)
             _set_density(image, *shading[name](t), limit)
-            for b, line in enumerate(lines):
-                line.set_data(paths[first:k + 1, b, 0].numpy(), paths[first:k + 1, b, 1].numpy())
-            dots.set_offsets(paths[k].numpy())
+            trails.set_segments(_trails(paths, first, k))
+            dots.set_offsets(paths[k])
             heading.set_text(caption(name, t, sep))
 
-    moving = [a for ax, _, _, image, lines, dots, heading in panels
-              for a in (*_live_panel(ax, image, *lines, dots), heading)]
+    moving = [a for ax, _, _, image, trails, dots, heading in panels
+              for a in (*_live_panel(ax, image, trails, dots), heading)]
     return fig, moving, update
+
+
+def _trails(paths: np.ndarray, first: int, k: int) -> list:
+    """Each point's path over the recorded steps first .. k: one (k - first + 1, 2) array per point."""
+    return [paths[first:k + 1, b] for b in range(paths.shape[1])]
