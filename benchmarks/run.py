@@ -353,7 +353,8 @@ def section_masked(args) -> str:
                                                 ar=str(pretrained_path("ar_names")), n=n_names, n_times=16,
                                                 held=300 if args.quick else 2000))
     digits = md.digits_section(argparse.Namespace(checkpoint=str(pretrained_path("masked_digits")), n=n_digits,
-                                                  batch=250, steps=[8, 16] if args.quick else list(md.DIGIT_STEPS)))
+                                                  batch=250, samplers=["maskgit:8", "ancestral:8"] if args.quick
+                                                  else list(md.DIGIT_SAMPLERS)))
     cards = {name: json.loads((WEIGHTS_DIR / f"{name}.json").read_text()) for name in ("masked_names", "masked_digits")}
     bits = [["autoregressive, exact", 12, f"{names['ar_bits_per_char']:.3f}", f"{cards['masked_names']['ar_bits_per_char']:.3f}"],
             ["masked, continuous bound", "", f"{names['masked_continuous_bits_per_char']:.3f}",

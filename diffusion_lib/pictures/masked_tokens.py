@@ -116,11 +116,12 @@ def plot_digit_quality(digits: dict):
     """Digits, from benchmarks/masked_diffusion.py's JSON: confident share and Frechet distance against the number
     of unmasking steps K (= network evaluations), both samplers, real digits and real quantised digits as lines."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(min(MAX_WIDTH_IN, 10.5), 3.9))
-    for i, sampler in enumerate(("confidence", "ancestral")):
+    labels = {"maskgit": "MaskGIT (noisy confidence)", "confidence": "greedy confidence", "ancestral": "ancestral"}
+    for i, sampler in enumerate(("maskgit", "ancestral", "confidence")):
         rows = sorted((r for r in digits["samples"] if r["sampler"] == sampler), key=lambda r: r["steps"])
         if not rows:
             continue
-        style = dict(marker="o^"[i], ms=8, lw=2.5, color=f"C{i}", label=sampler)
+        style = dict(marker="o^s"[i], ms=8, lw=2.5, color=f"C{i}", label=labels[sampler])
         a.plot([r["steps"] for r in rows], [r["confident_share"] for r in rows], **style)
         b.plot([r["steps"] for r in rows], [r["frechet_distance"] for r in rows], **style)
     for key, ls, label in (("real", "--", "real digits"), ("real_quantised", ":",
