@@ -201,6 +201,8 @@ def bad_inputs(tmp_path, names_file, checkpoint):
         (["sample-tokens", "--checkpoint", c, "--sampler", "fixed-order", "--steps", "3",
           "--out", str(tmp_path / "s3.txt")], "--steps does not apply"),
         (["sample-tokens", "--checkpoint", c, "--steps", "0", "--out", str(tmp_path / "s4.txt")], "--steps"),
+        (["sample-tokens", "--checkpoint", c, "--sampler", "ancestral", "--choice-temperature", "1",
+          "--out", str(tmp_path / "s7.txt")], "--choice-temperature applies"),
         (["sample-tokens", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "s5.txt")],
          "no checkpoint"),
         (["sample", "--checkpoint", c, "--out", str(tmp_path / "s6.png")], "sample-tokens"),
