@@ -42,8 +42,8 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebooks 01-02 (a forward process and its schedule) and 06 (sampling as a reverse
 # chain); notebook 05 for the training loop that trained the shipped models here.
 #
-# **Run time:** about a minute on a 2-core CPU (less in quick mode); nothing is trained, the three shipped models
-# are read from `diffusion_lib/weights/` with their measured numbers.
+# **Run time:** about 90 seconds on a 2-core CPU shared with other jobs (less in quick mode); nothing is trained,
+# the three shipped models are read from `diffusion_lib/weights/` with their measured numbers.
 
 # %%
 import json
@@ -73,8 +73,8 @@ print(f"parameters: digits U-Net {sum(p.numel() for p in digits_net.parameters()
       f"{sum(p.numel() for p in ar_net.parameters()):,}")
 
 # %% [markdown]
-# The names are [public-domain data of the 1990 US Census](https://www.census.gov/topics/population/genealogy/data/1990_census.html),
-# as shipped in the PyPI package `names` (MIT licence; its data files are public domain), lower-cased and kept to
+# The names are the surnames of the 1990 US Census (public domain, a work of the US government), as shipped in the
+# PyPI package `names` 0.3.0 (MIT licence; its README says its data files are public domain), lower-cased and kept to
 # 11 letters; `diffusion_lib/corpora/surnames.txt.gz` ships them (316 KB). A name is 12 tokens: its letters, then the
 # end mark `.` to the end. A digit is 28 × 28 tokens, each pixel rounded to one of V grey levels (here 2: black or
 # white), so the data are not MNIST's any more: the real digits after that rounding are the yardstick below.
@@ -201,8 +201,7 @@ with torch.no_grad():
 # %%
 # NBVAL_CHECK_OUTPUT
 with torch.no_grad():
-    bound = masked.continuous_nelbo(names_net, x0, M_NAME, n_times=8 if B.mode == "quick" else 32,
-                                    generator=torch.Generator().manual_seed(4))
+    bound = masked.continuous_nelbo(names_net, x0, M_NAME, n_times=32, generator=torch.Generator().manual_seed(4))
     exact_ar = masked.autoregressive_nll(ar_net, x0, ar_net.vocab_size)
     k_step = {k: masked.discrete_nelbo(names_net, x0, M_NAME, k, generator=torch.Generator().manual_seed(5))
               for k in (1, 3, 12)}
@@ -306,7 +305,9 @@ for k in range(13):
 # (Notebook 13's diffusion transformer was being written at the same time and had not landed; the U-Net is the
 # network notebooks 04-11 teach.) Its card, `diffusion_lib/weights/masked_digits.md`, has the training command and
 # its cost. Decoded samples (token $k$ to grey $-1 + 2k/(V-1)$) are scored by the course's metric, 
-# `benchmarks/masked_diffusion.py digits`, beside real training digits, as they are and rounded to V levels:
+# `benchmarks/masked_diffusion.py digits`, beside real training digits, as they are and rounded to V levels, and
+# beside the continuous U-Nets of notebooks 07 and 11 (their cards, 500 images: the Frechet distance grows as n
+# shrinks, so compare those with the real digits' at their own n, 13.0 at 500):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -318,6 +319,12 @@ print(f"{'sampler':>11} {'K = NFE':>8} {'seconds':>8} {'confident share':>16} {'
 for r in d["samples"]:
     print(f"{r['sampler']:>11} {r['steps']:>8} {r['seconds']:>8.1f} {r['confident_share']:>16.3f} "
           f"{r['share_of_real_quantised']:>18.2f} {r['frechet_distance']:>8.1f}")
+continuous = {name: json.loads((dl.pretrained.WEIGHTS_DIR / f"{name}.json").read_text())["scores"]
+              for name in ("unet", "unet_flow")}
+for name, sampler, steps in (("unet", "ddim", 50), ("unet_flow", "flow-euler", 50)):
+    r = next(r for r in continuous[name] if r["sampler"] == sampler and r["steps"] == steps and not r.get("eta"))
+    print(f"beside it, the continuous {name} ({sampler} {steps}, n = {r['n']}, unquantised): confident share "
+          f"{r['confident_share']:.3f}, Frechet distance {r['frechet_distance']:.1f} (their cards)")
 best = max(d["samples"], key=lambda r: r["confident_share"])
 print(f"best: {best['sampler']} with K = {best['steps']}: {best['confident_share']:.3f}, "
       f"{best['share_of_real_quantised']:.2f} of the real quantised digits' own (the target is 0.80: "
@@ -328,9 +335,8 @@ dl.plotting.plot_digit_quality(card["masked_digits"]);
 
 # %%
 # NBVAL_CHECK_OUTPUT
-show_k = [8, 64] if B.mode == "quick" else [8, 16, 64]
 digit_samples, blank = {}, {}
-for k in show_k:
+for k in (8, 16, 64):
     for label, choice in (("ancestral", None), ("greedy confidence", 0.0), ("MaskGIT", 1.0)):
         start = masked.all_masked(8, (28, 28), M_DIGIT)
         g = torch.Generator().manual_seed(8)
@@ -453,8 +459,8 @@ print("autoregressive:        ", " ".join(dl.tokens.decode_names(autoregressive)
 # (the masked number is a bound, but the $K$-step samplers it describes are what the masked model can do). The
 # autoregressive network learns one chain of conditionals, $p(x^l \mid x^{<l})$; the masked one must learn
 # $p(x^l \mid \text{any subset})$ for every subset, with the same capacity and the same number of training examples,
-# and each example teaches it only the positions masked at the drawn $t$. MDLM and its successors narrow the gap with
-# more training; what the masked model buys is the choice of order and of how many tokens to write per evaluation.
+# and each example teaches it only the positions masked at the drawn $t$. What the masked model buys with that cost
+# is the choice of order and of how many tokens to write per network evaluation.
 #
 # </details>
 #
