@@ -35,6 +35,7 @@ class Backbone(nn.Module):
     name: str = "backbone"
     num_classes: int | None = None
     takes_images: bool = True      # False for PointMLP, whose inputs are 2-D points (B, 2, 1, 1)
+    pixel_range: bool = True       # inputs are pixels in [-1, 1] (training checks it); False for points and latents
 
     def __init__(self, **arch_kwargs):
         super().__init__()
@@ -348,6 +349,182 @@ class UNet(Backbone):
         return self.conv_out(F.silu(self.norm_out(h)))                  # (B, 1, 28, 28)
 
 
+# ----------------------------------------------------------------------------- the diffusion transformer (DiT)
+
+def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Cut images (B, C, H, W) into non-overlapping patch x patch squares, one token each, in reading order:
+    tokens (B, N, C * patch * patch) with N = (H / patch) (W / patch). Each token lists its C channels, each
+    channel's patch row by row. Exactly inverted by unpatchify."""
+    b, c, h, w = x.shape
+    if h % patch or w % patch:
+        raise ValueError(f"the patch size {patch} must divide the image's height and width, got {h} x {w}")
+    x = x.reshape(b, c, h // patch, patch, w // patch, patch)           # (B, C, H/p, p, W/p, p)
+    x = x.permute(0, 2, 4, 1, 3, 5)                                      # (B, H/p, W/p, C, p, p)
+    return x.reshape(b, (h // patch) * (w // patch), c * patch * patch)  # (B, N, C p p)
+
+
+def unpatchify(tokens: torch.Tensor, patch: int, shape) -> torch.Tensor:
+    """The inverse of patchify: tokens (B, N, C * patch * patch) back to images (B, C, H, W), shape = (C, H, W)."""
+    c, h, w = shape
+    b, n, d = tokens.shape
+    if n != (h // patch) * (w // patch) or d != c * patch * patch:
+        raise ValueError(f"tokens of shape {tuple(tokens.shape)} do not tile a {c} x {h} x {w} image with patch {patch}")
+    x = tokens.reshape(b, h // patch, w // patch, c, patch, patch)       # (B, H/p, W/p, C, p, p)
+    x = x.permute(0, 3, 1, 4, 2, 5)                                      # (B, C, H/p, p, W/p, p)
+    return x.reshape(b, c, h, w)                                         # (B, C, H, W)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Adaptive layer norm's affine part: x (1 + scale) + shift, with (B, D) shift and scale applied to every token."""
+    return x * (1 + scale[:, None, :]) + shift[:, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the tokens: softmax(q k^T / sqrt(d)) v, then a linear projection."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def _qkv(self, h: torch.Tensor):
+        b, n, d = h.shape
+        q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v                                                   # each (B, heads, N, d / heads)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, n, d = h.shape
+        q, k, v = self._qkv(h)
+        out = F.scaled_dot_product_attention(q, k, v)                    # (B, heads, N, d / heads)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))           # (B, N, D)
+
+    def weights(self, h: torch.Tensor) -> torch.Tensor:
+        """The attention weights softmax(q k^T / sqrt(d)) (B, heads, N, N): row i says where token i looks."""
+        q, k, _ = self._qkv(h)
+        return torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+
+
+class DiTBlock(nn.Module):
+    """A transformer block with adaLN-Zero conditioning (Peebles & Xie 2023, Sec. 3.2):
+
+        shift1, scale1, gate1, shift2, scale2, gate2 = Linear(SiLU(c))        six (B, D) vectors from the condition c
+        x = x + gate1 * Attention(modulate(LayerNorm(x), shift1, scale1))
+        x = x + gate2 * MLP(modulate(LayerNorm(x), shift2, scale2))
+
+    "Zero": the Linear that makes the six vectors starts at zero, so both gates are 0 and the block starts as the
+    identity, x -> x, whatever the condition (tested).
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_ratio * width, width))
+        self.ada_ln = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.ada_ln[1].weight)
+        nn.init.zeros_(self.ada_ln[1].bias)
+
+    def modulations(self, c: torch.Tensor):
+        return self.ada_ln(c).chunk(6, dim=1)                            # six (B, D)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulations(c)
+        x = x + gate1[:, None, :] * self.attn(modulate(self.norm1(x), shift1, scale1))   # (B, N, D)
+        return x + gate2[:, None, :] * self.mlp(modulate(self.norm2(x), shift2, scale2))  # (B, N, D)
+
+
+class DiT(Backbone):
+    """A diffusion transformer (Peebles & Xie 2023) for images or latents of shape image_shape = (C, H, W):
+
+        tokens = Linear(patchify(x, patch)) + position         (B, N, D), N = H W / patch^2
+        c = MLP(sinusoidal(t)) [+ label embedding(y)]           (B, D), the condition (notebook 03's embedding)
+        tokens = DiTBlock(tokens, c), depth times               adaLN-Zero blocks
+        out = unpatchify(Linear(modulate(LayerNorm(tokens), c)), patch)    (B, C, H, W)
+
+    On MNIST pixels, (1, 28, 28) with patch 2 (196 tokens) or 4 (49 tokens); on the autoencoder's latent,
+    (4, 7, 7) with patch 1 (49 tokens, one per latent position). The final Linear also starts at zero (as in DiT),
+    so the untrained network outputs 0. Position embeddings are learned. `attention_maps` returns what every block
+    attends to.
+    """
+
+    name = "dit"
+
+    def __init__(self, image_shape=(1, 28, 28), patch: int = 4, width: int = 128, depth: int = 4, heads: int = 4,
+                 num_classes: int | None = None, mlp_ratio: int = 4):
+        if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__iter__") or len(tuple(image_shape)) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), e.g. (1, 28, 28) or (4, 7, 7), got {image_shape!r}")
+        image_shape = tuple(image_shape)
+        for value, what in [(v, "every entry of image_shape") for v in image_shape] + [
+                (patch, "patch"), (width, "width"), (depth, "depth"), (heads, "heads"), (mlp_ratio, "mlp_ratio")]:
+            _check_positive_int(value, what)
+        if image_shape[1] % patch or image_shape[2] % patch:
+            raise ValueError(f"patch {patch} must divide the height and width of {image_shape}; for 28 x 28 use 1, 2, "
+                             f"4, 7, 14 or 28, for the 7 x 7 latent use 1 or 7")
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by heads {heads}")
+        if num_classes is not None:
+            _check_positive_int(num_classes, "num_classes (None for an unconditional network)")
+        extras = {"mlp_ratio": mlp_ratio} if mlp_ratio != 4 else {}
+        super().__init__(image_shape=image_shape, patch=patch, width=width, depth=depth, heads=heads,
+                         num_classes=num_classes, **extras)
+        self.image_shape = image_shape
+        self.pixel_range = image_shape == IMAGE_SHAPE      # MNIST pixels in [-1, 1]; a latent may lie anywhere
+        self.patch, self.num_classes = patch, num_classes
+        c, h, w = image_shape
+        n_tokens, patch_dim = (h // patch) * (w // patch), c * patch * patch
+        self.embed = nn.Linear(patch_dim, width)
+        self.position = nn.Parameter(0.02 * torch.randn(1, n_tokens, width))
+        self.time_mlp = nn.Sequential(nn.Linear(TIME_EMBEDDING_DIM, width), nn.SiLU(), nn.Linear(width, width))
+        self.label_embedding = nn.Embedding(num_classes + 1, width) if num_classes is not None else None
+        self.blocks = nn.ModuleList(DiTBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, patch_dim)
+        for layer in (self.ada_out[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def condition(self, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """c = MLP(sinusoidal(t)) (+ the label's embedding; the null label when y is None): (B, D)."""
+        c = self.time_mlp(sinusoidal_embedding(t).to(self.position.dtype))
+        if self.label_embedding is not None:
+            if y is None:
+                y = torch.full_like(t, self.null_label)
+            c = c + self.label_embedding(y)
+        return c
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The input tokens: Linear(patchify(x)) + position, (B, N, D)."""
+        return self.embed(patchify(x, self.patch)) + self.position
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(x, t, y)
+        c = self.condition(t, y)                                         # (B, D)
+        h = self.tokens(x)                                               # (B, N, D)
+        for block in self.blocks:
+            h = block(h, c)                                              # (B, N, D)
+        shift, scale = self.ada_out(c).chunk(2, dim=1)
+        h = self.out(modulate(self.norm_out(h), shift, scale))           # (B, N, C p p)
+        return unpatchify(h, self.patch, self.image_shape)               # (B, C, H, W)
+
+    def attention_maps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """What each block attends to: softmax(q k^T / sqrt(d)) of every block, (depth, B, heads, N, N), without
+        gradients. Token i of an image is patch (i // (W / patch), i % (W / patch)) in reading order."""
+        self.check_inputs(x, t, y)
+        maps = []
+        with torch.no_grad():
+            c = self.condition(t, y)
+            h = self.tokens(x)
+            for block in self.blocks:
+                shift1 = block.modulations(c)
+                maps.append(block.attn.weights(modulate(block.norm1(h), shift1[0], shift1[1])))
+                h = block(h, c)
+        return torch.stack(maps)
+
+
 # ----------------------------------------------------------------------------- a network for 2-D points
 
 class PointMLP(Backbone):
@@ -361,6 +538,7 @@ class PointMLP(Backbone):
 
     name = "point_mlp"
     takes_images = False
+    pixel_range = False
 
     def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64):
         super().__init__(width=width, depth=depth, emb_dim=emb_dim)
@@ -381,7 +559,7 @@ class PointMLP(Backbone):
         return self.out(h).view_as(x)                                                           # (B, 2, 1, 1)
 
 
-BACKBONES = {cls.name: cls for cls in (ConvNet, SmolMLP, ChunkyMLP, UNet, MLP, PointMLP)}
+BACKBONES = {cls.name: cls for cls in (ConvNet, SmolMLP, ChunkyMLP, UNet, MLP, PointMLP, DiT)}
 # The backbones for MNIST images (the command line and the benchmarks train these): all but the point network.
 IMAGE_BACKBONES = tuple(name for name, cls in BACKBONES.items() if cls.takes_images)
 

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .forward import predict_eps_from_x0, q_sample
+from .checks import check_number, check_same_shape, check_timesteps
 from .schedules import Schedule, extract, on_device
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
@@ -60,6 +61,7 @@ DEFAULT_MIN_SNR_GAMMA = 5.0   # Hang et al. (2023): gamma = 5 worked best in the
 
 def v_target(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, Sec. 4)."""
+    check_same_shape(x0, eps, "x0", "eps")
     return extract(schedule.sqrt_alpha_bar, t, x0.shape) * eps - extract(schedule.sqrt_one_minus_alpha_bar, t, x0.shape) * x0
 
 
@@ -83,6 +85,8 @@ class Objective:
     """
 
     name: str = ""
+    output: str = ""         # what the network outputs, named for the samplers' check (objectives.check_model)
+    uses_beta_schedule: bool = True   # False for a path of its own (flow matching): only the schedule's T is used
 
     def draw_t(self, batch_size: int, schedule: Schedule, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training timesteps (B,), t ~ Uniform{0, ..., T-1}, drawn on the CPU from `generator`."""
@@ -103,6 +107,10 @@ class Objective:
         """|error of the target|^2 / |error of x_0|^2 at fixed x_t, per timestep (B,)."""
         raise NotImplementedError
 
+    def snr(self, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        """The signal-to-noise ratio (B,) of the path at t: alpha_bar_t / (1 - alpha_bar_t) on the DDPM path."""
+        return on_device(schedule.snr, t.device)[t]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -111,6 +119,7 @@ class PredictEps(Objective):
     """The network predicts the noise eps: the loss of Ho et al. (2020), Algorithm 1."""
 
     name = "eps"
+    output = "eps"
 
     def target(self, x0, t, noise, schedule):
         return noise
@@ -126,6 +135,7 @@ class PredictX0(Objective):
     """The network predicts the clean image x_0."""
 
     name = "x0"
+    output = "x0"
 
     def target(self, x0, t, noise, schedule):
         return x0
@@ -141,6 +151,7 @@ class PredictV(Objective):
     """The network predicts v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022)."""
 
     name = "v"
+    output = "v"
 
     def target(self, x0, t, noise, schedule):
         return v_target(x0, noise, t, schedule)
@@ -242,6 +253,8 @@ class FlowMatching(Objective):
     """The network predicts the flow's velocity u = eps - x_0 on the straight path x_s = (1 - s) x_0 + s eps."""
 
     name = "flow"
+    output = "velocity"
+    uses_beta_schedule = False
 
     def noisy_input(self, x0, t, noise, schedule):
         return flow_interpolant(x0, noise, flow_time(t, schedule.T))
@@ -255,6 +268,12 @@ class FlowMatching(Objective):
 
     def x0_error_scale(self, t, schedule):
         return 1 / flow_time(t, schedule.T) ** 2      # x_0 = x_s - s u: |d x_0|^2 = s^2 |d u|^2
+
+    def snr(self, t, schedule):
+        """The straight path's own SNR, (1 - s)^2 / s^2 (signal (1 - s) x_0, noise s eps): the beta schedule's
+        name plays no part, only its T (s = (t + 1) / T)."""
+        s = flow_time(t, schedule.T)
+        return ((1 - s) / s) ** 2
 
 
 OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching())}
@@ -274,11 +293,12 @@ def get_objective(objective: str | Objective) -> Objective:
 def min_snr_weight(t: torch.Tensor, schedule: Schedule, objective: str | Objective = "eps",
                    gamma: float = DEFAULT_MIN_SNR_GAMMA) -> torch.Tensor:
     """Min-SNR-gamma weights (B,) for the objective's loss: min(SNR_t, gamma) / x0_error_scale(t)
-    (Hang et al. 2023, Eq. 8; for eps: min(SNR_t, gamma) / SNR_t)."""
-    if not gamma > 0:
-        raise ValueError(f"min-SNR gamma must be > 0, got {gamma}")
-    snr = on_device(schedule.snr, t.device)[t]
-    return snr.clamp(max=gamma) / get_objective(objective).x0_error_scale(t, schedule)
+    (Hang et al. 2023, Eq. 8; for eps: min(SNR_t, gamma) / SNR_t). SNR_t is the SNR of the objective's own path:
+    alpha_bar_t / (1 - alpha_bar_t) for the DDPM family, (1 - s)^2 / s^2 for flow matching."""
+    check_number(gamma, "min-SNR gamma", lower=0, lower_open=True)
+    check_timesteps(t, schedule.T)
+    objective = get_objective(objective)
+    return objective.snr(t, schedule).clamp(max=gamma) / objective.x0_error_scale(t, schedule)
 
 
 def loss_weights(t: torch.Tensor, schedule: Schedule, objective: str | Objective = "eps", weighting: str = "none",
@@ -295,11 +315,33 @@ def objective_loss(model, x0: torch.Tensor, schedule: Schedule, objective: str |
     """Mean squared error between the objective's target and model(x_t, t, y), per pixel, for each image (B,);
     multiplied by `weights` (B,) if given; averaged over the batch unless reduction="none".
 
-    t and noise are drawn here (from torch's global generator) when not given.
+    t and noise are drawn here (from torch's global generator) when not given; when given, they are checked
+    (t: integers in [0, T-1], shape (B,); noise: x0's shape; weights: (B,)).
     """
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' (one number) or 'none' (one loss per image), got {reduction!r}")
     objective = get_objective(objective)
+    if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
+        raise ValueError(f"x0 must be a batch of images (B, C, H, W), got {type(x0).__name__}"
+                         f"{' of shape ' + str(tuple(x0.shape)) if isinstance(x0, torch.Tensor) else ''}; "
+                         "add a batch dimension with x.unsqueeze(0)")
+    B = x0.shape[0]
+    if t is not None:
+        check_timesteps(t, schedule.T)
+        if tuple(t.shape) != (B,):
+            raise ValueError(f"t must have shape (B,) = ({B},), one timestep per image, got {tuple(t.shape)}; "
+                             "pass one timestep per image")
+    if noise is not None:
+        check_same_shape(x0, noise, "x0", "noise")
+    if weights is not None and (not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (B,)):
+        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise ValueError(f"weights must have shape (B,) = ({B},), one per image, got {shape}; "
+                         "pass loss_weights(t, ...) for the same t")
+    return _objective_loss(model, x0, schedule, objective, t, noise, y, weights, reduction)
+
+
+def _objective_loss(model, x0, schedule, objective: Objective, t, noise, y, weights, reduction: str = "mean"):
+    """objective_loss without the checks of its arguments (the trainer's, whose t, noise and weights are its own)."""
     if t is None:
         t = objective.draw_t(x0.shape[0], schedule).to(x0.device)
     if noise is None:
@@ -326,26 +368,94 @@ def eps_model_for(network, objective: str | Objective, schedule: Schedule):
     """The callable (x_t, t[, y]) -> eps that the samplers take, for a network trained with `objective`.
 
     For "eps" that is the network itself (and for "flow" too: its output is a velocity, which the flow
-    samplers take as it is; the DDPM-family samplers do not apply to it). Otherwise it is an EpsFromOutput module that converts the
-    network's output with objective.to_eps and exposes the network's num_classes, null_label and
-    image_shape, so guidance.cfg_eps_model works on it as on any eps network.
+    samplers take as it is; the DDPM-family samplers refuse it). Otherwise it is an EpsFromOutput module that
+    converts the network's output with objective.to_eps and exposes the network's num_classes, null_label and
+    image_shape, so guidance.cfg_eps_model works on it as on any eps network. Either way the result is marked
+    with what it is (mark_model: objective, schedule, output), so a sampler of the wrong kind refuses it.
     """
     objective = get_objective(objective)
-    if objective.name == "flow":
-        return network                               # a velocity model: the flow samplers call it as it is
-    return network if objective.name == "eps" else EpsFromOutput(network, objective, schedule)
+    if objective.output in ("x0", "v"):
+        return EpsFromOutput(network, objective, schedule)
+    return mark_model(network, objective, schedule)
 
 
 class EpsFromOutput(torch.nn.Module):
-    """A network trained with another objective, seen as an eps predictor: forward(x_t, t, y) -> eps."""
+    """A network trained with another objective, seen as an eps predictor: forward(x_t, t, y) -> eps.
+    Marked with the objective it was trained with ("x0", "v"), its schedule, and output "eps"."""
 
     def __init__(self, network, objective: Objective, schedule: Schedule):
         super().__init__()
-        self.network, self.objective, self.schedule = network, objective, schedule
+        self.network, self.trained_objective = network, get_objective(objective)
+        mark_model(self, self.trained_objective, schedule, output="eps")
         for attribute in ("num_classes", "null_label", "image_shape", "arch"):
             if hasattr(network, attribute):
                 setattr(self, attribute, getattr(network, attribute))
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         output = self.network(x_t, t, y)
-        return self.objective.to_eps(output.to(x_t.dtype), x_t, t, self.schedule)
+        return self.trained_objective.to_eps(output.to(x_t.dtype), x_t, t, self.schedule)
+
+
+# ----------------------------------------------------------------------------- a model that knows what it is
+
+# A network loaded from a checkpoint (checkpoints.load_model, pretrained.load_pretrained) or returned by
+# training.train carries three attributes, set once from its record (mark_model):
+#     model.objective   the objective it was trained with: "eps", "x0", "v" or "flow"
+#     model.schedule    the Schedule it was trained with (for flow matching only its T means anything)
+#     model.output      what calling it returns: "eps" (also an x0 or v network behind eps_model_for), "x0", "v",
+#                       or "velocity" (flow matching)
+# The wrappers (guidance.cfg_eps_model, samplers.with_precision, samplers.clipped_x0_eps_model) pass them on
+# (carry_marks), and the samplers and helpers check them (check_model). A bare network or a function of your own
+# carries none: it is taken as it is, unchecked.
+MARKS = ("objective", "schedule", "output")
+
+
+def mark_model(model, objective: str | Objective, schedule: Schedule, output: str | None = None):
+    """Set model.objective (the objective's name), model.schedule and model.output (by default what a network
+    trained with `objective` outputs); returns model."""
+    objective = get_objective(objective)
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be a Schedule (schedules.make_schedule), got {type(schedule).__name__}; "
+                         "pass the schedule the model was trained with")
+    model.objective, model.schedule, model.output = objective.name, schedule, output or objective.output
+    return model
+
+
+def carry_marks(wrapper, model):
+    """Give `wrapper` (a function or module around `model`) the model's marks, if it has them; returns wrapper."""
+    for attribute in MARKS:
+        if getattr(model, attribute, None) is not None:
+            setattr(wrapper, attribute, getattr(model, attribute))
+    return wrapper
+
+
+# What each kind of output is sampled with, for the messages.
+SAMPLED_WITH = {"eps": "the DDPM family's samplers (ddpm_, ddim_ or heun_sample_progressive)",
+                "velocity": "the flow samplers (flow_euler_sample_progressive or flow_heun_sample_progressive)"}
+
+
+def check_model(model, needs: str, user: str, schedule: Schedule | None = None) -> None:
+    """Raise a ValueError if `model` is marked (mark_model) with an output other than `needs` ("eps" for the DDPM
+    family's samplers, "velocity" for the flow samplers), or with a schedule other than `schedule` (for flow
+    matching: another T). `user` names the caller in the message. Unmarked models pass unchecked."""
+    output = getattr(model, "output", None)
+    if output is None:
+        return
+    objective = getattr(model, "objective", "?")
+    if output != needs:
+        if output in ("x0", "v") and needs == "eps":
+            fix = (f"wrap it so that its output becomes eps: objectives.eps_model_for(model, {objective!r}, "
+                   "model.schedule) (load_model does this)")
+        else:
+            fix = f"sample it with {SAMPLED_WITH.get(output, 'the samplers of its objective')}"
+        raise ValueError(f"{user} needs a network that predicts {needs}, but this one predicts {output} (trained "
+                         f"with the {objective!r} objective); {fix}")
+    carried = getattr(model, "schedule", None)
+    if schedule is None or not isinstance(carried, Schedule):
+        return
+    beta = get_objective(objective).uses_beta_schedule if objective in OBJECTIVES else True
+    if carried.T != schedule.T or (beta and carried.name != schedule.name):
+        given = f"the {schedule.name} schedule with T = {schedule.T}" if beta else f"a schedule with T = {schedule.T}"
+        trained = f"the {carried.name} schedule with T = {carried.T}" if beta else f"T = {carried.T}"
+        raise ValueError(f"{user} was given {given}, but this model was trained with {trained}; "
+                         "pass the model's own schedule, model.schedule")

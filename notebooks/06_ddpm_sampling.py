@@ -198,7 +198,11 @@ print("share of images already showing their final digit:",
 # Ho et al. tried two variances for the fresh noise and found similar samples:
 # $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$, the variance of the true posterior
 # $q(x_{t-1} \mid x_t, x_0)$ (the library's default, `variance="beta_tilde"`), and $\sigma_t^2 = \beta_t$
-# (`variance="beta"`). They differ only for the last few dozen steps:
+# (`variance="beta"`). They are the two extremes (Ho et al. 2020, Sec. 3.2): $\tilde\beta_t$ is the best choice if
+# every image were one and the same fixed $x_0$, $\beta_t$ if the images were pure noise, $x_0 \sim \mathcal{N}(0, I)$.
+# For data of unit variance per pixel they bound how much randomness, the *entropy*, the reverse step can need:
+# $\tilde\beta_t$ from below, $\beta_t$ from above (hence the legend's title). They differ only for the last few
+# dozen steps:
 
 # %%
 dl.plotting.plot_ddpm_sigmas(schedule);

@@ -93,7 +93,10 @@ print(f"num_classes = {model.num_classes}, null_label = {model.null_label}, "
 print({k: config[k] for k in ("backbone", "backbone_kwargs", "label_dropout", "steps", "batch_size", "lr", "schedule", "T")})
 
 # %%
-Markdown((dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text())
+# the card as a quoted block, its headings as bold lines, so that they do not read as this notebook's own sections
+card_text = (dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text()
+Markdown("\n".join("> " + (f"**{line.lstrip('#').strip()}**" if line.startswith("#") else line)
+                    for line in card_text.splitlines()))
 
 # %% [markdown]
 # ## 2. The guidance equation
