@@ -44,7 +44,8 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebooks 01-05 (the schedule, $q(x_t \mid x_0)$, and the network trained to predict
 # $\varepsilon$).
 #
-# **Run time:** about a minute on a 2-core CPU (23 seconds in quick mode). Most of it is the full chain: 1000
+# **Run time:** about a minute on a 2-core CPU to itself (the run committed here took 297 s: other jobs shared the
+# CPU; 23 seconds in quick mode). Most of it is the full chain: 1000
 # network calls on `B.ddpm_images` images (section 2); section 4 runs two more chains on a quarter of them. A GPU
 # (Colab: Runtime > Change runtime type) makes it much faster.
 

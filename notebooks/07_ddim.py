@@ -46,7 +46,8 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebook 06 (the DDPM step, $\hat x_0$, the shipped network) and, for the metric, the
 # idea of a classifier's confidence.
 #
-# **Run time:** about a minute on a 2-core CPU (22 seconds in quick mode). Most of it is the DDPM chain of section 3
+# **Run time:** about a minute on a 2-core CPU to itself (the run committed here took 360 s: other jobs shared the
+# CPU; 22 seconds in quick mode). Most of it is the DDPM chain of section 3
 # (1000 network calls on `B.ddpm_images // 2` images) and the measured sweep of section 5 (10 + 20 + 50 steps at two
 # values of $\eta$ on `B.sweep_samples // 2` images). A GPU (Colab: Runtime > Change runtime type) makes it much
 # faster.
@@ -301,9 +302,9 @@ print(f"a batch of {n_compare}: DDPM, {T} steps, {ddpm_seconds / n_compare:.3f} 
 # Within this table's noise (a few hundredths), 20 steps are as good as 50 at $\eta = 0$ (confident share 0.86
 # against 0.84, Fréchet distance 82 against 84), and $\eta = 1$ at 50 steps is the best point (0.94). For a class,
 # 20 steps at $\eta = 0$: deterministic, so the same noise gives the same digit every time you run it, and 20 network
-# calls per image against DDPM's 1000, fifty times fewer. Timed in the same batch of 8 it took 66 times less time per
+# calls per image against DDPM's 1000, fifty times fewer. Timed in the same batch of 8 it took 74 times less time per
 # image in the run committed here, near the ratio of calls for a CPU that other jobs shared (the table's own ratio,
-# 59 here, compares DDPM's batch of 8 with DDIM's batches of 100, and moves with the batch size). If
+# 67 here, compares DDPM's batch of 8 with DDIM's batches of 100, and moves with the batch size). If
 # quality matters more than speed, 50 steps at $\eta = 1$, the best confident share here and in the model card,
 # although its Fréchet distance here is the table's worst (89): with 100 images, a few units either way are noise.
 # DDPM sits at the right end of the $\eta = 1$ curve: the
