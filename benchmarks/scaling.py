@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/scaling.py --steps 300 --batch-size 64
 
 Every run trains one network with flow matching on MNIST pixels through diffusion_lib's own training loop (the
-same recipe for all: AdamW lr 1e-3, 50 warm-up steps, batch --batch-size, EMA not used for the loss) and measures
+same recipe for all: AdamW lr 1e-3, warm-up over a tenth of the run (at most 50 steps), batch --batch-size, EMA not
+used for the loss) and measures
 its loss on held-out test images at a few points along the way (--evals, as fractions of the run; the same test
 images, timesteps and noise for every run, so the points are comparable). Training compute at a point =
 FLOPs of one training step's forward and backward pass per image (torch.utils.flop_counter.FlopCounterMode, fp32)
@@ -112,13 +113,14 @@ def main(argv=None) -> int:
     t_test = torch.randint(0, schedule.T, (x_test.shape[0],), generator=g)
     noise_test = torch.randn(x_test.shape, generator=g)
     eval_steps = sorted({max(1, round(f * args.steps)) for f in args.evals})
+    warmup = max(1, min(50, args.steps // 10))
     largest = {arch: name for name, arch, _, _ in GRID}          # the last (largest) run of each architecture
 
     json_path = Path(args.json)
     record = {"command": "OMP_NUM_THREADS=1 python benchmarks/scaling.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "machine": machine_description("cpu"), "commit": git_commit(),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "torch": torch.__version__,
-              "recipe": f"flow matching on MNIST pixels, AdamW lr 1e-3 (weight decay 0.01), 50 warm-up steps, "
+              "recipe": f"flow matching on MNIST pixels, AdamW lr 1e-3 (weight decay 0.01), {warmup} warm-up steps, "
                         f"batch {args.batch_size}, gradient clipping 1.0, fp32, {args.steps} steps per run",
               "steps": args.steps, "batch_size": args.batch_size, "eval_steps": eval_steps,
               "test_images": x_test.shape[0], "runs": {}}
@@ -129,7 +131,7 @@ def main(argv=None) -> int:
     total = time.monotonic()
     for name, arch, backbone, kwargs in grid:
         config = TrainConfig(backbone=backbone, backbone_kwargs=kwargs, objective="flow", steps=args.steps,
-                             batch_size=args.batch_size, lr=1e-3, warmup_steps=50, seed=0)
+                             batch_size=args.batch_size, lr=1e-3, warmup_steps=warmup, seed=0)
         trainer = Trainer(config)
         flops = training_flops_per_image(trainer.model, schedule)
         points, start, load_start = [], time.monotonic(), os.getloadavg()[0]
