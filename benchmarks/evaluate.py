@@ -27,19 +27,19 @@ import os
 from pathlib import Path
 
 from diffusion_lib.checkpoints import CheckpointError, load_model
-from diffusion_lib.cli import (FLOW_SAMPLERS, MAX_IMAGES, SAMPLERS, SEED_MAX, Parser, UsageError, check_writable_file,
-                               integer, number, threads)
+from diffusion_lib.cli import (DDPM_FAMILY_SAMPLERS, MAX_IMAGES, SAMPLERS, SAMPLERS_OF, SEED_MAX, Parser, UsageError,
+                               check_writable_file, integer, number, threads)
 from diffusion_lib.guidance import MAX_GUIDANCE_WEIGHT, cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
 from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
 from diffusion_lib.pretrained import PRETRAINED
 from diffusion_lib.samplers import (clipped_x0_eps_model, ddim_sample_progressive, ddpm_sample_progressive, final,
                                     heun_nfe, flow_euler_sample_progressive, flow_heun_sample_progressive,
-                                    heun_sample_progressive, sample_noise, with_precision)
+                                    heun_sample_progressive, meanflow_sample_progressive, sample_noise, with_precision)
 
 # The deterministic samplers by their command-line names: (model, x_T, schedule, num_steps) -> chain.
 ODE_SAMPLERS = {"heun": heun_sample_progressive, "flow-euler": flow_euler_sample_progressive,
-                "flow-heun": flow_heun_sample_progressive}
+                "flow-heun": flow_heun_sample_progressive, "meanflow": meanflow_sample_progressive}
 
 
 def load_network(checkpoint: str | None = None, pretrained: str | None = None):
@@ -55,8 +55,8 @@ def load_network(checkpoint: str | None = None, pretrained: str | None = None):
 
 
 def default_sampler(objective: str) -> str:
-    """flow-euler for a flow-matching network, ddim for the DDPM family's (eps, x0, v)."""
-    return "flow-euler" if objective == "flow" else "ddim"
+    """flow-euler for a flow-matching network, meanflow for a MeanFlow one, ddim for the DDPM family's (eps, x0, v)."""
+    return SAMPLERS_OF.get(objective, DDPM_FAMILY_SAMPLERS)[0]
 
 
 def check_sampler(sampler: str, objective: str) -> None:
@@ -64,11 +64,11 @@ def check_sampler(sampler: str, objective: str) -> None:
     matching only, the DDPM family's to the others only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    flow = objective == "flow"
-    if flow != (sampler in FLOW_SAMPLERS):
-        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with "
-                         f"{'flow matching' if flow else f'the {objective} objective (DDPM family)'}; use --sampler "
-                         + (" or ".join(FLOW_SAMPLERS) if flow else "ddim, ddpm or heun"))
+    allowed = SAMPLERS_OF.get(objective, DDPM_FAMILY_SAMPLERS)
+    if sampler not in allowed:
+        trained = {"flow": "flow matching", "meanflow": "MeanFlow"}.get(objective, f"the {objective} objective (DDPM family)")
+        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with {trained}; use "
+                         f"--sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
 
 
 def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w: float | None = None,
@@ -79,7 +79,7 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
     clip_x0: step from the implied clean image clipped to [-1, 1] (samplers.clipped_x0_eps_model; DDPM family)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if clip_x0 and sampler in FLOW_SAMPLERS:
+    if clip_x0 and sampler not in DDPM_FAMILY_SAMPLERS:
         raise ValueError(f"clip_x0 clips the clean image that eps implies, and --sampler {sampler} steps with a "
                          "velocity; drop clip_x0 (it applies to ddim, ddpm and heun)")
     generator = torch.Generator().manual_seed(seed)

@@ -4,8 +4,9 @@ A checkpoint is a dict of plain types and tensors:
     format      "diffusion_lib/1"
     arch        {"name": backbone name, "kwargs": {...}}  -- rebuilds the network
     schedule    {"name": "linear", "T": 1000}
-    objective   what the network predicts: "eps", "x0", "v" or "flow" (objectives.py); absent in older files: "eps"
+    objective   what the network predicts: "eps", "x0", "v", "flow" or "meanflow" (objectives.py); absent in older files: "eps"
     dataset     what it was trained on: "mnist" or "fashion_mnist"; absent in older files: "mnist"
+    config      the TrainConfig as a dict: a student records its teacher (init_from) and, for reflow, its pairs
     model       state_dict of the trained weights
     autoencoder a latent model's decoder: LatentCodec.record() (arch, weights, mean, scale), optional; a network
                 with it works in the autoencoder's latent, and its samples are decoded (checkpoint_codec)

@@ -38,8 +38,11 @@ from .samplers import DDPM_VARIANCES, PRECISIONS
 from .schedules import BETA_SCHEDULES, longest_schedule
 
 SEED_MAX = 2**32 - 1
-SAMPLERS = ("ddim", "ddpm", "heun", "flow-euler", "flow-heun")
+SAMPLERS = ("ddim", "ddpm", "heun", "flow-euler", "flow-heun", "meanflow")
 FLOW_SAMPLERS = ("flow-euler", "flow-heun")
+# The samplers that apply to a model, by the objective it was trained with, the first one its default.
+SAMPLERS_OF = {"flow": FLOW_SAMPLERS, "meanflow": ("meanflow",)}
+DDPM_FAMILY_SAMPLERS = ("ddim", "ddpm", "heun")
 MAX_IMAGES = 10_000       # sample --n: a 100 x 100 grid, 2,800 pixels square; more is no longer a picture
 NUM_CLASSES = 10          # --conditional: the ten digits (or Fashion-MNIST's ten kinds of clothing)
 
@@ -193,7 +196,7 @@ FLAGS = {"backbone": "--backbone", "schedule": "--schedule", "T": "--T", "object
          "loss_weighting": "--loss-weighting", "min_snr_gamma": "--min-snr-gamma", "dataset": "--dataset",
          "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay", "warmup_steps": "--warmup",
          "lr_decay": "--lr-decay", "ema_decay": "--ema-decay", "label_dropout": "--label-dropout", "seed": "--seed",
-         "precision": "--precision", "data_size": "--limit"}
+         "precision": "--precision", "data_size": "--limit", "init_from": "--init-from"}
 
 
 def _backbone_kwargs(args) -> dict:
@@ -234,8 +237,8 @@ def _train(args) -> int:
         raise UsageError("--label-dropout applies to --conditional training only; add --conditional or drop it")
     if args.min_snr_gamma is not None and args.loss_weighting != "min_snr":
         raise UsageError("--min-snr-gamma applies to --loss-weighting min_snr only; add it or drop --min-snr-gamma")
-    if args.schedule is not None and args.objective == "flow":
-        raise UsageError(f"--schedule {args.schedule} means nothing to --objective flow: flow matching trains on its "
+    if args.schedule is not None and args.objective in ("flow", "meanflow"):
+        raise UsageError(f"--schedule {args.schedule} means nothing to --objective {args.objective}: it trains on its "
                          "own straight path x_s = (1 - s) x_0 + s eps, with no beta schedule (--T sets its time grid); "
                          "drop --schedule")
     kwargs = _backbone_kwargs(args)
@@ -246,7 +249,8 @@ def _train(args) -> int:
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          warmup_steps=args.warmup, lr_decay=args.lr_decay, ema_decay=args.ema_decay,
                          label_dropout=0.1 if args.label_dropout is None else args.label_dropout,
-                         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision)
+                         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
+                         init_from=args.init_from)
     with torch.device("meta"):                 # runs the architecture's checks without allocating its weights
         build_backbone(config.backbone, **config.backbone_kwargs)
     make_schedule(config.schedule, config.T)   # refuses a schedule that float32 cannot hold
@@ -384,12 +388,13 @@ def _sample(args) -> int:
     model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
     codec = checkpoint_codec(checkpoint, device=device)     # a latent model's decoder, None for a model on pixels
     schedule, objective = model.schedule, model.objective
-    flow = model.output == "velocity"
-    sampler = args.sampler or ("flow-euler" if flow else "ddim")
-    if flow != (sampler in FLOW_SAMPLERS):
-        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with "
-                         f"{'flow matching' if flow else 'a DDPM-family objective'}; use --sampler "
-                         + (" or ".join(FLOW_SAMPLERS) if flow else "ddim, ddpm or heun"))
+    allowed = SAMPLERS_OF.get(objective, DDPM_FAMILY_SAMPLERS)
+    sampler = args.sampler or allowed[0]
+    if sampler not in allowed:
+        trained = {"flow": "flow matching", "meanflow": "MeanFlow (an average velocity)"}.get(
+            objective, "a DDPM-family objective")
+        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with {trained}; "
+                         f"use --sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
     if args.eta is not None and sampler != "ddim":
         raise UsageError(f"--eta applies to --sampler ddim only, and this model samples with {sampler}; drop --eta")
     if model.num_classes is None:
@@ -416,7 +421,8 @@ def _sample(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.monotonic()
-    num_steps = args.steps if args.steps is not None else min(budget().ddim_steps, schedule.T)
+    default_steps = 1 if objective == "meanflow" else min(budget().ddim_steps, schedule.T)   # MeanFlow: one step
+    num_steps = args.steps if args.steps is not None else default_steps
     if sampler == "ddpm":
         steps = samplers.ddpm_sample_progressive(eps_model, x_T, schedule, variance=args.variance or "beta_tilde",
                                                  generator=generator, progress=True)
@@ -425,7 +431,8 @@ def _sample(args) -> int:
                                                  0.0 if args.eta is None else args.eta, generator=generator, progress=True)
     else:
         progressive = {"heun": samplers.heun_sample_progressive, "flow-euler": samplers.flow_euler_sample_progressive,
-                       "flow-heun": samplers.flow_heun_sample_progressive}[sampler]
+                       "flow-heun": samplers.flow_heun_sample_progressive,
+                       "meanflow": samplers.meanflow_sample_progressive}[sampler]
         steps = progressive(eps_model, x_T, schedule, num_steps, progress=True)
     images = samplers.final(steps)
     if codec is not None:                      # a latent model: decode its latents (B, C_z, 7, 7) to digits
@@ -499,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
     t.add_argument("--out", required=True, metavar="FOLDER",
                    help="output folder (made if missing, not an existing file); OUT/last.pt is the checkpoint")
+    t.add_argument("--init-from", metavar="NAME_OR_PATH",
+                   help="start from a teacher's EMA weights: a shipped model's name (e.g. unet_flow) or a checkpoint "
+                        "(MeanFlow from a flow model: --objective meanflow --backbone-kwargs '{\"interval\": true}')")
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start from scratch (overwrites it)")
     t.set_defaults(func=_train)
 
@@ -510,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the raw weights instead of the EMA ones (training checkpoints only)")
     s.add_argument("--sampler", choices=SAMPLERS,
                    help="ddim, ddpm or heun for the DDPM family's models (eps, x0, v); flow-euler or flow-heun for a "
-                        "flow-matching model (default: ddim, or flow-euler for a flow-matching model)")
+                        "flow-matching model (a reflow student too); meanflow for a MeanFlow model (default: ddim, "
+                        "flow-euler or meanflow, by the model's objective)")
     s.add_argument("--steps", type=integer(1),
                    help=f"sampler steps, in [1, T] (default {FULL.ddim_steps}, {QUICK.ddim_steps} in quick mode, at most T); "
                         "not for ddpm (it walks all T)")

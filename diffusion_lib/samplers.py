@@ -32,6 +32,8 @@ pairs and the step:
     heun_sample_progressive   the DDIM pairs (or grid="karras"), heun_step (Karras et al. 2022, Algorithm 1)
     flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
     flow_sde_sample_progressive   the same network, the reverse SDE in s (DDPM's step on the straight path)
+    meanflow_sample_progressive   a MeanFlow network's average velocity over each pair, flow_euler_step
+                                  (one step: the whole interval from noise to image; notebook 12)
 
 DDIM walks another grid when given one (timesteps=...): flow_matched_timesteps(num_steps, schedule) is the grid
 on which DDIM takes flow Euler's steps (in xbar = x_s / (1 - s), sigma = s / (1 - s), a flow Euler step is a
@@ -491,6 +493,22 @@ def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sc
     return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
 
 
+def meanflow_sample_progressive(u_model, x_1: torch.Tensor, schedule: Schedule, num_steps: int = 1,
+                                progress: bool = False) -> Iterator[SamplerStep]:
+    """Sample a MeanFlow network u(z, t, r), the average velocity over [r, t], over flow_timesteps(num_steps, T):
+    each pair (t, t_prev) is one flow_euler_step with u = u_model(x, t, r=t_prev),
+
+        x_prev = x_s - (s - s_prev) u(x_s, s_prev, s),
+
+    exact for the exact average velocity (it is the integral of the velocity over the step). num_steps network
+    evaluations; one step goes from pure noise to the image. x0_pred is x_s - s u, the clean end of the line."""
+    _check_start(x_1, "x_1")
+    check_model(u_model, "average_velocity", "MeanFlow sampling", schedule)
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(u_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
+                 desc="MeanFlow", interval=True)
+
+
 def flow_sde_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule, num_steps: int = 50,
                                 generator: torch.Generator | None = None,
                                 progress: bool = False) -> Iterator[SamplerStep]:
@@ -506,15 +524,19 @@ def flow_sde_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sch
 
 def _walk(eps_model: EpsModel, x: torch.Tensor, pairs: Sequence[tuple[int, int]], schedule: Schedule, step: Step,
           generator: torch.Generator | None = None, draw_noise: bool = True, eps_at_next: bool = False,
-          progress: bool = False, desc: str = "") -> Iterator[SamplerStep]:
-    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next),
+          progress: bool = False, desc: str = "", interval: bool = False) -> Iterator[SamplerStep]:
+    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next;
+    eps_model(x, t, r=t_next) if interval, MeanFlow's average velocity over the pair),
     z ~ N(0, I) from `generator` unless t_next = -1 or draw_noise is False, x_next = step(x, eps, t, t_next,
     schedule, z)[0]; yield a SamplerStep after each update. The network runs without gradients."""
     on_cpu = x.device.type == "cpu"
     bad = []     # on a GPU: one flag per step, left on the device and read once, at the end of the chain
     for i, (t, t_next) in enumerate(tqdm(pairs, desc=desc, disable=not progress)):
         with torch.no_grad():
-            eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
+            if interval:
+                eps = eps_model(x, _batch_t(x, t), r=_batch_t(x, t_next))
+            else:
+                eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
             noise = _randn(x, generator) if draw_noise and t_next >= 0 else None
             x_next, x0_pred = step(x, eps, t, t_next, schedule, noise)
             finite = torch.isfinite(x_next).all()
@@ -557,9 +579,9 @@ def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
     if precision == "fp32":
         return eps_model
 
-    def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, t: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return eps_model(x, t).float()
+            return eps_model(x, t, *args, **kwargs).float()
     return carry_marks(run, eps_model)
 
 

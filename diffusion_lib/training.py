@@ -44,7 +44,8 @@ class TrainConfig:
     backbone_kwargs: dict = field(default_factory=dict)   # e.g. {"base": 32, "num_classes": 10}
     schedule: str = "linear"
     T: int = 1000
-    objective: str = "eps"         # what the network predicts: "eps", "x0", "v" or "flow" (objectives.OBJECTIVES)
+    objective: str = "eps"         # what the network predicts: "eps", "x0", "v", "flow" or "meanflow" (objectives.OBJECTIVES)
+    objective_kwargs: dict = field(default_factory=dict)   # settings of the objective, e.g. MeanFlow's {"r_neq_t": 0.5}
     loss_weighting: str = "none"   # "none", or "min_snr": min(SNR, gamma) per timestep (Hang et al. 2023)
     min_snr_gamma: float = 5.0     # gamma of "min_snr"
     dataset: str = "mnist"         # "mnist" or "fashion_mnist" (data.DATASETS); recorded, checked on resume
@@ -62,6 +63,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (faster on CPUs with AVX512-BF16: README)
+    init_from: str | None = None   # start from a teacher's EMA weights: a shipped name ("unet_flow") or a checkpoint path
+    pairs: str | None = None       # reflow: how the (noise, image) pairs were made (teacher, sampler, count), recorded
 
     def __post_init__(self):
         """Check every field, so a bad setting fails here, with its name and range, not steps into training."""
@@ -74,6 +77,9 @@ class TrainConfig:
         _check_choice(self, "schedule", sorted(BETA_SCHEDULES))
         _check_int(self, "T", 1)
         _check_choice(self, "objective", sorted(OBJECTIVES))
+        if not isinstance(self.objective_kwargs, dict):
+            raise ValueError(f"objective_kwargs must be a dict of the objective's settings, got {self.objective_kwargs!r}")
+        get_objective(self.objective, **self.objective_kwargs)      # refuses settings the objective does not take
         _check_choice(self, "loss_weighting", LOSS_WEIGHTINGS)
         _check_number(self, "min_snr_gamma", lower=0, lower_open=True)
         _check_choice(self, "dataset", DATASETS)
@@ -85,6 +91,8 @@ class TrainConfig:
         _check_number(self, "weight_decay", lower=0)
         _check_int(self, "warmup_steps", 0)
         _check_choice(self, "lr_decay", ("constant", "cosine"))
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
+            raise ValueError(f"init_from must be a shipped model's name or a checkpoint path, got {self.init_from!r}")
         if self.grad_clip is not None:
             _check_number(self, "grad_clip", lower=0, lower_open=True, none="None for no clipping")
         _check_number(self, "ema_decay", lower=0, upper=1)
@@ -241,9 +249,16 @@ class Trainer:
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):                          # the caller's global RNG is left as it was
             torch.manual_seed(config.seed)                               # weight initialisation
-            self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+            self.model = build_backbone(config.backbone, **config.backbone_kwargs)
+        if config.init_from is not None:
+            init_from_teacher(self.model, teacher_checkpoint(config.init_from))
+        self.model = self.model.to(self.device)
         self.model.T = config.T                                          # forward() refuses t outside [0, T-1]
-        self.objective = get_objective(config.objective)
+        self.objective = get_objective(config.objective, **config.objective_kwargs)
+        if (config.objective == "meanflow") != (getattr(self.model, "interval_mlp", None) is not None):
+            raise ValueError("MeanFlow needs a network with a second time input and only MeanFlow uses one: train "
+                             "objective 'meanflow' with backbone 'unet' and backbone_kwargs {'interval': True}, "
+                             "and other objectives without it")
         self.ema = make_ema(self.model, config.ema_decay, config.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -286,17 +301,19 @@ class Trainer:
             perm = self._perm_on[str(device)]
         return perm[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
-    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks.
+    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks;
+        noise (B, 1, 28, 28): the noise paired with each x0 (reflow's pairs), drawn here when None.
 
         Returns the batch's loss as a 0-dim tensor on the device; float(loss) reads it (on a GPU that waits for the
         step to finish, so train() reads the losses only every LOSS_READ_EVERY steps, through trainer.history)."""
         self.model.train()
         B = x0.shape[0]
-        t = self.objective.draw_t(B, self.schedule, self.generator)
-        self.schedule.check_timesteps(t)                                     # on the CPU: no wait
-        t = mark_known_range(t.to(self.device, non_blocking=True), 0, self.config.T - 1)
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device, non_blocking=True)
+        t = self.objective.timesteps_on(self.objective.draw_t(B, self.schedule, self.generator), self.schedule,
+                                        self.device)                     # checked on the CPU: no wait
+        drawn = torch.randn(x0.shape, generator=self.generator)             # drawn even when paired: one RNG stream
+        noise = (drawn if noise is None else noise).to(self.device, non_blocking=True)
         weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
             if self.model.num_classes is None:
@@ -410,6 +427,41 @@ def check_resumable(checkpoint: dict, config: TrainConfig, path: str | os.PathLi
             f"{', '.join(RESUMABLE_FIELDS)} may change on a resume)", path, differences)
 
 
+def teacher_checkpoint(init_from: str) -> dict:
+    """The checkpoint that init_from names: a shipped model (pretrained.PRETRAINED) or a checkpoint file."""
+    from .pretrained import PRETRAINED, pretrained_path
+    return load_checkpoint(pretrained_path(init_from) if init_from in PRETRAINED else init_from)
+
+
+def init_from_teacher(model: Backbone, checkpoint: dict) -> Backbone:
+    """Copy a teacher's EMA weights into `model` before training (reflow's and MeanFlow's students).
+
+    Every tensor of the teacher must fit the student's of the same name. Two differences are allowed:
+    - the student has parameters the teacher lacks, left as built: UNet(interval=True)'s interval_mlp,
+      whose zero last layer makes the student start as the teacher's velocity for every r;
+    - the teacher is class-conditional and the student is not: the null label's embedding row (the teacher's
+      unconditional branch) is added to the bias of the time MLP's last layer, the only place the label enters,
+      so the student starts as the teacher's unconditional network exactly.
+    """
+    from .checkpoints import ema_weights
+    state = ema_weights(checkpoint) if checkpoint.get("ema") is not None else dict(checkpoint["model"])
+    if "label_embedding.weight" in state and getattr(model, "label_embedding", None) is None:
+        null = state.pop("label_embedding.weight")[-1]                   # the null label is the last row
+        state["time_mlp.2.bias"] = state["time_mlp.2.bias"] + null
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"the teacher's weights do not fit this network ({', '.join(wrong[:4])}...): the teacher "
+                              f"is {checkpoint['arch']}, the student {model.arch}; build the student with the "
+                              "teacher's widths")
+    missing = [k for k in own if k not in state and not k.startswith("interval_mlp.")]
+    if missing:
+        raise CheckpointError(f"the teacher has no weights for {', '.join(missing[:4])}: the teacher is "
+                              f"{checkpoint['arch']}, the student {model.arch}")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
 def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model: Backbone) -> None:
     """Raise a ValueError unless images (N, C, H, W) float32 in [-1, 1] (points for PointMLP: any finite values)
     and labels fit the model."""
@@ -478,8 +530,12 @@ def training_data_on(device: torch.device, images: torch.Tensor, labels: torch.T
 
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = True, device: torch.device | str = "cpu",
-          progress: bool = True, callback: Callable[[Trainer], None] | None = None) -> TrainResult:
+          progress: bool = True, callback: Callable[[Trainer], None] | None = None,
+          noise: torch.Tensor | None = None) -> TrainResult:
     """Train on `images` (N, 1, 28, 28) float32 in [-1, 1] (and `labels` (N,) for a conditional backbone).
+
+    noise (N, 1, 28, 28): a fixed noise for each image, for reflow (objectives.reflow_pairs: images[i] is the
+    teacher's ODE end from noise[i]); by default a fresh noise is drawn for every image at every step.
 
     With out_dir, checkpoints go to out_dir/last.pt every `checkpoint_every` steps and at the end,
     and, if resume is True and out_dir/last.pt exists, training continues from it: its recorded settings
@@ -492,6 +548,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         raise NotADirectoryError(f"out_dir {last.parent} is a file, not a folder; give a folder for the checkpoints")
     trainer = Trainer(config, device)
     check_training_data(images, labels, trainer.model)
+    if noise is not None and (not isinstance(noise, torch.Tensor) or noise.shape != images.shape):
+        raise ValueError(f"noise must pair one noise with each image, shape {tuple(images.shape)}, got "
+                         f"{tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
     written = None
     if last is not None and resume and last.exists():
         checkpoint = load_checkpoint(last)
@@ -520,7 +579,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         y = None
         if labels is not None:    # checked by check_training_data: the network need not read them back
             y = mark_known_range(labels[idx], 0, trainer.model.num_classes - 1)
-        trainer.train_step(images[idx], y)
+        trainer.train_step(images[idx], y, None if noise is None else noise[idx.to(noise.device)])
         bar.update(1)
         if trainer.step % LOSS_READ_EVERY == 0 or trainer.step == config.steps:
             bar.set_postfix(loss=f"{trainer.history['loss'][-1]:.4f}", refresh=False)

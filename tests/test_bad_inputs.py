@@ -585,7 +585,7 @@ API_CASES = [
     api("unknown-schedule", lambda tmp, runs: TrainConfig(schedule="quadratic"), ValueError,
         "schedule must be one of ('cosine', 'linear'), got 'quadratic'"),
     api("unknown-objective", lambda tmp, runs: TrainConfig(objective="score"), ValueError,
-        "objective must be one of ('eps', 'flow', 'v', 'x0'), got 'score'"),
+        "objective must be one of ('eps', 'flow', 'meanflow', 'v', 'x0'), got 'score'"),
     api("unknown-loss-weighting", lambda tmp, runs: TrainConfig(loss_weighting="snr"), ValueError,
         "loss_weighting must be one of ('none', 'min_snr')"),
     api("min-snr-gamma-0", lambda tmp, runs: TrainConfig(min_snr_gamma=0), ValueError, "min_snr_gamma must be > 0"),

@@ -70,7 +70,7 @@ def test_each_objectives_to_eps_inverts_its_target(name):
 
 
 def test_unknown_objective_and_weighting():
-    with pytest.raises(ValueError, match="unknown objective 'score'.*'eps', 'flow', 'v', 'x0'"):
+    with pytest.raises(ValueError, match="unknown objective 'score'.*'eps', 'flow', 'meanflow', 'v', 'x0'"):
         get_objective("score")
     with pytest.raises(ValueError, match="unknown loss weighting 'p2'"):
         loss_weights(torch.tensor([1]), SCHEDULE, "eps", "p2")
@@ -232,7 +232,11 @@ def test_the_training_loop_is_the_same_for_every_objective():
     images = torch.rand((4, 1, 28, 28), generator=gen(0)) * 2 - 1
     losses = {}
     for name in sorted(OBJECTIVES):
-        trainer = Trainer(tiny_config(objective=name))
+        if name == "meanflow":                                          # MeanFlow's second time input
+            trainer = Trainer(TrainConfig(backbone="unet", backbone_kwargs={"base": 8, "mults": [1, 1, 1], "interval": True},
+                                          steps=2, batch_size=4, checkpoint_every=1, objective=name))
+        else:
+            trainer = Trainer(tiny_config(objective=name))
         losses[name] = trainer.train_step(images)
     assert len(set(losses.values())) == len(OBJECTIVES)              # a different target each
     trainer = Trainer(tiny_config())

@@ -28,7 +28,7 @@ from ..guidance import cfg_eps_model
 from .metrics import MNISTClassifier, classifier_features, classify, relative_spread, score_samples
 from ..samplers import (GRIDS, ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final,
                         flow_euler_sample_progressive, flow_heun_sample_progressive, grid_timesteps, heun_nfe,
-                        heun_sample_progressive, record)
+                        heun_sample_progressive, meanflow_sample_progressive, record)
 from ..schedules import Schedule
 
 
@@ -149,10 +149,12 @@ NFE_SAMPLERS = ("DDIM", "Heun")               # the deterministic solvers of the
 FLOW_SAMPLERS = ("flow Euler", "flow Heun")   # the same two orders on a flow-matching network's velocity
 # The command line's sampler names (python -m diffusion_lib sample --sampler, benchmarks/evaluate.py, the model
 # cards' json rows) -> the names these sweeps and their tables use.
-SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun"}
+SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun",
+                  "meanflow": "MeanFlow"}
 # Each one's chain from the noise x_T (B, C, H, W) to the clean image: (model, x_T, schedule, num_steps, progress).
 _ODE_CHAINS = {"DDIM": functools.partial(ddim_sample_progressive, eta=0.0), "Heun": heun_sample_progressive,
-               "flow Euler": flow_euler_sample_progressive, "flow Heun": flow_heun_sample_progressive}
+               "flow Euler": flow_euler_sample_progressive, "flow Heun": flow_heun_sample_progressive,
+               "MeanFlow": meanflow_sample_progressive}     # a MeanFlow network's average velocity, one step per NFE
 _SECOND_ORDER = ("Heun", "flow Heun")         # two network evaluations per step but the last (heun_nfe)
 
 
