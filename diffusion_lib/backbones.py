@@ -35,6 +35,7 @@ class Backbone(nn.Module):
     name: str = "backbone"
     num_classes: int | None = None
     takes_images: bool = True      # False for PointMLP, whose inputs are 2-D points (B, 2, 1, 1)
+    continuous_time: bool = False  # True: float timesteps in [-1, T-1] are accepted (UNet(interval=True), MeanFlow)
     pixel_range: bool = True       # inputs are pixels in [-1, 1] (training checks it); False for points and latents
 
     def __init__(self, **arch_kwargs):
@@ -80,10 +81,12 @@ class Backbone(nn.Module):
                             "use torch.full((B,), t, dtype=torch.long)")
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per image, got {tuple(t.shape)}")
-        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        if self.continuous_time:
+            self._check_continuous(t, "t")
+        elif t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ValueError(f"t must be an integer tensor (torch.long) of timesteps, got dtype {t.dtype}; "
                              "use t.long() (a network is trained on integer timesteps only)")
-        if t.numel() and not known_within(t, 0, self.T - 1) and bool(((t < 0) | (t > self.T - 1)).any()):
+        elif t.numel() and not known_within(t, 0, self.T - 1) and bool(((t < 0) | (t > self.T - 1)).any()):
             raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], but this network "
                              f"is used with T = {self.T} steps, so t must lie in [0, {self.T - 1}]; "
                              f"if it was trained with another schedule length, set model.T to it")
@@ -100,6 +103,24 @@ class Backbone(nn.Module):
             if y.numel() and not known_within(y, 0, self.num_classes) and bool(((y < 0) | (y > self.num_classes)).any()):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} is the null label), "
                                  f"got values in [{int(y.min())}, {int(y.max())}]")
+
+
+    def _check_continuous(self, t: torch.Tensor, name: str) -> None:
+        """A continuous time: a real tensor with values in [-1, T-1] (-1 is the clean image)."""
+        if t.dtype.is_complex or t.dtype == torch.bool:
+            raise ValueError(f"{name} must be a real tensor of timesteps, got dtype {t.dtype}")
+        if t.numel() and bool(((t < -1) | (t > self.T - 1)).any()):
+            raise ValueError(f"{name} out of range: got values in [{float(t.min()):g}, {float(t.max()):g}], but this "
+                             f"network takes continuous timesteps in [-1, T-1] = [-1, {self.T - 1}]")
+
+    def check_interval(self, t: torch.Tensor, r: torch.Tensor) -> None:
+        """The interval's end r (B,): a timestep in [-1, t] for each image (the average runs from t down to r)."""
+        if not isinstance(r, torch.Tensor) or r.shape != t.shape:
+            raise ValueError(f"r must be a (B,) tensor of timesteps like t, shape {tuple(t.shape)}, got "
+                             f"{tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__}")
+        self._check_continuous(r, "r")
+        if r.numel() and bool((r > t).any()):
+            raise ValueError("r must not exceed t: the interval runs from t down to r (r = t: the velocity at t)")
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -272,12 +293,21 @@ class UNet(Backbone):
     11 rows, row 10 being the null label used for classifier-free guidance.
     mid_blocks > 1 stacks more residual blocks at 7x7, and mid_attention=True puts self-attention
     after the first of them: cheap on a CPU (49 positions), and they see the whole digit at once.
+
+    interval=True (off by default) gives the network a second time input for MeanFlow (notebook 12): r, the
+    timestep where an interval that starts at t ends, so that forward(x, t, y, r) is the average velocity over
+    [r, t]. The interval's length t - r is embedded like t (notebook 03's sinusoidal embedding, then its own
+    two-layer MLP) and added to the time embedding. Its last layer starts at zero, so a network built with it
+    and given a flow-matching network's weights computes that network's velocity for every r (the average
+    velocity over an empty interval is the velocity). Such a network takes continuous timesteps (float t and r
+    in [-1, T-1], -1 the clean image), since MeanFlow differentiates it in t. Off, the network and its
+    state_dict are those of the shipped U-Nets, unchanged.
     """
 
     name = "unet"
 
     def __init__(self, base: int = 32, mults=(1, 2, 2), num_classes: int | None = None,
-                 mid_blocks: int = 1, mid_attention: bool = False):
+                 mid_blocks: int = 1, mid_attention: bool = False, interval: bool = False):
         _check_positive_int(base, "base (the channels at 28x28)")
         if base % GROUPS:
             raise ValueError(f"base must be a positive multiple of {GROUPS} (the GroupNorm groups), got {base}; "
@@ -290,13 +320,16 @@ class UNet(Backbone):
             _check_positive_int(m, "every channel multiplier in mults")
         if num_classes is not None:
             _check_positive_int(num_classes, "num_classes (None for an unconditional network)")
-        if not isinstance(mid_attention, bool):
-            raise ValueError(f"mid_attention must be True or False, got {mid_attention!r}")
+        for option, on in (("mid_attention", mid_attention), ("interval", interval)):
+            if not isinstance(on, bool):
+                raise ValueError(f"{option} must be True or False, got {on!r}")
         extras = {}   # recorded only when not the default, so older checkpoints' records stay the same
         if mid_blocks != 1:
             extras["mid_blocks"] = mid_blocks
         if mid_attention:
             extras["mid_attention"] = True
+        if interval:
+            extras["interval"] = True
         super().__init__(base=base, mults=tuple(mults), num_classes=num_classes, **extras)
         if len(mults) != 3:
             raise ValueError("mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, e.g. (1, 2, 2)")
@@ -308,6 +341,12 @@ class UNet(Backbone):
         self.time_mlp = nn.Sequential(nn.Linear(TIME_EMBEDDING_DIM, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.register_buffer("frequencies", sinusoidal_frequencies(TIME_EMBEDDING_DIM), persistent=False)   # omega
         self.label_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
+        self.interval_mlp = None
+        if interval:        # MeanFlow's second time input, the interval t - r, embedded like t
+            self.interval_mlp = nn.Sequential(nn.Linear(TIME_EMBEDDING_DIM, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            nn.init.zeros_(self.interval_mlp[2].weight)
+            nn.init.zeros_(self.interval_mlp[2].bias)
+        self.continuous_time = interval
         self.conv_in = nn.Conv2d(self.image_shape[0], c1, 3, padding=1)
         self.down1 = ResBlock(c1, c1, emb_dim)
         self.pool1 = nn.Conv2d(c1, c1, 3, stride=2, padding=1)       # 28 -> 14
@@ -325,13 +364,21 @@ class UNet(Backbone):
         self.norm_out = nn.GroupNorm(GROUPS, c1)
         self.conv_out = nn.Conv2d(c1, self.image_shape[0], 3, padding=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                r: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
         emb = self.time_mlp(sinusoidal_embedding(t, frequencies=self.frequencies))   # (B, E)
         if self.label_embedding is not None:
             if y is None:
-                y = torch.full_like(t, self.null_label)
+                y = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
             emb = emb + self.label_embedding(y)
+        if r is not None and self.interval_mlp is None:
+            raise ValueError("this UNet has no second time input; build it with interval=True (MeanFlow) to pass r")
+        if self.interval_mlp is not None:
+            if r is None:
+                r = t                                                   # an empty interval: the velocity at t
+            self.check_interval(t, r)
+            emb = emb + self.interval_mlp(sinusoidal_embedding(t - r, frequencies=self.frequencies))   # (B, E)
         h = self.conv_in(x)                                             # (B, c1, 28, 28)
         s1 = self.down1(h, emb)                                         # (B, c1, 28, 28)
         s2 = self.down2(self.pool1(s1), emb)                            # (B, c2, 14, 14)
@@ -534,26 +581,55 @@ class PointMLP(Backbone):
         h_1 = SiLU(W_1 [x, emb(t)] + b_1),  h_l = SiLU(W_l h_{l-1} + b_l) (l = 2 .. depth),  eps = W_out h_depth + b_out
 
     Parameters: (2 + emb_dim + 1) width + (depth - 1)(width + 1) width + (width + 1) 2.
+
+    interval=True (off by default): MeanFlow's second time input, as for the UNet: forward(x, t, y, r) also takes
+    the end r of the interval [r, t] and concatenates the embedding of t - r (emb_dim more inputs to the first
+    layer); t and r are then continuous, in [-1, T-1]. time_scale multiplies t and t - r before the sinusoidal
+    embedding (default 1): MeanFlow differentiates the network in t, and the embedding's fastest frequency, one
+    radian per code timestep, makes that derivative T times rougher in the flow time s; 0.01 keeps ten radians
+    per unit of s, which the toy's MeanFlow trains much better with (notebook 12).
     """
 
     name = "point_mlp"
     takes_images = False
     pixel_range = False
 
-    def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64):
-        super().__init__(width=width, depth=depth, emb_dim=emb_dim)
+    def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64, interval: bool = False,
+                 time_scale: float = 1.0):
+        extras = {"interval": True} if interval else {}      # recorded only when not the default: older records stay
+        if time_scale != 1.0:
+            extras["time_scale"] = float(time_scale)
+        super().__init__(width=width, depth=depth, emb_dim=emb_dim, **extras)
+        if not (isinstance(time_scale, (int, float)) and time_scale > 0):
+            raise ValueError(f"time_scale must be a number > 0, got {time_scale!r}")
+        self.time_scale = float(time_scale)
         if depth < 1 or width < 1:
             raise ValueError(f"PointMLP needs depth >= 1 and width >= 1, got depth {depth}, width {width}")
         self.image_shape = (2, 1, 1)                                       # a point is a 1 x 1 "image" of 2 channels
         self.emb_dim = emb_dim
+        self.interval = self.continuous_time = bool(interval)
         self.register_buffer("frequencies", sinusoidal_frequencies(emb_dim), persistent=False)   # omega
-        widths = [2 + emb_dim] + [width] * depth
+        widths = [2 + emb_dim * (2 if interval else 1)] + [width] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(width, 2)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def interval_mlp(self):
+        """Whether the network has MeanFlow's second time input (the trainer asks; the UNet's is a module)."""
+        return True if self.interval else None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                r: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        h = torch.cat([x.flatten(1), sinusoidal_embedding(t, self.emb_dim, self.frequencies).to(x.dtype)], dim=1)   # (B, 2 + emb_dim)
+        time = t if self.time_scale == 1.0 else t * self.time_scale
+        inputs = [x.flatten(1), sinusoidal_embedding(time, self.emb_dim, self.frequencies).to(x.dtype)]
+        if r is not None and not self.interval:
+            raise ValueError("this PointMLP has no second time input; build it with interval=True (MeanFlow) to pass r")
+        if self.interval:
+            r = t if r is None else r
+            self.check_interval(t, r)
+            inputs.append(sinusoidal_embedding((t - r) * self.time_scale, self.emb_dim, self.frequencies).to(x.dtype))
+        h = torch.cat(inputs, dim=1)                                                             # (B, 2 + emb_dim [+ emb_dim])
         for layer in self.layers:
             h = F.silu(layer(h))                                                                # (B, width)
         return self.out(h).view_as(x)                                                           # (B, 2, 1, 1)
