@@ -86,6 +86,23 @@ def held_out_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
     return float(torch.cat(losses).mean())
 
 
+def plot_only(json_path: Path, png: Path) -> int:
+    """Draw a record's curves (benchmarks/README.md's picture) and print its table in markdown."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from diffusion_lib.pictures.scaling_curves import plot_scaling_curves
+    record = json.loads(json_path.read_text())
+    plot_scaling_curves(record).savefig(png, dpi=100)
+    print("| run | parameters | MFLOP per image (train step) | held-out loss at each evaluation | training FLOPs at the "
+          "end | seconds |\n|---|---|---|---|---|---|")
+    for name, run in record["runs"].items():
+        losses = " / ".join(f"{q['test_loss']:.3f}" for q in run["points"])
+        print(f"| {name} | {run['parameters']:,} | {run['flops_per_image'] / 1e6:.1f} | {losses} | "
+              f"{run['points'][-1]['flops']:.2e} | {run['train_seconds']:.0f} |")
+    print(f"wrote {png}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="optimizer steps of every run (default 300)")
@@ -96,7 +113,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=200, help="samples scored at the end of each largest run (0: none)")
     p.add_argument("--run", action="append", help="a run's name (repeatable); default: the whole grid")
     p.add_argument("--json", default=str(RESULTS))
+    p.add_argument("--plot", metavar="PNG", help="only draw the curves of --json to this PNG (and print the table)")
     args = p.parse_args(argv)
+    if args.plot:
+        return plot_only(Path(args.json), Path(args.plot))
     torch.set_num_threads(1)
     # the smallest size of every architecture first, then the middle ones, then the largest: a grid stopped early
     # still has all three architectures
