@@ -49,6 +49,9 @@ PRETRAINED = {
                                                       "sampled with the flow samplers, T = 1000, EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
+    "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "
+                                              "autoencoder's standardised 4 x 7 x 7 latents; it carries the "
+                                              "autoencoder, so its samples decode to digits (notebook 13)"),
 }
 # Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
 AUTOENCODERS = ("autoencoder",)
