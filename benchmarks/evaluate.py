@@ -8,7 +8,8 @@
 
 --sampler: ddim (the default), ddpm or heun for the DDPM family's networks (eps, x0, v); flow-euler (the
 default) or flow-heun for a flow-matching network, whose objective is read from the checkpoint. A sampler
-of the other kind is refused with one line on stderr and exit code 2. A conditional network is asked for
+of the other kind is refused with one line on stderr and exit code 2, as is every bad option (the command line's
+rules, diffusion_lib.cli: one `error:` line, exit code 2, checked before any work, nothing written). A conditional network is asked for
 the labels 0, 1, ..., 9, 0, 1, ... in turn, once per guidance weight w (classifier-free guidance, on the
 velocity for a flow network). One row per sampler x steps (or NFE budget) x eta x w.
 Prints one JSON line per setting (and writes them all with --json PATH).
@@ -22,35 +23,40 @@ import time
 
 import torch
 
-from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
-from diffusion_lib.cli import FLOW_SAMPLERS, SAMPLERS
-from diffusion_lib.guidance import cfg_eps_model
+import os
+from pathlib import Path
+
+from diffusion_lib.checkpoints import CheckpointError, load_model
+from diffusion_lib.cli import (DDPM_FAMILY_SAMPLERS, MAX_IMAGES, SAMPLERS, SAMPLERS_OF, SEED_MAX, Parser, UsageError,
+                               check_writable_file, integer, number, threads)
+from diffusion_lib.guidance import MAX_GUIDANCE_WEIGHT, cfg_eps_model
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
 from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
+from diffusion_lib.pretrained import PRETRAINED
 from diffusion_lib.samplers import (clipped_x0_eps_model, ddim_sample_progressive, ddpm_sample_progressive, final,
                                     heun_nfe, flow_euler_sample_progressive, flow_heun_sample_progressive,
-                                    heun_sample_progressive, sample_noise, with_precision)
-from diffusion_lib.schedules import make_schedule
+                                    heun_sample_progressive, meanflow_sample_progressive, sample_noise, with_precision)
 
 # The deterministic samplers by their command-line names: (model, x_T, schedule, num_steps) -> chain.
 ODE_SAMPLERS = {"heun": heun_sample_progressive, "flow-euler": flow_euler_sample_progressive,
-                "flow-heun": flow_heun_sample_progressive}
+                "flow-heun": flow_heun_sample_progressive, "meanflow": meanflow_sample_progressive}
 
 
 def load_network(checkpoint: str | None = None, pretrained: str | None = None):
-    """(model, schedule, objective) from a training checkpoint or a shipped model name; model is the samplers'
-    eps model, or the velocity model when objective is "flow"."""
+    """(model, schedule, objective) from a training checkpoint or a shipped model name, read once; model is the
+    samplers' eps model, or the velocity model when objective is "flow" (it carries both: model.schedule,
+    model.objective)."""
     if pretrained:
-        from diffusion_lib.pretrained import load_pretrained, pretrained_objective, pretrained_schedule
-        return load_pretrained(pretrained), pretrained_schedule(pretrained), pretrained_objective(pretrained)
-    record = load_checkpoint(checkpoint)
-    return (model_from_checkpoint(record), make_schedule(record["schedule"]["name"], record["schedule"]["T"]),
-            checkpoint_objective(record))
+        from diffusion_lib.pretrained import load_pretrained
+        model = load_pretrained(pretrained)
+    else:
+        model = load_model(checkpoint)
+    return model, model.schedule, model.objective
 
 
 def default_sampler(objective: str) -> str:
-    """flow-euler for a flow-matching network, ddim for the DDPM family's (eps, x0, v)."""
-    return "flow-euler" if objective == "flow" else "ddim"
+    """flow-euler for a flow-matching network, meanflow for a MeanFlow one, ddim for the DDPM family's (eps, x0, v)."""
+    return SAMPLERS_OF.get(objective, DDPM_FAMILY_SAMPLERS)[0]
 
 
 def check_sampler(sampler: str, objective: str) -> None:
@@ -58,11 +64,11 @@ def check_sampler(sampler: str, objective: str) -> None:
     matching only, the DDPM family's to the others only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    flow = objective == "flow"
-    if flow != (sampler in FLOW_SAMPLERS):
-        raise ValueError(f"--sampler {sampler} does not apply to this model: it was trained with "
-                         f"{'flow matching' if flow else f'the {objective} objective (DDPM family)'}; use --sampler "
-                         + (" or ".join(FLOW_SAMPLERS) if flow else "ddim, ddpm or heun"))
+    allowed = SAMPLERS_OF.get(objective, DDPM_FAMILY_SAMPLERS)
+    if sampler not in allowed:
+        trained = {"flow": "flow matching", "meanflow": "MeanFlow"}.get(objective, f"the {objective} objective (DDPM family)")
+        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with {trained}; use "
+                         f"--sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
 
 
 def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w: float | None = None,
@@ -73,6 +79,9 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
     clip_x0: step from the implied clean image clipped to [-1, 1] (samplers.clipped_x0_eps_model; DDPM family)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if clip_x0 and sampler not in DDPM_FAMILY_SAMPLERS:
+        raise ValueError(f"clip_x0 clips the clean image that eps implies, and --sampler {sampler} steps with a "
+                         "velocity; drop clip_x0 (it applies to ddim, ddpm and heun)")
     generator = torch.Generator().manual_seed(seed)
     x_T = sample_noise(n, model.image_shape, generator=generator)
     labels = torch.arange(n) % model.num_classes if model.num_classes is not None else None
@@ -116,56 +125,87 @@ def evaluate(model, schedule, classifier, reference_features, n: int = 500, step
             "sampling_seconds": round(seconds, 1)}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="python benchmarks/evaluate.py", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint")
-    src.add_argument("--pretrained")
-    p.add_argument("--n", type=int, default=500)
+    src.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by `python -m diffusion_lib train`")
+    src.add_argument("--pretrained", choices=sorted(PRETRAINED), help="a shipped model")
+    p.add_argument("--n", type=integer(1, MAX_IMAGES), default=500,
+                   help=f"images sampled and scored per row, in [1, {MAX_IMAGES}] (default 500)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, nargs="+", default=[50], help="sampler steps, one row each (DDPM walks "
-                        "all T; default 50)")
-    budget.add_argument("--nfe", type=int, nargs="+", help="network evaluations per image instead of steps, one row "
-                        "each: the most steps of each sampler within the budget (Heun: (nfe + 1) // 2)")
+    budget.add_argument("--steps", type=integer(1), nargs="+", help="sampler steps, in [1, T], one row each (default "
+                        "50); not for ddpm, which walks all T")
+    budget.add_argument("--nfe", type=integer(1), nargs="+", help="network evaluations per image instead of steps, "
+                        ">= 1, one row each: the most steps of each sampler within the budget (Heun: (nfe + 1) // 2)")
     p.add_argument("--sampler", choices=SAMPLERS, nargs="+",
                    help="one or more; default: ddim, or flow-euler for a flow-matching model")
-    p.add_argument("--eta", type=float, nargs="*", help="DDIM stochasticity, one row each (0, the default: deterministic); the other samplers have none")
-    p.add_argument("--w", type=float, nargs="*", default=[3.0], help="guidance weights (conditional models)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--json", help="write the results to this file")
-    args = p.parse_args(argv)
+    p.add_argument("--eta", type=number(0, 1), nargs="+", help="DDIM stochasticity, in [0, 1], one row each (0, the "
+                   "default: deterministic); ddim only")
+    p.add_argument("--w", type=number(0, MAX_GUIDANCE_WEIGHT), nargs="+",
+                   help=f"guidance weights, in [0, {MAX_GUIDANCE_WEIGHT:g}], one row each (default 3); "
+                        "class-conditional models only")
+    p.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
+    p.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the results to this file (its folder is made if missing; checked before any work)")
+    return p
+
+
+def check_options(args, model, schedule, objective) -> list[str]:
+    """The samplers of this run, after checking every option against the others and against the model: a
+    UsageError (one line) for the first that does not apply."""
+    samplers = args.sampler or [default_sampler(objective)]
+    for sampler in samplers:
+        check_sampler(sampler, objective)
+    if args.eta is not None and "ddim" not in samplers:
+        raise UsageError(f"--eta applies to --sampler ddim only, and this run samples with {', '.join(samplers)}; "
+                         "drop --eta")
+    if args.steps is not None and samplers == ["ddpm"]:
+        raise UsageError("--steps does not apply to --sampler ddpm (DDPM walks all T steps); drop --steps")
+    if model.num_classes is None and args.w is not None:
+        raise UsageError("--w needs a class-conditional model, and this one is unconditional; drop --w")
+    if args.nfe is not None and "ddpm" in samplers:
+        raise UsageError("--nfe does not apply to --sampler ddpm (DDPM walks all T steps); drop ddpm or use --steps")
+    budgets = args.steps or ([steps_for_nfe(SAMPLER_LABELS[s], n) for s in samplers for n in args.nfe] if args.nfe else [])
+    if budgets and max(budgets) > schedule.T:
+        option = "--steps" if args.steps else "--nfe"
+        raise UsageError(f"{option} asks for {max(budgets)} steps, more than the T = {schedule.T} steps of this model's "
+                         f"schedule; give at most {schedule.T} steps")
+    return samplers
+
+
+def main(argv=None) -> int:
+    """Run the evaluation; returns 0, or 2 after printing one `error: ...` line (nothing sampled or written)."""
+    try:
+        args = build_parser().parse_args(argv)
+        out = check_writable_file(args.json, "--json") if args.json else None
+        model, schedule, objective = load_network(args.checkpoint, args.pretrained)
+        samplers = check_options(args, model, schedule, objective)
+    except (UsageError, ValueError, CheckpointError, OSError) as e:
+        from diffusion_lib.cli import _message
+        print(f"error: {_message(e)}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, schedule, objective = load_network(args.checkpoint, args.pretrained)
-    samplers = args.sampler or [default_sampler(objective)]
-    try:
-        for sampler in samplers:
-            check_sampler(sampler, objective)
-        if args.eta is not None and "ddim" not in samplers:
-            raise ValueError(f"--eta applies to --sampler ddim only, and this run samples with {', '.join(samplers)}; "
-                             "drop --eta")
-        if any(n < 1 for n in args.steps + (args.nfe or [])):
-            raise ValueError("--steps and --nfe must be integers >= 1")
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     classifier = load_classifier()
     reference = mnist_test_features(classifier)
     results = []
     for sampler in samplers:
-        steps_list = args.steps if args.nfe is None else [steps_for_nfe(SAMPLER_LABELS[sampler], n) for n in args.nfe]
+        steps_list = ([50] if args.steps is None else args.steps) if args.nfe is None else \
+            [steps_for_nfe(SAMPLER_LABELS[sampler], n) for n in args.nfe]
         for steps in steps_list:
             for eta in (args.eta or [0.0]) if sampler == "ddim" else [0.0]:      # the other samplers have no eta
-                for w in (args.w if model.num_classes is not None else [None]):
+                for w in ((args.w or [3.0]) if model.num_classes is not None else [None]):
                     result = evaluate(model, schedule, classifier, reference, args.n, steps, w, sampler, args.seed,
                                       eta=eta)
                     print(json.dumps(result), flush=True)
                     results.append(result)
-    if args.json:   # the format of the model cards' diffusion_lib/weights/<name>.json, read by run.py
-        with open(args.json, "w") as f:
-            json.dump({"model": args.pretrained or args.checkpoint, "command": "python " + " ".join(sys.argv),
-                       "scores": results}, f, indent=1)
+    if out is not None:   # the format of the model cards' diffusion_lib/weights/<name>.json, read by run.py
+        record = {"model": args.pretrained or args.checkpoint, "command": "python " + " ".join(sys.argv),
+                  "scores": results}
+        from diffusion_lib.checkpoints import write_atomically
+        write_atomically(out, lambda f: f.write(json.dumps(record, indent=1).encode()))
     return 0
 
 

@@ -232,22 +232,58 @@ def markdown(record: dict) -> str:
     return text
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall time of every row")
-    p.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
-    p.add_argument("--n", type=int, default=500, help="samples scored per row")
-    p.add_argument("--curve-every", type=float, default=None, metavar="MINUTES",
-                   help="also save each row every MINUTES of training and score those snapshots (the curve)")
+def build_parser():
+    from diffusion_lib.cli import MAX_IMAGES, Parser, integer, number
+    p = Parser(prog="python benchmarks/recipes.py", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=number(0, 24 * 60, lower_open=True), default=10.0,
+                   help="training wall time of every row, in (0, 1440] (default 10)")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="ROW",
+                   help=f"one or more of: {', '.join(ROWS)} (default: all)")
+    p.add_argument("--n", type=integer(1, MAX_IMAGES), default=500,
+                   help=f"samples scored per row, in [1, {MAX_IMAGES}] (default 500)")
+    p.add_argument("--curve-every", type=number(0, lower_open=True), default=None, metavar="MINUTES",
+                   help="also save each row every MINUTES of training, > 0 and less than --minutes, and score those "
+                        "snapshots (the curve)")
     p.add_argument("--clip-x0", action="store_true",
                    help="train nothing: score the DDPM-family rows already in OUT again with DDIM 50 stepping from the "
                         "clean image clipped to [-1, 1], and add those scores to their rows")
-    p.add_argument("--out", required=True, help="folder for the checkpoints and results.json (outside the repository)")
-    args = p.parse_args(argv)
-    if not args.minutes > 0 or args.n < 1 or (args.curve_every is not None and not args.curve_every > 0):
-        p.error("--minutes and --curve-every must be > 0 and --n >= 1")
+    p.add_argument("--out", required=True, metavar="FOLDER",
+                   help="folder for the checkpoints and results.json (outside the repository; made if missing)")
+    return p
+
+
+def check_options(args) -> Path:
+    """Every option against the others and the output folder, before any work: a UsageError for the first bad one.
+    Returns the results file."""
+    from diffusion_lib.cli import UsageError, check_out_folder
+    if args.curve_every is not None and args.curve_every >= args.minutes:
+        raise UsageError(f"--curve-every {args.curve_every:g} is not less than --minutes {args.minutes:g}, so no "
+                         "snapshot would be taken before the end; give a smaller --curve-every or drop it")
+    if args.clip_x0 and all(ROWS[name].get("objective") == "flow" for name in args.rows):
+        raise UsageError("--clip-x0 rescores the DDPM-family rows (eps, x0, v), and every row given is a flow row "
+                         "(a velocity has no clipped DDIM); give DDPM-family --rows")
+    if args.clip_x0 and args.curve_every is not None:
+        raise UsageError("--curve-every applies to training, and --clip-x0 trains nothing; drop one of them")
+    out = check_out_folder(args.out)
+    results = out / "results.json"
+    if results.exists():
+        try:
+            read_results(results)
+        except (ValueError, OSError) as e:
+            raise UsageError(f"{results} cannot be read ({e}); move it away or choose another --out") from None
+    return results
+
+
+def main(argv=None) -> int:
+    from diffusion_lib.cli import UsageError, _message
+    try:
+        args = build_parser().parse_args(argv)
+        results_path = check_options(args)
+    except (UsageError, ValueError, OSError) as e:
+        print(f"error: {_message(e)}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
-    results_path = Path(args.out) / "results.json"
     command = "python benchmarks/recipes.py " + " ".join(argv if argv is not None else sys.argv[1:])
     header = {"base": BASE, "machine": machine()}
     images, labels = load_mnist(train=True)

@@ -15,7 +15,12 @@ Sections:
                  the flow-matching U-Net (`unet_flow`) under flow Euler and flow Heun
     guidance     guided accuracy, confident share and class diversity over the guidance weight w, shipped conditional
                  U-Net (DDIM 50) and conditional flow-matching U-Net (`unet_flow_cond`, flow Euler 50, CFG on the velocity)
+    few_step     quality at 1, 2, 4 and 8 network evaluations: the teachers (`unet_flow` flow Euler and Heun, `unet`
+                 DDIM, `unet_flow_cond` at w = 1) and the shipped few-step students (reflow, MeanFlow), with the
+                 seconds for 64 digits and the copying check on one-step samples (benchmarks/few_step.py table_rows)
     cards        the numbers of the model cards (diffusion_lib/weights/<name>.json) reproduced, each row with its sampler
+    masked       notebook 14's token models (masked_names against ar_names; masked_digits against the real quantised
+                 digits), by benchmarks/masked_diffusion.py, beside their cards' numbers
 
 A shipped model whose file is not in diffusion_lib/weights/ is skipped with a note.
 
@@ -39,12 +44,13 @@ from evaluate import check_sampler, evaluate, generate  # noqa: E402
 from diffusion_lib.backbones import IMAGE_BACKBONES, build_backbone, count_parameters  # noqa: E402
 from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, reference_scores  # noqa: E402
 from diffusion_lib.measure.sweeps import SAMPLER_LABELS, nfe_of, steps_for_nfe  # noqa: E402
-from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, load_pretrained, pretrained_objective,  # noqa: E402
-                                      pretrained_schedule)
+from diffusion_lib.pretrained import (AUTOENCODERS, PRETRAINED, WEIGHTS_DIR, load_pretrained,  # noqa: E402
+                                      load_pretrained_codec, pretrained_objective, pretrained_schedule)
 from diffusion_lib.schedules import make_schedule  # noqa: E402
 from diffusion_lib.training import diffusion_loss  # noqa: E402
 
-SECTIONS = ("reference", "throughput", "sampling", "nfe", "guidance", "cards")
+SECTIONS = ("reference", "throughput", "sampling", "nfe", "guidance", "few_step", "cards", "masked")
+FEW_STEP_NFES = (1, 2, 4, 8)
 # evaluate.py's --sampler names and the names of diffusion_lib.sweeps (NFE_SAMPLERS, FLOW_SAMPLERS), in the tables
 SAMPLER_NAMES = SAMPLER_LABELS      # the cards' sampler names -> the tables'
 NFES = (5, 10, 20, 50)
@@ -307,10 +313,79 @@ def section_guidance(args, classifier, reference) -> str:
                      "effective classes", "class histogram (0..9)", "sampling s"], rows))
 
 
+def few_step_models() -> dict:
+    """The teachers and the shipped few-step students (registered models trained from a teacher: the objective
+    meanflow, or flow with recorded reflow pairs), as benchmarks/few_step.py table_rows takes them."""
+    from diffusion_lib.checkpoints import load_checkpoint
+    from diffusion_lib.pretrained import pretrained_path
+    linear = make_schedule("linear", 1000)
+    models = {}
+    for name, sampler, w in (("unet_flow", "flow-euler", None), ("unet_flow", "flow-heun", None), ("unet", "ddim", None),
+                             ("unet_flow_cond", "flow-euler", 1.0)):
+        if has_weights(name):
+            models[name + " " * len(models)] = (load_pretrained(name), linear, sampler, w)   # names kept unique
+    for name in PRETRAINED:
+        if not has_weights(name):
+            continue
+        config = load_checkpoint(pretrained_path(name)).get("config") or {}
+        if pretrained_objective(name) == "meanflow":
+            models[f"{name} (student)"] = (load_pretrained(name), pretrained_schedule(name), "meanflow", None)
+        elif config.get("pairs"):
+            models[f"{name} (student)"] = (load_pretrained(name), pretrained_schedule(name), "flow-euler", None)
+    return models
+
+
+def section_few_step(args, classifier, reference) -> str:
+    from few_step import table_rows
+    from diffusion_lib.data import load_mnist
+    from diffusion_lib.measure.metrics import classifier_features
+    train_images, _ = load_mnist(train=True)
+    rows = table_rows(few_step_models(), FEW_STEP_NFES, args.n, classifier, reference, train_images,
+                      classifier_features(train_images, classifier))
+    lines = []
+    for r in rows:
+        copy = (f"{r['nearest_pixels_median']} / {r['nearest_features_median']} ({r['distinct_nearest']} distinct)"
+                if "nearest_pixels_median" in r else "")
+        lines.append([f"`{r['model'].strip().replace(' (student)', '')}`" + (" (student)" if "student" in r["model"] else ""),
+                      SAMPLER_NAMES[r["sampler"]] if r["sampler"] in SAMPLER_NAMES else r["sampler"],
+                      r["nfe"], "" if r["w"] is None else f"{r['w']:g}", f"{r['confident_share']:.3f}",
+                      f"{r['frechet_distance']:.1f}", "" if r["guided_accuracy"] is None else f"{r['guided_accuracy']:.3f}",
+                      f"{r['seconds_64']:.3f}", f"{r['seconds_64_bf16']:.3f}", copy])
+    return (f"## Few-step generation: quality at 1, 2, 4 and 8 network evaluations ({args.n} images from seed 0)\n\n"
+            "Unconditional rows are scored by confident share and Frechet distance; the conditional teacher at w = 1 "
+            "(its conditional velocity, one evaluation a step, labels 0..9 in turn) also by guided accuracy. Seconds for "
+            "64 digits: best of 3, fp32 and bf16 autocast. Copying check (students, one evaluation): median distance "
+            "of each sample to its nearest training image in pixels / in the classifier's features, and how many "
+            "distinct training images are nearest (real test digits: see the reference section's yardstick in "
+            "notebook 07; benchmarks/few_step.py prints it).\n\n"
+            + table(["model", "sampler", "NFE", "w", "confident share", "Frechet distance", "guided accuracy",
+                     "s / 64 digits fp32", "s / 64 bf16", "copying check"], lines))
+
+
 def card_setting(sampler: str, steps: int, eta: float, n: int, w: float | None) -> str:
     """A card row's setting in words: "DDIM 50, eta=0, n=500, w=3", "flow Euler 50, n=500"."""
     setting = f"{SAMPLER_NAMES[sampler]} {steps}" + (f", eta={eta:g}" if sampler == "ddim" else "") + f", n={n}"
     return setting + (f", w={w:g}" if w is not None else "")
+
+
+def autoencoder_test_error(name: str, n: int = 2000) -> float:
+    """Mean squared reconstruction error per pixel of a shipped autoencoder on the first n MNIST test digits."""
+    from diffusion_lib.data import load_mnist
+    codec = load_pretrained_codec(name)
+    images = load_mnist(train=False)[0][:n]
+    with torch.no_grad():
+        return float((codec.autoencoder(images) - images).pow(2).mean())
+
+
+def scored_latent(name, model, codec, schedule, classifier, reference, n: int, steps: int) -> dict:
+    """The scores of n decoded samples of a latent flow model (flow Euler, x_1 from seed 0)."""
+    from diffusion_lib.autoencoder import sample_latent_images
+    from diffusion_lib.measure.metrics import score_samples
+    key = (name, n, steps, "latent")
+    if key not in _SCORED:
+        _SCORED[key] = score_samples(sample_latent_images(model, codec, schedule, n, steps, seed=0), classifier,
+                                     reference)
+    return _SCORED[key]
 
 
 def section_cards(args, classifier, reference) -> str:
@@ -321,8 +396,24 @@ def section_cards(args, classifier, reference) -> str:
             rows.append([name, "(no weights file)" if not has_weights(name) else "(no card)", "", "", "", ""])
             continue
         card = json.loads(card_path.read_text())
+        if name in AUTOENCODERS:                   # not a diffusion network: its card gives a reconstruction error
+            got = autoencoder_test_error(name)
+            rows.append([name, "2,000 MNIST test digits", "reconstruction MSE", f"{card['test_reconstruction_mse']:.4f}",
+                         f"{got:.4f}", ""])
+            print(rows[-1], flush=True)
+            continue
         model, schedule, objective = load_pretrained(name), pretrained_schedule(name), pretrained_objective(name)
+        codec = load_pretrained_codec(name)
         for expected in card["scores"]:
+            if codec is not None:                  # a latent model: sample its latents, decode, then score
+                n = min(expected["n"], args.n) if args.quick else expected["n"]
+                got = scored_latent(name, model, codec, schedule, classifier, reference, n, expected["steps"])
+                setting = card_setting("flow-euler", expected["steps"], 0.0, n, None) + ", decoded"
+                for key in ("confident_share", "frechet_distance"):
+                    rows.append([name, setting, key, f"{expected[key]:.3f}", f"{got[key]:.3f}",
+                                 "" if n == expected["n"] else "smaller n (quick mode)"])
+                    print(rows[-1], flush=True)
+                continue
             n = min(expected["n"], args.n) if args.quick else expected["n"]
             sampler, eta = expected.get("sampler", "ddim"), expected.get("eta") or 0.0
             check_sampler(sampler, objective)                  # a card of the other kind of model is an error
@@ -336,6 +427,51 @@ def section_cards(args, classifier, reference) -> str:
                     print(rows[-1], flush=True)
     return ("## Model cards reproduced (diffusion_lib/weights/<name>.json against this run)\n\n"
             + table(["model", "setting", "quantity", "card", "this run", "note"], rows))
+
+
+def section_masked(args) -> str:
+    """Notebook 14's tables: the masked and autoregressive names models, the masked digits, against their cards."""
+    import masked_diffusion as md
+    from diffusion_lib.pretrained import TOKEN_PRETRAINED, pretrained_path
+
+    missing = [name for name, entry in TOKEN_PRETRAINED.items() if not (WEIGHTS_DIR / entry.file).exists()]
+    if missing:
+        return "## Masked diffusion (notebook 14)\n\nSkipped, files not in diffusion_lib/weights/: " + ", ".join(missing)
+    n_names, n_digits = (100, 50) if args.quick else (1000, 200)      # the cards' n
+    names = md.names_section(argparse.Namespace(masked=str(pretrained_path("masked_names")),
+                                                ar=str(pretrained_path("ar_names")), n=n_names, n_times=16,
+                                                held=300 if args.quick else 2000))
+    digits = md.digits_section(argparse.Namespace(checkpoint=str(pretrained_path("masked_digits")), n=n_digits,
+                                                  batch=250, samplers=["maskgit:8", "ancestral:8"] if args.quick
+                                                  else list(md.DIGIT_SAMPLERS)))
+    cards = {name: json.loads((WEIGHTS_DIR / f"{name}.json").read_text()) for name in ("masked_names", "masked_digits")}
+    bits = [["autoregressive, exact", 12, f"{names['ar_bits_per_char']:.3f}", f"{cards['masked_names']['ar_bits_per_char']:.3f}"],
+            ["masked, continuous bound", "", f"{names['masked_continuous_bits_per_char']:.3f}",
+             f"{cards['masked_names']['masked_continuous_bits_per_char']:.3f}"]]
+    bits += [[f"masked, {k}-step bound", k, f"{v:.3f}", f"{cards['masked_names']['masked_discrete_bits_per_char'][k]:.3f}"]
+             for k, v in names["masked_discrete_bits_per_char"].items()]
+    samples = [[r["model"], r["sampler"], r["steps"], r["nfe"], f"{r['seconds']:.2f}", f"{r['well_formed']:.3f}",
+                f"{r['novel']:.3f}", f"{r['distinct']:.3f}", f"{r['ar_bits_per_char']:.2f}", " ".join(r["examples"][:4])]
+               for r in names["samples"]]
+    card_digits = {(r["sampler"], r["steps"]): r for r in cards["masked_digits"]["samples"]}
+    quality = [["real training digits", "", "", f"{digits['real']['confident_share']:.3f}",
+                f"{digits['real']['frechet_distance']:.1f}", ""],
+               [f"real, {digits['levels']} grey levels", "", "", f"{digits['real_quantised']['confident_share']:.3f}",
+                f"{digits['real_quantised']['frechet_distance']:.1f}", ""]]
+    for r in digits["samples"]:
+        c = card_digits.get((r["sampler"], r["steps"]))
+        quality.append([r["sampler"], r["steps"], f"{r['seconds']:.1f}", f"{r['confident_share']:.3f}",
+                        f"{r['frechet_distance']:.1f}",
+                        f"{c['confident_share']:.3f} / {c['frechet_distance']:.1f}" if c else ""])
+    return ("## Masked diffusion (notebook 14)\n\n"
+            f"Names: bits per character on {names['held_out_names']:,} held-out surnames, this run beside the card "
+            "(`masked_names.json`):\n\n" + table(["model", "NFE", "bits per character", "card"], bits)
+            + f"\n\nSamples, {n_names} per row (seed 0):\n\n"
+            + table(["model", "sampler", "K", "NFE", "seconds", "well formed", "novel", "distinct",
+                     "AR bits/char of the samples", "examples"], samples)
+            + f"\n\nDigits (`masked_digits`, {digits['n']} images per row, against the MNIST test set):\n\n"
+            + table(["sampler", "K = NFE", "seconds", "confident share", "Frechet distance", "card (share / Frechet)"],
+                    quality))
 
 
 def main(argv=None) -> int:
@@ -367,6 +503,8 @@ def main(argv=None) -> int:
             text = section_reference(args)
         elif name == "throughput":
             text = section_throughput(args)
+        elif name == "masked":
+            text = section_masked(args)
         else:
             text = globals()[f"section_{name}"](args, classifier, reference)
         text += f"\n\n({time.monotonic() - t:.0f} s)"

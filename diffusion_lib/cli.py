@@ -15,6 +15,7 @@ model or sampler is an error, not ignored.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -29,15 +30,20 @@ from .backbones import IMAGE_BACKBONES
 from .checkpoints import CheckpointError
 from .config import FULL, QUICK, budget
 from .data import DATASETS
-from .device import default_device
+from .device import check_device, default_device
+from .guidance import MAX_GUIDANCE_WEIGHT
 from .objectives import LOSS_WEIGHTINGS, OBJECTIVES
 from .pretrained import PRETRAINED
 from .samplers import DDPM_VARIANCES, PRECISIONS
 from .schedules import BETA_SCHEDULES, longest_schedule
 
 SEED_MAX = 2**32 - 1
-SAMPLERS = ("ddim", "ddpm", "heun", "flow-euler", "flow-heun")
+SAMPLERS = ("ddim", "ddpm", "heun", "flow-euler", "flow-heun", "meanflow")
 FLOW_SAMPLERS = ("flow-euler", "flow-heun")
+# The samplers that apply to a model, by the objective it was trained with, the first one its default.
+SAMPLERS_OF = {"flow": FLOW_SAMPLERS, "meanflow": ("meanflow",)}
+DDPM_FAMILY_SAMPLERS = ("ddim", "ddpm", "heun")
+MAX_IMAGES = 10_000       # sample --n: a 100 x 100 grid, 2,800 pixels square; more is no longer a picture
 NUM_CLASSES = 10          # --conditional: the ten digits (or Fashion-MNIST's ten kinds of clothing)
 
 
@@ -88,18 +94,14 @@ def number(lower: float, upper: float | None = None, lower_open: bool = False, u
 def device_name(text: str) -> torch.device:
     """An argparse type: cpu, cuda, cuda:N or mps, refused when this machine does not have it."""
     try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices; "
-                                         "use --device cpu, or leave --device out to take the best available")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise argparse.ArgumentTypeError("'mps': Apple's MPS is not available on this machine; use --device cpu, "
-                                         "or leave --device out to take the best available")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda, cuda:N or mps")
-    return device
+        return check_device(text, fix="use --device cpu, or leave --device out to take the best available")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def threads(text: str) -> int:
+    """An argparse type: torch CPU threads, in [1, the CPUs of this machine] (far more crashes the thread pool)."""
+    return integer(1, os.cpu_count() or 1)(text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -127,6 +129,28 @@ def _check_folder_can_hold(folder: Path, option: str) -> None:
         raise UsageError(f"{option}: the folder {existing} is not writable; choose a folder you can write to")
 
 
+def _try_a_write(folder: Path, option: str) -> None:
+    """Write and delete a temporary file in `folder` (the nearest existing one), leaving its times as they were:
+    os.access says yes to root everywhere, even under /proc, so only a real write tells."""
+    import tempfile
+    existing = _nearest_existing(folder.absolute())
+    times = existing.stat()
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".diffusion_lib-write-test.", dir=existing)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"{option}: cannot write in {existing} ({e.strerror or e}); choose a folder you can write to") from None
+    finally:
+        try:
+            os.utime(existing, ns=(times.st_atime_ns, times.st_mtime_ns))
+        except OSError:
+            pass
+
+
 def check_out_folder(out: str) -> Path:
     """train --out: a folder (existing or to be made), never an existing file."""
     path = Path(out)
@@ -137,6 +161,9 @@ def check_out_folder(out: str) -> Path:
     last = path / "last.pt"
     if last.exists() and not os.access(last, os.W_OK):
         raise UsageError(f"--out: {last} is not writable; choose another folder")
+    if last.is_dir():
+        raise UsageError(f"--out: {last} is a folder, where the checkpoint file goes; remove it or choose another folder")
+    _try_a_write(path, "--out")
     return path
 
 
@@ -146,11 +173,19 @@ def check_out_png(out: str) -> Path:
     if path.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: samples are written as a PNG image, so the file name must end in .png; "
                          f"e.g. --out {path.with_suffix('.png').name}")
+    return check_writable_file(out, "--out", example="samples.png")
+
+
+def check_writable_file(out: str, option: str, example: str = "results.json") -> Path:
+    """A file to write at the end of a run: not a folder, in a folder that exists or can be made, where a real
+    write succeeds now (checked before any work)."""
+    path = Path(out)
     if path.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name, e.g. --out {path / 'samples.png'}")
-    _check_folder_can_hold(path.parent, "--out")
+        raise UsageError(f"{option} {out} is a folder; give a file name, e.g. {option} {path / example}")
+    _check_folder_can_hold(path.parent, option)
     if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"--out: {path} exists and is not writable; choose another file name")
+        raise UsageError(f"{option}: {path} exists and is not writable; choose another file name")
+    _try_a_write(path.parent, option)
     return path
 
 
@@ -161,7 +196,7 @@ FLAGS = {"backbone": "--backbone", "schedule": "--schedule", "T": "--T", "object
          "loss_weighting": "--loss-weighting", "min_snr_gamma": "--min-snr-gamma", "dataset": "--dataset",
          "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay", "warmup_steps": "--warmup",
          "lr_decay": "--lr-decay", "ema_decay": "--ema-decay", "label_dropout": "--label-dropout", "seed": "--seed",
-         "precision": "--precision"}
+         "precision": "--precision", "data_size": "--limit", "init_from": "--init-from"}
 
 
 def _backbone_kwargs(args) -> dict:
@@ -202,15 +237,20 @@ def _train(args) -> int:
         raise UsageError("--label-dropout applies to --conditional training only; add --conditional or drop it")
     if args.min_snr_gamma is not None and args.loss_weighting != "min_snr":
         raise UsageError("--min-snr-gamma applies to --loss-weighting min_snr only; add it or drop --min-snr-gamma")
+    if args.schedule is not None and args.objective in ("flow", "meanflow"):
+        raise UsageError(f"--schedule {args.schedule} means nothing to --objective {args.objective}: it trains on its "
+                         "own straight path x_s = (1 - s) x_0 + s eps, with no beta schedule (--T sets its time grid); "
+                         "drop --schedule")
     kwargs = _backbone_kwargs(args)
-    config = TrainConfig(backbone=args.backbone, backbone_kwargs=kwargs, schedule=args.schedule, T=args.T,
+    config = TrainConfig(backbone=args.backbone, backbone_kwargs=kwargs, schedule=args.schedule or "linear", T=args.T,
                          objective=args.objective, loss_weighting=args.loss_weighting,
                          min_snr_gamma=5.0 if args.min_snr_gamma is None else args.min_snr_gamma,
                          dataset=args.dataset, steps=args.steps or 1, max_minutes=args.minutes,
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          warmup_steps=args.warmup, lr_decay=args.lr_decay, ema_decay=args.ema_decay,
                          label_dropout=0.1 if args.label_dropout is None else args.label_dropout,
-                         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision)
+                         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
+                         init_from=args.init_from)
     with torch.device("meta"):                 # runs the architecture's checks without allocating its weights
         build_backbone(config.backbone, **config.backbone_kwargs)
     make_schedule(config.schedule, config.T)   # refuses a schedule that float32 cannot hold
@@ -218,7 +258,7 @@ def _train(args) -> int:
     if args.data is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder; give the folder that holds MNIST/raw "
                          "(or leave --data out to use $DIFFUSION_LIB_DATA)")
-    device = args.device or default_device()
+    device = args.device or _default_device()
 
     # 2. the data, and what depends on its size
     images, labels = load_dataset(args.dataset, train=True, root=args.data)
@@ -227,6 +267,9 @@ def _train(args) -> int:
             raise UsageError(f"--limit {args.limit} is more than the {images.shape[0]:,} training images; "
                              f"give at most {images.shape[0]}, or leave --limit out to use them all")
         images, labels = images[:args.limit], labels[:args.limit]
+    if args.batch_size > images.shape[0]:
+        raise UsageError(f"--batch-size {args.batch_size} is more than the {images.shape[0]:,} training images; "
+                         f"give at most {images.shape[0]}")
     if args.epochs is not None:
         steps = max(1, round(args.epochs * images.shape[0] / args.batch_size))
     elif args.steps is not None:
@@ -234,6 +277,18 @@ def _train(args) -> int:
     else:
         steps = 10**9 if args.minutes else budget().train_steps
     config = replace(config, steps=steps)
+    if not args.fresh and (out / "last.pt").exists():          # a resume: of the same settings, and will it train?
+        from .checkpoints import load_checkpoint
+        from .training import check_resumable
+        checkpoint = load_checkpoint(out / "last.pt")
+        try:
+            check_resumable(checkpoint, config, out / "last.pt")
+        except ResumeMismatchError as e:
+            raise UsageError(_resume_message(e)) from None
+        done = checkpoint.get("step")
+        if isinstance(done, int) and done >= steps:
+            raise UsageError(f"{out / 'last.pt'} is already at step {done}, and this run asks for {steps} steps in all; "
+                             f"give --steps (or --epochs) beyond {done} to train on, or --fresh to start over")
 
     # 3. train (it refuses to resume a checkpoint of other settings before writing anything)
     if args.threads:
@@ -250,6 +305,14 @@ def _train(args) -> int:
     print(f"trained {config.backbone} to step {result.step} in {minutes:.1f} min on {device}; "
           f"mean loss of the last 100 steps {tail:.4f}; checkpoint {result.checkpoint}")
     return 0
+
+
+def _default_device() -> torch.device:
+    """default_device(), its ValueError for a bad $DIFFUSION_LIB_DEVICE shown as a usage error."""
+    try:
+        return default_device()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _flag(name: str) -> str:
@@ -287,11 +350,10 @@ def _resume_message(e) -> str:
 # ----------------------------------------------------------------------------- sample
 
 def _sample(args) -> int:
-    from .checkpoints import checkpoint_objective, load_checkpoint, model_from_checkpoint
+    from .checkpoints import checkpoint_codec, load_checkpoint, model_from_checkpoint
     from .guidance import cfg_eps_model
     from .images import save_grid
     from . import samplers
-    from .schedules import make_schedule
 
     # 1. options against each other and the output path, before anything is loaded
     if args.sampler == "ddpm" and args.steps is not None:
@@ -309,32 +371,30 @@ def _sample(args) -> int:
     if args.nrow is not None and args.nrow > n:
         raise UsageError(f"--nrow {args.nrow} is more than the {n} images (--n); give --nrow at most {n}")
     out = check_out_png(args.out)
-    device = args.device or default_device()
+    device = args.device or _default_device()
 
-    # 2. the model, and the options that depend on it
+    # 2. the model (read once: it carries its objective and schedule), and the options that depend on it
     if args.pretrained:
-        from .pretrained import load_pretrained, pretrained_objective, pretrained_schedule
-        model = load_pretrained(args.pretrained, device=device)
-        schedule = pretrained_schedule(args.pretrained)
-        objective = pretrained_objective(args.pretrained)
+        from .pretrained import AUTOENCODERS, pretrained_path
+        if args.pretrained in AUTOENCODERS:
+            raise UsageError(f"--pretrained {args.pretrained} is an autoencoder, which does not sample; "
+                             "use --pretrained latent_dit (a diffusion model in its latent)")
+        checkpoint = load_checkpoint(pretrained_path(args.pretrained))
     else:
         checkpoint = load_checkpoint(args.checkpoint)
         if checkpoint.get("kind") in ("masked", "autoregressive"):
             raise UsageError(f"{args.checkpoint} holds a {checkpoint['kind']} token model (notebook 14); sample it with "
                              f"`python -m diffusion_lib sample-tokens --checkpoint {args.checkpoint}`")
-        record = checkpoint.get("schedule")
-        if not isinstance(record, dict) or not {"name", "T"} <= record.keys():
-            raise CheckpointError(f"{args.checkpoint} records no noise schedule; it was not written by "
-                                  "diffusion_lib.train or `python -m diffusion_lib train`, so it cannot be sampled")
-        model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
-        schedule = make_schedule(record["name"], record["T"])
-        objective = checkpoint_objective(checkpoint)
-    flow = objective == "flow"
-    sampler = args.sampler or ("flow-euler" if flow else "ddim")
-    if flow != (sampler in FLOW_SAMPLERS):
-        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with "
-                         f"{'flow matching' if flow else 'a DDPM-family objective'}; use --sampler "
-                         + (" or ".join(FLOW_SAMPLERS) if flow else "ddim, ddpm or heun"))
+    model = model_from_checkpoint(checkpoint, ema=not args.no_ema, device=device)
+    codec = checkpoint_codec(checkpoint, device=device)     # a latent model's decoder, None for a model on pixels
+    schedule, objective = model.schedule, model.objective
+    allowed = SAMPLERS_OF.get(objective, DDPM_FAMILY_SAMPLERS)
+    sampler = args.sampler or allowed[0]
+    if sampler not in allowed:
+        trained = {"flow": "flow matching", "meanflow": "MeanFlow (an average velocity)"}.get(
+            objective, "a DDPM-family objective")
+        raise UsageError(f"--sampler {sampler} does not apply to this model: it was trained with {trained}; "
+                         f"use --sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
     if args.eta is not None and sampler != "ddim":
         raise UsageError(f"--eta applies to --sampler ddim only, and this model samples with {sampler}; drop --eta")
     if model.num_classes is None:
@@ -361,7 +421,8 @@ def _sample(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.monotonic()
-    num_steps = args.steps if args.steps is not None else min(budget().ddim_steps, schedule.T)
+    default_steps = 1 if objective == "meanflow" else min(budget().ddim_steps, schedule.T)   # MeanFlow: one step
+    num_steps = args.steps if args.steps is not None else default_steps
     if sampler == "ddpm":
         steps = samplers.ddpm_sample_progressive(eps_model, x_T, schedule, variance=args.variance or "beta_tilde",
                                                  generator=generator, progress=True)
@@ -370,13 +431,18 @@ def _sample(args) -> int:
                                                  0.0 if args.eta is None else args.eta, generator=generator, progress=True)
     else:
         progressive = {"heun": samplers.heun_sample_progressive, "flow-euler": samplers.flow_euler_sample_progressive,
-                       "flow-heun": samplers.flow_heun_sample_progressive}[sampler]
+                       "flow-heun": samplers.flow_heun_sample_progressive,
+                       "meanflow": samplers.meanflow_sample_progressive}[sampler]
         steps = progressive(eps_model, x_T, schedule, num_steps, progress=True)
     images = samplers.final(steps)
+    if codec is not None:                      # a latent model: decode its latents (B, C_z, 7, 7) to digits
+        with torch.no_grad():
+            images = codec.decode(images)
     seconds = time.monotonic() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(images, out, nrow=args.nrow)
-    print(f"wrote {n} samples to {out} ({sampler}, {seconds:.1f} s on {device})")
+    save_grid(images, out, nrow=args.nrow)          # atomically: a failed write leaves no partial file
+    weights = ("EMA weights" if model.weights == "ema" else
+               "raw weights, as asked by --no-ema" if args.no_ema else "raw weights: this checkpoint holds no EMA ones")
+    print(f"wrote {n} samples to {out} ({sampler}, {weights}, {seconds:.1f} s on {device})")
     return 0
 
 
@@ -397,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-dropout", type=number(0, 1, upper_open=True),
                    help="share of labels replaced by the null label, in [0, 1) (default 0.1); --conditional only")
     t.add_argument("--dataset", default="mnist", choices=DATASETS, help="training images (default mnist)")
-    t.add_argument("--schedule", default="linear", choices=sorted(BETA_SCHEDULES), help="noise schedule (default linear)")
+    t.add_argument("--schedule", choices=sorted(BETA_SCHEDULES),
+                   help="noise schedule (default linear); not for --objective flow, whose straight path has none")
     t.add_argument("--T", type=integer(1), default=1000,
                    help=f"diffusion steps, >= 1 (default 1000); the linear schedule fits float32 up to "
                         f"T = {longest_schedule('linear')}, the cosine one any T")
@@ -405,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the network predicts: the noise eps, the clean image x0, v, or the flow-matching "
                         "velocity flow (default eps)")
     t.add_argument("--loss-weighting", default="none", choices=LOSS_WEIGHTINGS,
-                   help="per-timestep loss weight: none, or min_snr, min(SNR, gamma) (default none)")
+                   help="per-timestep loss weight: none, or min_snr, min(SNR, gamma), with the SNR of the objective's "
+                        "own path (for flow: (1 - s)^2 / s^2) (default none)")
     t.add_argument("--min-snr-gamma", type=number(0, lower_open=True),
                    help="gamma of --loss-weighting min_snr, > 0 (default 5); min_snr only")
     g = t.add_mutually_exclusive_group()
@@ -417,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=number(0, lower_open=True),
                    help="stop after this many minutes of training, > 0, checkpointed (default: no limit)")
     t.add_argument("--batch-size", type=integer(1), default=128, help="images per step, >= 1 (default 128)")
-    t.add_argument("--lr", type=number(0, lower_open=True), default=1e-3, help="AdamW learning rate, > 0 (default 1e-3)")
+    t.add_argument("--lr", type=number(0, 1, lower_open=True), default=1e-3,
+                   help="AdamW learning rate, in (0, 1] (default 1e-3)")
     t.add_argument("--weight-decay", type=number(0), default=0.01, help="AdamW weight decay, >= 0 (default 0.01)")
     t.add_argument("--warmup", type=integer(0), default=0, help="learning-rate warm-up steps, >= 0 (default 0)")
     t.add_argument("--lr-decay", default="constant", choices=["constant", "cosine"],
@@ -434,9 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data root, an existing folder (default: $DIFFUSION_LIB_DATA or ~/.cache/diffusion_lib/data)")
     t.add_argument("--device", type=device_name, help="cpu, cuda, cuda:N or mps, one this machine has "
                                                       "(default: the best available)")
-    t.add_argument("--threads", type=integer(1), help="torch CPU threads, >= 1 (default: torch's)")
+    t.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
     t.add_argument("--out", required=True, metavar="FOLDER",
                    help="output folder (made if missing, not an existing file); OUT/last.pt is the checkpoint")
+    t.add_argument("--init-from", metavar="NAME_OR_PATH",
+                   help="start from a teacher's EMA weights: a shipped model's name (e.g. unet_flow) or a checkpoint "
+                        "(MeanFlow from a flow model: --objective meanflow --backbone-kwargs '{\"interval\": true}')")
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start from scratch (overwrites it)")
     t.set_defaults(func=_train)
 
@@ -448,22 +520,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the raw weights instead of the EMA ones (training checkpoints only)")
     s.add_argument("--sampler", choices=SAMPLERS,
                    help="ddim, ddpm or heun for the DDPM family's models (eps, x0, v); flow-euler or flow-heun for a "
-                        "flow-matching model (default: ddim, or flow-euler for a flow-matching model)")
+                        "flow-matching model (a reflow student too); meanflow for a MeanFlow model (default: ddim, "
+                        "flow-euler or meanflow, by the model's objective)")
     s.add_argument("--steps", type=integer(1),
                    help=f"sampler steps, in [1, T] (default {FULL.ddim_steps}, {QUICK.ddim_steps} in quick mode, at most T); "
                         "not for ddpm (it walks all T)")
     s.add_argument("--eta", type=number(0, 1), help="DDIM stochasticity, in [0, 1] (default 0); ddim only")
     s.add_argument("--variance", choices=DDPM_VARIANCES, help="DDPM variance (default beta_tilde); ddpm only")
-    s.add_argument("--w", type=number(0), help="guidance weight, >= 0 (default 3); class-conditional models only")
+    s.add_argument("--w", type=number(0, MAX_GUIDANCE_WEIGHT),
+                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3; 0: unconditional, 1: conditional, "
+                        "useful guidance about 1 to 10; beyond, the digits only break up); class-conditional models only")
     s.add_argument("--label", type=integer(0),
                    help="class to draw, in [0, 9] (default: 0..9 in turn); class-conditional models only")
-    s.add_argument("--n", type=integer(1),
-                   help=f"number of images, >= 1 (default {FULL.n_samples}, {QUICK.n_samples} in quick mode)")
+    s.add_argument("--n", type=integer(1, MAX_IMAGES),
+                   help=f"number of images, in [1, {MAX_IMAGES}] (default {FULL.n_samples}, {QUICK.n_samples} in quick mode)")
     s.add_argument("--nrow", type=integer(1), help="images per row, in [1, n] (default: a square grid)")
     s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
     s.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="bf16: run the network under bfloat16 autocast (faster on CPUs with AVX512-BF16)")
-    s.add_argument("--threads", type=integer(1), help="torch CPU threads, >= 1 (default: torch's)")
+    s.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
     s.add_argument("--device", type=device_name, help="cpu, cuda, cuda:N or mps, one this machine has "
                                                       "(default: the best available)")
     s.add_argument("--out", default="samples.png", metavar="FILE.png",
@@ -477,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- errors
 
+_ERRNO_FIXES = {errno.ENOSPC: "free disk space, or write to another disk (nothing was left half-written)",
+                errno.EFBIG: "the file system refuses a file this large: write to another disk",
+                errno.EDQUOT: "your disk quota is used up: free space, or write to another disk"}
 _OS_FIXES = {PermissionError: "choose a path you can write to", FileExistsError: "choose another path",
              IsADirectoryError: "give a file name, not a folder", NotADirectoryError: "give a path under a folder"}
 
@@ -484,7 +562,8 @@ _OS_FIXES = {PermissionError: "choose a path you can write to", FileExistsError:
 def _message(e: BaseException) -> str:
     """The error as one line: what is wrong; how to fix it."""
     if isinstance(e, OSError) and e.strerror and e.filename is not None:   # raised by the OS, not by the library
-        fix = next((f for cls, f in _OS_FIXES.items() if isinstance(e, cls)), "check the path and free disk space")
+        fix = (_ERRNO_FIXES.get(e.errno) or next((f for cls, f in _OS_FIXES.items() if isinstance(e, cls)), None)
+               or "check the path and free disk space")
         text = f"{e.strerror}: {e.filename}; {fix}"
     else:
         text = str(e)
@@ -503,7 +582,15 @@ def main(argv=None) -> int:
         # and keeps its traceback.
         print(f"error: {_message(e)}", file=sys.stderr)
         return 2
-
+    except (MemoryError, RuntimeError) as e:
+        # Out of memory: a MemoryError, torch's CPU allocator's RuntimeError ("can't allocate memory") or CUDA's
+        # OutOfMemoryError (a RuntimeError). Any other RuntimeError is a bug and keeps its traceback.
+        if isinstance(e, RuntimeError) and not (isinstance(e, getattr(torch, "OutOfMemoryError", ()))
+                                                or "can't allocate memory" in str(e)):
+            raise
+        print(f"error: out of memory ({' '.join(str(e).split())[:160]}); use fewer images (--n) or a smaller "
+              "--batch-size", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

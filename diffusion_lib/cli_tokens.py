@@ -11,12 +11,13 @@ Errors follow cli.py's rule: one line, exit code 2, nothing written; an option t
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
 
-from .cli import UsageError, check_out_folder, device_name, integer, number, SEED_MAX, _check_folder_can_hold
+from .cli import UsageError, check_out_folder, device_name, integer, number, threads, SEED_MAX, _check_folder_can_hold
 
 TOKEN_SAMPLERS = ("ancestral", "confidence", "fixed-order", "autoregressive")
 
@@ -104,6 +105,8 @@ def _sample_tokens(args) -> int:
         raise UsageError(f"--sampler {sampler} does not apply to this {kind} model; use "
                          + ("--sampler autoregressive" if kind == "autoregressive" else
                             "--sampler ancestral, confidence or fixed-order"))
+    if args.choice_temperature is not None and sampler != "confidence":
+        raise UsageError("--choice-temperature applies to --sampler confidence only; drop it")
     if args.steps is not None and sampler in ("fixed-order", "autoregressive"):
         raise UsageError(f"--steps does not apply to --sampler {sampler} (one token per step); drop --steps")
     wants = ".png" if data["name"] == "mnist" else ".txt"
@@ -126,7 +129,8 @@ def _sample_tokens(args) -> int:
         if sampler == "ancestral":
             steps = masked.ancestral_unmask_progressive(model, x, V, K, schedule, generator, args.temperature)
         elif sampler == "confidence":
-            steps = masked.confidence_unmask_progressive(model, x, V, K, schedule, generator, args.temperature)
+            steps = masked.confidence_unmask_progressive(model, x, V, K, schedule, generator, args.temperature,
+                                                         args.choice_temperature or 0.0)
         else:
             steps = masked.fixed_order_unmask_progressive(model, x, V, None, generator, args.temperature)
     last = None
@@ -166,18 +170,21 @@ def add_token_commands(sub) -> None:
     t.add_argument("--steps", type=integer(1), help="optimizer steps in all, >= 1 (default 3000; unlimited with --minutes)")
     t.add_argument("--minutes", type=number(0, lower_open=True), help="stop after this many minutes, > 0, checkpointed")
     t.add_argument("--batch-size", type=integer(1), default=128, help="rows per step, >= 1 (default 128)")
-    t.add_argument("--lr", type=number(0, lower_open=True), default=1e-3, help="AdamW learning rate (default 1e-3)")
+    t.add_argument("--lr", type=number(0, 1, lower_open=True), default=1e-3,
+                   help="AdamW learning rate, in (0, 1] (default 1e-3)")
     t.add_argument("--weight-decay", type=number(0), default=0.01, help="AdamW weight decay, >= 0 (default 0.01)")
-    t.add_argument("--warmup", type=integer(0), default=0, help="learning-rate warm-up steps (default 0)")
+    t.add_argument("--warmup", type=integer(0), default=0, help="learning-rate warm-up steps, >= 0 (default 0)")
     t.add_argument("--lr-decay", default="constant", choices=["constant", "cosine"], help="(default constant)")
-    t.add_argument("--ema-decay", type=number(0, 1, upper_open=True), default=0.999, help="(default 0.999)")
+    t.add_argument("--ema-decay", type=number(0, 1, upper_open=True), default=0.999,
+                   help="decay of the EMA of the weights, in [0, 1) (default 0.999)")
     t.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast (default fp32)")
-    t.add_argument("--checkpoint-every", type=integer(1), default=500, help="(default 500)")
-    t.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help="random seed (default 0)")
-    t.add_argument("--limit", type=integer(1), help="use only the first N training rows")
+    t.add_argument("--checkpoint-every", type=integer(1), default=500,
+                   help="write OUT/last.pt every this many steps, >= 1 (default 500), and at the end")
+    t.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
+    t.add_argument("--limit", type=integer(1), help="use only the first N training rows, an integer >= 1")
     t.add_argument("--data-root", metavar="FOLDER", help="MNIST's data root (default: $DIFFUSION_LIB_DATA); mnist only")
     t.add_argument("--device", type=device_name, help="cpu, cuda, cuda:N or mps (default cpu)")
-    t.add_argument("--threads", type=integer(1), help="torch CPU threads")
+    t.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
     t.add_argument("--out", required=True, metavar="FOLDER", help="output folder; OUT/last.pt is the checkpoint")
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start from scratch (overwrites it)")
     t.set_defaults(func=_train_tokens)
@@ -191,9 +198,11 @@ def add_token_commands(sub) -> None:
                         "autoregressive")
     s.add_argument("--steps", type=integer(1), help="unmasking steps K, >= 1 (default 16); ancestral and confidence only")
     s.add_argument("--temperature", type=number(0), default=1.0, help="softmax temperature, >= 0 (default 1)")
+    s.add_argument("--choice-temperature", type=number(0),
+                   help="MaskGIT's noisy choice of what to reveal, >= 0 (default 0: greedy, LLaDA's rule); confidence only")
     s.add_argument("--n", type=integer(1, 100_000), default=64, help="samples, in [1, 100000] (default 64)")
-    s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help="random seed (default 0)")
+    s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
     s.add_argument("--device", type=device_name, help="cpu, cuda, cuda:N or mps (default cpu)")
-    s.add_argument("--threads", type=integer(1), help="torch CPU threads")
+    s.add_argument("--threads", type=threads, help=f"torch CPU threads, in [1, {os.cpu_count()}] (default: torch's)")
     s.add_argument("--out", required=True, metavar="FILE", help="FILE.png for digits, FILE.txt for names")
     s.set_defaults(func=_sample_tokens)

@@ -93,7 +93,7 @@ def _load_cached(name: str, root: str, train: bool, download: bool):
     n_labels = _check_idx(name, label_file, "labels")
     if n_images != n_labels:
         raise DatasetCorruptError(f"{TITLES[name]}'s {image_file.name} holds {n_images} images but {label_file.name} "
-                                  f"{n_labels} labels (in {raw}): one of them is from another copy or cut short. "
+                                  f"{n_labels} labels (in {raw}): one of them is from another copy or cut short; "
                                   + _fix(name, raw, "both files"))
     ds = dataset_class(root=root, train=train, download=False)
     images = to_model_range(ds.data).unsqueeze(1)   # (N, 1, 28, 28)
@@ -110,7 +110,7 @@ def _check_idx(name: str, path: Path, kind: str) -> int:
     size = path.stat().st_size
 
     def corrupt(what: str) -> DatasetCorruptError:
-        return DatasetCorruptError(f"{TITLES[name]} file {path} is corrupt: {what}. " + _fix(name, path.parent))
+        return DatasetCorruptError(f"{TITLES[name]} file {path} is corrupt: {what}; " + _fix(name, path.parent))
 
     if len(header) < 4 + 4 * ndim:
         raise corrupt(f"it has {size} bytes, fewer than the {4 + 4 * ndim} of an idx header")
@@ -118,6 +118,8 @@ def _check_idx(name: str, path: Path, kind: str) -> int:
     if magic != IDX_MAGIC[kind]:
         raise corrupt(f"its magic number is {magic}, where idx {kind} files start with {IDX_MAGIC[kind]}")
     shape = tuple(int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if shape[0] == 0:
+        raise corrupt(f"its header announces 0 {kind}")
     if kind == "images" and shape[1:] != IMAGE_SIZE:
         raise corrupt(f"its images are {shape[1]} x {shape[2]} pixels, not 28 x 28")
     expected = 4 + 4 * ndim + shape[0] * (IMAGE_SIZE[0] * IMAGE_SIZE[1] if kind == "images" else 1)
@@ -129,15 +131,15 @@ def _check_idx(name: str, path: Path, kind: str) -> int:
 
 def _fix(name: str, raw: Path, which: str = "the file") -> str:
     files = ", ".join((*SPLIT_FILES[True], *SPLIT_FILES[False]))
-    return (f"Delete {which} and call load_dataset({name!r}, download=True) to download a fresh copy into {raw}, "
-            f"or copy a good uncompressed copy there ({files}).")
+    return (f"delete {which} and call load_dataset({name!r}, download=True) to download a fresh copy into {raw}, "
+            f"or copy a good uncompressed copy there ({files})")
 
 
 def _not_found(name: str, raw: Path, missing: list[str], why: str) -> DatasetNotFoundError:
     error = MNISTNotFoundError if name == "mnist" else DatasetNotFoundError
     everything = ", ".join((*SPLIT_FILES[True], *SPLIT_FILES[False]))
     example = f" (for example: export {DATA_ENV}=../shared/data)" if name == "mnist" else ""
-    return error(f"{TITLES[name]} not found in {raw} ({why}): missing {', '.join(missing)}. Put the missing "
+    return error(f"{TITLES[name]} not found in {raw} ({why}): missing {', '.join(missing)}; put the missing "
                  f"uncompressed files in that folder (torchvision wants all four, {everything}, even to read one "
                  f"split), or set {DATA_ENV} to a folder that has {FOLDERS[name]}/raw/ inside it{example}, or connect "
-                 f"to the internet and call load_dataset({name!r}, download=True).")
+                 f"to the internet and call load_dataset({name!r}, download=True)")

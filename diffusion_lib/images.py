@@ -34,8 +34,14 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> t
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:
-    """Write image_grid(images) to a greyscale PNG at `path`, one pixel per image pixel."""
+    """Write image_grid(images) to a greyscale PNG at `path`, one pixel per image pixel, atomically (as checkpoints
+    are written: a temporary file beside it, then a rename), so a failed write leaves no partial file. Images with
+    NaN or infinite values are refused: they would be written as black or white pixels without a word."""
     from PIL import Image
+    from .checkpoints import write_atomically
 
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("the images hold NaN or infinite values, so no PNG was written; check the model and the "
+                         "sampler's settings (a sampler stops at the step where this happens)")
     pixels = (image_grid(images, nrow) * 255).round().to(torch.uint8).numpy()
-    Image.fromarray(pixels, mode="L").save(path, format="PNG")
+    write_atomically(path, lambda f: Image.fromarray(pixels, mode="L").save(f, format="PNG"))

@@ -1,7 +1,8 @@
 """Shipped weights: networks trained by the project, so a notebook can sample without training first.
 
     model = load_pretrained("unet")              # a Backbone in eval mode, EMA weights
-    schedule = pretrained_schedule("unet")       # the noise schedule it was trained with
+    model.schedule, model.objective              # the noise schedule it was trained with, and "eps" (read once)
+    pretrained_schedule("unet")                  # the same schedule, without building the network
     pretrained_objective("unet_flow")            # "flow": a velocity model, for the flow samplers
 
 Each file in diffusion_lib/weights/ has a model card beside it (<name>.md): the exact training
@@ -14,6 +15,7 @@ diffusion_lib.load_model(path) and `python -m diffusion_lib sample --checkpoint 
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .backbones import Backbone
-from .checkpoints import checkpoint_objective, load_checkpoint, load_model, save_checkpoint
+from .checkpoints import checkpoint_codec, checkpoint_objective, load_checkpoint, load_model, save_checkpoint
 from .schedules import Schedule, make_schedule
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -45,19 +47,33 @@ PRETRAINED = {
                                                       "(the velocity on the straight path; 10 digits + null label, "
                                                       "label dropout 0.1) for classifier-free guidance on the velocity, "
                                                       "sampled with the flow samplers, T = 1000, EMA weights"),
+    "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
+                                                "latent, with its scale factor (load_pretrained_codec)"),
+    "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "
+                                              "autoencoder's standardised 4 x 7 x 7 latents; it carries the "
+                                              "autoencoder, so its samples decode to digits (notebook 13)"),
 }
-# Token models (notebook 14): masked diffusion and its autoregressive baseline, loaded with
-# load_pretrained_token_model (masked_training.py), never with load_pretrained.
-TOKEN_PRETRAINED = {}
-PRETRAINED.update(TOKEN_PRETRAINED)
+# Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
+AUTOENCODERS = ("autoencoder",)
+# Token models (notebook 14): masked diffusion and its autoregressive baseline (masked.py, masked_training.py), loaded
+# with load_pretrained_tokens, not load_pretrained; sampled on the command line with `sample-tokens --pretrained`.
+TOKEN_PRETRAINED = {
+    "masked_digits": Pretrained("masked_digits.pt", "masked diffusion on MNIST digits quantised to 2 grey levels: a "
+                                                    "U-Net with a token embedding in and 2 logits per pixel out, EMA weights"),
+    "masked_names": Pretrained("masked_names.pt", "masked diffusion on the 1990 US Census surnames (12 characters): a "
+                                                  "small transformer, EMA weights"),
+    "ar_names": Pretrained("ar_names.pt", "the autoregressive baseline of masked_names: the same transformer, causal, "
+                                          "same steps, EMA weights"),
+}
 
 
 def pretrained_path(name: str) -> Path:
     """The file of a shipped model; a ValueError listing the known names if `name` is not one of them."""
-    if name not in PRETRAINED:
-        known = ", ".join(f"{k!r} ({v.description})" for k, v in PRETRAINED.items())
+    every = {**PRETRAINED, **TOKEN_PRETRAINED}
+    if name not in every:
+        known = ", ".join(f"{k!r} ({v.description})" for k, v in every.items())
         raise ValueError(f"unknown pretrained model {name!r}; the shipped ones are: {known}")
-    path = WEIGHTS_DIR / PRETRAINED[name].file
+    path = WEIGHTS_DIR / every[name].file
     if not path.exists():
         raise FileNotFoundError(f"the weights of {name!r} are missing from {path}; reinstall diffusion_lib "
                                 "(they ship inside the package) or train your own with `python -m diffusion_lib train`")
@@ -67,20 +83,47 @@ def pretrained_path(name: str) -> Path:
 def load_pretrained(name: str, device: torch.device | str = "cpu") -> Backbone:
     """A shipped network with its EMA weights, loaded with torch.load(weights_only=True), in eval mode on `device`
     (checkpoints.load_model): the eps model of the DDPM-family samplers, or for a flow-matching network
-    (pretrained_objective(name) == "flow") the velocity model of the flow samplers."""
+    (model.objective == "flow") the velocity model of the flow samplers. It carries model.schedule and
+    model.objective, read from the file with the weights."""
+    if name in AUTOENCODERS:
+        raise ValueError(f"{name!r} is an autoencoder, not a diffusion network; load it with "
+                         f"load_pretrained_codec({name!r})")
     return load_model(pretrained_path(name), ema=True, device=device)
 
 
+def load_pretrained_tokens(name: str, device: torch.device | str = "cpu"):
+    """A shipped token model of notebook 14 (TOKEN_PRETRAINED), EMA weights, in eval mode on `device`."""
+    if name not in TOKEN_PRETRAINED:
+        raise ValueError(f"{name!r} is not a shipped token model; those are {sorted(TOKEN_PRETRAINED)} "
+                         "(image models load with load_pretrained)")
+    from .masked_training import load_token_model
+    return load_token_model(pretrained_path(name), ema=True, device=device)
+
+
+def load_pretrained_codec(name: str, device: torch.device | str = "cpu"):
+    """The LatentCodec (encode images to standardised latents, decode them back) of a shipped autoencoder, or the
+    one a shipped latent model carries; None for a model on pixels."""
+    return checkpoint_codec(load_checkpoint(pretrained_path(name)), device)
+
+
+@functools.lru_cache(maxsize=None)
+def _record(name: str) -> tuple[str, int, str]:
+    """(schedule name, T, objective) of a shipped file, read once per process (the files ship with the package)."""
+    checkpoint = load_checkpoint(pretrained_path(name))
+    return checkpoint["schedule"]["name"], checkpoint["schedule"]["T"], checkpoint_objective(checkpoint)
+
+
 def pretrained_schedule(name: str) -> Schedule:
-    """The noise schedule a shipped network was trained with (sample with the same one)."""
-    record = load_checkpoint(pretrained_path(name))["schedule"]
-    return make_schedule(record["name"], record["T"])
+    """The noise schedule a shipped network was trained with (sample with the same one; load_pretrained's model
+    carries it too, as model.schedule)."""
+    schedule_name, T, _ = _record(name)
+    return make_schedule(schedule_name, T)
 
 
 def pretrained_objective(name: str) -> str:
     """What a shipped network predicts, as recorded in its file: "eps" (the DDPM family's samplers) or "flow"
-    (a velocity: samplers.flow_euler_sample_progressive, flow_heun_sample_progressive)."""
-    return checkpoint_objective(load_checkpoint(pretrained_path(name)))
+    (a velocity: samplers.flow_euler_sample_progressive, flow_heun_sample_progressive); model.objective too."""
+    return _record(name)[2]
 
 
 def export_for_sampling(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
@@ -91,6 +134,6 @@ def export_for_sampling(checkpoint_path: str | os.PathLike, out_path: str | os.P
     """
     checkpoint = load_checkpoint(checkpoint_path)
     ema = {k: v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
-    kept = {key: checkpoint[key] for key in ("objective", "dataset") if key in checkpoint}
+    kept = {key: checkpoint[key] for key in ("objective", "dataset", "autoencoder", "card") if key in checkpoint}
     return save_checkpoint({"arch": checkpoint["arch"], "schedule": checkpoint["schedule"], **kept, "ema": ema,
                             "step": checkpoint["step"], "config": checkpoint["config"]}, out_path)

@@ -6,7 +6,10 @@ the clean image itself (alpha_bar = 1). For example, DDIM with 5 steps on T = 10
     ddim_timesteps(5, 1000)                 -> [999, 749, 500, 250, 0]
     timestep_pairs([999, 749, 500, 250, 0]) -> [(999, 749), (749, 500), (500, 250), (250, 0), (0, -1)]
 
-and DDPM walks all T pairs (999, 998), ..., (1, 0), (0, -1).
+and DDPM walks all T pairs (999, 998), ..., (1, 0), (0, -1). The deterministic samplers can also walk the grid of
+Karras et al. 2022 (grid="karras"), evenly spaced in sigma^(1/7) and rounded to the schedule's timesteps:
+
+    karras_timesteps(5, linear schedule with T = 1000) -> [999, 843, 593, 142, 0]
 
 One step convention. Every reverse step is a function
 
@@ -26,9 +29,11 @@ pairs and the step:
     ddpm_sample_progressive   all T pairs, ddpm_step                      (Ho et al. 2020, Algorithm 2)
     ddim_sample_progressive   num_steps pairs, ddim_step with eta          (Song et al. 2021)
     ddim_invert_progressive   the DDIM pairs walked upwards, eta = 0       (deterministic encoding)
-    heun_sample_progressive   the DDIM pairs, heun_step                    (Karras et al. 2022, Algorithm 1)
+    heun_sample_progressive   the DDIM pairs (or grid="karras"), heun_step (Karras et al. 2022, Algorithm 1)
     flow_euler_/flow_heun_sample_progressive   a flow-matching network's velocity, Euler or Heun steps in s
     flow_sde_sample_progressive   the same network, the reverse SDE in s (DDPM's step on the straight path)
+    meanflow_sample_progressive   a MeanFlow network's average velocity over each pair, flow_euler_step
+                                  (one step: the whole interval from noise to image; notebook 12)
 
 DDIM walks another grid when given one (timesteps=...): flow_matched_timesteps(num_steps, schedule) is the grid
 on which DDIM takes flow Euler's steps (in xbar = x_s / (1 - s), sigma = s / (1 - s), a flow Euler step is a
@@ -61,8 +66,10 @@ from typing import Callable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .checks import check_integer, check_number, check_same_shape, check_step_timestep
 from .forward import check_image_batch, predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance
 from .device import mark_known_range
+from .objectives import carry_marks, check_model
 from .schedules import Schedule, extract
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -87,12 +94,15 @@ def ddpm_timesteps(T: int) -> list[int]:
 
 def ddim_timesteps(num_steps: int, T: int) -> list[int]:
     """num_steps timesteps evenly spaced from T-1 down to 0 (both ends included when num_steps >= 2)."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
-        raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {T}], got {num_steps!r}")
+    num_steps = _check_num_steps(num_steps, T)
     if num_steps == 1:
         return [T - 1]
     grid = torch.linspace(T - 1, 0, num_steps, dtype=torch.float64).round().long().tolist()
     return grid  # spacing (T-1)/(S-1) >= 1 keeps the rounded values distinct
+
+
+def _check_num_steps(num_steps, T: int) -> int:
+    return check_integer(num_steps, "the number of sampling steps", 1, T, hint=f"T = {T}")
 
 
 def check_grid(timesteps: Sequence[int], T: int) -> list[int]:
@@ -105,6 +115,77 @@ def check_grid(timesteps: Sequence[int], T: int) -> list[int]:
     return grid
 
 
+def schedule_sigmas(schedule: Schedule) -> torch.Tensor:
+    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for t = 0..T-1, shape (T,), float64: the noise level of the
+    rescaled state xbar_t = x_t / sqrt(alpha_bar_t) = x0 + sigma_t eps (notebook 10), in which the
+    probability-flow ODE reads d xbar / d sigma = eps*. The DDPM family's schedule, as sigma (not DDIM's sigma_t(eta))."""
+    alpha_bar = schedule.alpha_bar.double()
+    return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, Eq. 5: num_steps noise levels evenly spaced in sigma^(1/rho), float64 (num_steps,),
+
+        sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,   i = 0..N-1,
+
+    from sigma_max down to sigma_min. rho = 7 is the paper's choice: the steps shrink towards the clean end,
+    where the slope of the ODE changes fastest; rho = 1 is evenly spaced in sigma. One level (N = 1): sigma_max."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"the number of sampling steps must be a positive integer, got {num_steps!r}")
+    if not 0 < sigma_min < sigma_max or not rho > 0:
+        raise ValueError(f"need 0 < sigma_min < sigma_max and rho > 0, got sigma_min = {sigma_min}, "
+                         f"sigma_max = {sigma_max}, rho = {rho}")
+    if num_steps == 1:
+        return torch.tensor([float(sigma_max)], dtype=torch.float64)
+    i = torch.arange(num_steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + i / (num_steps - 1) * (lo - hi)) ** rho
+
+
+def karras_timesteps(num_steps: int, schedule: Schedule, rho: float = 7.0) -> list[int]:
+    """The Karras grid on the schedule's own timesteps: for each level of karras_sigmas(num_steps, sigma_0, sigma_{T-1},
+    rho), the timestep t whose schedule_sigmas(schedule)[t] is nearest to it in log sigma. The ends are exact
+    (T-1 and 0). A level can round to the same timestep as the one before it only where the grid is finer than the
+    schedule (on the linear schedule, T = 1000: from 79 steps on, near t = 0); such duplicates are dropped, so
+    the grid then has fewer than num_steps timesteps. Decreasing, like ddim_timesteps; walk it with timestep_pairs.
+
+        karras_timesteps(5, linear schedule, T = 1000) -> [999, 843, 593, 142, 0]
+        ddim_timesteps(5, 1000)                        -> [999, 749, 500, 250, 0]
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T:
+        raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {schedule.T}], "
+                         f"got {num_steps!r}")
+    log_sigma = schedule_sigmas(schedule).log()                                                # (T,)
+    targets = karras_sigmas(num_steps, float(log_sigma[0].exp()), float(log_sigma[-1].exp()), rho).log()  # (N,)
+    nearest = (log_sigma[None, :] - targets[:, None]).abs().argmin(dim=1).tolist()           # (N,) timesteps
+    return [t for k, t in enumerate(nearest) if k == 0 or t != nearest[k - 1]]
+
+
+def uniform_timesteps(num_steps: int, schedule: Schedule) -> list[int]:
+    """DDIM's grid, evenly spaced in t: ddim_timesteps(num_steps, schedule.T)."""
+    return ddim_timesteps(num_steps, schedule.T)
+
+
+# The grids a deterministic sampler can walk, by name: (num_steps, schedule) -> decreasing timesteps.
+GRIDS = {"uniform": uniform_timesteps, "karras": karras_timesteps}
+
+
+def grid_timesteps(grid: str, num_steps: int, schedule: Schedule) -> list[int]:
+    """The timesteps of the grid named `grid` ("uniform": DDIM's, "karras": karras_timesteps with rho = 7)."""
+    if grid not in GRIDS:
+        raise ValueError(f"unknown timestep grid {grid!r}; choose one of {tuple(GRIDS)}")
+    return GRIDS[grid](num_steps, schedule)
+
+
+def _sampler_grid(num_steps: int, schedule: Schedule, grid: str, timesteps: Sequence[int] | None) -> list[int]:
+    """The timesteps a deterministic sampler walks: an explicit list (checked), or the named grid of num_steps."""
+    if timesteps is None:
+        return grid_timesteps(grid, num_steps, schedule)
+    if grid != "uniform":
+        raise ValueError(f"give either timesteps=[...] or grid={grid!r}, not both: the grid names a list of timesteps")
+    return check_grid(timesteps, schedule.T)
+
+
 def timestep_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
     """[(t_0, t_1), (t_1, t_2), ..., (t_last, -1)] from a decreasing list of timesteps."""
     return list(zip(timesteps, [*timesteps[1:], -1]))
@@ -112,8 +193,10 @@ def timestep_pairs(timesteps: Sequence[int]) -> list[tuple[int, int]]:
 
 def alpha_bar_at(schedule: Schedule, t: int) -> float:
     """alpha_bar_t as a float, with 1 for t = -1 (the clean image)."""
+    t = check_integer(t, "timestep t", hint="-1: the clean image")
     if not -1 <= t <= schedule.T - 1:
-        raise ValueError(f"timestep {t} is outside [-1, T-1] = [-1, {schedule.T - 1}] (-1: the clean image)")
+        raise ValueError(f"timestep {t} is outside [-1, T-1] = [-1, {schedule.T - 1}] (-1: the clean image); "
+                         f"pass t in [-1, {schedule.T - 1}]")
     return 1.0 if t < 0 else float(schedule.alpha_bar[t])
 
 
@@ -123,6 +206,14 @@ def _check_start(x: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} has NaN or infinite entries; start from finite values, e.g. "
                          "sample_noise(n, generator=...) for pure noise")
+
+
+def _check_step_inputs(x_t: torch.Tensor, eps: torch.Tensor, noise, name: str = "eps") -> None:
+    """A step's inputs: the network's output and the noise z have the state's shape (no silent broadcasting)."""
+    check_image_batch(x_t, "x_t")
+    check_same_shape(x_t, eps, "x_t", name)
+    if noise is not None:
+        check_same_shape(x_t, noise, "x_t", "noise")
 
 
 def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -154,6 +245,8 @@ def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
     """
     if variance not in DDPM_VARIANCES:
         raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
+    t, t_prev = check_step_timestep(t, schedule.T), check_step_timestep(t_prev, schedule.T, "t_prev")
+    _check_step_inputs(x_t, eps, noise)
     if t_prev != t - 1:
         raise ValueError(f"DDPM steps one timestep at a time (t_prev = t - 1), got t = {t}, t_prev = {t_prev}; "
                          "for fewer steps use ddim_step")
@@ -170,6 +263,7 @@ def ddpm_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Sc
                             generator: torch.Generator | None = None, progress: bool = False) -> Iterator[SamplerStep]:
     """Ancestral sampling over all T steps from x_T; no noise is added at the final step t = 0."""
     _check_start(x_T, "x_T")
+    check_model(eps_model, "eps", "DDPM sampling", schedule)
     if variance not in DDPM_VARIANCES:
         raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
     step = functools.partial(ddpm_step, variance=variance)
@@ -190,17 +284,10 @@ def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
     return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
 
 
-def check_eta(eta: float) -> None:
-    """Raise a ValueError unless eta is a finite number in [0, 1]."""
-    import math
-    try:
-        value = float(eta)
-    except (TypeError, ValueError):
-        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"eta must be a finite number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+def check_eta(eta: float) -> float:
+    """eta as a float, if it is a finite number in [0, 1]; else a ValueError. Beyond 1, sigma_t would exceed the
+    noise that x_prev has room for (1 - alpha_bar_prev - sigma_t^2 < 0)."""
+    return check_number(eta, "eta", 0, 1, hint="0: deterministic DDIM, 1: DDPM-like noise")
 
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: Schedule,
@@ -213,10 +300,12 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
     with sigma_t = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta). With eta = 0 nothing in it assumes t_prev < t:
     the same update walks up the grid (ddim_invert_progressive).
     """
+    eta = check_eta(eta)
+    _check_step_inputs(x_t, eps, noise)
     alpha_bar_t, alpha_bar_prev = alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_prev)
     x0_pred = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
     sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
-    direction = max(1 - alpha_bar_prev - sigma ** 2, 0.0) ** 0.5 * eps
+    direction = max(1 - alpha_bar_prev - sigma ** 2, 0.0) ** 0.5 * eps   # >= 0 for eta <= 1; max() guards rounding
     x_prev = alpha_bar_prev ** 0.5 * x0_pred + direction
     if noise is not None and sigma > 0:
         x_prev = x_prev + sigma * noise
@@ -225,18 +314,20 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 
 def ddim_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 50,
                             eta: float = 0.0, generator: torch.Generator | None = None,
-                            progress: bool = False, timesteps: Sequence[int] | None = None) -> Iterator[SamplerStep]:
+                            progress: bool = False, timesteps: Sequence[int] | None = None,
+                            grid: str = "uniform") -> Iterator[SamplerStep]:
     """DDIM over num_steps timesteps from T-1 to the clean image, with stochasticity eta in [0, 1].
 
-    timesteps: another grid to walk instead of ddim_timesteps(num_steps, T), e.g. flow_matched_timesteps
-    (then num_steps is ignored): a strictly decreasing list of code timesteps in [0, T-1].
+    grid: the timesteps of num_steps, "uniform" (ddim_timesteps, evenly spaced in t) or "karras" (karras_timesteps,
+    evenly spaced in sigma^(1/7)). timesteps: another grid to walk instead, e.g. flow_matched_timesteps (then
+    num_steps and grid are not used): a strictly decreasing list of code timesteps in [0, T-1].
     A fresh z is drawn at every step but the last, whatever eta is, so that the noise stream lines up
     with DDPM's and DDIM(eta = 1) on the full grid reproduces DDPM draw for draw.
     """
     _check_start(x_T, "x_T")
-    check_eta(eta)
-    grid = ddim_timesteps(num_steps, schedule.T) if timesteps is None else check_grid(timesteps, schedule.T)
-    pairs = timestep_pairs(grid)
+    check_model(eps_model, "eps", "DDIM sampling", schedule)
+    eta = check_eta(eta)
+    pairs = timestep_pairs(_sampler_grid(num_steps, schedule, grid, timesteps))
     return _walk(eps_model, x_T, pairs, schedule, functools.partial(ddim_step, eta=eta), generator,
                  progress=progress, desc="DDIM")
 
@@ -253,6 +344,7 @@ def ddim_invert_progressive(eps_model: EpsModel, x0: torch.Tensor, schedule: Sch
     ddim_invert) returns the encoded noise.
     """
     _check_start(x0, "x0")
+    check_model(eps_model, "eps", "DDIM inversion", schedule)
     pairs = [(t_prev, t) for t, t_prev in reversed(timestep_pairs(ddim_timesteps(num_steps, schedule.T)))]
     return _walk(eps_model, x0, pairs, schedule, ddim_step, draw_noise=False, eps_at_next=True,
                  progress=progress, desc="DDIM inversion")
@@ -281,12 +373,15 @@ def heun_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedul
 
 
 def heun_sample_progressive(eps_model: EpsModel, x_T: torch.Tensor, schedule: Schedule, num_steps: int = 10,
-                            progress: bool = False) -> Iterator[SamplerStep]:
-    """Deterministic sampling with Heun's method over the DDIM grid of num_steps timesteps: 2 num_steps - 1
-    network evaluations (heun_nfe), against num_steps for DDIM."""
+                            progress: bool = False, grid: str = "uniform",
+                            timesteps: Sequence[int] | None = None) -> Iterator[SamplerStep]:
+    """Deterministic sampling with Heun's method over a grid of num_steps timesteps, DDIM's by default
+    (grid="karras": karras_timesteps, the grid Karras et al. pair it with; timesteps=: an explicit grid, as for
+    ddim_sample_progressive): 2 num_steps - 1 network evaluations (heun_nfe), against num_steps for DDIM."""
     _check_start(x_T, "x_T")
+    check_model(eps_model, "eps", "Heun sampling", schedule)
     step = functools.partial(heun_step, eps_model=eps_model)
-    pairs = timestep_pairs(ddim_timesteps(num_steps, schedule.T))
+    pairs = timestep_pairs(_sampler_grid(num_steps, schedule, grid, timesteps))
     return _walk(eps_model, x_T, pairs, schedule, step, draw_noise=False, progress=progress, desc="Heun")
 
 
@@ -300,8 +395,7 @@ def heun_nfe(num_steps: int) -> int:
 def flow_timesteps(num_steps: int, T: int) -> list[int]:
     """num_steps timesteps whose flow times s = (t + 1) / T are evenly spaced from 1 down to 1 / num_steps:
     with the clean image (t = -1, s = 0) after them, every step covers the same ds = 1 / num_steps."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
-        raise ValueError(f"the number of sampling steps must be an integer in [1, T] = [1, {T}], got {num_steps!r}")
+    num_steps = _check_num_steps(num_steps, T)
     return [round(T * (1 - k / num_steps)) - 1 for k in range(num_steps)]
 
 
@@ -337,6 +431,8 @@ def flow_euler_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, sch
     x_prev = x_s + (s_prev - s) u, and x0_pred = x_s - s u (the clean end of the straight line through x_s).
     `u` is the velocity network's output (in the slot where the DDPM family's steps take eps); only
     schedule.T is used; `noise` is unused."""
+    t, t_prev = check_step_timestep(t, schedule.T), check_step_timestep(t_prev, schedule.T, "t_prev")
+    _check_step_inputs(x_t, u, None, "u")
     s, s_prev = _flow_s(t, schedule.T), _flow_s(t_prev, schedule.T)
     return flow_euler_update(x_t, u, s, s_prev), x_t - s * u
 
@@ -372,6 +468,8 @@ def flow_sde_step(x_t: torch.Tensor, u: torch.Tensor, t: int, t_prev: int, sched
                   noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """flow_sde_update from s = (t + 1) / T to s_prev = (t_prev + 1) / T with the draw `noise` (None at the
     last step); `u` is the velocity network's output; only schedule.T is used."""
+    t, t_prev = check_step_timestep(t, schedule.T), check_step_timestep(t_prev, schedule.T, "t_prev")
+    _check_step_inputs(x_t, u, noise, "u")
     return flow_sde_update(x_t, u, _flow_s(t, schedule.T), _flow_s(t_prev, schedule.T), noise)
 
 
@@ -380,6 +478,7 @@ def flow_euler_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, s
     """Sample a flow-matching network: Euler steps from pure noise x_1 (s = 1) to the clean image (s = 0) over
     flow_timesteps(num_steps, T); num_steps network evaluations."""
     _check_start(x_1, "x_1")
+    check_model(velocity_model, "velocity", "flow Euler sampling", schedule)
     pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
     return _walk(velocity_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
                  desc="flow Euler")
@@ -389,9 +488,26 @@ def flow_heun_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sc
                                  num_steps: int = 10, progress: bool = False) -> Iterator[SamplerStep]:
     """Heun's method on the flow over flow_timesteps(num_steps, T): 2 num_steps - 1 network evaluations."""
     _check_start(x_1, "x_1")
+    check_model(velocity_model, "velocity", "flow Heun sampling", schedule)
     step = functools.partial(heun_step, eps_model=velocity_model, euler_step=flow_euler_step)
     pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
     return _walk(velocity_model, x_1, pairs, schedule, step, draw_noise=False, progress=progress, desc="flow Heun")
+
+
+def meanflow_sample_progressive(u_model, x_1: torch.Tensor, schedule: Schedule, num_steps: int = 1,
+                                progress: bool = False) -> Iterator[SamplerStep]:
+    """Sample a MeanFlow network u(z, t, r), the average velocity over [r, t], over flow_timesteps(num_steps, T):
+    each pair (t, t_prev) is one flow_euler_step with u = u_model(x, t, r=t_prev),
+
+        x_prev = x_s - (s - s_prev) u(x_s, s_prev, s),
+
+    exact for the exact average velocity (it is the integral of the velocity over the step). num_steps network
+    evaluations; one step goes from pure noise to the image. x0_pred is x_s - s u, the clean end of the line."""
+    _check_start(x_1, "x_1")
+    check_model(u_model, "average_velocity", "MeanFlow sampling", schedule)
+    pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
+    return _walk(u_model, x_1, pairs, schedule, flow_euler_step, draw_noise=False, progress=progress,
+                 desc="MeanFlow", interval=True)
 
 
 def flow_sde_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, schedule: Schedule, num_steps: int = 50,
@@ -400,6 +516,7 @@ def flow_sde_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sch
     """Stochastic sampling of a flow-matching network: flow_sde_step over flow_timesteps(num_steps, T), a fresh
     z ~ N(0, I) from `generator` at every step but the last; num_steps network evaluations."""
     _check_start(x_1, "x_1")
+    check_model(velocity_model, "velocity", "flow SDE sampling", schedule)
     pairs = timestep_pairs(flow_timesteps(num_steps, schedule.T))
     return _walk(velocity_model, x_1, pairs, schedule, flow_sde_step, generator, progress=progress, desc="flow SDE")
 
@@ -408,17 +525,45 @@ def flow_sde_sample_progressive(velocity_model: EpsModel, x_1: torch.Tensor, sch
 
 def _walk(eps_model: EpsModel, x: torch.Tensor, pairs: Sequence[tuple[int, int]], schedule: Schedule, step: Step,
           generator: torch.Generator | None = None, draw_noise: bool = True, eps_at_next: bool = False,
-          progress: bool = False, desc: str = "") -> Iterator[SamplerStep]:
-    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next),
+          progress: bool = False, desc: str = "", interval: bool = False) -> Iterator[SamplerStep]:
+    """Walk the timestep pairs (t, t_next) from state x: eps = eps_model(x, t) (at t_next if eps_at_next;
+    eps_model(x, t, r=t_next) if interval, MeanFlow's average velocity over the pair),
     z ~ N(0, I) from `generator` unless t_next = -1 or draw_noise is False, x_next = step(x, eps, t, t_next,
     schedule, z)[0]; yield a SamplerStep after each update. The network runs without gradients."""
-    for t, t_next in tqdm(pairs, desc=desc, disable=not progress):
+    on_cpu = x.device.type == "cpu"
+    bad = []     # on a GPU: one flag per step, left on the device and read once, at the end of the chain
+    for i, (t, t_next) in enumerate(tqdm(pairs, desc=desc, disable=not progress)):
         with torch.no_grad():
-            eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
+            if interval:
+                eps = eps_model(x, _batch_t(x, t), r=_batch_t(x, t_next))
+            else:
+                eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
             noise = _randn(x, generator) if draw_noise and t_next >= 0 else None
             x_next, x0_pred = step(x, eps, t, t_next, schedule, noise)
+            finite = torch.isfinite(x_next).all()
+        if on_cpu:
+            if not finite:
+                _not_finite(i, pairs, eps, desc)
+        else:
+            bad.append(~finite)
         yield SamplerStep(t, t_next, x, x0_pred, x_next)
         x = x_next
+    if bad and bool(torch.stack(bad).any()):
+        _not_finite(int(torch.stack(bad).int().argmax()), pairs, None, desc)
+
+
+class NotFiniteError(ValueError):
+    """A chain whose state became NaN or infinite: it stops at that step (the message names the step and t)."""
+
+
+def _not_finite(i: int, pairs, eps: torch.Tensor | None, desc: str) -> None:
+    """Stop a chain whose state became NaN or infinite at step i, naming the step and its timesteps."""
+    t, t_next = pairs[i]
+    cause = ("the network returned NaN or infinite values" if eps is not None and not bool(torch.isfinite(eps).all())
+             else "the update overflowed" if eps is not None else "NaN or infinite values appeared")
+    raise NotFiniteError(f"{desc or 'the sampler'} stopped at step {i + 1} of {len(pairs)} (t = {t} -> {t_next}): "
+                         f"{cause}; check the network and its inputs (a guidance weight far beyond 10, weights that "
+                         "diverged in training, a bf16 overflow)")
 
 
 # ----------------------------------------------------------------------------- speed
@@ -435,10 +580,10 @@ def with_precision(eps_model: EpsModel, precision: str = "fp32") -> EpsModel:
     if precision == "fp32":
         return eps_model
 
-    def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, t: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return eps_model(x, t).float()
-    return run
+            return eps_model(x, t, *args, **kwargs).float()
+    return carry_marks(run, eps_model)
 
 
 # ----------------------------------------------------------------------------- running a chain
@@ -466,8 +611,7 @@ class Trajectory:
 
 def record(steps: Iterator[SamplerStep], every: int = 1) -> Trajectory:
     """Run a progressive sampler, keeping every `every`-th step (and always the last) for scrubbing."""
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be a positive integer (keep every every-th step), got {every!r}")
+    every = check_integer(every, "every", 1, hint="keep every every-th step")
     kept, last, i = [], None, -1
     for i, last in enumerate(steps):
         if i % every == 0:
@@ -485,8 +629,7 @@ def sample_noise(n: int, shape=(1, 28, 28), generator: torch.Generator | None = 
     """x_T ~ N(0, I) of shape (n, *shape) on `device`, drawn from generator on the generator's own device (without
     one: torch's global generator of `device`). A seeded CPU generator, torch.Generator().manual_seed(k), gives the
     same x_T on every device, hence the same pictures on a GPU as in the committed notebooks."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of images n must be an integer >= 1, got {n!r}")
+    n = check_integer(n, "the number of images n", 1)
     where = generator.device if generator is not None else device
     return torch.randn((n, *shape), generator=generator, device=where).to(device)
 
@@ -504,12 +647,12 @@ def clipped_x0_eps_model(eps_model: EpsModel, schedule: Schedule, bound: float =
     (its last beta is clipped at 0.999), so the first DDIM step divides the network's error in eps by 4.9e-5
     and, unclipped, starts the chain from an "image" of size hundreds. Extra arguments (a label y) are passed on.
     """
-    if not bound > 0:
-        raise ValueError(f"bound must be > 0 (images in [-1, 1] have bound 1), got {bound!r}")
+    bound = check_number(bound, "bound", 0, lower_open=True, hint="images in [-1, 1] have bound 1")
+    check_model(eps_model, "eps", "clipping the implied clean image (clipped_x0_eps_model)", schedule)
 
     def clipped(x_t: torch.Tensor, t: torch.Tensor, *args) -> torch.Tensor:
         eps = eps_model(x_t, t, *args)
         x0_hat = predict_x0_from_eps(x_t, t, eps, schedule).clamp(-bound, bound)
         return predict_eps_from_x0(x_t, t, x0_hat, schedule)
 
-    return clipped
+    return carry_marks(clipped, eps_model)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import weakref
 from dataclasses import dataclass, fields
 
 import torch
 
+from .checks import check_timesteps
 from .device import known_within, mark_known_range
 
 # The defaults of Ho et al. (2020): T = 1000 steps, betas linear from 1e-4 to 0.02.
@@ -38,7 +40,7 @@ COSINE_MAX_BETA = 0.999
 def linear_beta_schedule(T: int = DEFAULT_T, beta_start: float = DEFAULT_BETA_START,
                          beta_end: float = DEFAULT_BETA_END) -> torch.Tensor:
     """beta_t linear in t from beta_start to beta_end (Ho et al. 2020, Sec. 4), float64, shape (T,)."""
-    _check_T(T)
+    T = _check_T(T)
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
 
 
@@ -52,7 +54,7 @@ def cosine_alpha_bar(t: torch.Tensor, T: int, s: float = COSINE_S) -> torch.Tens
 def cosine_beta_schedule(T: int = DEFAULT_T, s: float = COSINE_S,
                          max_beta: float = COSINE_MAX_BETA) -> torch.Tensor:
     """beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at max_beta (Nichol & Dhariwal 2021), float64, shape (T,)."""
-    _check_T(T)
+    T = _check_T(T)
     steps = torch.arange(T + 1, dtype=torch.float64)
     alpha_bar = cosine_alpha_bar(steps, T, s)
     beta = 1 - alpha_bar[1:] / alpha_bar[:-1]
@@ -204,16 +206,14 @@ def checked_timesteps(t: torch.Tensor, T: int, what: str = "this schedule") -> t
 
 
 def _check_timestep_values(t: torch.Tensor, T: int, what: str = "this schedule") -> None:
-    """Raise a ValueError unless t is an integer tensor with every entry in [0, T-1]. A tensor marked as known to lie
-    there (device.mark_known_range: timesteps the library built from checked numbers) is not read again."""
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise ValueError(f"timesteps must be an integer tensor (torch.long), got dtype {t.dtype}; "
-                         "use torch.full((B,), t, dtype=torch.long)")
-    if t.numel() and not known_within(t, 0, T - 1) and bool(((t < 0) | (t > T - 1)).any()):   # one device sync; min and max only for the message
-        raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
-                         f"but {what} has T = {T}, so t must lie in [0, {T - 1}]")
+    """Raise a ValueError unless t is an integer tensor with every entry in [0, T-1] (checks.check_timesteps). A tensor
+    marked as known to lie there (device.mark_known_range: timesteps the library built from checked numbers) is not
+    read again."""
+    check_timesteps(t, T, what)
 
 
-def _check_T(T: int) -> None:
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-        raise ValueError(f"T must be a positive integer number of steps, got {T!r}")
+def _check_T(T: int) -> int:
+    """T as an int (numpy integers welcome), if it is a positive integer."""
+    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
+        raise ValueError(f"T must be a positive integer number of steps, got {T!r}; pass an int >= 1 (Ho et al. use 1000)")
+    return int(T)

@@ -29,8 +29,11 @@ from .backbones import BACKBONES, Backbone, build_backbone
 from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .data import DATASETS
 from .device import known_within, mark_known_range
-from .objectives import LOSS_WEIGHTINGS, OBJECTIVES, diffusion_loss, get_objective, loss_weights, objective_loss
-from .schedules import BETA_SCHEDULES, make_schedule
+from .objectives import (DEFAULT_MIN_SNR_GAMMA, LOSS_WEIGHTINGS, OBJECTIVES, diffusion_loss, get_objective,
+                         loss_weights, mark_model, _objective_loss)
+from .schedules import BETA_SCHEDULES, longest_schedule, make_schedule
+
+DATASET_SHAPE = (1, 28, 28)     # (C, H, W) of every dataset in DATASETS
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "diffusion_loss", "drop_labels", "make_ema", "lr_factor"]
 
@@ -41,7 +44,8 @@ class TrainConfig:
     backbone_kwargs: dict = field(default_factory=dict)   # e.g. {"base": 32, "num_classes": 10}
     schedule: str = "linear"
     T: int = 1000
-    objective: str = "eps"         # what the network predicts: "eps", "x0", "v" or "flow" (objectives.OBJECTIVES)
+    objective: str = "eps"         # what the network predicts: "eps", "x0", "v", "flow" or "meanflow" (objectives.OBJECTIVES)
+    objective_kwargs: dict = field(default_factory=dict)   # settings of the objective, e.g. MeanFlow's {"r_neq_t": 0.5}
     loss_weighting: str = "none"   # "none", or "min_snr": min(SNR, gamma) per timestep (Hang et al. 2023)
     min_snr_gamma: float = 5.0     # gamma of "min_snr"
     dataset: str = "mnist"         # "mnist" or "fashion_mnist" (data.DATASETS); recorded, checked on resume
@@ -59,6 +63,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (faster on CPUs with AVX512-BF16: README)
+    init_from: str | None = None   # start from a teacher's EMA weights: a shipped name ("unet_flow") or a checkpoint path
+    pairs: str | None = None       # reflow: how the (noise, image) pairs were made (teacher, sampler, count), recorded
 
     def __post_init__(self):
         """Check every field, so a bad setting fails here, with its name and range, not steps into training."""
@@ -66,9 +72,14 @@ class TrainConfig:
         if not isinstance(self.backbone_kwargs, dict) or not all(isinstance(k, str) for k in self.backbone_kwargs):
             raise ValueError(f"backbone_kwargs must be a dict of argument names to values, e.g. {{'base': 32}}, "
                              f"got {self.backbone_kwargs!r}")
+        with torch.device("meta"):     # the architecture's own checks, without allocating its weights
+            build_backbone(self.backbone, **self.backbone_kwargs)
         _check_choice(self, "schedule", sorted(BETA_SCHEDULES))
         _check_int(self, "T", 1)
         _check_choice(self, "objective", sorted(OBJECTIVES))
+        if not isinstance(self.objective_kwargs, dict):
+            raise ValueError(f"objective_kwargs must be a dict of the objective's settings, got {self.objective_kwargs!r}")
+        get_objective(self.objective, **self.objective_kwargs)      # refuses settings the objective does not take
         _check_choice(self, "loss_weighting", LOSS_WEIGHTINGS)
         _check_number(self, "min_snr_gamma", lower=0, lower_open=True)
         _check_choice(self, "dataset", DATASETS)
@@ -76,10 +87,12 @@ class TrainConfig:
         if self.max_minutes is not None:
             _check_number(self, "max_minutes", lower=0, lower_open=True, none="None for no time limit")
         _check_int(self, "batch_size", 1)
-        _check_number(self, "lr", lower=0, lower_open=True)
+        _check_number(self, "lr", lower=0, upper=1, lower_open=True, upper_closed=True)
         _check_number(self, "weight_decay", lower=0)
         _check_int(self, "warmup_steps", 0)
         _check_choice(self, "lr_decay", ("constant", "cosine"))
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
+            raise ValueError(f"init_from must be a shipped model's name or a checkpoint path, got {self.init_from!r}")
         if self.grad_clip is not None:
             _check_number(self, "grad_clip", lower=0, lower_open=True, none="None for no clipping")
         _check_number(self, "ema_decay", lower=0, upper=1)
@@ -88,6 +101,37 @@ class TrainConfig:
         _check_int(self, "checkpoint_every", 1)
         _check_int(self, "seed", 0, 2**32 - 1)
         _check_choice(self, "precision", ("fp32", "bf16"))
+        # settings against each other (the command line refuses the same)
+        if self.loss_weighting != "min_snr" and self.min_snr_gamma != DEFAULT_MIN_SNR_GAMMA:
+            raise ValueError(f"min_snr_gamma={self.min_snr_gamma} applies to loss_weighting='min_snr' only; set "
+                             "loss_weighting='min_snr', or leave min_snr_gamma at its default")
+        if not get_objective(self.objective).uses_beta_schedule and self.schedule != "linear":
+            raise ValueError(f"schedule={self.schedule!r} means nothing to objective={self.objective!r}: flow matching "
+                             "trains on its own straight path x_s = (1 - s) x_0 + s eps (only T, its time grid, is used); "
+                             "leave schedule at its default 'linear'")
+        check_schedule_fits(self.schedule, self.T, self.objective)
+
+
+# The noisy end x_{T-1} of a DDPM-family schedule must be mostly noise, or sampling starts from an almost clean
+# image: refused when alpha_bar_{T-1} (the share of the image's variance left at the last step) exceeds this.
+# The linear schedule of Ho et al. passes from T = 11 on (alpha_bar_{T-1} = 0.89; at T = 1000 it is 4e-5).
+NOISY_END_MAX_ALPHA_BAR = 0.9
+
+
+def check_schedule_fits(schedule: str, T: int, objective: str = "eps") -> None:
+    """Raise a ValueError unless the named schedule with T steps is representable in float32 and, for the DDPM
+    family, ends in noise (alpha_bar_{T-1} <= NOISY_END_MAX_ALPHA_BAR)."""
+    if schedule == "linear" and T > longest_schedule("linear"):
+        raise ValueError(f"the linear schedule with T = {T} is not representable in float32 (alpha_bar underflows); "
+                         f"use T <= {longest_schedule('linear')}, or the cosine schedule")
+    if get_objective(objective).uses_beta_schedule:
+        end = float(make_schedule(schedule, T).alpha_bar[-1])
+        if end > NOISY_END_MAX_ALPHA_BAR:
+            fewest = next(n for n in range(T + 1, 10**6)
+                          if float(make_schedule(schedule, n).alpha_bar[-1]) <= NOISY_END_MAX_ALPHA_BAR)
+            raise ValueError(f"the {schedule} schedule with T = {T} does not end in noise: its last state x_{{T-1}} keeps "
+                             f"alpha_bar = {end:.4f} of the image, so sampling would start from an almost clean image; "
+                             f"use T >= {fewest} (Ho et al. use 1000)")
 
 
 def _check_choice(config, name: str, choices) -> None:
@@ -113,15 +157,17 @@ def _check_int(config, name: str, lower: int, upper: int | None = None) -> None:
 
 
 def _check_number(config, name: str, lower: float, upper: float | None = None, lower_open: bool = False,
-                  none: str | None = None) -> None:
-    """A finite real field with lower <= value (or lower < value) and, when given, value < upper."""
+                  none: str | None = None, upper_closed: bool = False) -> None:
+    """A finite real field with lower <= value (or lower < value) and, when given, value < upper (<= if upper_closed)."""
     value = getattr(config, name)
-    span = (f"> {lower}" if lower_open else f">= {lower}") if upper is None else f"in [{lower}, {upper})"
+    span = ((f"> {lower}" if lower_open else f">= {lower}") if upper is None else
+            f"in {'(' if lower_open else '['}{lower}, {upper}{']' if upper_closed else ')'}")
     if none:
         span += f" (or {none})"
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number {span}, got {value!r}")
-    if value < lower or (lower_open and value == lower) or (upper is not None and value >= upper):
+    if (value < lower or (lower_open and value == lower)
+            or (upper is not None and (value > upper or (value == upper and not upper_closed)))):
         raise ValueError(f"{name} must be {span}, got {value}")
     setattr(config, name, float(value) if not isinstance(value, int) else value)
 
@@ -203,9 +249,16 @@ class Trainer:
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):                          # the caller's global RNG is left as it was
             torch.manual_seed(config.seed)                               # weight initialisation
-            self.model = build_backbone(config.backbone, **config.backbone_kwargs).to(self.device)
+            self.model = build_backbone(config.backbone, **config.backbone_kwargs)
+        if config.init_from is not None:
+            init_from_teacher(self.model, teacher_checkpoint(config.init_from))
+        self.model = self.model.to(self.device)
         self.model.T = config.T                                          # forward() refuses t outside [0, T-1]
-        self.objective = get_objective(config.objective)
+        self.objective = get_objective(config.objective, **config.objective_kwargs)
+        if (config.objective == "meanflow") != (getattr(self.model, "interval_mlp", None) is not None):
+            raise ValueError("MeanFlow needs a network with a second time input and only MeanFlow uses one: train "
+                             "objective 'meanflow' with backbone 'unet' and backbone_kwargs {'interval': True}, "
+                             "and other objectives without it")
         self.ema = make_ema(self.model, config.ema_decay, config.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -213,6 +266,7 @@ class Trainer:
         # t, noise and label dropout: drawn on the CPU and moved, so a seed trains the same network on every device
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
+        self.data_size = None                                            # training images, recorded by train()
         self.history = {"step": [], "loss": []}
         self._perm_epoch, self._perm, self._perm_on = None, None, {}
 
@@ -247,17 +301,19 @@ class Trainer:
             perm = self._perm_on[str(device)]
         return perm[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
-    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks.
+    def train_step(self, x0: torch.Tensor, y: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One optimizer step on a batch x0 (B, 1, 28, 28) in [-1, 1], labels y (B,) for conditional networks;
+        noise (B, 1, 28, 28): the noise paired with each x0 (reflow's pairs), drawn here when None.
 
         Returns the batch's loss as a 0-dim tensor on the device; float(loss) reads it (on a GPU that waits for the
         step to finish, so train() reads the losses only every LOSS_READ_EVERY steps, through trainer.history)."""
         self.model.train()
         B = x0.shape[0]
-        t = self.objective.draw_t(B, self.schedule, self.generator)
-        self.schedule.check_timesteps(t)                                     # on the CPU: no wait
-        t = mark_known_range(t.to(self.device, non_blocking=True), 0, self.config.T - 1)
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device, non_blocking=True)
+        t = self.objective.timesteps_on(self.objective.draw_t(B, self.schedule, self.generator), self.schedule,
+                                        self.device)                     # checked on the CPU: no wait
+        drawn = torch.randn(x0.shape, generator=self.generator)             # drawn even when paired: one RNG stream
+        noise = (drawn if noise is None else noise).to(self.device, non_blocking=True)
         weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
             if self.model.num_classes is None:
@@ -271,7 +327,7 @@ class Trainer:
             if checked:
                 mark_known_range(y, 0, self.model.null_label)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            loss = objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
+            loss = _objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -290,7 +346,7 @@ class Trainer:
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
                 "step": self.step, "rng": self.generator.get_state(), "config": asdict(self.config),
-                "history": self.history}
+                "history": self.history, **({"data_size": self.data_size} if self.data_size is not None else {})}
 
     def save(self, path: str | os.PathLike) -> Path:
         return save_checkpoint(self.state_dict(), path)
@@ -300,6 +356,7 @@ class Trainer:
         checkpoint: its contents when already read (load_checkpoint(path)); read from path otherwise."""
         if checkpoint is None:
             checkpoint = load_checkpoint(path)
+        check_resumable(checkpoint, self.config, path)     # a full training checkpoint, of the same settings
         if checkpoint["arch"] != self.model.arch:
             raise CheckpointError(f"cannot resume: {path} holds {checkpoint['arch']}, this run trains {self.model.arch}; "
                                   "use another output folder or the same backbone settings")
@@ -308,6 +365,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         self.step = int(checkpoint["step"])
+        self.data_size = checkpoint.get("data_size")
         self.generator.set_state(checkpoint["rng"])
         self.history = {k: list(v) for k, v in checkpoint["history"].items()}
 
@@ -369,6 +427,41 @@ def check_resumable(checkpoint: dict, config: TrainConfig, path: str | os.PathLi
             f"{', '.join(RESUMABLE_FIELDS)} may change on a resume)", path, differences)
 
 
+def teacher_checkpoint(init_from: str) -> dict:
+    """The checkpoint that init_from names: a shipped model (pretrained.PRETRAINED) or a checkpoint file."""
+    from .pretrained import PRETRAINED, pretrained_path
+    return load_checkpoint(pretrained_path(init_from) if init_from in PRETRAINED else init_from)
+
+
+def init_from_teacher(model: Backbone, checkpoint: dict) -> Backbone:
+    """Copy a teacher's EMA weights into `model` before training (reflow's and MeanFlow's students).
+
+    Every tensor of the teacher must fit the student's of the same name. Two differences are allowed:
+    - the student has parameters the teacher lacks, left as built: UNet(interval=True)'s interval_mlp,
+      whose zero last layer makes the student start as the teacher's velocity for every r;
+    - the teacher is class-conditional and the student is not: the null label's embedding row (the teacher's
+      unconditional branch) is added to the bias of the time MLP's last layer, the only place the label enters,
+      so the student starts as the teacher's unconditional network exactly.
+    """
+    from .checkpoints import ema_weights
+    state = ema_weights(checkpoint) if checkpoint.get("ema") is not None else dict(checkpoint["model"])
+    if "label_embedding.weight" in state and getattr(model, "label_embedding", None) is None:
+        null = state.pop("label_embedding.weight")[-1]                   # the null label is the last row
+        state["time_mlp.2.bias"] = state["time_mlp.2.bias"] + null
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"the teacher's weights do not fit this network ({', '.join(wrong[:4])}...): the teacher "
+                              f"is {checkpoint['arch']}, the student {model.arch}; build the student with the "
+                              "teacher's widths")
+    missing = [k for k in own if k not in state and not k.startswith("interval_mlp.")]
+    if missing:
+        raise CheckpointError(f"the teacher has no weights for {', '.join(missing[:4])}: the teacher is "
+                              f"{checkpoint['arch']}, the student {model.arch}")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
 def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model: Backbone) -> None:
     """Raise a ValueError unless images (N, C, H, W) float32 in [-1, 1] (points for PointMLP: any finite values)
     and labels fit the model."""
@@ -387,9 +480,12 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor | None, model
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite values; drop or repair those images")
     low, high = float(images.min()), float(images.max())
-    if model.takes_images and (low < -1 or high > 1):      # images only: the toy's 2-D points may lie anywhere
+    if model.pixel_range and (low < -1 or high > 1):       # pixels only: the toy's points and latents may lie anywhere
         raise ValueError(f"images must lie in [-1, 1], got values in [{low:g}, {high:g}]; rescale pixels in [0, 255] "
                          "with x / 127.5 - 1 (or pixels in [0, 1] with 2 * x - 1), as diffusion_lib.data does")
+    if model.pixel_range and tuple(images.shape[1:]) == DATASET_SHAPE and low >= 0:   # the datasets' background: -1
+        raise ValueError(f"images lie in [{low:g}, {high:g}], never below 0: they look like pixels in [0, 1], but the "
+                         f"datasets {DATASETS} are scaled to [-1, 1] (background -1); rescale with 2 * x - 1")
     if labels is not None:
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch.Tensor (N,), got {type(labels).__name__}")
@@ -434,8 +530,12 @@ def training_data_on(device: torch.device, images: torch.Tensor, labels: torch.T
 
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = True, device: torch.device | str = "cpu",
-          progress: bool = True, callback: Callable[[Trainer], None] | None = None) -> TrainResult:
+          progress: bool = True, callback: Callable[[Trainer], None] | None = None,
+          noise: torch.Tensor | None = None) -> TrainResult:
     """Train on `images` (N, 1, 28, 28) float32 in [-1, 1] (and `labels` (N,) for a conditional backbone).
+
+    noise (N, 1, 28, 28): a fixed noise for each image, for reflow (objectives.reflow_pairs: images[i] is the
+    teacher's ODE end from noise[i]); by default a fresh noise is drawn for every image at every step.
 
     With out_dir, checkpoints go to out_dir/last.pt every `checkpoint_every` steps and at the end,
     and, if resume is True and out_dir/last.pt exists, training continues from it: its recorded settings
@@ -448,21 +548,38 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         raise NotADirectoryError(f"out_dir {last.parent} is a file, not a folder; give a folder for the checkpoints")
     trainer = Trainer(config, device)
     check_training_data(images, labels, trainer.model)
+    if noise is not None and (not isinstance(noise, torch.Tensor) or noise.shape != images.shape):
+        raise ValueError(f"noise must pair one noise with each image, shape {tuple(images.shape)}, got "
+                         f"{tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
+    written = None
     if last is not None and resume and last.exists():
         checkpoint = load_checkpoint(last)
         check_resumable(checkpoint, config, last)
+        recorded = checkpoint.get("data_size")                # absent in files written before it was recorded
+        if recorded is not None and recorded != images.shape[0]:
+            raise ResumeMismatchError(
+                f"cannot resume from {last}: it was trained on {recorded} images and is given {images.shape[0]} "
+                "(data_size: the batches of a resumed run follow from the data's size); pass the same images, or "
+                "start over with resume=False", last, [("data_size", recorded, images.shape[0])])
         trainer.load(last, checkpoint)
+        if trainer.step > config.steps:
+            raise ValueError(f"cannot resume from {last}: it is already at step {trainer.step}, past steps = "
+                             f"{config.steps} (--steps); give steps >= {trainer.step} to train on, or start over with "
+                             "resume=False (--fresh)")
+        if trainer.step == config.steps:
+            written = last                                    # nothing left to train: the file holds this state
+    trainer.data_size = images.shape[0]
     if last is not None:
         remove_stale_temp_files(last)
     images, labels = training_data_on(trainer.device, images, labels)
-    start, written = time.monotonic(), None
+    start = time.monotonic()
     bar = tqdm(total=config.steps, initial=trainer.step, desc=f"train {config.backbone}", disable=not progress)
     while trainer.step < config.steps:
         idx = trainer.batch_indices(images.shape[0], images.device)
         y = None
         if labels is not None:    # checked by check_training_data: the network need not read them back
             y = mark_known_range(labels[idx], 0, trainer.model.num_classes - 1)
-        trainer.train_step(images[idx], y)
+        trainer.train_step(images[idx], y, None if noise is None else noise[idx.to(noise.device)])
         bar.update(1)
         if trainer.step % LOSS_READ_EVERY == 0 or trainer.step == config.steps:
             bar.set_postfix(loss=f"{trainer.history['loss'][-1]:.4f}", refresh=False)
@@ -477,4 +594,6 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     ema_model = build_backbone(config.backbone, **config.backbone_kwargs).to(trainer.device)
     ema_model.load_state_dict(trainer.ema.module.state_dict())
     ema_model.T = config.T
+    for network in (trainer.model, ema_model):                        # they know what they are (objectives.mark_model)
+        mark_model(network, config.objective, trainer.schedule)
     return TrainResult(trainer.model.eval(), ema_model.eval(), trainer.history, trainer.step, written)

@@ -147,8 +147,8 @@ print(f"the clean digits x_0 themselves: mean {many.mean():+.2f}, std {many.std(
 
 # %%
 dl.plotting.plot_pixel_histograms(
-    [dl.q_sample(many, torch.full((many.shape[0],), t), linear, noise=eps_many) for t in hist_ts],
-    [f"t = {t}" for t in hist_ts], title="pixels of x_t, linear schedule");
+    [dl.q_sample(many, torch.full((many.shape[0],), t), s, noise=eps_many) for s in schedules for t in hist_ts],
+    [f"{s.name}, t = {t}" for s in schedules for t in hist_ts], title="pixels of x_t, one row per schedule");
 
 # %% [markdown]
 # **Question.** The clean digits have the mean and standard deviation of the last printed line, not $0$ and $1$.

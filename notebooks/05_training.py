@@ -396,16 +396,19 @@ dl.plotting.show_grid(samples, title=f"shipped U-Net: {B.n_samples} samples, DDI
 # reads as digits after 10 minutes (0.920, Fréchet distance 17.0) where no unconditional row passes 0.74. Knowing
 # which digit to draw takes away the hardest part of the task. Next is the objective: $\varepsilon$ is the worst of
 # the four at this budget, and x0, v and flow matching are level in confident share, with flow's Fréchet distance the
-# lowest. Then the smaller ones: the cosine schedule helps v, min-SNR weighting helps $\varepsilon$ but hurts v and
-# flow, and a shorter EMA (0.998) helps a 10-minute flow run. The wider network does only a little at 10 minutes:
-# each of its steps costs half as much again, so it sees two thirds as many images.
+# lowest. Of the other choices only min-SNR weighting moved the confident share by more than the table can resolve
+# (the next paragraph): it helps $\varepsilon$ (0.704 against 0.630) and hurts flow (0.602 against 0.702).
 #
 # At $p = 0.7$ the sampling error is $\sqrt{0.21/500} \approx 0.02$, so a difference under about 0.04 (two errors)
-# is not a finding without more samples or a second training seed: x0 against v against flow, or EMA 0.9995
-# against the base, are ties.
+# is not a finding without more samples or a second training seed. That makes ties of x0 against v against flow,
+# and of every remaining change against its base row: the cosine schedule for v (+0.032), min-SNR for v (-0.022),
+# EMA 0.998 for flow (+0.032) and 0.9995 for $\varepsilon$ (+0.006), the wider network for flow (+0.036) and for
+# $\varepsilon$ (-0.030). Their Fréchet distances lean the same way as their confident shares, but one run each cannot
+# tell a small effect from luck. The wider network had little chance to show more at 10 minutes: each of its steps
+# costs half as much again, so it saw two thirds as many images (2,989 steps against 4,568).
 #
 # DDIM's first step computes $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta)/\sqrt{\bar\alpha_t}$
-# at $t = 999$, where $\sqrt{\bar\alpha_t} = 4.9 \cdot 10^{-5}$: an error of 0.01 in $\varepsilon_\theta$ becomes an
+# at the first timestep, `t = 999`, where $\sqrt{\bar\alpha_t} = 4.9 \cdot 10^{-5}$: an error of 0.01 in $\varepsilon_\theta$ becomes an
 # error of 200 in $\hat x_0$, and the chain starts from it. Plain DDIM drew pure noise from that network (confident
 # share 0.000). Clipping $\hat x_0$ to $[-1, 1]$ at every step (`dl.samplers.clipped_x0_eps_model`, Ho et al.'s
 # "clip_denoised") repairs it. A v-prediction network does not have the problem: its $\hat x_0 =

@@ -44,7 +44,8 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebooks 01-05 (the schedule, $q(x_t \mid x_0)$, and the network trained to predict
 # $\varepsilon$).
 #
-# **Run time:** about a minute on a 2-core CPU (23 seconds in quick mode). Most of it is the full chain: 1000
+# **Run time:** about a minute on a 2-core CPU to itself (the run committed here took 297 s: other jobs shared the
+# CPU; 23 seconds in quick mode). Most of it is the full chain: 1000
 # network calls on `B.ddpm_images` images (section 2); section 4 runs two more chains on a quarter of them. A GPU
 # (Colab: Runtime > Change runtime type) makes it much faster.
 
@@ -198,7 +199,11 @@ print("share of images already showing their final digit:",
 # Ho et al. tried two variances for the fresh noise and found similar samples:
 # $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$, the variance of the true posterior
 # $q(x_{t-1} \mid x_t, x_0)$ (the library's default, `variance="beta_tilde"`), and $\sigma_t^2 = \beta_t$
-# (`variance="beta"`). They differ only for the last few dozen steps:
+# (`variance="beta"`). They are the two extremes (Ho et al. 2020, Sec. 3.2): $\tilde\beta_t$ is the best choice if
+# every image were one and the same fixed $x_0$, $\beta_t$ if the images were pure noise, $x_0 \sim \mathcal{N}(0, I)$.
+# For data of unit variance per pixel they bound how much randomness, the *entropy*, the reverse step can need:
+# $\tilde\beta_t$ from below, $\beta_t$ from above (hence the legend's title). They differ only for the last few
+# dozen steps:
 
 # %%
 dl.plotting.plot_ddpm_sigmas(schedule);

@@ -46,7 +46,8 @@ if "google.colab" in sys.modules:
 # **What you need first:** notebook 06 (the DDPM step, $\hat x_0$, the shipped network) and, for the metric, the
 # idea of a classifier's confidence.
 #
-# **Run time:** about a minute on a 2-core CPU (22 seconds in quick mode). Most of it is the DDPM chain of section 3
+# **Run time:** about a minute on a 2-core CPU to itself (the run committed here took 360 s: other jobs shared the
+# CPU; 22 seconds in quick mode). Most of it is the DDPM chain of section 3
 # (1000 network calls on `B.ddpm_images // 2` images) and the measured sweep of section 5 (10 + 20 + 50 steps at two
 # values of $\eta$ on `B.sweep_samples // 2` images). A GPU (Colab: Runtime > Change runtime type) makes it much
 # faster.
@@ -145,7 +146,7 @@ print("the grid's (10 steps, eta 0) images are the call above:", torch.equal(gri
 
 # %%
 compare_rows = {"DDPM 1000": ddpm, **{f"DDIM {s}, eta {e:g}": grid_images[(s, e)] for s in (50, 10) for e in (0.0, 1.0)}}
-dl.plotting.show_rows(compare_rows, title="the same x_(T-1) in every column");
+dl.plotting.show_rows(compare_rows, title="the same starting noise x_T in every column");
 
 # %% [markdown]
 # **Question.** DDIM with $\eta = 0$ and DDPM start from the same noise but usually end at *different* digits, while
@@ -280,6 +281,18 @@ dl.plotting.plot_quality_vs_steps({**{f"DDIM, eta = {eta:g}, {n_sweep} images": 
 # (`python benchmarks/run.py --sections sampling`, results in `benchmarks/RESULTS.md` in the repository) scores DDPM-1000
 # and DDIM on 500 images each, with the same classifier.
 #
+# The times per image are not comparable across that table either: DDPM ran in a batch of 8 (section 3), the DDIM
+# rows in batches of 100, and the time per image depends on the batch size (and, on a shared machine, on what else
+# runs). The same 8 starting noises through DDIM with 20 steps, timed in the same batch of 8:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+_, ddim20_seconds = dl.sweeps.timed(dl.sweeps.ddim_images, model, x_T, schedule, 20)
+print(f"a batch of {n_compare}: DDPM, {T} steps, {ddpm_seconds / n_compare:.3f} s per image; DDIM, 20 steps, "
+      f"{ddim20_seconds / n_compare:.4f} s per image: {ddpm_seconds / ddim20_seconds:.0f} times less time for "
+      f"{T // 20} times fewer network calls")
+
+# %% [markdown]
 # **Question.** From the table, which number of steps and which $\eta$ would you use in class, and how much faster
 # than DDPM is that? (DDPM is DDIM with $\eta = 1$ on all 1000 steps: where would its point lie on the $\eta = 1$
 # curve if it were scored on as many images?)
@@ -289,7 +302,9 @@ dl.plotting.plot_quality_vs_steps({**{f"DDIM, eta = {eta:g}, {n_sweep} images": 
 # Within this table's noise (a few hundredths), 20 steps are as good as 50 at $\eta = 0$ (confident share 0.86
 # against 0.84, Fréchet distance 82 against 84), and $\eta = 1$ at 50 steps is the best point (0.94). For a class,
 # 20 steps at $\eta = 0$: deterministic, so the same noise gives the same digit every time you run it, and 20 network
-# calls per image against DDPM's 1000, fifty times fewer (the table's times per image show about that ratio). If
+# calls per image against DDPM's 1000, fifty times fewer. Timed in the same batch of 8 it took 74 times less time per
+# image in the run committed here, near the ratio of calls for a CPU that other jobs shared (the table's own ratio,
+# 67 here, compares DDPM's batch of 8 with DDIM's batches of 100, and moves with the batch size). If
 # quality matters more than speed, 50 steps at $\eta = 1$, the best confident share here and in the model card,
 # although its Fréchet distance here is the table's worst (89): with 100 images, a few units either way are noise.
 # DDPM sits at the right end of the $\eta = 1$ curve: the
@@ -392,7 +407,7 @@ print(f"mean |reconstruction - original| per pixel: {(reconstructions - digits).
       f"reconstructions classified as the original digit: {(recon_class.cpu() == torch.arange(10)).sum()} of 10")
 
 # %%
-dl.plotting.show_rows({"original": digits, "encoded x_(T-1)": latents, "decoded": reconstructions},
+dl.plotting.show_rows({"original": digits, "encoded x_T": latents, "decoded": reconstructions},
                       title=f"DDIM encoding and decoding, {B.ddim_steps} steps each way");
 
 # %%

@@ -42,7 +42,8 @@ if "google.colab" in sys.modules:
 #
 # **What you need first:** notebook 07 (DDIM and the classifier-based metric).
 #
-# **Run time:** about a minute on a 2-core CPU (10 seconds in quick mode). Nearly all of it is the sweep of section
+# **Run time:** about a minute on a 2-core CPU to itself (the run committed here took 243 s: other jobs shared the
+# CPU; 10 seconds in quick mode). Nearly all of it is the sweep of section
 # 3: 7 guidance weights x `B.sweep_samples` images x `B.ddim_steps // 5` DDIM steps, each step calling the network on
 # twice the batch. A GPU (Colab: Runtime > Change runtime type) makes it much faster.
 
@@ -93,7 +94,10 @@ print(f"num_classes = {model.num_classes}, null_label = {model.null_label}, "
 print({k: config[k] for k in ("backbone", "backbone_kwargs", "label_dropout", "steps", "batch_size", "lr", "schedule", "T")})
 
 # %%
-Markdown((dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text())
+# the card as a quoted block, its headings as bold lines, so that they do not read as this notebook's own sections
+card_text = (dl.pretrained.WEIGHTS_DIR / "unet_cond.md").read_text()
+Markdown("\n".join("> " + (f"**{line.lstrip('#').strip()}**" if line.startswith("#") else line)
+                    for line in card_text.splitlines()))
 
 # %% [markdown]
 # ## 2. The guidance equation

@@ -562,6 +562,6 @@ dl.exercises.check("09", x0_error);
 #   connection fixes that end, and the convolution still makes the difference at small $t$. ChunkyMLP's failure is
 #   the recipe's: its ReLUs die at the blog's learning rate.
 #
-# **Next:** this is the last notebook for now. Two more are coming: notebook 10 on the ODE view of sampling (the
-# equation that DDIM's deterministic sampler approximates, notebook 07) and faster solvers for it, and notebook 11 on
-# flow matching.
+# **Next:** notebook 10, the ODE view of sampling: the noise prediction read as a score, notebook 07's deterministic
+# DDIM as Euler's method on an ordinary differential equation, and whether a second-order solver (Heun) gives better
+# digits for the same number of network evaluations.

@@ -82,8 +82,8 @@ def test_arch_record_rebuilds_the_network():
     rebuilt = build_backbone(model.arch["name"], **model.arch["kwargs"])
     assert rebuilt.arch == model.arch
     assert count_parameters(rebuilt) == count_parameters(model)
-    assert sorted(BACKBONES) == ["chunky_mlp", "convnet", "mlp", "point_mlp", "smol_mlp", "unet"]
-    assert sorted(IMAGE_BACKBONES) == ["chunky_mlp", "convnet", "mlp", "smol_mlp", "unet"]   # what the CLI trains
+    assert sorted(BACKBONES) == ["chunky_mlp", "convnet", "dit", "mlp", "point_mlp", "smol_mlp", "unet"]
+    assert sorted(IMAGE_BACKBONES) == ["chunky_mlp", "convnet", "dit", "mlp", "smol_mlp", "unet"]   # what the CLI trains
 
 
 def test_unknown_name():

@@ -1,6 +1,7 @@
-"""Bad input, from the command line and the Python API (issue 12).
+"""Bad input, from the command line, the benchmark scripts and the Python API (issues 12 and 22).
 
-Every case in the two tables below asserts three things: the message names the problem (a specific
+Every case in the three tables below (CLI_CASES, BENCH_CASES, API_CASES: input, expected message fragment, and
+exit code 2 or the exception's type) asserts three things: the message names the problem (a specific
 substring), the command line exits with code 2 printing one `error: ...` line and no traceback, and
 nothing was written (the listing of the test's folder, names, sizes and times, is the same before and
 after). Then: a resume with changed settings, a run killed with SIGKILL in the middle of a checkpoint
@@ -31,10 +32,14 @@ from diffusion_lib.forward import predict_eps_from_x0, predict_x0_from_eps, q_sa
 from diffusion_lib.guidance import cfg_eps_model, guided_eps
 from diffusion_lib.pretrained import export_for_sampling
 from diffusion_lib.interpolation import slerp
-from diffusion_lib.samplers import (alpha_bar_at, ddim_sample_progressive, ddim_step, ddim_timesteps, ddpm_step, final,
-                                    record, sample_noise)
+from diffusion_lib.device import default_device
+from diffusion_lib.objectives import min_snr_weight, objective_loss, v_target
+from diffusion_lib.samplers import (NotFiniteError, alpha_bar_at, clipped_x0_eps_model, ddim_invert, ddim_sample_progressive,
+                                    ddim_step, ddim_timesteps, ddpm_sample_progressive, ddpm_step, final,
+                                    flow_euler_sample_progressive, flow_euler_step, flow_heun_sample_progressive,
+                                    heun_sample_progressive, record, sample_noise)
 from diffusion_lib.schedules import extract, longest_schedule, make_schedule
-from diffusion_lib.training import RESUMABLE_FIELDS, TrainConfig, diffusion_loss, train
+from diffusion_lib.training import RESUMABLE_FIELDS, TrainConfig, Trainer, diffusion_loss, train
 
 from _tiny import one_thread  # noqa: F401 (one_thread is autouse)
 from _tiny import synthetic_mnist, tiny_config
@@ -55,9 +60,12 @@ def runs(tmp_path_factory):
     train(tiny_config(steps=1, T=T), images, out_dir=root / "uncond", progress=False)
     train(tiny_config(steps=1, T=T, backbone_kwargs=COND), images, labels, out_dir=root / "cond", progress=False)
     train(tiny_config(steps=1, T=T, objective="flow"), images, out_dir=root / "flow", progress=False)
+    train(tiny_config(steps=1, T=T, objective="flow", backbone_kwargs=COND), images, labels, out_dir=root / "flow_cond",
+          progress=False)
+    train(tiny_config(steps=1, T=T, objective="x0"), images, out_dir=root / "x0", progress=False)
     export_for_sampling(root / "uncond" / "last.pt", root / "shipped.pt")
     return {"uncond": root / "uncond" / "last.pt", "cond": root / "cond" / "last.pt", "shipped": root / "shipped.pt",
-            "flow": root / "flow" / "last.pt"}
+            "flow": root / "flow" / "last.pt", "flow_cond": root / "flow_cond" / "last.pt", "x0": root / "x0" / "last.pt"}
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +117,33 @@ def a_run(which):
     return setup
 
 
+def a_changed_copy(name, change, of="uncond"):
+    """tmp/<name>: a copy of one of the `runs` checkpoints, its record changed by change(record) (saved with a digest)."""
+    def setup(tmp, runs, monkeypatch):
+        record = load_checkpoint(runs[of])
+        change(record)
+        save_checkpoint(record, tmp / name)
+    return setup
+
+
+def a_flipped_copy(name, of="uncond"):
+    """tmp/<name>: a copy of one of the `runs` checkpoints with one bit flipped inside a tensor's bytes."""
+    def setup(tmp, runs, monkeypatch):
+        from test_checkpoints import flip_a_tensor_byte
+        flip_a_tensor_byte(runs[of], tmp / name)
+    return setup
+
+
+def env(name, value):
+    def setup(tmp, runs, monkeypatch):
+        monkeypatch.setenv(name, value)
+    return setup
+
+
+def drop_last_ema_tensor(record):
+    record["ema"] = {k: v for k, v in list(record["ema"].items())[:-1]}
+
+
 # ----------------------------------------------------------------------------- the command line
 
 def case(id, argv, match, setup=None):
@@ -134,7 +169,7 @@ CLI_CASES = [
     case("no-ema-on-a-sampling-only-file", "sample --checkpoint {shipped} --no-ema --steps 2 --n 2 --out {tmp}/x.png",
          "no raw weights, only the EMA ones"),
     # The issue's silently accepted inputs
-    case("n-0", f"{SAMPLE_U} --n 0 --out {{tmp}}/x.png", "argument --n: must be an integer >= 1, got 0"),
+    case("n-0", f"{SAMPLE_U} --n 0 --out {{tmp}}/x.png", "argument --n: must be an integer in [1, 10000], got 0"),
     case("steps-0", "sample --checkpoint {uncond} --steps 0 --out {tmp}/x.png", "argument --steps: must be an integer >= 1, got 0"),
     case("w-on-an-unconditional-model", f"{SAMPLE_U} --w 2 --out {{tmp}}/x.png", "--w needs a class-conditional model"),
     case("eta-under-ddpm", "sample --checkpoint {uncond} --sampler ddpm --eta 0.5 --out {tmp}/x.png",
@@ -147,7 +182,7 @@ CLI_CASES = [
          "--sampler flow-euler does not apply to this model"),
     case("eta-on-a-flow-model", "sample --checkpoint {flow} --eta 0.5 --out {tmp}/x.png",
          "--eta applies to --sampler ddim only, and this model samples with flow-euler"),
-    case("w-nan", f"{SAMPLE_C} --w nan --out {{tmp}}/x.png", "argument --w: must be a finite number >= 0, got nan"),
+    case("w-nan", f"{SAMPLE_C} --w nan --out {{tmp}}/x.png", "argument --w: must be a finite number in [0, 20], got nan"),
     case("label-10-the-null-label", f"{SAMPLE_C} --label 10 --out {{tmp}}/x.png", "--label 10 is not a class of this model"),
     case("limit-negative", f"{TRAIN} --limit -5", "argument --limit: must be an integer >= 1, got -5"),
     case("epochs-0", "train --epochs 0 --out {tmp}/run", "argument --epochs: must be > 0, got 0"),
@@ -162,7 +197,7 @@ CLI_CASES = [
          "--lr: the checkpoint records 0.001, this command gives 0.5", a_run("uncond")),
     # The issue's raw torch messages
     case("base-0", f"{TRAIN} --base 0", "argument --base: must be an integer >= 8 and a multiple of 8, got 0"),
-    case("n-negative", f"{SAMPLE_U} --n -3 --out {{tmp}}/x.png", "argument --n: must be an integer >= 1, got -3"),
+    case("n-negative", f"{SAMPLE_U} --n -3 --out {{tmp}}/x.png", "argument --n: must be an integer in [1, 10000], got -3"),
     case("nrow-negative", f"{SAMPLE_U} --nrow -1 --out {{tmp}}/x.png", "argument --nrow: must be an integer >= 1, got -1"),
     # The issue's long schedule
     case("linear-T-20000", f"{TRAIN} --T 20000", "the linear schedule with T = 20000 is not representable in float32"),
@@ -175,7 +210,7 @@ CLI_CASES = [
     case("variance-under-ddim", f"{SAMPLE_U} --variance beta --out {{tmp}}/x.png", "--variance applies to --sampler ddpm only"),
     case("label-on-an-unconditional-model", f"{SAMPLE_U} --label 3 --out {{tmp}}/x.png", "--label needs a class-conditional model"),
     case("label-negative", f"{SAMPLE_C} --label -1 --out {{tmp}}/x.png", "argument --label: must be an integer >= 0, got -1"),
-    case("w-negative", f"{SAMPLE_C} --w -1 --out {{tmp}}/x.png", "argument --w: must be >= 0, got -1"),
+    case("w-negative", f"{SAMPLE_C} --w -1 --out {{tmp}}/x.png", "argument --w: must be in [0, 20], got -1"),
     case("no-ema-on-a-shipped-model", "sample --pretrained unet --no-ema --out {tmp}/x.png",
          "the shipped models hold only their EMA weights"),
     case("unknown-pretrained", "sample --pretrained nope --out {tmp}/x.png", "argument --pretrained: invalid choice: 'nope'"),
@@ -189,14 +224,14 @@ CLI_CASES = [
          a_file("file")),
     case("device-unknown", f"{SAMPLE_U} --device banana --out {{tmp}}/x.png", "argument --device: 'banana' is not a device"),
     case("device-absent", f"{SAMPLE_U} --device cuda:7 --out {{tmp}}/x.png", "argument --device: 'cuda:7'"),
-    case("sample-threads-0", f"{SAMPLE_U} --threads 0 --out {{tmp}}/x.png", "argument --threads: must be an integer >= 1"),
+    case("sample-threads-0", f"{SAMPLE_U} --threads 0 --out {{tmp}}/x.png", "argument --threads: must be an integer in [1, "),
     case("sample-seed-negative", f"{SAMPLE_U} --seed -1 --out {{tmp}}/x.png", "argument --seed: must be an integer in [0, 4294967295]"),
     case("nrow-more-than-n", f"{SAMPLE_U} --nrow 5 --out {{tmp}}/x.png", "--nrow 5 is more than the 2 images"),
-    case("n-not-an-integer", f"{SAMPLE_U} --n 2.5 --out {{tmp}}/x.png", "argument --n: must be an integer >= 1, got '2.5'"),
+    case("n-not-an-integer", f"{SAMPLE_U} --n 2.5 --out {{tmp}}/x.png", "argument --n: must be an integer in [1, 10000], got '2.5'"),
     # More of each kind: train
     case("batch-size-0", f"{TRAIN} --batch-size 0", "argument --batch-size: must be an integer >= 1, got 0"),
-    case("lr-0", f"{TRAIN} --lr 0", "argument --lr: must be > 0, got 0"),
-    case("lr-nan", f"{TRAIN} --lr nan", "argument --lr: must be a finite number > 0"),
+    case("lr-0", f"{TRAIN} --lr 0", "argument --lr: must be in (0, 1], got 0"),
+    case("lr-nan", f"{TRAIN} --lr nan", "argument --lr: must be a finite number in (0, 1]"),
     case("weight-decay-negative", f"{TRAIN} --weight-decay -0.1", "argument --weight-decay: must be >= 0, got -0.1"),
     case("T-0", f"{TRAIN} --T 0", "argument --T: must be an integer >= 1, got 0"),
     case("train-steps-0", "train --steps 0 --out {tmp}/run", "argument --steps: must be an integer >= 1, got 0"),
@@ -223,7 +258,7 @@ CLI_CASES = [
     case("unknown-dataset", f"{TRAIN} --dataset cifar", "argument --dataset: invalid choice: 'cifar'"),
     case("unknown-precision", f"{TRAIN} --precision fp16", "argument --precision: invalid choice: 'fp16'"),
     case("train-seed-negative", f"{TRAIN} --seed -1", "argument --seed: must be an integer in [0, 4294967295], got -1"),
-    case("train-threads-0", f"{TRAIN} --threads 0", "argument --threads: must be an integer >= 1, got 0"),
+    case("train-threads-0", f"{TRAIN} --threads 0", "argument --threads: must be an integer in [1, "),
     case("limit-0", f"{TRAIN} --limit 0", "argument --limit: must be an integer >= 1, got 0"),
     case("limit-more-than-the-data", f"{TRAIN} --limit 1000", "--limit 1000 is more than the 16 training images"),
     case("data-not-a-folder", f"{TRAIN} --data {{tmp}}/nodata", "is not a folder; give the folder that holds MNIST/raw"),
@@ -237,6 +272,52 @@ CLI_CASES = [
          "the checkpoint records {'base': 8}, this command gives {'base': 8, 'num_classes': 10}", a_run("uncond")),
     case("resume-a-corrupt-checkpoint", f"{SAME_AS_RUN} --out {{tmp}}/run", "is corrupt or not a diffusion_lib checkpoint",
          lambda tmp, runs, mp: ((tmp / "run").mkdir(), (tmp / "run" / "last.pt").write_bytes(b"torn"))),
+    # Issue 22: wrong results
+    case("flow-with-a-schedule", f"{TRAIN} --objective flow --schedule cosine",
+         "--schedule cosine means nothing to --objective flow"),
+    case("flow-min-snr-with-a-schedule", f"{TRAIN} --objective flow --loss-weighting min_snr --schedule linear",
+         "--schedule linear means nothing to --objective flow"),
+    case("w-1e308", f"{SAMPLE_C} --w 1e308 --out {{tmp}}/x.png", "argument --w: must be in [0, 20], got 1e+308"),
+    case("w-1e308-flow", "sample --checkpoint {flow_cond} --steps 2 --n 2 --w 1e308 --out {tmp}/x.png",
+         "argument --w: must be in [0, 20]"),
+    case("w-21", f"{SAMPLE_C} --w 21 --out {{tmp}}/x.png", "argument --w: must be in [0, 20], got 21"),
+    # Issue 22: tracebacks
+    case("device-env-bogus", f"{SAMPLE_U} --out {{tmp}}/x.png", "DIFFUSION_LIB_DEVICE=bogus is not a device",
+         env("DIFFUSION_LIB_DEVICE", "bogus")),
+    case("device-env-absent-cuda", f"{SAMPLE_U} --out {{tmp}}/x.png", "DIFFUSION_LIB_DEVICE=cuda:7: this machine has",
+         env("DIFFUSION_LIB_DEVICE", "cuda:7")),
+    case("train-device-env-bogus", TRAIN, "DIFFUSION_LIB_DEVICE=bogus is not a device (cpu, cuda, cuda:N or mps); set DIFFUSION_LIB_DEVICE to cpu",
+         env("DIFFUSION_LIB_DEVICE", "bogus")),
+    case("weights-that-do-not-fit", "sample --checkpoint {tmp}/misfit.pt --steps 2 --n 2 --out {tmp}/x.png",
+         "misfit.pt: its EMA weights do not fit the architecture it records (unet)",
+         a_changed_copy("misfit.pt", drop_last_ema_tensor)),
+    case("threads-beyond-the-cpus", f"{SAMPLE_U} --threads 100000 --out {{tmp}}/x.png",
+         "argument --threads: must be an integer in [1, "),
+    case("n-beyond-a-picture", f"{SAMPLE_U} --n 100000000000 --out {{tmp}}/x.png",
+         "argument --n: must be an integer in [1, 10000], got 100000000000"),
+    case("lr-1e300", f"{TRAIN} --lr 1e300", "argument --lr: must be in (0, 1], got 1e+300"),
+    case("batch-size-beyond-the-data", "train --base 8 --batch-size 100 --steps 1 --out {tmp}/run",
+         "--batch-size 100 is more than the 16 training images"),
+    case("checkpoint-is-a-folder", "sample --checkpoint {tmp}/run --out {tmp}/x.png", "is a folder, not a checkpoint file",
+         a_folder("run")),
+    # Issue 22: silent accepts
+    case("T-1", f"{TRAIN} --T 1", "the linear schedule with T = 1 does not end in noise"),
+    case("T-10", f"{TRAIN} --T 10", "use T >= 11"),
+    case("resume-with-another-limit", "train --base 8 --batch-size 4 --T 20 --steps 2 --limit 4 --out {tmp}/run",
+         "--limit: the checkpoint records 8, this command gives 4", a_run("uncond")),
+    case("resume-already-past-the-steps", "train --base 8 --batch-size 4 --T 20 --steps 1 --out {tmp}/run",
+         "is already at step 1, and this run asks for 1 steps in all", a_run("uncond")),
+    case("a-flipped-byte", "sample --checkpoint {tmp}/flipped.pt --steps 2 --n 2 --out {tmp}/x.png",
+         "flipped.pt is damaged: its contents no longer match the digest", a_flipped_copy("flipped.pt")),
+    case("T-0-in-a-checkpoint", "sample --checkpoint {tmp}/t0.pt --steps 2 --n 2 --out {tmp}/x.png",
+         "t0.pt records a schedule that cannot be built",
+         a_changed_copy("t0.pt", lambda r: r.update(schedule={"name": "linear", "T": 0}))),
+    case("train-out-under-proc", "train --base 8 --batch-size 4 --steps 2 --out /proc/diffusion_lib_test_run", "/proc"),
+    case("sample-out-under-proc", f"{SAMPLE_U} --out /proc/diffusion_lib_test.png", "/proc"),
+    case("heun-on-a-flow-model", "sample --checkpoint {flow} --sampler heun --out {tmp}/x.png",
+         "--sampler heun does not apply to this model: it was trained with flow matching"),
+    case("ddim-on-a-conditional-flow-model", "sample --checkpoint {flow_cond} --sampler ddim --out {tmp}/x.png",
+         "--sampler ddim does not apply to this model"),
 ]
 
 
@@ -268,7 +349,141 @@ def test_the_command_line_refuses(argv, match, setup, runs, tmp_path, monkeypatc
 
 
 def test_the_tables_hold_at_least_60_cases():
-    assert len(CLI_CASES) >= 60 and len(API_CASES) >= 60
+    assert len(CLI_CASES) >= 60 and len(API_CASES) >= 60 and len(BENCH_CASES) >= 40
+
+
+def test_sampling_says_which_weights_it_used(runs, tmp_path, capsys):
+    """A checkpoint without EMA weights samples its raw ones, and says so (issue 22)."""
+    record = load_checkpoint(runs["uncond"])
+    del record["ema"]
+    save_checkpoint(record, tmp_path / "noema.pt")
+    assert cli.main(expand(f"sample --checkpoint {{tmp}}/noema.pt --steps 2 --n 2 --out {{tmp}}/x.png", tmp_path, runs)) == 0
+    assert "raw weights: this checkpoint holds no EMA ones" in capsys.readouterr().out
+    assert cli.main(expand(f"{SAMPLE_U} --out {{tmp}}/y.png", tmp_path, runs)) == 0
+    assert "EMA weights" in capsys.readouterr().out
+
+
+def test_a_failed_png_write_leaves_no_partial_file(runs, tmp_path, monkeypatch):
+    """The PNG is written like a checkpoint: a temporary file, then a rename (issue 22)."""
+    from PIL import Image
+    from diffusion_lib.images import save_grid
+    (tmp_path / "x.png").write_bytes(b"the previous grid")
+
+    def fail_half_way(self, f, *args, **kwargs):
+        f.write(b"half a PNG")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Image.Image, "save", fail_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        save_grid(x(4), tmp_path / "x.png")
+    assert (tmp_path / "x.png").read_bytes() == b"the previous grid"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+# ----------------------------------------------------------------------------- the benchmark scripts (issue 22)
+
+def bench(id, script, argv, match, setup=None):
+    return pytest.param(script, argv, match, setup, id=f"{script}:{id}")
+
+
+EV = "--checkpoint {uncond} --n 2 --steps 2"
+EV_C = "--checkpoint {cond} --n 2 --steps 2"
+BENCH_CASES = [
+    bench("pretrained-bogus", "evaluate", "--pretrained bogus", "argument --pretrained: invalid choice: 'bogus'"),
+    bench("n-0", "evaluate", "--checkpoint {uncond} --n 0", "argument --n: must be an integer in [1, 10000], got 0"),
+    bench("n-negative", "evaluate", "--checkpoint {uncond} --n -2", "argument --n: must be an integer in [1, 10000]"),
+    bench("n-not-an-integer", "evaluate", "--checkpoint {uncond} --n 2.5", "argument --n: must be an integer"),
+    bench("eta-1.5", "evaluate", f"{EV} --eta 1.5", "argument --eta: must be in [0, 1], got 1.5"),
+    bench("eta-nan", "evaluate", f"{EV} --eta nan", "argument --eta: must be a finite number in [0, 1]"),
+    bench("eta-negative", "evaluate", f"{EV} --eta -0.1", "argument --eta: must be in [0, 1], got -0.1"),
+    bench("eta-empty", "evaluate", f"{EV} --eta", "argument --eta: expected at least one argument"),
+    bench("eta-with-heun", "evaluate", f"{EV} --sampler heun --eta 0.5", "--eta applies to --sampler ddim only"),
+    bench("threads-negative", "evaluate", f"{EV} --threads -1", "argument --threads: must be an integer in [1, "),
+    bench("threads-0", "evaluate", f"{EV} --threads 0", "argument --threads: must be an integer in [1, "),
+    bench("json-unwritable", "evaluate", f"{EV} --json /proc/diffusion_lib_test/results.json", "/proc"),
+    bench("json-is-a-folder", "evaluate", f"{EV} --json {{tmp}}/out", "--json {tmp}/out is a folder", a_folder("out")),
+    bench("json-under-a-file", "evaluate", f"{EV} --json {{tmp}}/file/r.json", "is a file; choose a path under a folder",
+          a_file("file")),
+    bench("w-on-an-unconditional-model", "evaluate", f"{EV} --w 2", "--w needs a class-conditional model"),
+    bench("w-empty", "evaluate", f"{EV_C} --w", "argument --w: expected at least one argument"),
+    bench("w-negative", "evaluate", f"{EV_C} --w -1", "argument --w: must be in [0, 20], got -1"),
+    bench("w-inf", "evaluate", f"{EV_C} --w inf", "argument --w: must be a finite number in [0, 20]"),
+    bench("w-1e308", "evaluate", f"{EV_C} --w 1e308", "argument --w: must be in [0, 20], got 1e+308"),
+    bench("steps-with-ddpm", "evaluate", "--checkpoint {uncond} --n 2 --sampler ddpm --steps 10",
+          "--steps does not apply to --sampler ddpm"),
+    bench("steps-0", "evaluate", "--checkpoint {uncond} --n 2 --steps 0", "argument --steps: must be an integer >= 1, got 0"),
+    bench("steps-more-than-T", "evaluate", "--checkpoint {uncond} --n 2 --steps 50",
+          "--steps asks for 50 steps, more than the T = 20 steps of this model's schedule"),
+    bench("nfe-0", "evaluate", "--checkpoint {uncond} --n 2 --nfe 0", "argument --nfe: must be an integer >= 1, got 0"),
+    bench("nfe-with-ddpm", "evaluate", "--checkpoint {uncond} --n 2 --nfe 5 --sampler ddpm", "--nfe does not apply to --sampler ddpm"),
+    bench("steps-and-nfe", "evaluate", "--checkpoint {uncond} --n 2 --nfe 5 --steps 5", "not allowed with argument"),
+    bench("checkpoint-missing", "evaluate", "--checkpoint {tmp}/none.pt", "no checkpoint at"),
+    bench("checkpoint-corrupt", "evaluate", "--checkpoint {tmp}/bad.pt", "is corrupt or not a diffusion_lib checkpoint",
+          a_file("bad.pt")),
+    bench("checkpoint-misfit", "evaluate", "--checkpoint {tmp}/misfit.pt --n 2", "its EMA weights do not fit",
+          a_changed_copy("misfit.pt", drop_last_ema_tensor)),
+    bench("seed-negative", "evaluate", f"{EV} --seed -1", "argument --seed: must be an integer in [0, 4294967295]"),
+    bench("seed-float", "evaluate", f"{EV} --seed 1.5", "argument --seed: must be an integer"),
+    bench("ddpm-on-a-flow-model", "evaluate", "--checkpoint {flow} --n 2 --sampler ddpm",
+          "--sampler ddpm does not apply to this model: it was trained with flow matching"),
+    bench("flow-sampler-on-an-eps-model", "evaluate", "--checkpoint {uncond} --n 2 --sampler flow-heun",
+          "--sampler flow-heun does not apply to this model"),
+    bench("no-source", "evaluate", "--n 2", "one of the arguments --checkpoint --pretrained is required"),
+    bench("minutes-inf", "recipes", "--minutes inf --out {tmp}/o", "argument --minutes: must be a finite number in (0, 1440]"),
+    bench("minutes-0", "recipes", "--minutes 0 --out {tmp}/o", "argument --minutes: must be in (0, 1440], got 0"),
+    bench("minutes-nan", "recipes", "--minutes nan --out {tmp}/o", "argument --minutes: must be a finite number"),
+    bench("minutes-negative", "recipes", "--minutes -1 --out {tmp}/o", "argument --minutes: must be in (0, 1440], got -1"),
+    bench("minutes-text", "recipes", "--minutes ten --out {tmp}/o", "argument --minutes: must be a number in (0, 1440], got 'ten'"),
+    bench("n-0", "recipes", "--n 0 --out {tmp}/o", "argument --n: must be an integer in [1, 10000], got 0"),
+    bench("curve-every-0", "recipes", "--curve-every 0 --out {tmp}/o", "argument --curve-every: must be > 0, got 0"),
+    bench("curve-every-past-the-budget", "recipes", "--minutes 1 --curve-every 5 --out {tmp}/o",
+          "--curve-every 5 is not less than --minutes 1"),
+    bench("rows-unknown", "recipes", "--rows bogus --out {tmp}/o", "argument --rows: invalid choice: 'bogus'"),
+    bench("rows-empty", "recipes", "--rows --out {tmp}/o", "argument --rows: expected at least one argument"),
+    bench("out-missing", "recipes", "--minutes 1", "the following arguments are required: --out"),
+    bench("out-is-a-file", "recipes", "--out {tmp}/f", "is a file, but training writes a folder", a_file("f")),
+    bench("out-unwritable", "recipes", "--out /proc/diffusion_lib_test_recipes", "/proc"),
+    bench("out-in-a-read-only-folder", "recipes", "--out {tmp}/ro/o", "is not writable", read_only("ro")),
+    bench("clip-x0-of-flow-rows-only", "recipes", "--clip-x0 --rows flow --out {tmp}/o",
+          "every row given is a flow row"),
+    bench("clip-x0-with-curve-every", "recipes", "--clip-x0 --rows eps --curve-every 1 --out {tmp}/o",
+          "--curve-every applies to training, and --clip-x0 trains nothing"),
+    bench("results-json-unreadable", "recipes", "--out {tmp}/o", "results.json cannot be read",
+          lambda tmp, runs, mp: ((tmp / "o").mkdir(), (tmp / "o" / "results.json").write_text("{not json"))),
+]
+
+SCRIPTS = {}
+
+
+def script(name):
+    """benchmarks/<name>.py imported once, with the first step of its work (the classifier's loading) replaced by
+    a failure: a bad invocation that reached the work would fail this test instead of costing minutes."""
+    if name not in SCRIPTS:
+        from _tiny import load_script
+        module = load_script(REPO / "benchmarks" / f"{name}.py", f"bad_inputs_{name}")
+        SCRIPTS[name] = module
+    return SCRIPTS[name]
+
+
+@pytest.mark.parametrize("name, argv, match, setup", BENCH_CASES)
+def test_the_benchmark_scripts_refuse(name, argv, match, setup, runs, tmp_path, monkeypatch, capsys):
+    module = script(name)
+
+    def work_started(*args, **kwargs):
+        raise AssertionError("the script started its work before refusing the bad input")
+    monkeypatch.setattr(module, "load_classifier", work_started)
+    if hasattr(module, "load_mnist"):
+        monkeypatch.setattr(module, "load_mnist", work_started)
+    monkeypatch.chdir(tmp_path)
+    if setup is not None:
+        setup(tmp_path, runs, monkeypatch)
+    before = listing(tmp_path)
+    code = module.main(expand(argv, tmp_path, runs))
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err       # one line
+    assert match.replace("{tmp}", str(tmp_path)) in err, err
+    assert "Traceback" not in err and out == ""
+    assert listing(tmp_path) == before                                   # nothing written
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -360,8 +575,8 @@ API_CASES = [
     api("checkpoint-every-0", lambda tmp, runs: TrainConfig(checkpoint_every=0), ValueError,
         "checkpoint_every must be an integer >= 1, got 0"),
     api("max-minutes-negative", lambda tmp, runs: TrainConfig(max_minutes=-1), ValueError, "max_minutes must be > 0"),
-    api("lr-0", lambda tmp, runs: TrainConfig(lr=0), ValueError, "lr must be > 0, got 0"),
-    api("lr-inf", lambda tmp, runs: TrainConfig(lr=math.inf), ValueError, "lr must be a finite number > 0"),
+    api("lr-0", lambda tmp, runs: TrainConfig(lr=0), ValueError, "lr must be in (0, 1], got 0"),
+    api("lr-inf", lambda tmp, runs: TrainConfig(lr=math.inf), ValueError, "lr must be a finite number in (0, 1]"),
     api("weight-decay-negative", lambda tmp, runs: TrainConfig(weight_decay=-0.1), ValueError, "weight_decay must be >= 0"),
     api("batch-size-0", lambda tmp, runs: TrainConfig(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
     api("steps-float", lambda tmp, runs: TrainConfig(steps=2.5), ValueError, "steps must be an integer >= 1, got 2.5"),
@@ -370,7 +585,7 @@ API_CASES = [
     api("unknown-schedule", lambda tmp, runs: TrainConfig(schedule="quadratic"), ValueError,
         "schedule must be one of ('cosine', 'linear'), got 'quadratic'"),
     api("unknown-objective", lambda tmp, runs: TrainConfig(objective="score"), ValueError,
-        "objective must be one of ('eps', 'flow', 'v', 'x0'), got 'score'"),
+        "objective must be one of ('eps', 'flow', 'meanflow', 'v', 'x0'), got 'score'"),
     api("unknown-loss-weighting", lambda tmp, runs: TrainConfig(loss_weighting="snr"), ValueError,
         "loss_weighting must be one of ('none', 'min_snr')"),
     api("min-snr-gamma-0", lambda tmp, runs: TrainConfig(min_snr_gamma=0), ValueError, "min_snr_gamma must be > 0"),
@@ -441,7 +656,7 @@ API_CASES = [
         ValueError, "got torch.float64 images"),
     # forward.py and the samplers: timesteps
     api("ddpm-step-t-minus-1", lambda tmp, runs: ddpm_step(x(), x(), -1, -2, SCHEDULE), ValueError,
-        "got values in [-1, -1], but this schedule has T = 1000, so t must lie in [0, 999]"),
+        "timestep t_prev must be an integer in [-1, 999] (-1: the clean image"),
     api("ddpm-step-skipping", lambda tmp, runs: ddpm_step(x(), x(), 999, 500, SCHEDULE), ValueError,
         "DDPM steps one timestep at a time"),
     api("alpha-bar-at-T", lambda tmp, runs: alpha_bar_at(SCHEDULE, 1000), ValueError,
@@ -449,11 +664,11 @@ API_CASES = [
     api("ddim-step-eta-from-the-clean-image", lambda tmp, runs: ddim_step(x(), x(), -1, 0, SCHEDULE, eta=0.5),
         ValueError, "eta > 0 needs a noisy starting state"),
     api("ddim-steps-true", lambda tmp, runs: ddim_timesteps(True, 1000), ValueError,
-        "the number of sampling steps must be an integer in [1, T]"),
+        "the number of sampling steps must be an integer in [1, 1000] (T = 1000), got True (bool)"),
     api("sample-noise-negative", lambda tmp, runs: sample_noise(-3), ValueError,
         "the number of images n must be an integer >= 1, got -3"),
     api("record-every-0", lambda tmp, runs: record(ddim_sample_progressive(unet(), x(), SCHEDULE, 2), every=0),
-        ValueError, "every must be a positive integer"),
+        ValueError, "every must be an integer >= 1 (keep every every-th step), got 0"),
     api("slerp-of-zero-vectors", lambda tmp, runs: slerp(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), 0.5), ValueError,
         "a zero vector has no direction"),
     api("nan-x-T", lambda tmp, runs: ddim_sample_progressive(unet(), torch.full((2, 1, 28, 28), math.nan), SCHEDULE, 2),
@@ -476,15 +691,220 @@ API_CASES = [
         f"{longest_schedule('linear')})"),
     # guidance and eta
     api("guided-eps-w-nan", lambda tmp, runs: guided_eps(x(), x(), math.nan), ValueError,
-        "the guidance weight w must be a finite number >= 0"),
+        "the guidance weight w must be a finite number in [0, 20]"),
     api("cfg-w-inf", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([1, 2]), math.inf), ValueError,
-        "the guidance weight w must be a finite number >= 0"),
+        "the guidance weight w must be a finite number in [0, 20]"),
     api("eta-nan", lambda tmp, runs: final(ddim_sample_progressive(unet(), x(), SCHEDULE, 2, eta=math.nan)), ValueError,
         "eta must be a finite number in [0, 1]"),
     # checkpoints
     api("no-ema-on-a-sampling-only-file", lambda tmp, runs: load_model(runs["shipped"], ema=False), CheckpointError,
         "this checkpoint has no raw weights, only the EMA ones"),
+    # Issue 22: wrong results
+    api("ddim-step-eta-1.5", lambda tmp, runs: ddim_step(x(), x(), 500, 400, SCHEDULE, x(), eta=1.5), ValueError,
+        "eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got 1.5"),
+    api("min-snr-t-minus-1", lambda tmp, runs: min_snr_weight(torch.tensor([-1]), SCHEDULE), ValueError,
+        "got values in [-1, -1], but this schedule has T = 1000, so t must lie in [0, 999]"),
+    api("min-snr-t-1000", lambda tmp, runs: min_snr_weight(torch.tensor([1000]), SCHEDULE), ValueError,
+        "t must lie in [0, 999]"),
+    api("clip-x0-with-a-flow-sampler", lambda tmp, runs: evaluate_script().generate(
+        load_model(runs["flow"]), make_schedule("linear", T), 2, "flow-euler", steps=2, clip_x0=True), ValueError,
+        "clip_x0 clips the clean image that eps implies, and --sampler flow-euler steps with a velocity"),
+    api("clipping-a-flow-model", lambda tmp, runs: clipped_x0_eps_model(load_model(runs["flow"]), make_schedule("linear", T)),
+        ValueError, "clipping the implied clean image (clipped_x0_eps_model) needs a network that predicts eps, but "
+        "this one predicts velocity"),
+    api("cfg-w-1e308", lambda tmp, runs: cfg_eps_model(load_model(runs["cond"]), torch.tensor([1, 2]), 1e308),
+        ValueError, "the guidance weight w must lie in [0, 20]"),
+    api("guided-eps-w-21", lambda tmp, runs: guided_eps(x(), x(), 21), ValueError, "w must lie in [0, 20]"),
+    # Issue 22: a model that knows what it is
+    api("ddim-on-a-flow-model", lambda tmp, runs: ddim_sample_progressive(load_model(runs["flow"]), x(), S20, 2),
+        ValueError, "DDIM sampling needs a network that predicts eps, but this one predicts velocity (trained with the "
+        "'flow' objective); sample it with the flow samplers"),
+    api("ddpm-on-a-flow-model", lambda tmp, runs: ddpm_sample_progressive(load_model(runs["flow"]), x(), S20),
+        ValueError, "DDPM sampling needs a network that predicts eps"),
+    api("heun-on-a-flow-model", lambda tmp, runs: heun_sample_progressive(load_model(runs["flow"]), x(), S20, 2),
+        ValueError, "Heun sampling needs a network that predicts eps"),
+    api("inversion-of-a-flow-model", lambda tmp, runs: ddim_invert(load_model(runs["flow"]), x(), S20, 2),
+        ValueError, "DDIM inversion needs a network that predicts eps"),
+    api("flow-euler-on-an-eps-model", lambda tmp, runs: flow_euler_sample_progressive(load_model(runs["uncond"]), x(), S20, 2),
+        ValueError, "flow Euler sampling needs a network that predicts velocity, but this one predicts eps (trained with "
+        "the 'eps' objective); sample it with the DDPM family's samplers"),
+    api("flow-heun-on-an-x0-model", lambda tmp, runs: flow_heun_sample_progressive(load_model(runs["x0"]), x(), S20, 2),
+        ValueError, "flow Heun sampling needs a network that predicts velocity, but this one predicts eps"),
+    api("ddim-on-a-guided-flow-model", lambda tmp, runs: ddim_sample_progressive(
+        cfg_eps_model(load_model(runs["flow_cond"]), torch.tensor([1, 2]), 2.0), x(), S20, 2), ValueError,
+        "DDIM sampling needs a network that predicts eps, but this one predicts velocity"),
+    api("ddim-on-a-raw-x0-network", lambda tmp, runs: ddim_sample_progressive(
+        train(tiny_config(steps=1, T=T, objective="x0"), IMAGES, progress=False).ema, x(), S20, 2),
+        ValueError, "this one predicts x0 (trained with the 'x0' objective); wrap it so that its output becomes eps: "
+        "objectives.eps_model_for(model, 'x0', model.schedule)"),
+    api("ddim-with-another-schedule", lambda tmp, runs: ddim_sample_progressive(load_model(runs["uncond"]), x(),
+        make_schedule("cosine", T), 2), ValueError, "DDIM sampling was given the cosine schedule with T = 20, but this model "
+        "was trained with the linear schedule with T = 20; pass the model's own schedule, model.schedule"),
+    api("flow-with-another-T", lambda tmp, runs: flow_euler_sample_progressive(load_model(runs["flow"]), x(), SCHEDULE, 2),
+        ValueError, "flow Euler sampling was given a schedule with T = 1000, but this model was trained with T = 20"),
+    # Issue 22: numbers as numbers
+    api("eta-a-string", lambda tmp, runs: ddim_sample_progressive(unet(), x(), SCHEDULE, 2, eta="0.5"), ValueError,
+        "eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got the string '0.5'"),
+    api("eta-true", lambda tmp, runs: ddim_sample_progressive(unet(), x(), SCHEDULE, 2, eta=True), ValueError,
+        "eta must be a number in [0, 1]"),
+    api("ddim-step-eta-a-string", lambda tmp, runs: ddim_step(x(), x(), 10, 5, SCHEDULE, eta="0.5"), ValueError,
+        "got the string '0.5'"),
+    api("w-a-string", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([1, 2]), "2"), ValueError,
+        "the guidance weight w must be a number in [0, 20]"),
+    api("w-true", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([1, 2]), True), ValueError,
+        "got True (bool)"),
+    api("guided-eps-w-a-string", lambda tmp, runs: guided_eps(x(), x(), "2"), ValueError, "got the string '2'"),
+    api("gamma-a-string", lambda tmp, runs: min_snr_weight(torch.tensor([3]), SCHEDULE, gamma="5"), ValueError,
+        "min-SNR gamma must be a number > 0"),
+    api("gamma-true", lambda tmp, runs: min_snr_weight(torch.tensor([3]), SCHEDULE, gamma=True), ValueError,
+        "min-SNR gamma must be a number > 0"),
+    api("ddim-step-float-t", lambda tmp, runs: ddim_step(x(), x(), 10.5, 5, S20), ValueError,
+        "timestep t must be an integer (-1: the clean image), got 10.5 (float)"),
+    api("ddim-step-string-t", lambda tmp, runs: ddim_step(x(), x(), "10", 5, S20), ValueError,
+        "timestep t must be an integer"),
+    api("ddpm-step-float-t", lambda tmp, runs: ddpm_step(x(), x(), 10.0, 9.0, S20), ValueError,
+        "timestep t must be an integer in [-1, 19]"),
+    api("sample-noise-float-n", lambda tmp, runs: sample_noise(2.0), ValueError,
+        "the number of images n must be an integer >= 1, got 2.0 (float)"),
+    api("cfg-float-labels", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([1.5, 2.0]), 2.0),
+        ValueError, "labels y must hold integer classes (torch.long), got dtype torch.float32"),
+    api("cfg-float-list-labels", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), [1.5, 2.0], 2.0), ValueError,
+        "labels y must hold integer classes"),
+    # Issue 22: labels
+    api("cfg-the-null-label", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([10, 2]), 2.0),
+        ValueError, "labels y must be classes in [0, 9], got values in [2, 10] (10 is the null label"),
+    api("cfg-label-11", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([11, 2]), 2.0), ValueError,
+        "labels y must be classes in [0, 9]"),
+    api("cfg-label-negative", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([-1, 2]), 2.0),
+        ValueError, "labels y must be classes in [0, 9], got values in [-1, 2]"),
+    api("cfg-labels-2d", lambda tmp, runs: cfg_eps_model(unet(num_classes=10), torch.tensor([[1, 2]]), 2.0), ValueError,
+        "labels y must have shape (B,), one class per image, got shape (1, 2)"),
+    api("cfg-on-an-unconditional-model", lambda tmp, runs: cfg_eps_model(unet(), torch.tensor([1, 2]), 2.0), ValueError,
+        "classifier-free guidance needs a class-conditional model, and this one is unconditional"),
+    # Issue 22: timesteps at every public function
+    api("alpha-bar-at-2.5", lambda tmp, runs: alpha_bar_at(SCHEDULE, 2.5), ValueError,
+        "timestep t must be an integer (-1: the clean image), got 2.5 (float)"),
+    api("flow-euler-step-t-2000", lambda tmp, runs: flow_euler_step(x(), x(), 2000, 1999, SCHEDULE), ValueError,
+        "timestep t must be an integer in [-1, 999]"),
+    api("flow-euler-step-t-minus-5", lambda tmp, runs: flow_euler_step(x(), x(), -5, -6, SCHEDULE), ValueError,
+        "timestep t must be an integer in [-1, 999]"),
+    api("ddim-step-t-2000", lambda tmp, runs: ddim_step(x(), x(), 2000, 1000, SCHEDULE), ValueError,
+        "timestep 2000 is outside [-1, T-1] = [-1, 999]"),
+    api("objective-loss-t-1000", lambda tmp, runs: objective_loss(unet(), x(), SCHEDULE, "eps", t=torch.tensor([1000, 3])),
+        ValueError, "t must lie in [0, 999]"),
+    api("flow-loss-t-1000", lambda tmp, runs: objective_loss(unet(), x(), SCHEDULE, "flow", t=torch.tensor([1000, 3])),
+        ValueError, "t must lie in [0, 999]"),
+    api("flow-loss-float-t", lambda tmp, runs: objective_loss(unet(), x(), SCHEDULE, "flow", t=torch.tensor([0.5, 3.0])),
+        ValueError, "timesteps must be an integer tensor (torch.long), got dtype torch.float32"),
+    # Issue 22: shapes at public boundaries
+    api("weights-of-the-wrong-length", lambda tmp, runs: objective_loss(unet(), x(), SCHEDULE, weights=torch.ones(3)),
+        ValueError, "weights must have shape (B,) = (2,), one per image, got (3,)"),
+    api("noise-of-another-shape", lambda tmp, runs: objective_loss(unet(), x(), SCHEDULE, noise=torch.randn(2, 1, 14, 14)),
+        ValueError, "x0 and noise must have the same shape, got (2, 1, 28, 28) and (2, 1, 14, 14)"),
+    api("ddim-step-eps-of-another-shape", lambda tmp, runs: ddim_step(x(), x(1), 10, 5, S20), ValueError,
+        "x_t and eps must have the same shape, got (2, 1, 28, 28) and (1, 1, 28, 28)"),
+    api("ddim-step-eps-that-broadcasts", lambda tmp, runs: ddim_step(x(), torch.zeros(1, 28, 28), 10, 5, S20), ValueError,
+        "x_t and eps must have the same shape"),
+    api("ddpm-step-eps-of-another-shape", lambda tmp, runs: ddpm_step(x(), torch.zeros(1, 1, 28, 1), 10, 9, S20),
+        ValueError, "x_t and eps must have the same shape"),
+    api("flow-step-u-of-another-shape", lambda tmp, runs: flow_euler_step(x(), x(1), 10, 5, S20), ValueError,
+        "x_t and u must have the same shape"),
+    api("guided-eps-of-other-shapes", lambda tmp, runs: guided_eps(x(), x(1), 2.0), ValueError,
+        "eps_cond and eps_uncond must have the same shape"),
+    api("ddim-step-noise-of-another-shape", lambda tmp, runs: ddim_step(x(), x(), 10, 5, S20, torch.zeros(1, 1, 1, 1), eta=0.5),
+        ValueError, "x_t and noise must have the same shape"),
+    api("v-target-eps-of-another-shape", lambda tmp, runs: v_target(x(), x(1), torch.tensor([3, 3]), SCHEDULE), ValueError,
+        "x0 and eps must have the same shape"),
+    # Issue 22: TrainConfig refuses what the CLI refuses; train() checks its data
+    api("config-gamma-without-min-snr", lambda tmp, runs: TrainConfig(min_snr_gamma=3.0), ValueError,
+        "min_snr_gamma=3.0 applies to loss_weighting='min_snr' only"),
+    api("config-flow-with-cosine", lambda tmp, runs: TrainConfig(objective="flow", schedule="cosine"), ValueError,
+        "schedule='cosine' means nothing to objective='flow'"),
+    api("config-linear-T-20000", lambda tmp, runs: TrainConfig(T=20000), ValueError,
+        f"the linear schedule with T = 20000 is not representable in float32 (alpha_bar underflows); use T <= "
+        f"{longest_schedule('linear')}"),
+    api("config-T-1", lambda tmp, runs: TrainConfig(T=1), ValueError,
+        "the linear schedule with T = 1 does not end in noise: its last state x_{T-1} keeps alpha_bar = 0.9999"),
+    api("config-lr-a-string", lambda tmp, runs: TrainConfig(lr="0.001"), ValueError, "lr must be a finite number"),
+    api("train-on-pixels-in-0-1", lambda tmp, runs: tiny_train(tmp, (IMAGES + 1) / 2), ValueError,
+        "they look like pixels in [0, 1], but the datasets ('mnist', 'fashion_mnist') are scaled to [-1, 1]"),
+    api("train-on-a-list", lambda tmp, runs: tiny_train(tmp, [IMAGES]), TypeError,
+        "images must be a torch.Tensor (N, C, H, W), got list"),
+    api("resume-on-other-data", lambda tmp, runs: tiny_train(tmp, IMAGES[:4], steps=2), CheckpointError,
+        "it was trained on 8 images and is given 4", a_run("uncond")),
+    api("resume-past-its-steps", lambda tmp, runs: tiny_train(tmp, steps=1), ValueError,
+        "it is already at step 2, past steps = 1 (--steps); give steps >= 2 to train on",
+        lambda tmp, runs, mp: tiny_train(tmp, steps=2)),
+    api("trainer-load-with-another-objective", lambda tmp, runs: Trainer(tiny_config(steps=1, T=T, objective="v")).load(
+        runs["uncond"]), CheckpointError, "objective: recorded 'eps', given 'v'"),
+    api("trainer-load-with-another-schedule", lambda tmp, runs: Trainer(tiny_config(steps=1, T=T, schedule="cosine")).load(
+        runs["uncond"]), CheckpointError, "schedule: recorded 'linear', given 'cosine'"),
+    api("trainer-load-with-another-T", lambda tmp, runs: Trainer(tiny_config(steps=1, T=50)).load(runs["uncond"]),
+        CheckpointError, "T: recorded 20, given 50"),
+    api("trainer-load-a-sampling-only-file", lambda tmp, runs: Trainer(tiny_config(steps=1, T=T)).load(runs["shipped"]),
+        CheckpointError, "it is a sampling-only file"),
+    # Issue 22: NaN or inf in the samplers stops at that step
+    api("ddim-of-a-nan-network", lambda tmp, runs: final(ddim_sample_progressive(NAN, x(), S20, 4)), NotFiniteError,
+        "DDIM stopped at step 1 of 4 (t = 19 -> 13): the network returned NaN or infinite values"),
+    api("ddpm-of-a-nan-network", lambda tmp, runs: final(ddpm_sample_progressive(NAN, x(), S20)), NotFiniteError,
+        "DDPM stopped at step 1 of 20 (t = 19 -> 18)"),
+    api("heun-of-an-inf-network", lambda tmp, runs: final(heun_sample_progressive(INF, x(), S20, 2)), NotFiniteError,
+        "Heun stopped at step 1 of 2"),
+    api("flow-euler-of-a-nan-network", lambda tmp, runs: final(flow_euler_sample_progressive(NAN, x(), S20, 2)),
+        NotFiniteError, "flow Euler stopped at step 1 of 2 (t = 19 -> 9)"),
+    api("flow-heun-of-an-inf-network", lambda tmp, runs: final(flow_heun_sample_progressive(INF, x(), S20, 2)),
+        NotFiniteError, "flow Heun stopped at step 1 of 2"),
+    api("ddim-nan-half-way", lambda tmp, runs: record(ddim_sample_progressive(NAN_BELOW_10, x(), S20, 5)), NotFiniteError,
+        "DDIM stopped at step 4 of 5 (t = 5 -> 0): the network returned NaN or infinite values"),
+    api("inversion-of-a-nan-network", lambda tmp, runs: ddim_invert(NAN, x(), S20, 2), NotFiniteError,
+        "DDIM inversion stopped at step 1 of 2"),
+    api("cfg-overflow", lambda tmp, runs: final(ddim_sample_progressive(
+        cfg_eps_model(HUGE_COND, torch.tensor([1, 2]), 20.0), x(), S20, 2)), NotFiniteError, "DDIM stopped at step 1 of 2"),
+    # Issue 22: checkpoints
+    api("load-weights-that-do-not-fit", lambda tmp, runs: load_model(tmp / "misfit.pt"), CheckpointError,
+        "misfit.pt: its EMA weights do not fit the architecture it records (unet)",
+        a_changed_copy("misfit.pt", drop_last_ema_tensor)),
+    api("load-a-flipped-byte", lambda tmp, runs: load_model(tmp / "flipped.pt"), CheckpointError,
+        "flipped.pt is damaged", a_flipped_copy("flipped.pt")),
+    api("load-a-schedule-of-T-0", lambda tmp, runs: load_model(tmp / "t0.pt"), CheckpointError,
+        "t0.pt records a schedule that cannot be built ({'name': 'linear', 'T': 0}: T must be a positive integer",
+        a_changed_copy("t0.pt", lambda r: r.update(schedule={"name": "linear", "T": 0}))),
+    api("load-onto-a-bogus-device", lambda tmp, runs: load_model(runs["uncond"], device="bogus"), ValueError,
+        "'bogus' is not a device (cpu, cuda, cuda:N or mps); pass device='cpu'"),
+    api("load-a-folder", lambda tmp, runs: load_model(tmp), CheckpointError, "is a folder, not a checkpoint file"),
+    api("default-device-bogus", lambda tmp, runs: default_device(), ValueError,
+        "DIFFUSION_LIB_DEVICE=bogus is not a device", env("DIFFUSION_LIB_DEVICE", "bogus")),
 ]
+
+
+def evaluate_script():
+    return script("evaluate")
+
+
+S20 = make_schedule("linear", T)
+
+
+def NAN(x, t, *args):
+    return torch.full_like(x, math.nan)
+
+
+def INF(x, t, *args):
+    return torch.full_like(x, math.inf)
+
+
+def NAN_BELOW_10(x, t, *args):
+    return torch.full_like(x, math.nan) if int(t[0]) < 10 else 0.1 * x
+
+
+class _Huge(torch.nn.Module):
+    """A conditional 'network' whose two outputs differ by 1e38: guided at w = 20 they overflow float32."""
+    num_classes, null_label, image_shape = 10, 10, (1, 28, 28)
+
+    def forward(self, x, t, y):
+        return torch.where((y == 10).reshape(-1, 1, 1, 1), torch.zeros_like(x), torch.full_like(x, 1e38))
+
+
+HUGE_COND = _Huge()
 
 
 @pytest.mark.parametrize("call, error, match, setup", API_CASES)
@@ -552,10 +972,11 @@ def test_an_old_checkpoint_without_the_new_fields_means_their_defaults(runs, tmp
         del checkpoint["config"][name]
     save_checkpoint(checkpoint, tmp_path / "run" / "last.pt")
     assert tiny_train(tmp_path, steps=2).step == 2                       # the defaults: it resumes
-    for name, value in [("objective", "x0"), ("loss_weighting", "min_snr"), ("min_snr_gamma", 2.0),
-                        ("dataset", "fashion_mnist")]:
+    for name, settings in [("objective", {"objective": "x0"}), ("loss_weighting", {"loss_weighting": "min_snr"}),
+                           ("min_snr_gamma", {"loss_weighting": "min_snr", "min_snr_gamma": 2.0}),
+                           ("dataset", {"dataset": "fashion_mnist"})]:
         with pytest.raises(CheckpointError, match=f"{name}: recorded"):
-            tiny_train(tmp_path, steps=3, **{name: value})
+            tiny_train(tmp_path, steps=3, **settings)
 
 
 # ----------------------------------------------------------------------------- killed mid-write, stale temp files

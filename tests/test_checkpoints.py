@@ -161,3 +161,95 @@ def test_missing_file(tmp_path):
     assert str(tmp_path / "nope.pt") in str(info.value)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "nope.pt")
+
+
+# ----------------------------------------------------------------------------- digest (issue 22)
+
+def flip_a_tensor_byte(src, dst):
+    """A copy of src with one bit flipped in the middle of its largest tensor's stored bytes (a zip member
+    archive/data/N; a flip in the zip's padding would change nothing that is read)."""
+    import io
+    import struct
+    import zipfile
+    raw = bytearray(src.read_bytes())
+    big = max((i for i in zipfile.ZipFile(io.BytesIO(bytes(raw))).infolist() if "/data/" in i.filename),
+              key=lambda i: i.compress_size)
+    name_len, extra_len = struct.unpack("<HH", raw[big.header_offset + 26:big.header_offset + 30])
+    raw[big.header_offset + 30 + name_len + extra_len + big.compress_size // 2] ^= 0x10
+    dst.write_bytes(bytes(raw))
+
+
+def test_a_flipped_byte_is_found_by_the_digest(saved, tmp_path):
+    assert load_checkpoint(saved)["step"] == 3                       # the digest of an intact file matches
+    flip_a_tensor_byte(saved, tmp_path / "flipped.pt")
+    raw = torch.load(tmp_path / "flipped.pt", weights_only=True)      # torch alone reads it without a word
+    assert raw["digest"].startswith("sha256:")
+    with pytest.raises(CheckpointError, match=r"flipped.pt is damaged: its contents no longer match the digest"):
+        load_checkpoint(tmp_path / "flipped.pt")
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_model(tmp_path / "flipped.pt")
+
+
+def test_a_file_without_a_digest_still_loads(saved, tmp_path, probe):
+    record = torch.load(saved, weights_only=True)
+    del record["digest"]                                              # as files written before digests
+    torch.save(record, tmp_path / "old.pt")
+    assert "digest" not in load_checkpoint(tmp_path / "old.pt")
+    assert torch.equal(outputs(load_model(tmp_path / "old.pt"), probe), outputs(load_model(saved), probe))
+
+
+def test_the_digest_covers_every_tensor_and_value():
+    from diffusion_lib.checkpoints import payload_digest
+    payload = {"a": torch.zeros(3), "b": {"c": [1, 2.5, "x"]}}
+    same = {"b": {"c": [1, 2.5, "x"]}, "a": torch.zeros(3)}          # key order does not matter
+    assert payload_digest(payload) == payload_digest(same)
+    for changed in ({"a": torch.tensor([0.0, 0.0, 1e-30]), "b": payload["b"]}, {"a": torch.zeros(3, dtype=torch.float64), "b": payload["b"]},
+                    {"a": torch.zeros(3), "b": {"c": [1, 2.5, "y"]}}, {"a": torch.zeros(1, 3), "b": payload["b"]}):
+        assert payload_digest(changed) != payload_digest(payload)
+
+
+# ----------------------------------------------------------------------------- a model that knows what it is
+
+def test_a_loaded_model_carries_its_objective_and_schedule_read_once(saved, monkeypatch):
+    import diffusion_lib.checkpoints as checkpoints
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(checkpoints.torch, "load", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    model = load_model(saved)
+    assert len(reads) == 1
+    assert model.objective == "eps" and model.output == "eps" and model.weights == "ema"
+    assert (model.schedule.name, model.schedule.T) == ("linear", 1000)
+
+
+def test_weights_that_do_not_fit_the_recorded_architecture_name_the_file(saved, tmp_path):
+    record = load_checkpoint(saved)
+    record["ema"] = {k: v for k, v in list(record["ema"].items())[:-1]}
+    save_checkpoint(record, tmp_path / "misfit.pt")
+    with pytest.raises(CheckpointError, match=r"misfit.pt: its EMA weights do not fit the architecture it records"):
+        load_model(tmp_path / "misfit.pt")
+
+
+def test_the_path_a_checkpoint_was_read_from_is_never_saved(saved, tmp_path):
+    record = load_checkpoint(saved)
+    assert record["path"] == str(saved)
+    save_checkpoint(record, tmp_path / "copy.pt")
+    assert "path" not in torch.load(tmp_path / "copy.pt", weights_only=True)
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_previous_checkpoint(saved, monkeypatch):
+    """Issue 22: disk full or file too large came without the file's name; the CLI maps it to a fix."""
+    import errno
+    import diffusion_lib.checkpoints as checkpoints
+    from diffusion_lib.cli import _message
+    before = saved.read_bytes()
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")       # what a write raises: no file name
+    monkeypatch.setattr(checkpoints.torch, "save", full)
+    with pytest.raises(OSError) as info:
+        save_checkpoint({"arch": {}}, saved)
+    assert info.value.filename == str(saved) and info.value.errno == errno.ENOSPC
+    assert _message(info.value) == (f"No space left on device: {saved}; free disk space, or write to another disk "
+                                    "(nothing was left half-written)")
+    assert saved.read_bytes() == before and sorted(p.name for p in saved.parent.iterdir()) == ["last.pt"]

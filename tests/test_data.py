@@ -188,7 +188,14 @@ def _corrupt_size(raw):
     return path, "32 x 32 pixels"
 
 
-@pytest.mark.parametrize("damage", [_corrupt_truncated, _corrupt_magic, _corrupt_html, _corrupt_size])
+def _corrupt_empty(raw):
+    """A header that announces 0 images (issue 22: torch's reader failed with "offset (16 bytes) must be ...")."""
+    path = raw / "train-images-idx3-ubyte"
+    write_idx(path, np.zeros((0, 28, 28), dtype=np.uint8), 2051)
+    return path, "its header announces 0 images"
+
+
+@pytest.mark.parametrize("damage", [_corrupt_truncated, _corrupt_magic, _corrupt_html, _corrupt_size, _corrupt_empty])
 @pytest.mark.parametrize("download", [False, True])
 def test_a_corrupt_file_is_reported_as_corrupt_by_name(tmp_path, no_download, damage, download):
     tiny_dataset(tmp_path, folder="MNIST")
@@ -197,7 +204,7 @@ def test_a_corrupt_file_is_reported_as_corrupt_by_name(tmp_path, no_download, da
         load_mnist(root=tmp_path, download=download)                  # the file is there: no download is tried
     message = str(info.value)
     assert f"{path} is corrupt" in message and what in message
-    assert "Delete the file" in message and "download=True" in message and "not found" not in message
+    assert "delete the file" in message and "download=True" in message and "not found" not in message
     assert isinstance(info.value, ValueError)                         # the command line reports it in one line
 
 

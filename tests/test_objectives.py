@@ -70,7 +70,7 @@ def test_each_objectives_to_eps_inverts_its_target(name):
 
 
 def test_unknown_objective_and_weighting():
-    with pytest.raises(ValueError, match="unknown objective 'score'.*'eps', 'flow', 'v', 'x0'"):
+    with pytest.raises(ValueError, match="unknown objective 'score'.*'eps', 'flow', 'meanflow', 'v', 'x0'"):
         get_objective("score")
     with pytest.raises(ValueError, match="unknown loss weighting 'p2'"):
         loss_weights(torch.tensor([1]), SCHEDULE, "eps", "p2")
@@ -148,6 +148,24 @@ def test_min_snr_weights_by_hand():
     assert loss_weights(t, SCHEDULE, "eps", "none") is None
 
 
+def test_min_snr_weights_of_flow_matching_use_the_straight_path_s_snr_by_hand():
+    """T = 4, gamma = 5: s = (t + 1) / 4 = 1/4, 1/2, 3/4, 1; the path x_s = (1 - s) x_0 + s eps has SNR (1 - s)^2 / s^2
+    = 9, 1, 1/9, 0; the velocity's weight is min(SNR, 5) * s^2 (|d x_0|^2 = s^2 |d u|^2):
+    5/16, 1/4, 1/16, 0. The beta schedule's name plays no part (the DDPM schedule's SNR did before issue 22)."""
+    t = torch.arange(4)
+    hand = torch.tensor([5 / 16, 1 / 4, 1 / 16, 0.0])
+    for name in ("linear", "cosine"):
+        got = min_snr_weight(t, make_schedule(name, 4), "flow", gamma=5.0)
+        assert torch.allclose(got, hand, atol=1e-7), (name, got)
+    assert torch.allclose(get_objective("flow").snr(t, make_schedule("linear", 4)), torch.tensor([9.0, 1.0, 1 / 9, 0.0]))
+
+
+@pytest.mark.parametrize("t", [-1, 1000])
+def test_min_snr_weight_refuses_timesteps_outside_the_schedule(t):
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 999\]"):
+        min_snr_weight(torch.tensor([t]), SCHEDULE, "eps")
+
+
 def test_weights_multiply_the_per_image_loss():
     x0, eps, t = batch()
     net = lambda x, tt, y=None: torch.zeros_like(x)  # noqa: E731
@@ -177,7 +195,7 @@ def test_objective_round_trip_through_a_checkpoint(tmp_path, name):
     assert checkpoint["config"]["loss_weighting"] == "min_snr" and checkpoint["config"]["min_snr_gamma"] == 3.0
     for file in (path, export_for_sampling(path, tmp_path / "shipped.pt")):
         model = load_model(file)                                     # the EMA weights, as samplers get them
-        assert isinstance(model, EpsFromOutput) and model.objective.name == name
+        assert isinstance(model, EpsFromOutput) and model.objective == name and model.output == "eps"
         x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 800])
         with torch.no_grad():
             expected = get_objective(name).to_eps(trainer.ema.module.eval()(x, t), x, t, SCHEDULE)
@@ -214,7 +232,11 @@ def test_the_training_loop_is_the_same_for_every_objective():
     images = torch.rand((4, 1, 28, 28), generator=gen(0)) * 2 - 1
     losses = {}
     for name in sorted(OBJECTIVES):
-        trainer = Trainer(tiny_config(objective=name))
+        if name == "meanflow":                                          # MeanFlow's second time input
+            trainer = Trainer(TrainConfig(backbone="unet", backbone_kwargs={"base": 8, "mults": [1, 1, 1], "interval": True},
+                                          steps=2, batch_size=4, checkpoint_every=1, objective=name))
+        else:
+            trainer = Trainer(tiny_config(objective=name))
         losses[name] = trainer.train_step(images)
     assert len(set(losses.values())) == len(OBJECTIVES)              # a different target each
     trainer = Trainer(tiny_config())

@@ -32,7 +32,8 @@ def needs(*names: str):
                                                                                "diffusion_lib/weights/"))
 
 
-EVERY = [needs(name) for name in sorted(PRETRAINED)]
+LATENT = ("autoencoder", "latent_dit")          # notebook 13's files: tested below, not U-Nets on pixels
+EVERY = [needs(name) for name in sorted(PRETRAINED) if name not in LATENT]
 
 
 def test_every_registered_model_is_shipped_and_the_flow_ones_say_so():
@@ -153,3 +154,65 @@ def test_the_command_line_samples_a_shipped_flow_model_with_a_flow_sampler(name,
     assert out.exists() and "(flow-euler," in capsys.readouterr().out        # the default for a flow model
     assert main(["sample", "--pretrained", name, "--sampler", "ddim", "--out", str(out)]) == 2
     assert "--sampler ddim does not apply to this model: it was trained with flow matching" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- notebook 13's autoencoder and latent DiT
+
+def latent_shipped(names=LATENT):
+    """Skip while notebook 13's files are not registered and in diffusion_lib/weights/."""
+    missing = [name for name in names if name not in PRETRAINED or not shipped(name)]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not shipped")
+
+
+@latent_shipped(("autoencoder",))
+def test_the_autoencoder_file_is_small_and_gives_a_codec_not_a_network():
+    from diffusion_lib.pretrained import load_pretrained_codec
+    path = WEIGHTS_DIR / PRETRAINED["autoencoder"].file
+    assert path.stat().st_size < 3 * 2 ** 20
+    assert "autoencoder" in torch.load(path, map_location="cpu", weights_only=True)
+    with pytest.raises(ValueError, match="load_pretrained_codec"):
+        load_pretrained("autoencoder")
+    codec = load_pretrained_codec("autoencoder")
+    z = torch.randn(3, *codec.latent_shape)
+    with torch.no_grad():
+        images = codec.decode(z)
+        assert images.shape == (3, 1, 28, 28) and float(images.abs().max()) <= 1
+    record = json.loads((WEIGHTS_DIR / "autoencoder.json").read_text())
+    assert record["statistics"]["scale"] == pytest.approx(codec.scale) == pytest.approx(1 / record["statistics"]["std"])
+
+
+@latent_shipped()
+def test_latent_files_are_small_load_with_weights_only_and_carry_the_autoencoder():
+    from diffusion_lib.backbones import DiT
+    from diffusion_lib.pretrained import load_pretrained_codec
+    for name in LATENT:
+        path = WEIGHTS_DIR / PRETRAINED[name].file
+        assert path.stat().st_size < 3 * 2 ** 20
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        assert "optimizer" not in checkpoint and "model" not in checkpoint
+        assert "autoencoder" in checkpoint
+    with pytest.raises(ValueError, match="load_pretrained_codec"):
+        load_pretrained("autoencoder")
+    codec, carried = load_pretrained_codec("autoencoder"), load_pretrained_codec("latent_dit")
+    assert carried.scale == codec.scale and carried.mean == codec.mean        # the latent model's own autoencoder
+    for key, value in codec.autoencoder.state_dict().items():
+        assert torch.equal(carried.autoencoder.state_dict()[key], value)
+    model = load_pretrained("latent_dit")
+    assert isinstance(model, DiT) and not model.training and model.image_shape == codec.latent_shape == (4, 7, 7)
+    assert pretrained_objective("latent_dit") == "flow"
+    z, t = torch.randn(2, 4, 7, 7), torch.tensor([0, 999])
+    with torch.no_grad():
+        assert model(z, t).shape == z.shape
+        assert codec.decode(z).shape == (2, 1, 28, 28)
+
+
+@latent_shipped()
+def test_latent_cards_record_their_runs_without_absolute_paths():
+    for name in LATENT:
+        card, record = (WEIGHTS_DIR / f"{name}.md").read_text(), json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        assert record["command"].startswith("OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py ")
+        assert record["command"].split()[3] in card
+        for text in (card, json.dumps(record)):
+            assert not any(root in text for root in ("/work/", "/home/", "/tmp/", "/Users/", "C:\\")), name
+    scores = json.loads((WEIGHTS_DIR / "latent_dit.json").read_text())["scores"]
+    assert scores and all(row["n"] == 500 and row["seed"] == 0 and row["sampler"] == "flow-euler" for row in scores)

@@ -43,6 +43,72 @@ def test_ddim_timesteps(S, T):
         assert ts == list(range(T - 1, -1, -1))
 
 
+def closed_form_karras(N, sigma_min, sigma_max, rho=7.0):
+    """Karras et al. 2022, Eq. 5, written out here independently of the library: a list of N floats."""
+    if N == 1:
+        return [sigma_max]
+    return [(sigma_max ** (1 / rho) + i / (N - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+            for i in range(N)]
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 5, 10, 20, 50, 78])
+def test_karras_timesteps_round_the_closed_form_to_the_nearest_timestep(N):
+    abar = torch.tensor(alpha_bars(linear_betas()), dtype=torch.float64)
+    exact_sigma = ((1 - abar) / abar).sqrt()                               # (T,) from the betas, in float64
+    # the schedule keeps alpha_bar in float32: 1 - alpha_bar near t = 0 carries ~1e-4 relative rounding
+    assert torch.allclose(samplers.schedule_sigmas(SCHEDULE), exact_sigma, rtol=1e-3)
+    stored = SCHEDULE.alpha_bar.double()
+    sigma = ((1 - stored) / stored).sqrt()                                 # the levels the grid is rounded to
+    targets = closed_form_karras(N, float(sigma[0]), float(sigma[-1]))
+    assert torch.allclose(samplers.karras_sigmas(N, float(sigma[0]), float(sigma[-1])),
+                          torch.tensor(targets, dtype=torch.float64), rtol=1e-12)
+    ts = samplers.karras_timesteps(N, SCHEDULE)
+    assert all(isinstance(t, int) for t in ts)
+    assert ts[0] == 999 and (N == 1 or ts[-1] == 0)                       # the ends are exact
+    assert all(a > b for a, b in zip(ts, ts[1:]))                         # strictly decreasing
+    assert len(ts) == N                                                   # no duplicates up to 78 steps
+    log_sigma = sigma.log()
+    for t, target in zip(ts, targets):
+        # nearest in log sigma: no other timestep is closer to the closed form's level
+        gap = (log_sigma[t] - torch.tensor(target).log()).abs()
+        assert gap <= (log_sigma - torch.tensor(target).log()).abs().min() + 1e-12, (N, t, target)
+        # and the level between neighbouring timesteps: sigma_{t-1} <= target-ish <= sigma_{t+1}
+        assert float(sigma[max(t - 1, 0)]) <= target * (1 + 1e-9) or t == 0
+        assert target <= float(sigma[min(t + 1, 999)]) * (1 + 1e-9)
+
+
+def test_karras_grid_is_finer_at_the_clean_end_and_drops_duplicates():
+    ts = samplers.karras_timesteps(10, SCHEDULE)
+    assert ts == [999, 937, 864, 775, 663, 511, 301, 102, 18, 0]          # the rounded closed form, for the record
+    sigma = ((1 - SCHEDULE.alpha_bar.double()) / SCHEDULE.alpha_bar.double()).sqrt()
+    ratios = [float(sigma[a] / sigma[b]) for a, b in zip(ts, ts[1:])]
+    assert all(r1 < r2 for r1, r2 in zip(ratios, ratios[1:]))             # sigma shrinks by ever larger factors...
+    uniform = ddim_timesteps(10, 1000)
+    uniform_ratios = [float(sigma[a] / sigma[b]) for a, b in zip(uniform, uniform[1:])]
+    assert max(ratios) < max(uniform_ratios) / 3                          # ...but far less than DDIM's last step
+    # from 79 steps on the grid is finer than the timesteps near t = 0: rounded duplicates are dropped
+    for N in (79, 100, 200, 1000):
+        ts = samplers.karras_timesteps(N, SCHEDULE)
+        nearest = [int((sigma.log() - torch.tensor(s).log()).abs().argmin())
+                   for s in closed_form_karras(N, float(sigma[0]), float(sigma[-1]))]
+        assert ts == list(dict.fromkeys(nearest)) and len(ts) < N
+        assert all(a > b for a, b in zip(ts, ts[1:])) and ts[0] == 999 and ts[-1] == 0
+
+
+def test_samplers_walk_the_grid_they_are_given(model64):
+    for sampler in (ddim_sample_progressive, samplers.heun_sample_progressive):
+        steps = list(sampler(model64, x_T(), SCHEDULE, num_steps=5, grid="karras"))
+        assert [(s.t, s.t_next) for s in steps] == timestep_pairs([999, 843, 593, 142, 0])
+        uniform = list(sampler(model64, x_T(), SCHEDULE, num_steps=5))
+        assert [(s.t, s.t_next) for s in uniform] == timestep_pairs(ddim_timesteps(5, 1000))
+        with pytest.raises(ValueError, match="uniform"):
+            final(sampler(model64, x_T(), SCHEDULE, num_steps=5, grid="Karras"))
+    with pytest.raises(ValueError, match=r"\[1, 1000\]"):
+        samplers.karras_timesteps(0, SCHEDULE)
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        samplers.karras_sigmas(5, 2.0, 1.0)
+
+
 def test_timestep_pairs():
     assert timestep_pairs([999, 749, 500, 250, 0]) == [(999, 749), (749, 500), (500, 250), (250, 0), (0, -1)]
     assert timestep_pairs([999]) == [(999, -1)]
@@ -414,6 +480,35 @@ def test_heun_error_shrinks_as_h_squared_and_ddim_as_h():
     assert samplers.heun_nfe(10) == 19
 
 
+@pytest.mark.parametrize("t", [900, 500, 100, 1])
+def test_ddpm_moves_along_eps_twice_as_far_as_ddim(t):
+    """The reverse SDE's drift has the score with weight g^2, the probability-flow ODE's with g^2 / 2 (Song et al.
+    2021, Eqs. 6 and 13). Step by step: both updates x_t -> x_{t-1} scale x_t by 1 / sqrt(alpha_t); what they add
+    along eps is, for DDPM's mean (Ho et al. Eq. 11), -beta_t / (sqrt(alpha_t) sqrt(1 - abar_t)), and for DDIM
+    (eta = 0), sqrt(1 - abar_{t-1}) - sqrt(1 - abar_t) / sqrt(alpha_t). Divided by sqrt(abar_{t-1}) they read, in
+    sigma_t = sqrt((1 - abar_t) / abar_t), -(sigma_t^2 - sigma_{t-1}^2) / sigma_t and -(sigma_t - sigma_{t-1}): their
+    ratio is 1 + sigma_{t-1} / sigma_t, just under 2 for one small step."""
+    betas = torch.tensor(linear_betas(), dtype=torch.float64)
+    abar = torch.tensor(alpha_bars(linear_betas()), dtype=torch.float64)
+    alpha = 1 - betas
+    ddpm_coefficient = -betas[t] / (alpha[t].sqrt() * (1 - abar[t]).sqrt())              # from the schedule
+    ddim_coefficient = (1 - abar[t - 1]).sqrt() - (1 - abar[t]).sqrt() / alpha[t].sqrt()
+    sigma_t, sigma_prev = ((1 - abar[t]) / abar[t]).sqrt(), ((1 - abar[t - 1]) / abar[t - 1]).sqrt()
+    closed_form = 1 + sigma_prev / sigma_t
+    assert torch.allclose(ddpm_coefficient / ddim_coefficient, closed_form, rtol=1e-9)
+    assert 1 < float(closed_form) < 2                                   # at t = 1: 1.67 (sigma_0 / sigma_1 = 0.67)
+    # the library's steps, applied to x_t = 0 and eps = 1, give the same two coefficients (up to the float32
+    # rounding of the schedule's alpha_bar, ~1e-4 relative in 1 - alpha_bar at t = 1)
+    zero, one = torch.zeros((1, 1, 1, 1), dtype=torch.float64), torch.ones((1, 1, 1, 1), dtype=torch.float64)
+    by_ddpm, _ = ddpm_step(zero, one, t, t - 1, SCHEDULE)                               # the mean: noise is None
+    by_ddim, _ = ddim_step(zero, one, t, t - 1, SCHEDULE)
+    assert torch.allclose(by_ddpm.flatten(), ddpm_coefficient.reshape(1), rtol=1e-3)
+    assert torch.allclose(by_ddim.flatten(), ddim_coefficient.reshape(1), rtol=1e-3)
+    assert torch.allclose((by_ddpm / by_ddim).flatten(), closed_form.reshape(1), rtol=1e-3)
+    if t in (900, 500, 100):
+        assert float(closed_form) > 1.98                                              # "about 1.99" in notebook 10
+
+
 # ----------------------------------------------------------------------------- clipped_x0_eps_model
 
 def test_clipped_x0_eps_model_leaves_eps_alone_inside_the_bound_and_clips_outside():
@@ -614,3 +709,30 @@ def test_the_flow_samplers_and_the_matched_grid_run_on_cuda():
         assert torch.allclose(flow_velocity_from_eps(eps, x_cuda, s).cpu(), u.cpu(), atol=1e-5)
         assert score_from_flow_velocity(u, x_cuda, s).device.type == "cuda" and sde.device.type == "cuda"
     assert torch.allclose(ddim, expected_ddim, atol=1e-5) and torch.allclose(euler, expected_euler, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- NaN or inf stops the chain (issue 22)
+
+def test_a_nan_on_an_emulated_gpu_is_reported_at_the_end_without_a_read_per_step():
+    """On a GPU the finiteness flags stay on the device: no value is read back per step (the chain is not slowed),
+    and the first bad step is named when the chain ends."""
+    import math
+    from cuda_emulation import EmulatedCuda
+    from diffusion_lib.samplers import NotFiniteError, ddim_sample_progressive
+
+    def nan_below_10(x, t):
+        return torch.full_like(x, math.nan) if int(t[0].cpu()) < 10 else 0.1 * x
+
+    schedule = make_schedule("linear", 20)
+    with EmulatedCuda() as cuda:
+        x = torch.randn(2, 1, 8, 8).to("cuda")
+        steps = ddim_sample_progressive(lambda x, t: 0.1 * x, x, schedule, 5)
+        before = cuda.snapshot()
+        for _ in steps:                                               # a finite chain: no read, no error
+            pass
+        assert cuda.snapshot()["d2h"] - before["d2h"] == 1            # the flags, read once at the end
+        seen = []
+        with pytest.raises(NotFiniteError, match=r"DDIM stopped at step 4 of 5 \(t = 5 -> 0\)"):
+            for step in ddim_sample_progressive(nan_below_10, x, schedule, 5):
+                seen.append(step.t)
+    assert seen == [19, 14, 10, 5, 0]                                 # on a GPU it is found when the chain ends

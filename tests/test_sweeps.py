@@ -293,3 +293,29 @@ def test_solver_errors_fall_as_one_over_nfe_for_ddim_and_faster_for_heun():
     assert all(3.0 < a / b < 6.0 for a, b in zip(heun, heun[1:])), heun                 # second order
     assert heun[-1] < ddim[-1] / 5                                                      # measured: / 7.8
     assert all(r["max_error"] >= r["mean_error"] for r in rows)
+
+
+def test_solver_errors_and_nfe_sweep_walk_the_grid_they_are_asked_for(schedule):
+    """grids=("uniform", "karras"): every sampler on every grid, each row naming its grid; the Karras rows are the
+    chains over samplers.karras_timesteps, and a flow sampler refuses any grid but its own."""
+    from diffusion_lib.measure.sweeps import nfe_sweep, ode_images, solver_errors
+    from diffusion_lib.samplers import final, heun_sample_progressive, karras_timesteps, timestep_pairs
+    model = CountingEps()
+    x_T = _noise(n=3, size=28, dtype=torch.float32)
+    rows = solver_errors(model, x_T, schedule, [3, 6], x_T, grids=("uniform", "karras"))
+    assert [(r["grid"], r["sampler"], r["steps"], r["nfe"]) for r in rows] == [
+        ("uniform", "DDIM", 3, 3), ("uniform", "DDIM", 6, 6), ("uniform", "Heun", 2, 3), ("uniform", "Heun", 3, 5),
+        ("karras", "DDIM", 3, 3), ("karras", "DDIM", 6, 6), ("karras", "Heun", 2, 3), ("karras", "Heun", 3, 5)]
+    karras = ode_images(model, x_T, schedule, "Heun", 3, grid="karras")
+    steps = list(heun_sample_progressive(model, x_T, schedule, 3, grid="karras"))
+    assert [(s.t, s.t_next) for s in steps] == timestep_pairs(karras_timesteps(3, schedule))
+    assert torch.equal(karras, steps[-1].x_next)
+    assert not torch.allclose(karras, ode_images(model, x_T, schedule, "Heun", 3))        # another grid, another end
+    classifier, reference = _classifier_and_reference()
+    sweep_rows, images = nfe_sweep(model, x_T, schedule, [6], classifier, reference, grid="karras", progress=False)
+    assert [(r["sampler"], r["grid"], r["nfe"]) for r in sweep_rows] == [("DDIM", "karras", 6), ("Heun", "karras", 5)]
+    assert torch.equal(images[("Heun", 5)], karras)
+    with pytest.raises(ValueError, match="flow grid"):
+        ode_images(model, x_T, schedule, "flow Euler", 3, grid="karras")
+    with pytest.raises(ValueError, match="unknown timestep grid"):
+        solver_errors(model, x_T, schedule, [3], x_T, grids=("sigma",))

@@ -26,9 +26,9 @@ from ..backbones import Backbone
 from ..device import synchronize
 from ..guidance import cfg_eps_model
 from .metrics import MNISTClassifier, classifier_features, classify, relative_spread, score_samples
-from ..samplers import (ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final,
-                        flow_euler_sample_progressive, flow_heun_sample_progressive, heun_nfe,
-                        heun_sample_progressive, record)
+from ..samplers import (GRIDS, ddim_invert_progressive, ddim_sample_progressive, ddpm_sample_progressive, final,
+                        flow_euler_sample_progressive, flow_heun_sample_progressive, grid_timesteps, heun_nfe,
+                        heun_sample_progressive, meanflow_sample_progressive, record)
 from ..schedules import Schedule
 
 
@@ -149,10 +149,12 @@ NFE_SAMPLERS = ("DDIM", "Heun")               # the deterministic solvers of the
 FLOW_SAMPLERS = ("flow Euler", "flow Heun")   # the same two orders on a flow-matching network's velocity
 # The command line's sampler names (python -m diffusion_lib sample --sampler, benchmarks/evaluate.py, the model
 # cards' json rows) -> the names these sweeps and their tables use.
-SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun"}
+SAMPLER_LABELS = {"ddim": "DDIM", "ddpm": "DDPM", "heun": "Heun", "flow-euler": "flow Euler", "flow-heun": "flow Heun",
+                  "meanflow": "MeanFlow"}
 # Each one's chain from the noise x_T (B, C, H, W) to the clean image: (model, x_T, schedule, num_steps, progress).
 _ODE_CHAINS = {"DDIM": functools.partial(ddim_sample_progressive, eta=0.0), "Heun": heun_sample_progressive,
-               "flow Euler": flow_euler_sample_progressive, "flow Heun": flow_heun_sample_progressive}
+               "flow Euler": flow_euler_sample_progressive, "flow Heun": flow_heun_sample_progressive,
+               "MeanFlow": meanflow_sample_progressive}     # a MeanFlow network's average velocity, one step per NFE
 _SECOND_ORDER = ("Heun", "flow Heun")         # two network evaluations per step but the last (heun_nfe)
 
 
@@ -187,53 +189,80 @@ def steps_for_nfe(sampler: str, nfe: int) -> int:
     return max(1, (nfe + 1) // 2) if sampler in _SECOND_ORDER else nfe
 
 
+def _check_grid(sampler: str, grid: str) -> None:
+    if grid not in GRIDS:
+        raise ValueError(f"unknown timestep grid {grid!r}; choose one of {tuple(GRIDS)}")
+    if grid != "uniform" and sampler not in NFE_SAMPLERS:
+        raise ValueError(f"{sampler} walks the flow grid (evenly spaced in s); grid={grid!r} applies to "
+                         f"{NFE_SAMPLERS} only")
+
+
+def grid_steps(sampler: str, num_steps: int, schedule: Schedule, grid: str = "uniform") -> int:
+    """The steps `sampler` really takes with num_steps on `grid`: num_steps, less any timesteps the Karras grid
+    drops as duplicates (samplers.karras_timesteps; none up to 78 steps on the linear schedule)."""
+    _check_grid(sampler, grid)
+    return num_steps if sampler not in NFE_SAMPLERS else len(grid_timesteps(grid, num_steps, schedule))
+
+
 def ode_images(eps_model, x_T: torch.Tensor, schedule: Schedule, sampler: str, num_steps: int,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, grid: str = "uniform") -> torch.Tensor:
     """The end of the deterministic chain from x_T (B, C, H, W) over num_steps steps: DDIM with eta = 0 or Heun for
-    an eps model, flow Euler or flow Heun for a velocity model (then eps_model is that velocity model)."""
+    an eps model, flow Euler or flow Heun for a velocity model (then eps_model is that velocity model).
+    grid: the timesteps DDIM and Heun walk, "uniform" (DDIM's) or "karras" (samplers.karras_timesteps)."""
     _check_order(x_T, schedule)
     _check_sampler(sampler)
+    _check_grid(sampler, grid)
     x_T = _where_model_is(eps_model, x_T)
-    return final(_ODE_CHAINS[sampler](eps_model, x_T, schedule, num_steps, progress=progress))
+    grid_kwargs = {"grid": grid} if sampler in NFE_SAMPLERS else {}
+    return final(_ODE_CHAINS[sampler](eps_model, x_T, schedule, num_steps, progress=progress, **grid_kwargs))
 
 
 def nfe_sweep(model: Backbone, x_T: torch.Tensor, schedule: Schedule, nfes: Sequence[int], classifier: MNISTClassifier,
               reference_features: torch.Tensor, samplers: Sequence[str] = NFE_SAMPLERS,
-              progress: bool = True) -> tuple[list[dict], dict]:
+              progress: bool = True, grid: str = "uniform") -> tuple[list[dict], dict]:
     """Each ODE sampler at (at most) each number of network evaluations, from the same x_T: (rows, images).
 
     samplers: NFE_SAMPLERS for an eps model, FLOW_SAMPLERS for a flow-matching network (model is its velocity).
     A row holds the sampler, its steps, the network evaluations it really made (nfe; Heun's 2 n - 1 can fall one
     short of the number asked for), the wall time and the scores of diffusion_lib.metrics.score_samples;
-    images maps (sampler, nfe) to the samples (B, C, H, W)."""
+    images maps (sampler, nfe) to the samples (B, C, H, W). grid: the timesteps of DDIM and Heun (ode_images); a
+    row records it."""
     _check_order(x_T, schedule)
     _check_one_family(samplers)
+    for sampler in samplers:
+        _check_grid(sampler, grid)
     rows, images = [], {}
     with torch.no_grad():                     # one untimed call first: start-up costs are not charged to one setting
         model(x_T[:1], torch.full((1,), schedule.T - 1, dtype=torch.long, device=x_T.device))
     for sampler, asked in tqdm([(s, n) for s in samplers for n in nfes], desc="samplers x NFE", disable=not progress):
         num_steps = steps_for_nfe(sampler, asked)
-        nfe = nfe_of(sampler, num_steps)
-        images[(sampler, nfe)], seconds = timed(ode_images, model, x_T, schedule, sampler, num_steps)
+        steps = grid_steps(sampler, num_steps, schedule, grid)          # fewer only if the grid dropped duplicates
+        nfe = nfe_of(sampler, steps)
+        images[(sampler, nfe)], seconds = timed(ode_images, model, x_T, schedule, sampler, num_steps, grid=grid)
         rows.append(score_row(images[(sampler, nfe)], seconds, classifier, reference_features, sampler=sampler,
-                              steps=num_steps, nfe=nfe))
+                              grid=grid, steps=steps, nfe=nfe))
     return rows, images
 
 
 def solver_errors(eps_model, x_T: torch.Tensor, schedule: Schedule, nfes: Sequence[int], reference: torch.Tensor,
-                  samplers: Sequence[str] = NFE_SAMPLERS) -> list[dict]:
+                  samplers: Sequence[str] = NFE_SAMPLERS, grids: Sequence[str] = ("uniform",)) -> list[dict]:
     """How far each ODE sampler's end lands from the exact end `reference` (B, C, H, W) of the same x_T, at (at most)
     each number of network evaluations. Rows: sampler, steps, nfe, mean_error (the mean over the batch of the
     Euclidean distance |x - reference| of each sample) and max_error (the largest of them). samplers: NFE_SAMPLERS
-    for an eps model, FLOW_SAMPLERS for a velocity model."""
+    for an eps model, FLOW_SAMPLERS for a velocity model. grids: the timestep grids to try (ode_images), each
+    sampler on each; a row records its grid."""
     _check_one_family(samplers)
     rows = []
-    for sampler in samplers:
-        for asked in nfes:
-            num_steps = steps_for_nfe(sampler, asked)
-            distance = (ode_images(eps_model, x_T, schedule, sampler, num_steps) - reference).flatten(1).norm(dim=1)
-            rows.append({"sampler": sampler, "steps": num_steps, "nfe": nfe_of(sampler, num_steps),
-                         "mean_error": float(distance.mean()), "max_error": float(distance.max())})
+    for grid in grids:
+        for sampler in samplers:
+            _check_grid(sampler, grid)
+            for asked in nfes:
+                num_steps = steps_for_nfe(sampler, asked)
+                end = ode_images(eps_model, x_T, schedule, sampler, num_steps, grid=grid)
+                distance = (end - reference).flatten(1).norm(dim=1)
+                steps = grid_steps(sampler, num_steps, schedule, grid)
+                rows.append({"sampler": sampler, "grid": grid, "steps": steps, "nfe": nfe_of(sampler, steps),
+                             "mean_error": float(distance.mean()), "max_error": float(distance.max())})
     return rows
 
 

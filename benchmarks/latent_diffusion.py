@@ -1,0 +1,256 @@
+"""Latent diffusion on MNIST, the runs behind notebook 13: the autoencoder, then flow matching in its latent.
+
+    OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py autoencoder --steps 1500 --out RUNS/autoencoder.pt
+    OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py latent --autoencoder RUNS/autoencoder.pt \
+        --minutes 25 --out RUNS/latent_dit
+    OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py evaluate --checkpoint RUNS/latent_dit/last.pt --n 500
+
+`autoencoder` trains diffusion_lib.autoencoder.Autoencoder and writes it with its latent statistics (a
+diffusion_lib checkpoint: loads with weights_only=True). `latent` encodes the training set, standardises it with
+the measured scale factor and trains a DiT (patch 1) with flow matching on the latents through the library's own
+training loop (diffusion_lib.train, unchanged); its checkpoint carries the autoencoder record, so it samples and
+decodes by itself (`python -m diffusion_lib sample --checkpoint ...`). `evaluate` samples with flow Euler,
+decodes and scores the digits with the course metric, and times 64 digits against the shipped pixel U-Net
+(`unet_flow`) at the same number of steps. Each prints one line per result and writes JSON with --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from diffusion_lib.autoencoder import (LatentCodec, codec_from_record, encode_all, latent_statistics, to_latent,
+                                       train_autoencoder)
+from diffusion_lib.checkpoints import load_checkpoint, save_checkpoint
+from diffusion_lib.data import load_mnist
+from diffusion_lib.measure.inspection import machine_description
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "diffusion_lib", "benchmarks"],
+                               capture_output=True, text=True).stdout.strip()
+        return out + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def load_average() -> str:
+    import os
+    return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def command() -> str:
+    return "OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py " + shlex.join(sys.argv[1:])
+
+
+# ----------------------------------------------------------------------------- the autoencoder
+
+def run_autoencoder(args) -> int:
+    images, _ = load_mnist(train=True)
+    test_images, _ = load_mnist(train=False)
+    start = time.monotonic()
+    autoencoder, history = train_autoencoder(images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                             penalty=args.penalty, width=args.width,
+                                             latent_channels=args.latent_channels, seed=args.seed,
+                                             callback=lambda s, h: s % 100 == 0 and print(
+                                                 f"step {s}: reconstruction {sum(h['reconstruction'][-100:]) / 100:.4f}",
+                                                 flush=True))
+    seconds = time.monotonic() - start
+    latents = encode_all(autoencoder, images)
+    stats = latent_statistics(latents)
+    with torch.no_grad():
+        test_error = float((autoencoder(test_images[:2000]) - test_images[:2000]).pow(2).mean())
+    codec = LatentCodec(autoencoder, stats["mean"], stats["scale"])
+    record = {"kind": "autoencoder", "arch": autoencoder.arch, "autoencoder": codec.record(), "statistics": stats,
+              "history": {k: v[::10] for k, v in history.items()},
+              "card": {"command": command(), "commit": git_commit(), "steps": args.steps,
+                       "train_seconds": round(seconds, 1), "machine": machine_description("cpu"),
+                       "load": load_average(), "test_reconstruction_mse": test_error,
+                       "penalty": args.penalty, "batch_size": args.batch_size, "lr": args.lr}}
+    save_checkpoint(record, args.out)
+    print(f"autoencoder: {args.steps} steps in {seconds / 60:.1f} min; test reconstruction MSE {test_error:.4f}; "
+          f"latent std {stats['std']:.3f}, scale {stats['scale']:.4f}; wrote {args.out}", flush=True)
+    return 0
+
+
+def load_codec(path) -> LatentCodec:
+    checkpoint = load_checkpoint(path)
+    return codec_from_record(checkpoint["autoencoder"])
+
+
+# ----------------------------------------------------------------------------- flow matching in the latent
+
+def encoded_training_set(codec: LatentCodec) -> torch.Tensor:
+    """The MNIST training images encoded and standardised, (60000, C_z, 7, 7)."""
+    images, _ = load_mnist(train=True)
+    return to_latent(encode_all(codec.autoencoder, images), codec.mean, codec.scale)
+
+
+def run_latent(args) -> int:
+    from diffusion_lib.training import TrainConfig, train
+    codec = load_codec(args.autoencoder)
+    latents = encoded_training_set(codec)
+    print(f"latents {tuple(latents.shape)}: mean {float(latents.mean()):.3f}, std {float(latents.std()):.3f}",
+          flush=True)
+    kwargs = {"image_shape": list(codec.latent_shape), "patch": 1, "width": args.width, "depth": args.depth,
+              "heads": args.heads}
+    if args.backbone == "unet":
+        raise SystemExit("the U-Net down-samples 28 -> 14 -> 7 and does not fit a 7 x 7 latent; use --backbone dit")
+    config = TrainConfig(backbone="dit", backbone_kwargs=kwargs, objective="flow", steps=args.steps,
+                         max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+                         lr_decay="cosine", checkpoint_every=250, seed=args.seed)
+    start = time.monotonic()
+    result = train(config, latents, out_dir=args.out, progress=False,
+                   callback=lambda tr: tr.step % 100 == 0 and print(
+                       f"step {tr.step}: loss {sum(tr.history['loss'][-100:]) / 100:.4f} "
+                       f"({time.monotonic() - start:.0f} s)", flush=True))
+    seconds = time.monotonic() - start
+    checkpoint = load_checkpoint(result.checkpoint)
+    checkpoint.pop("format")
+    checkpoint["autoencoder"] = codec.record()
+    checkpoint["card"] = {"command": command(), "commit": git_commit(), "steps": result.step,
+                          "train_seconds": round(seconds, 1), "machine": machine_description("cpu"),
+                          "load": load_average(), "autoencoder": str(args.autoencoder)}
+    out = Path(args.out) / "latent.pt"
+    save_checkpoint(checkpoint, out)
+    print(f"latent DiT: {result.step} steps in {seconds / 60:.1f} min; wrote {out}", flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def best_seconds(fn, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.monotonic()
+        fn()
+        best = min(best, time.monotonic() - start)
+    return best
+
+
+def run_evaluate(args) -> int:
+    from diffusion_lib.checkpoints import model_from_checkpoint
+    from diffusion_lib.autoencoder import sample_latent_images
+    from diffusion_lib.measure.metrics import load_classifier, mnist_test_features, score_samples
+    from diffusion_lib.pretrained import load_pretrained, pretrained_schedule
+    from diffusion_lib.samplers import final, flow_euler_sample_progressive, sample_noise
+    from diffusion_lib.schedules import make_schedule
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    codec = codec_from_record(checkpoint["autoencoder"])
+    schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
+    classifier = load_classifier()
+    reference = mnist_test_features(classifier)
+    results = {"command": command(), "commit": git_commit(), "machine": machine_description("cpu"),
+               "load": load_average(), "scores": []}
+    for steps in args.steps:
+        start = time.monotonic()
+        images = sample_latent_images(model, codec, schedule, args.n, steps, seed=0)
+        seconds = time.monotonic() - start
+        s = score_samples(images, classifier, reference)
+        row = {"sampler": "flow-euler", "steps": steps, "nfe": steps, "seed": 0, "n": args.n,
+               "confident_share": s["confident_share"], "frechet_distance": s["frechet_distance"],
+               "effective_classes": s["effective_classes"], "sampling_seconds": round(seconds, 1)}
+        results["scores"].append(row)
+        print(row, flush=True)
+    # speed: 64 digits, the latent model (sampling + decoding) against the shipped pixel U-Net at the same steps
+    pixel, pixel_schedule = load_pretrained("unet_flow"), pretrained_schedule("unet_flow")
+    x_pixel = sample_noise(64, pixel.image_shape, generator=torch.Generator().manual_seed(0))
+    speed = []
+    for steps in args.speed_steps:
+        latent_s = best_seconds(lambda: sample_latent_images(model, codec, schedule, 64, steps, seed=0), args.repeats)
+        pixel_s = best_seconds(lambda: final(flow_euler_sample_progressive(pixel, x_pixel, pixel_schedule, steps)),
+                               args.repeats)
+        speed.append({"steps": steps, "repeats": args.repeats, "latent_seconds": round(latent_s, 3),
+                      "pixel_unet_seconds": round(pixel_s, 3),
+                      "speed_up": round(pixel_s / latent_s, 2)})
+        print(speed[-1], flush=True)
+    results["speed_64"] = speed
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- shipping
+
+def run_ship(args) -> int:
+    """Copy the evaluated runs into diffusion_lib/weights/: the autoencoder and the latent model (EMA weights only,
+    with the autoencoder it carries), each with its record (<name>.json) for the model card."""
+    from diffusion_lib.pretrained import WEIGHTS_DIR, export_for_sampling
+    out = Path(args.weights)
+    ae = load_checkpoint(args.autoencoder)
+    save_checkpoint({k: ae[k] for k in ("kind", "arch", "autoencoder", "statistics", "card")}, out / "autoencoder.pt")
+    (out / "autoencoder.json").write_text(json.dumps({"model": "autoencoder", **ae["card"],
+                                                      "statistics": ae["statistics"]}, indent=1) + "\n")
+    export_for_sampling(args.latent, out / "latent_dit.pt")
+    latent, evaluation = load_checkpoint(args.latent), json.loads(Path(args.eval).read_text())
+    card = latent["card"]
+    (out / "latent_dit.json").write_text(json.dumps({
+        "model": "latent_dit", "command": evaluation["command"], "train_command": card["command"],
+        "commit": card["commit"], "steps": card["steps"], "train_minutes": round(card["train_seconds"] / 60, 1),
+        "machine": card["machine"], "train_load": card["load"], "eval_load": evaluation["load"],
+        "architecture": latent["arch"], "scores": evaluation["scores"], "speed_64": evaluation["speed_64"]},
+        indent=1) + "\n")
+    for name in ("autoencoder.pt", "latent_dit.pt"):
+        print(f"{out / name}: {(out / name).stat().st_size / 2 ** 20:.2f} MiB")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("autoencoder", help="train the autoencoder")
+    a.add_argument("--steps", type=int, default=1500)
+    a.add_argument("--batch-size", type=int, default=128)
+    a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument("--penalty", type=float, default=1e-4)
+    a.add_argument("--width", type=int, default=16)
+    a.add_argument("--latent-channels", type=int, default=4)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", required=True)
+    a.set_defaults(func=run_autoencoder)
+    l = sub.add_parser("latent", help="train a flow-matching DiT on the autoencoder's latents")
+    l.add_argument("--autoencoder", required=True)
+    l.add_argument("--backbone", default="dit", choices=["dit", "unet"])
+    l.add_argument("--width", type=int, default=128)
+    l.add_argument("--depth", type=int, default=4)
+    l.add_argument("--heads", type=int, default=4)
+    l.add_argument("--steps", type=int, default=4000)
+    l.add_argument("--minutes", type=float, default=None)
+    l.add_argument("--batch-size", type=int, default=128)
+    l.add_argument("--lr", type=float, default=1e-3)
+    l.add_argument("--warmup", type=int, default=200)
+    l.add_argument("--seed", type=int, default=0)
+    l.add_argument("--out", required=True)
+    l.set_defaults(func=run_latent)
+    e = sub.add_parser("evaluate", help="score and time a latent model")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--n", type=int, default=500)
+    e.add_argument("--steps", type=int, nargs="+", default=[20])
+    e.add_argument("--speed-steps", type=int, nargs="+", default=[20])
+    e.add_argument("--repeats", type=int, default=1, help="timing runs of each model, the best kept (default 1)")
+    e.add_argument("--json")
+    e.set_defaults(func=run_evaluate)
+    h = sub.add_parser("ship", help="copy the evaluated runs into diffusion_lib/weights/ with their records")
+    h.add_argument("--autoencoder", required=True)
+    h.add_argument("--latent", required=True)
+    h.add_argument("--eval", required=True)
+    h.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "diffusion_lib" / "weights"))
+    h.set_defaults(func=run_ship)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

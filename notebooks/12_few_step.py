@@ -1,0 +1,377 @@
+# %% [markdown]
+# # 12 · Few-step generation: reflow and MeanFlow, from fifty network evaluations to one
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffusion-course/diffusion-by-code/blob/main/notebooks/12_few_step.ipynb)
+#
+# Notebook 11's flow U-Net draws good digits in 20 to 50 network evaluations. With one, its Euler step lands on a
+# blur. This notebook teaches the two main routes to one- and few-step generation and measures them on the course's
+# own networks, on a CPU: **reflow** (Liu et al. 2022, "Flow Straight and Fast"), which straightens the paths by
+# training again on the teacher's own pairs of noise and image, and **MeanFlow** (Geng et al. 2025), which teaches the
+# network the *average* velocity over an interval, so that one step covers the whole path.
+
+# %%
+# Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    url = "git+https://github.com/diffusion-course/diffusion-by-code.git@main"
+    # --no-deps: keep Colab's own torch, torchvision and ipywidgets (it also has matplotlib and tqdm).
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", url],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        print(f"Could not install diffusion_lib from {url} (pip exited with {install.returncode}):")
+        said = (install.stderr or install.stdout).strip().splitlines()
+        print("\n".join([line.strip() for line in said if "fatal:" in line or "ERROR:" in line] or said[-6:]))
+        if "could not read Username" in install.stderr:
+            print("In plain words: GitHub asked for a user name, which is how it answers when the repository does "
+                  "not exist at that address or is private.")
+        print("What to do: the cells below need diffusion_lib. Either set url above to the course's repository "
+              "(git+https://github.com/OWNER/NAME.git@main) and run this cell again; or install your own copy: zip "
+              "the course's folder (the one with pyproject.toml) on your computer, upload the zip with the folder "
+              "icon in Colab's left bar, then run in a new cell: !unzip -q NAME.zip -d /content/course && "
+              "pip install --no-deps /content/course/FOLDER")
+
+
+# %% [markdown]
+# **What you will learn**
+#
+# - why one Euler step of a flow lands on the data's mean, and what a one-step generator must learn instead;
+# - reflow: pair each noise with the teacher's ODE end from it (`dl.objectives.reflow_pairs`), train again on those
+#   pairs, and watch the paths straighten;
+# - MeanFlow: the average velocity $u(z, r, s)$, the MeanFlow identity $u = v - (s - r)\,\frac{d}{ds}u$ with the total
+#   derivative from `torch.func.jvp`, and the one-step sampler it gives;
+# - both on notebook 10's 2-D toy, where the exact answer is known, and on MNIST, measured at 1, 2, 4 and 8 network
+#   evaluations against the teacher.
+#
+# **What you need first:** Notebook 10 (the ODE view, the toy) and 11 (flow matching, the straightness measure).
+#
+# **Run time:** About 2 minutes on the 2-core CPU this notebook was built on, shared with other jobs (the last cell
+# before the exercise prints the time and the load). The toy's two students train here for `B.toy_train_steps`
+# steps at most; the MNIST networks are the shipped ones, trained by the commands in their model cards, and the MNIST
+# table is read from `diffusion_lib/weights/few_step.json`, written by `benchmarks/few_step.py table`.
+
+# %%
+import inspect
+import json
+import os
+import time
+
+import torch
+
+import diffusion_lib as dl
+from diffusion_lib.pictures import few_step_paths
+
+notebook_start = time.perf_counter()
+device = dl.default_device()
+B = dl.budget()
+schedule = dl.pretrained_schedule("unet_flow")              # linear, T = 1000: the code timesteps of every model here
+T = schedule.T
+print(f"device {device}, {B.mode} mode; T = {T}")
+
+# %% [markdown]
+# ## 1. One step of the teacher: the mean image
+#
+# The flow's ODE $dx/ds = u^*(x, s)$ runs from noise at $s = 1$ to data at $s = 0$, and notebook 11's sampler takes
+# Euler steps $x_{s - \Delta s} = x_s - \Delta s\, u(x_s, s)$. At $s = 1$ the state is pure noise, independent of the
+# image, so the best velocity there is $u^*(x_1, 1) = \mathbb{E}[\varepsilon - x_0 \mid x_1] = x_1 - \mathbb{E}[x_0]$,
+# and one Euler step over the whole interval gives $x_1 - u^* = \mathbb{E}[x_0]$, the same mean image for every
+# noise. The shipped `unet_flow` at 1, 2, 4 and 8 steps, from the same noises:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+teacher = dl.load_pretrained("unet_flow", device=device)
+x_1 = dl.sample_noise(10, generator=torch.Generator().manual_seed(0)).to(device)       # drawn on the CPU, then moved
+teacher_rows = {f"{k} step{'s' if k > 1 else ''}": dl.final(dl.samplers.flow_euler_sample_progressive(
+    teacher, x_1, schedule, k)).cpu() for k in (1, 2, 4, 8, 50)}
+train_images, train_labels = dl.load_mnist(train=True)                                 # (60000, 1, 28, 28)
+mean_image = train_images.mean(0, keepdim=True)
+gap = (teacher_rows["1 step"] - mean_image).flatten(1).norm(dim=1)
+print(f"one Euler step: distance to the training set's mean image {float(gap.mean()):.2f} on average "
+      f"(a digit's own distance to it: {float((train_images[:500] - mean_image).flatten(1).norm(dim=1).mean()):.2f})")
+
+# %%
+dl.plotting.show_rows(teacher_rows, title="unet_flow, flow Euler: the same 10 noises in 1, 2, 4, 8 and 50 steps");
+
+# %% [markdown]
+# **Question.** The 1-step row is not exactly the mean image, and the 2-step row already shows rough digits. Why is the
+# network's one step only *near* the mean, and what would an ideal network's two steps give?
+#
+# <details><summary>Answer</summary>
+#
+# The network learned $u^*(x_1, 1) = x_1 - \mathbb{E}[x_0]$ only approximately (the printed distance is the error),
+# but no training can do better with one Euler step: the best velocity at $s = 1$ forgets the noise. Two Euler steps
+# of the exact field stop at $s = 1/2$ on $x_1 - \frac12 u^*$, half-way between the noise and the mean image, where the
+# velocity does depend on the state, and then take one more straight step: a blurred average of the digits that the
+# state at $s = 1/2$ could still become. The exact ODE's paths bend between the steps; Euler follows the tangent.
+#
+# </details>
+
+# %% [markdown]
+# ## 2. The toy: curved paths, straightened paths, and jumps
+#
+# On notebook 10's ring of six Gaussians the exact velocity is known (`dl.toy.exact_velocity`, notebook 11), so the
+# teacher here is exact and its accurate ODE end from each noise is computable. Two students learn from it.
+#
+# **Reflow** couples each noise $\varepsilon$ with the teacher's ODE end $x_0 = \mathrm{ODE}(\varepsilon)$ and trains
+# flow matching again on those pairs instead of independent ones (Liu et al. 2022, Algorithm 1). The straight lines
+# between the pairs no longer cross (the ODE's paths never do), so the new velocity field bends less. The pairs come
+# from `dl.objectives.reflow_pairs`, flow Heun solves of the teacher with a progress bar:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(inspect.signature(dl.objectives.reflow_pairs))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+mixture = dl.toy.ring_mixture(num_components=6, radius=0.7, std=0.1)
+exact_velocity = dl.toy.ExactVelocity(mixture, T)                     # the teacher: u*(x_s, s) as a model
+toy_noise = torch.randn((20 * B.toy_points, 2, 1, 1), generator=torch.Generator().manual_seed(1))
+start = time.perf_counter()
+toy_ends = dl.objectives.reflow_pairs(exact_velocity, toy_noise, schedule, num_steps=25, batch_size=10_000)
+pair_seconds = time.perf_counter() - start
+print(f"{toy_noise.shape[0]:,} pairs (noise, the teacher's ODE end by flow Heun, 25 steps = 49 evaluations) in "
+      f"{pair_seconds:.1f} s")
+
+# %% [markdown]
+# The student is notebook 11's `PointMLP` trained by flow matching on the pairs: `dl.train(..., noise=...)` takes the
+# noise of each pair instead of drawing a fresh one, and the loop is otherwise the same. **MeanFlow** needs no pairs:
+# it trains on the data, section 3 explains how, on a `PointMLP(interval=True)`, which also takes the end $r$ of the
+# interval. Its times are embedded at a hundredth of the usual scale (`time_scale=0.01`): MeanFlow differentiates the
+# network in $s$, and the usual embedding's fastest wave, a radian per code timestep, is a thousand radians per unit of
+# $s$. Both train here in seconds, with the same settings:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+data = dl.toy.mixture_sample(mixture, 20_000, torch.Generator().manual_seed(0))        # (20000, 2, 1, 1)
+toy_settings = dict(steps=B.toy_train_steps // 4, batch_size=1024, lr=1e-2, warmup_steps=50, lr_decay="cosine",
+                    ema_decay=0.995, seed=0)
+reflow_config = dl.TrainConfig(backbone="point_mlp", objective="flow", **toy_settings)
+reflow_run, reflow_seconds = dl.sweeps.timed(dl.train, reflow_config, toy_ends, noise=toy_noise, progress=False)
+meanflow_config = dl.TrainConfig(backbone="point_mlp", backbone_kwargs={"interval": True, "time_scale": 0.01},
+                                 objective="meanflow", **toy_settings)
+meanflow_run, meanflow_seconds = dl.sweeps.timed(dl.train, meanflow_config, data, progress=False)
+print(f"reflow student: {reflow_run.step} steps in {reflow_seconds:.1f} s; "
+      f"MeanFlow: {meanflow_run.step} steps in {meanflow_seconds:.1f} s (batch {toy_settings['batch_size']})")
+
+# %% [markdown]
+# From the same noises, each sampler in $k$ steps: the teacher by Euler steps of the exact velocity, the reflow
+# student by Euler steps of its velocity, MeanFlow by steps of its average velocity over each interval
+# (`dl.samplers.meanflow_sample_progressive`). The error is the distance to the teacher's accurate ODE end from the
+# same noise (flow Heun, 100 steps), the point every sampler aims at.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+starts = torch.randn((B.toy_points, 2, 1, 1), generator=torch.Generator().manual_seed(5))
+accurate = dl.record(dl.samplers.flow_heun_sample_progressive(exact_velocity, starts, schedule, 100))
+targets = dl.toy.as_xy(accurate.sample)                                                  # (N, 2)
+samplers_of = {"teacher (exact u), Euler": lambda k: dl.samplers.flow_euler_sample_progressive(exact_velocity, starts, schedule, k),
+               "reflow student, Euler": lambda k: dl.samplers.flow_euler_sample_progressive(reflow_run.ema, starts, schedule, k),
+               "MeanFlow": lambda k: dl.samplers.meanflow_sample_progressive(meanflow_run.ema, starts, schedule, k)}
+ks = [1, 2, 4, 8, 16]
+chains = {name: {k: dl.record(run(k)) for k in ks} for name, run in samplers_of.items()}
+toy_rows = []
+for name, by_k in chains.items():
+    for k in ks:
+        error = (dl.toy.as_xy(by_k[k].sample) - targets).norm(dim=1)
+        toy_rows.append({"sampler": name, "steps": k, "mean_error": float(error.mean()),
+                         "share_within_0.1": float((error < 0.1).float().mean())})
+print(dl.sweeps.format_rows(toy_rows, ["sampler", "steps", "mean_error", "share_within_0.1"]))
+
+# %% [markdown]
+# The picture: the first twelve chains of each sampler (dots at each state), the accurate path of the teacher and of
+# the reflow student from the same noise (dashed), the teacher's accurate end (x). The slider moves the number of steps; the strip below shows 1 and 4.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fine = {"teacher (exact u), Euler": accurate, "reflow student, Euler":
+        dl.record(dl.samplers.flow_euler_sample_progressive(reflow_run.ema, starts, schedule, 100)), "MeanFlow": None}
+
+panels = {name: {"fine": None if fine[name] is None else few_step_paths.path_states(fine[name]),
+                 "steps": {k: few_step_paths.path_states(chains[name][k]) for k in ks}, "targets": targets}
+          for name in chains}
+toy_data_xy = dl.toy.as_xy(data[:1500])
+dl.widgets.slider_view(few_step_paths.few_step_paths_slider(panels, toy_data_xy), values=ks, description="steps",
+                       value=1)
+
+# %%
+few_step_paths.plot_few_step_paths(panels, [1, 4], toy_data_xy);
+
+# %% [markdown]
+# Straightness (notebook 11's measure: the length of each accurate path over the distance between its ends; 1 is a
+# straight line), for the teacher's paths and the reflow student's, each solved with 100 steps:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for name in ("teacher (exact u), Euler", "reflow student, Euler"):
+    ratio = dl.inspection.path_straightness(fine[name])
+    print(f"{name:>26}: straightness median {float(ratio.median()):.3f} (quartiles {float(ratio.quantile(0.25)):.3f}-"
+          f"{float(ratio.quantile(0.75)):.3f})")
+
+# %% [markdown]
+# **Question.** Reflow's paths are much straighter, yet its one Euler step does not land exactly on the accurate end.
+# Name the two errors that remain, and say which of them MeanFlow removes in principle.
+#
+# <details><summary>Answer</summary>
+#
+# First, the student's own field is only an approximation of the field of the pairs (a few seconds of training); with
+# 100 steps it already ends away from the teacher's ends by that much. Second, straight *pairs* make straight paths
+# only where no two pairs' lines cross; after one reflow they still cross a little, so the paths keep some curvature
+# and one Euler step follows the tangent at $s = 1$. MeanFlow removes the second in principle: its step moves by the
+# average of the velocity over the interval, which is exact for the exact average velocity however curved the path;
+# what remains is the first kind of error, how well the network learned that average. Section 3 shows the identity
+# that defines it. In the table above, after the same 750 training steps: the teacher's one Euler step misses the
+# accurate end by 0.70 on average, the reflow student's by 0.063 (and by 0.026 in 16 steps, about the teacher's own
+# error at 16 steps), MeanFlow's by 0.21, falling only to 0.15 in 4 steps: on this toy, within seconds of training,
+# reflow's straight paths win; MeanFlow needs more training (its target holds the network's own derivative).
+#
+# </details>
+
+# %% [markdown]
+# ## 3. MeanFlow: the average velocity and its identity
+#
+# MeanFlow's network $u_\theta(z, r, s)$ learns the **average velocity** over the interval $[r, s]$ of the path
+# through $z$ at time $s$:
+#
+# $$u(z_s, r, s) = \frac{1}{s - r}\int_r^s v(z_\tau, \tau)\, d\tau ,\qquad\text{so}\qquad z_r = z_s - (s - r)\, u(z_s, r, s)$$
+#
+# exactly: one step from $s = 1$ to $r = 0$ is a generator. The integral is not computable during training, but
+# differentiating $(s - r)\,u = \int_r^s v\,d\tau$ in $s$ gives the **MeanFlow identity** (Geng et al. 2025, Eq. 6)
+#
+# $$u(z_s, r, s) = v(z_s, s) - (s - r)\,\frac{d}{ds}u(z_s, r, s), \qquad \frac{d}{ds}u = v\cdot\nabla_z u + \partial_s u ,$$
+#
+# whose right side needs only the velocity $v$ at one point and the network's own total derivative along the path: a
+# Jacobian-vector product with the tangent $(v, 1, 0)$ for $(z, s, r)$, one call of `torch.func.jvp`. Training
+# regresses $u_\theta$ on that right side, computed without gradient, with $v = \varepsilon - x_0$ as in flow matching:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(inspect.getsource(dl.objectives.meanflow_target))
+
+# %% [markdown]
+# A check where the average velocity is known in closed form: Gaussian data $x_0 \sim \mathcal{N}(\mu, \sigma^2 I)$,
+# whose ODE carries each noise along $z_s = m_s + \mathrm{std}_s\,\varepsilon$ with $m_s = (1-s)\mu$ and
+# $\mathrm{std}_s = \sqrt{(1-s)^2\sigma^2 + s^2}$, so $u$ is the chord $(z_s - z_r)/(s - r)$. The exercise's check
+# holds that field (`dl.exercises.nb12.average_velocity`, in flow times). Its target from the identity equals it:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from diffusion_lib.exercises import nb12 as gaussian                                      # noqa: E402
+
+z = torch.randn((4, 2, 1, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+s = torch.tensor([1.0, 0.8, 0.6, 0.3], dtype=torch.float64)
+r = torch.tensor([0.0, 0.5, 0.1, 0.3], dtype=torch.float64)
+v = gaussian.average_velocity(z, s, s)                          # the velocity: the average over an empty interval
+target = dl.objectives.meanflow_target(gaussian.average_velocity, z, s, r, v)
+u = gaussian.average_velocity(z, s, r)
+print("largest |target - u| over the 4 points:", f"{float((target - u).abs().max()):.1e}")
+print("largest |v - u| (what one flow step would use instead):", f"{float((v - u).abs().max()):.2f}")
+
+# %% [markdown]
+# **Question.** The loss asks the network to match a target that contains the network itself. Why does this not
+# collapse to a trivial solution, and what anchors it?
+#
+# <details><summary>Answer</summary>
+#
+# The anchor is the empty interval: at $r = s$ the target is $v = \varepsilon - x_0$, the flow-matching target of
+# notebook 11, and three quarters of each batch has $r = s$ (`dl.objectives.MeanFlow`, the paper's share). Its best
+# solution there is the exact velocity, which the data alone decide. For $r < s$ the identity is a consistency
+# condition: a field satisfies it for all $(z, r, s)$ only if it is the average of that velocity (differentiate the
+# integral; the check above), so as the network's velocity gets right, the averages built on it follow, from short
+# intervals to long ones. The target is computed without gradient (the paper's stop-gradient), so the network is not
+# rewarded for changing its own target.
+#
+# </details>
+
+# %% [markdown]
+# ## 4. MNIST: students of the shipped flow U-Nets
+#
+# Two students trained in this course's working session, each on one core of the 2-core CPU beside other jobs
+# (`benchmarks/few_step.py` has the commands): a **reflow** student of `unet_flow_cond` run at $w = 1$, whose pairs
+# are unconditional (the label of each pair is decided by its noise, `dl.objectives.noise_labels`, so the map from
+# noise to image stays a function an unconditional network can learn), starting from the teacher's own weights; and
+# a **MeanFlow** model started from `unet_flow`'s weights, its second time input added at zero
+# (`dl.UNet(interval=True)`). The table compares them with the teachers at 1, 2, 4 and 8 network evaluations (500
+# images from seed 0, the course's metric of notebook 07); `seconds_64` is the time for 64 digits:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+with open(dl.pretrained.WEIGHTS_DIR / "few_step.json") as f:
+    few_step = json.load(f)
+print(dl.sweeps.format_rows(few_step["rows"], ["model", "sampler", "nfe", "w", "confident_share", "frechet_distance",
+                                               "guided_accuracy", "seconds_64"]))
+print(f"(seconds_64: 64 digits, {few_step['threads']} thread(s), float32)")
+
+# %% [markdown]
+# How the students' one-, two- and four-step quality moved during their training (snapshots of the runs, 200 images
+# each), against the issue's one-step targets (confident share 0.80, Fréchet distance 45):
+
+# %%
+if few_step.get("curves"):
+    few_step_paths.plot_student_curves(few_step["curves"], {"confident_share": 0.80, "frechet_distance": 45.0});
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+students = {name: dl.load_pretrained(name, device=device) for name in dl.pretrained.PRETRAINED
+            if name.startswith(("reflow", "meanflow"))}
+student_rows = {}
+for name, model in students.items():
+    run = (dl.samplers.meanflow_sample_progressive if dl.pretrained.pretrained_objective(name) == "meanflow"
+           else dl.samplers.flow_euler_sample_progressive)
+    for k in (1, 2, 4):
+        student_rows[f"{name}, {k} step{'s' if k > 1 else ''}"] = dl.final(run(model, x_1, schedule, k)).cpu()
+print(f"students shipped with the course: {sorted(students) or 'none (see the text below)'}")
+
+# %%
+if student_rows:
+    dl.plotting.show_rows({"unet_flow, 50 steps": teacher_rows["50 steps"], **student_rows},
+                          title="the same 10 noises: the teacher in 50 steps and the students in 1, 2 and 4");
+
+# %% [markdown]
+# **Is it copying?** One-step generators can fail quietly: the same few images again and again, or a collapse onto a
+# few digits. Notebook 07's check finds each sample's nearest training image, in pixels and in the classifier's
+# features; real test digits give the yardstick. The table script ran it on the 500 one-step samples of each student:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print("real test digits: median distance to the nearest training digit", few_step["real_test_digits"])
+for row in few_step["rows"]:
+    if "nearest_pixels_median" in row:
+        print(f"{row['model']}, 1 evaluation: median distance in pixels {row['nearest_pixels_median']}, in features "
+              f"{row['nearest_features_median']}; {row['distinct_nearest']} distinct nearest training images of "
+              f"{row['n']}; class histogram {row['class_histogram']}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"this whole notebook ran in {time.perf_counter() - notebook_start:.0f} s ({B.mode} mode) on "
+      f"{dl.inspection.machine_description(device)}; load average {os.getloadavg()[0]:.1f} (other jobs share the CPU)")
+
+# %% [markdown]
+# ## Exercise: two MeanFlow steps
+#
+# Write the two-step MeanFlow sampler: from pure noise `x_1` at $s = 1$, one step to $s = 1/2$ and one to $s = 0$,
+# each $z_r = z_s - (s - r)\,u(z_s, r, s)$. The average velocity is given as `u_model(z, s, r)` with two floats, the
+# flow time `s` and the end of the interval `r <= s`. The check hands you the exact average velocity of Gaussian data,
+# so your two steps must land exactly on the ODE's end. Before you run it: with the exact $u$, is two steps better than
+# one? A worked solution is in `solutions/12_few_step.py`.
+
+# %%
+# EXERCISE
+def two_step_meanflow(u_model, x_1: torch.Tensor) -> torch.Tensor:
+    """x_0 after two MeanFlow steps s = 1 -> 1/2 -> 0 of the average velocity u_model(z, s, r)."""
+    raise NotImplementedError
+
+# %%
+dl.exercises.check("12", two_step_meanflow);
+
+# %% [markdown]
+# ## Summary
+#
+# * One Euler step of the best velocity lands on the data's mean: the velocity at pure noise cannot know the image.
+# * Reflow pairs each noise with the teacher's ODE end and trains flow matching again on the pairs; the paths
+#   straighten, and few Euler steps get close to the teacher's ends.
+# * MeanFlow learns the average velocity over an interval through the identity $u = v - (s - r)\frac{d}{ds}u$, with the
+#   total derivative from one `torch.func.jvp`; one step over the whole interval is then a generator.
+#
+# **Next:** notebook 13 moves the diffusion into a small autoencoder's latent space and replaces the U-Net by a
+# diffusion transformer.

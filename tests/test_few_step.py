@@ -1,0 +1,294 @@
+"""Few-step generation (notebook 12): reflow's pairs, MeanFlow's identity and loss, the one-step sampler,
+the second time input of the U-Net, checkpoints of the new kinds, and the command line's --steps 1.
+
+The closed form used throughout: for Gaussian data x_0 ~ N(mu, sigma^2 I) on flow matching's straight path
+x_s = (1 - s) x_0 + s eps, the marginal at s is N(m_s, std_s^2 I) with m_s = (1 - s) mu and
+std_s = sqrt((1 - s)^2 sigma^2 + s^2), and the ODE's flow map is affine: the state at s of the path that
+starts at noise eps is x_s = m_s + std_s eps. So
+    the velocity             v(x, s)    = m_s' + std_s' (x - m_s) / std_s,
+    the ODE's end from eps   x_0        = mu + sigma eps,
+    the average velocity     u(z, r, s) = (z - x_r) / (s - r), with x_r = m_r + std_r (z - m_s) / std_s.
+"""
+import math
+
+import pytest
+import torch
+
+import diffusion_lib as dl
+from diffusion_lib import samplers
+from diffusion_lib.backbones import UNet
+from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, load_model
+from diffusion_lib.cli import main
+from diffusion_lib.objectives import MeanFlow, meanflow_target, noise_labels, objective_loss, reflow_pairs
+from diffusion_lib.pretrained import export_for_sampling
+from diffusion_lib.schedules import make_schedule
+from diffusion_lib.training import Trainer, init_from_teacher, train
+
+from _tiny import one_thread, synthetic_mnist, tiny_config  # noqa: F401 (one_thread is autouse)
+
+MU, SIGMA, T = 0.3, 0.5, 1000
+
+
+def m(s):
+    return (1 - s) * MU
+
+
+def std(s):
+    return ((1 - s) ** 2 * SIGMA ** 2 + s ** 2) ** 0.5
+
+
+def d_std(s):
+    return (-(1 - s) * SIGMA ** 2 + s) / std(s)
+
+
+def flow_s(t):
+    return (t.double() + 1) / T
+
+
+def gaussian_velocity(x, t, y=None):
+    """The exact velocity of Gaussian data, as a model in the code's timesteps (s = (t + 1) / T)."""
+    s = flow_s(t).reshape(-1, 1, 1, 1)
+    return (-MU + d_std(s) * (x - m(s)) / std(s)).to(x.dtype)
+
+
+def gaussian_average_velocity_s(z, s, r):
+    """u(z, r, s) in flow times (B,) of Gaussian data: the chord of the ODE path from s down to r."""
+    s, r = s.reshape(-1, 1, 1, 1), r.reshape(-1, 1, 1, 1)
+    x_r = m(r) + std(r) * (z - m(s)) / std(s)
+    empty = s == r                                                 # the average over an empty interval: v itself
+    chord = (z - x_r) / torch.where(empty, torch.ones_like(s), s - r)
+    return torch.where(empty, -MU + d_std(s) * (z - m(s)) / std(s), chord)
+
+
+def gaussian_average_velocity(x, t, y=None, r=None):
+    """The same in the code's timesteps: the MeanFlow network's signature."""
+    return gaussian_average_velocity_s(x, flow_s(t), flow_s(r)).to(x.dtype)
+
+
+schedule = make_schedule("linear", T)
+
+
+# ----------------------------------------------------------------------------- reflow
+
+def test_reflow_pairs_couple_each_noise_with_its_ode_end():
+    noise = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ends = reflow_pairs(gaussian_velocity, noise, schedule, num_steps=40, batch_size=4, progress=False)
+    torch.testing.assert_close(ends, MU + SIGMA * noise, atol=3e-3, rtol=0)    # Heun's last step is Euler's
+    finer = reflow_pairs(gaussian_velocity, noise, schedule, num_steps=160, progress=False)
+    assert (finer - MU - SIGMA * noise).abs().max() < (ends - MU - SIGMA * noise).abs().max() / 4   # converges
+    shuffled = reflow_pairs(gaussian_velocity, noise.flip(0), schedule, num_steps=40, progress=False)
+    torch.testing.assert_close(shuffled, ends.flip(0), atol=1e-12, rtol=0)       # pair by pair, not as a set
+
+
+def test_reflow_pairs_pass_each_batch_its_labels():
+    seen = []
+
+    def teacher(x, t, y):
+        seen.append(y.clone())
+        return torch.zeros_like(x) + y.reshape(-1, 1, 1, 1).to(x.dtype)        # velocity y: x_0 = eps - y
+
+    noise = torch.zeros(5, 1, 2, 2)
+    y = torch.tensor([0, 1, 2, 3, 4])
+    ends = reflow_pairs(teacher, noise, schedule, num_steps=3, y=y, batch_size=2, progress=False)
+    torch.testing.assert_close(ends[:, 0, 0, 0], -y.float())
+    assert [len(s) for s in seen[:1]] == [2]
+
+
+def test_noise_labels_are_uniform_and_a_function_of_the_noise():
+    noise = torch.randn(20_000, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = noise_labels(noise, 10)
+    counts = torch.bincount(y, minlength=10).float()
+    assert (counts / counts.sum() - 0.1).abs().max() < 0.01                   # 20,000 draws: sd of a share 0.002
+    torch.testing.assert_close(noise_labels(noise[:50], 10), y[:50])
+    assert not torch.equal(noise_labels(noise[:50], 10, seed=1), y[:50])
+
+
+def test_reflow_training_uses_the_given_pairs(tmp_path):
+    """The flow-matching loss on pairs: with noise given, x_s and the target are built from the pair."""
+    images, _ = synthetic_mnist(8)
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(3))
+    result = train(tiny_config(objective="flow", steps=2, pairs="test pairs"), images, noise=noise, out_dir=tmp_path,
+                   progress=False)
+    assert result.step == 2 and load_checkpoint(tmp_path / "last.pt")["config"]["pairs"] == "test pairs"
+    with pytest.raises(ValueError, match="pair one noise with each image"):
+        train(tiny_config(objective="flow"), images, noise=noise[:3], progress=False)
+
+
+# ----------------------------------------------------------------------------- the second time input
+
+def test_unet_without_interval_is_unchanged():
+    plain = UNet(base=8)
+    assert not any(k.startswith("interval_mlp") for k in plain.state_dict())
+    assert "interval" not in plain.arch["kwargs"]
+    with pytest.raises(ValueError, match="interval=True"):
+        plain(torch.zeros(1, 1, 28, 28), torch.tensor([5]), r=torch.tensor([1]))
+    with pytest.raises(ValueError, match="integer tensor"):
+        plain(torch.zeros(1, 1, 28, 28), torch.tensor([5.0]))
+
+
+def test_interval_unet_starts_as_its_teacher_for_every_r():
+    torch.manual_seed(0)
+    teacher = UNet(base=8, num_classes=10).eval()
+    student = UNet(base=8, interval=True).eval()
+    init_from_teacher(student, {"arch": teacher.arch, "model": teacher.state_dict()})
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([999, 500, 10])
+    expected = teacher(x, t)                                                   # the null label: unconditional
+    for r in (t, torch.tensor([-1, 200, 10]), torch.tensor([-1.0, -0.5, 3.25])):
+        torch.testing.assert_close(student(x, t.float(), r=r.float()), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="must not exceed t"):
+        student(x, t.float() - 1, r=t.float())
+    with pytest.raises(ValueError, match=r"\[-1, T-1\]"):
+        student(x, torch.tensor([1000.0, 1.0, 1.0]))
+
+
+# ----------------------------------------------------------------------------- MeanFlow
+
+def test_meanflow_identity_holds_for_the_exact_average_velocity():
+    """u = v - (s - r) d/ds u with d/ds u from the jvp: the target equals u itself for the exact field."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 1, 3, 3, generator=g, dtype=torch.float64)
+    s = torch.tensor([1.0, 0.9, 0.6, 0.4, 0.7], dtype=torch.float64)
+    r = torch.tensor([0.0, 0.2, 0.6, 0.1, 0.65], dtype=torch.float64)
+    v = gaussian_velocity(z, s * T - 1)
+    target = meanflow_target(gaussian_average_velocity_s, z, s, r, v)
+    torch.testing.assert_close(target, gaussian_average_velocity_s(z, s, r))
+    wrong = meanflow_target(lambda z, s, r: gaussian_average_velocity_s(z, s, r) * 1.1, z, s, r, v)
+    assert (wrong - target).abs().max() > 1e-2                                 # a wrong field is not its own target
+
+
+def test_meanflow_jvp_matches_finite_differences():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)).double()
+
+    def u(z, s, r):
+        return net(torch.cat([z.flatten(1), s[:, None], r[:, None]], 1)).reshape(z.shape)
+
+    z = torch.randn(3, 1, 2, 2, dtype=torch.float64)
+    v = torch.randn_like(z)
+    s, r = torch.tensor([0.9, 0.5, 0.3], dtype=torch.float64), torch.tensor([0.1, 0.2, 0.0], dtype=torch.float64)
+    h = 1e-6
+    du_ds = (u(z + h * v, s + h, r) - u(z - h * v, s - h, r)) / (2 * h)        # the total derivative along (v, 1, 0)
+    expected = v - (s - r).reshape(-1, 1, 1, 1) * du_ds
+    torch.testing.assert_close(meanflow_target(u, z, s, r, v), expected, atol=1e-8, rtol=1e-7)
+
+
+def test_meanflow_loss_is_zero_for_the_exact_field_and_draws_sorted_times():
+    objective = MeanFlow(p=0.0)
+    times = objective.draw_t(4000, schedule, torch.Generator().manual_seed(0))
+    s, r = times[:, 0], times[:, 1]
+    assert bool((r <= s).all()) and bool(((s > 0) & (s < 1)).all())
+    assert abs(float((r < s).float().mean()) - 0.25) < 0.03
+
+    # Gaussian data, exact field: the loss is the variance of the conditional velocity around its mean, which the
+    # exact average velocity reaches only in expectation; at r = s = 1 (pure noise) the data's x_0 is irrelevant to z
+    # only if x_0 is its mean: with x0 = mu exactly, v = eps - mu is the exact velocity at s = 1, and the loss is 0.
+    x0 = torch.full((3, 1, 2, 2), MU, dtype=torch.float64)
+    eps = torch.randn_like(x0)
+    t = torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, 1.0]], dtype=torch.float64)
+    exact = lambda x, t_, y=None, r_=None: gaussian_average_velocity(x, t_, y, r_)   # noqa: E731
+    loss = objective.loss(lambda x, tc, y, rc: exact(x, tc, y, rc), x0, t, eps, schedule)
+    torch.testing.assert_close(loss, torch.zeros(3, dtype=torch.float64), atol=1e-10, rtol=0)
+
+
+def test_meanflow_trainer_steps_on_an_interval_unet():
+    trainer = Trainer(tiny_config(objective="meanflow", backbone_kwargs={"base": 8, "interval": True}))
+    images, _ = synthetic_mnist(4)
+    loss = trainer.train_step(images)
+    assert math.isfinite(loss) and 0 < loss < 1                               # adaptive weighting: error / (error + c)
+    with pytest.raises(ValueError, match="interval"):
+        Trainer(tiny_config(objective="meanflow"))
+    with pytest.raises(ValueError, match="interval"):
+        Trainer(tiny_config(objective="flow", backbone_kwargs={"base": 8, "interval": True}))
+
+
+# ----------------------------------------------------------------------------- one- and few-step sampling
+
+@pytest.mark.parametrize("num_steps", [1, 2, 4])
+def test_meanflow_sampler_with_the_exact_average_velocity_is_exact(num_steps):
+    z = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    steps = list(samplers.meanflow_sample_progressive(gaussian_average_velocity, z, schedule, num_steps))
+    assert len(steps) == num_steps and [s.t for s in steps] == samplers.flow_timesteps(num_steps, T)
+    x0 = steps[-1].x_next
+    torch.testing.assert_close(x0, MU + SIGMA * z, atol=1e-12, rtol=0)         # the ODE's end, image by image
+    assert abs(float(x0.mean()) - MU) < 0.02 and abs(float(x0.std()) - SIGMA) < 0.01   # so N(mu, sigma^2)
+
+
+def test_one_euler_step_of_the_velocity_is_not_exact():
+    """What MeanFlow fixes: one Euler step of the (exact) instantaneous velocity misses the distribution."""
+    z = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x0 = samplers.final(samplers.flow_euler_sample_progressive(gaussian_velocity, z, schedule, 1))
+    assert abs(float(x0.std()) - SIGMA) > 0.2                                # x_0 = z - v(z, 1) = mu: std 0
+
+
+# ----------------------------------------------------------------------------- checkpoints and the command line
+
+@pytest.fixture(scope="module")
+def few_step_checkpoints(tmp_path_factory):
+    """A MeanFlow checkpoint and a reflow student's (flow, trained on pairs from the flow teacher's weights)."""
+    root = tmp_path_factory.mktemp("few_step")
+    images, _ = synthetic_mnist(8)
+    teacher = train(tiny_config(objective="flow", steps=2), images, out_dir=root / "teacher", progress=False)
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
+    pairs = reflow_pairs(teacher.ema, noise, schedule, num_steps=2, progress=False).clamp(-1, 1)
+    train(tiny_config(objective="flow", steps=2, init_from=str(root / "teacher" / "last.pt"), pairs="tiny"),
+          pairs, noise=noise, out_dir=root / "reflow", progress=False)
+    train(tiny_config(objective="meanflow", steps=2, backbone_kwargs={"base": 8, "interval": True},
+                      init_from=str(root / "teacher" / "last.pt")), images, out_dir=root / "meanflow", progress=False)
+    return root
+
+
+def test_new_checkpoints_round_trip_and_record_what_they_are(few_step_checkpoints, tmp_path):
+    for kind, objective in (("reflow", "flow"), ("meanflow", "meanflow")):
+        path = few_step_checkpoints / kind / "last.pt"
+        exported = export_for_sampling(path, tmp_path / f"{kind}.pt")
+        record = load_checkpoint(exported)
+        assert checkpoint_objective(record) == objective
+        assert record["config"]["init_from"].endswith("last.pt")
+        if kind == "reflow":
+            assert record["config"]["pairs"] == "tiny"
+        a, b = load_model(path), load_model(exported)
+        x = torch.randn(2, 1, 28, 28)
+        t = torch.tensor([999, 3])
+        kwargs = {"r": torch.tensor([-1, 1])} if kind == "meanflow" else {}
+        torch.testing.assert_close(a(x, t, **kwargs), b(x, t, **kwargs), atol=0, rtol=0)
+    assert load_model(few_step_checkpoints / "meanflow" / "last.pt").interval_mlp is not None
+
+
+@pytest.mark.parametrize("kind, sampler", [("reflow", "flow-euler"), ("meanflow", "meanflow")])
+def test_cli_samples_the_new_models_in_one_step(few_step_checkpoints, tmp_path, capsys, kind, sampler):
+    out = tmp_path / f"{kind}.png"
+    code = main(["sample", "--checkpoint", str(few_step_checkpoints / kind / "last.pt"), "--steps", "1", "--n", "4",
+                 "--device", "cpu", "--out", str(out)])
+    assert code == 0 and out.exists()
+    assert f"({sampler}," in capsys.readouterr().out
+
+
+def test_cli_refuses_a_flow_sampler_for_meanflow(few_step_checkpoints, tmp_path, capsys):
+    code = main(["sample", "--checkpoint", str(few_step_checkpoints / "meanflow" / "last.pt"), "--sampler",
+                 "flow-euler", "--steps", "1", "--n", "2", "--out", str(tmp_path / "x.png")])
+    assert code == 2 and "--sampler meanflow" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- on CUDA (the tests' emulation)
+
+def test_few_step_pieces_run_on_cuda_and_match_the_cpu():
+    """Under the CUDA-rules emulation: reflow's pairs (noise drawn on the CPU, moved batch by batch, ends back on the
+    CPU), a MeanFlow training step (the jvp target) and the MeanFlow sampler on a CUDA network, matching the CPU."""
+    from cuda_emulation import EmulatedCuda
+    torch.manual_seed(0)
+    net = UNet(base=8, mults=(1, 1, 1), interval=True).eval()
+    noise = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    expected_ends = reflow_pairs(net, noise, schedule, num_steps=2, progress=False)
+    expected_mf = samplers.final(samplers.meanflow_sample_progressive(net, noise, schedule, 2))
+    images, _ = synthetic_mnist(4)
+    config = tiny_config(objective="meanflow", backbone_kwargs={"base": 8, "mults": [1, 1, 1], "interval": True})
+    expected_loss = float(Trainer(config).train_step(images))
+    with EmulatedCuda():
+        cuda_net = net.to("cuda")
+        ends = reflow_pairs(cuda_net, noise, schedule, num_steps=2, progress=False)
+        mf = samplers.final(samplers.meanflow_sample_progressive(cuda_net, noise.to("cuda"), schedule, 2)).cpu()
+        loss = float(Trainer(config, device="cuda").train_step(images))
+    assert ends.device.type == "cpu"
+    torch.testing.assert_close(ends, expected_ends, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mf, expected_mf, atol=1e-5, rtol=1e-5)
+    assert loss == pytest.approx(expected_loss, rel=1e-4)
