@@ -437,7 +437,7 @@ def section_masked(args) -> str:
     missing = [name for name, entry in TOKEN_PRETRAINED.items() if not (WEIGHTS_DIR / entry.file).exists()]
     if missing:
         return "## Masked diffusion (notebook 14)\n\nSkipped, files not in diffusion_lib/weights/: " + ", ".join(missing)
-    n_names, n_digits = (100, 50) if args.quick else (1000, 500)
+    n_names, n_digits = (100, 50) if args.quick else (1000, 200)      # the cards' n
     names = md.names_section(argparse.Namespace(masked=str(pretrained_path("masked_names")),
                                                 ar=str(pretrained_path("ar_names")), n=n_names, n_times=16,
                                                 held=300 if args.quick else 2000))
