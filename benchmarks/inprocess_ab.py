@@ -17,7 +17,16 @@ def load(path):
     for k in mods: del sys.modules[k]
     sys.path.remove(path)
     return lib
-A = load(sys.argv[1]); B = load(sys.argv[2])
+import argparse
+from pathlib import Path
+parser = argparse.ArgumentParser(description="two versions of diffusion_lib in one process, alternated")
+parser.add_argument("a", type=Path, help="folder holding version A's diffusion_lib/")
+parser.add_argument("b", type=Path, help="folder holding version B's diffusion_lib/")
+args = parser.parse_args()
+for folder in (args.a, args.b):
+    if not (folder / "diffusion_lib" / "__init__.py").is_file():
+        parser.error(f"{folder} holds no diffusion_lib/ package; give the folder that contains it")
+A = load(str(args.a.resolve())); B = load(str(args.b.resolve()))
 print(A.__file__, B.__file__)
 x_T = torch.randn((16, 1, 28, 28), generator=torch.Generator().manual_seed(1))
 res = {"A": {"ddim": [], "fwd": []}, "B": {"ddim": [], "fwd": []}}
