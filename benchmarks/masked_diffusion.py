@@ -17,12 +17,14 @@ Bits per character count a name's letters and its end mark; the padding after it
 sequence of 12 tokens), its cost is included in both totals.
 
 digits: confident share, Frechet distance and effective classes (diffusion_lib.metrics, against the MNIST test
-set's features) of decoded samples at K steps for the ancestral and the confidence-ordered sampler, beside real
-training digits, quantised the same way and unquantised, scored at the same n.
+set's features) of decoded samples at K steps for the ancestral sampler, the greedy confidence order (LLaDA's rule)
+and MaskGIT's noisy confidence order (choice temperature 1), beside real training digits, quantised the same way and
+unquantised, scored at the same n.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -39,6 +41,8 @@ from diffusion_lib.tokens import END, characters, decode_names, encode_names, lo
 
 NAME_STEPS = (1, 2, 3, 4, 6, 12)
 DIGIT_STEPS = (8, 16, 64, 256)
+MASKGIT_CHOICE_TEMPERATURE = 1.0   # "maskgit": the confidence order with MaskGIT's noisy choice (masked.py)
+DIGIT_SAMPLERS = ("maskgit:8,16,64,256", "ancestral:8,16,64", "confidence:16")
 
 
 def load(path):
@@ -141,9 +145,13 @@ def digits_section(args) -> dict:
     print(f"real training digits (n={args.n}): {real}; quantised to {levels} levels: {real_q}", flush=True)
     result = {"levels": levels, "n": args.n, "step": ckpt["step"], "parameters": sum(p.numel() for p in net.parameters()),
               "real": real, "real_quantised": real_q, "samples": []}
-    for sampler, fn in (("confidence", masked.confidence_unmask_progressive),
-                        ("ancestral", masked.ancestral_unmask_progressive)):
-        for k in args.steps:
+    samplers = {"ancestral": masked.ancestral_unmask_progressive, "confidence": masked.confidence_unmask_progressive,
+                "maskgit": functools.partial(masked.confidence_unmask_progressive,
+                                             choice_temperature=MASKGIT_CHOICE_TEMPERATURE)}
+    for spec in args.samplers:
+        sampler, _, ks = spec.partition(":")
+        fn = samplers[sampler]
+        for k in (int(v) for v in ks.split(",")):
             start, last = time.monotonic(), None
             tokens = []
             for chunk in range(0, args.n, args.batch):
@@ -175,7 +183,8 @@ def main(argv=None) -> int:
     d.add_argument("--checkpoint", required=True)
     d.add_argument("--n", type=int, default=500)
     d.add_argument("--batch", type=int, default=250)
-    d.add_argument("--steps", type=int, nargs="*", default=list(DIGIT_STEPS))
+    d.add_argument("--samplers", nargs="*", default=list(DIGIT_SAMPLERS),
+                   help="SAMPLER:K1,K2,... with SAMPLER ancestral, confidence (greedy, LLaDA) or maskgit (noisy choice)")
     for q in (a, d):
         q.add_argument("--threads", type=int)
         q.add_argument("--json", help="write the numbers here")

@@ -19,6 +19,8 @@ Sections:
                  DDIM, `unet_flow_cond` at w = 1) and the shipped few-step students (reflow, MeanFlow), with the
                  seconds for 64 digits and the copying check on one-step samples (benchmarks/few_step.py table_rows)
     cards        the numbers of the model cards (diffusion_lib/weights/<name>.json) reproduced, each row with its sampler
+    masked       notebook 14's token models (masked_names against ar_names; masked_digits against the real quantised
+                 digits), by benchmarks/masked_diffusion.py, beside their cards' numbers
 
 A shipped model whose file is not in diffusion_lib/weights/ is skipped with a note.
 
@@ -47,7 +49,7 @@ from diffusion_lib.pretrained import (AUTOENCODERS, PRETRAINED, WEIGHTS_DIR, loa
 from diffusion_lib.schedules import make_schedule  # noqa: E402
 from diffusion_lib.training import diffusion_loss  # noqa: E402
 
-SECTIONS = ("reference", "throughput", "sampling", "nfe", "guidance", "few_step", "cards")
+SECTIONS = ("reference", "throughput", "sampling", "nfe", "guidance", "few_step", "cards", "masked")
 FEW_STEP_NFES = (1, 2, 4, 8)
 # evaluate.py's --sampler names and the names of diffusion_lib.sweeps (NFE_SAMPLERS, FLOW_SAMPLERS), in the tables
 SAMPLER_NAMES = SAMPLER_LABELS      # the cards' sampler names -> the tables'
@@ -427,6 +429,51 @@ def section_cards(args, classifier, reference) -> str:
             + table(["model", "setting", "quantity", "card", "this run", "note"], rows))
 
 
+def section_masked(args) -> str:
+    """Notebook 14's tables: the masked and autoregressive names models, the masked digits, against their cards."""
+    import masked_diffusion as md
+    from diffusion_lib.pretrained import TOKEN_PRETRAINED, pretrained_path
+
+    missing = [name for name, entry in TOKEN_PRETRAINED.items() if not (WEIGHTS_DIR / entry.file).exists()]
+    if missing:
+        return "## Masked diffusion (notebook 14)\n\nSkipped, files not in diffusion_lib/weights/: " + ", ".join(missing)
+    n_names, n_digits = (100, 50) if args.quick else (1000, 200)      # the cards' n
+    names = md.names_section(argparse.Namespace(masked=str(pretrained_path("masked_names")),
+                                                ar=str(pretrained_path("ar_names")), n=n_names, n_times=16,
+                                                held=300 if args.quick else 2000))
+    digits = md.digits_section(argparse.Namespace(checkpoint=str(pretrained_path("masked_digits")), n=n_digits,
+                                                  batch=250, samplers=["maskgit:8", "ancestral:8"] if args.quick
+                                                  else list(md.DIGIT_SAMPLERS)))
+    cards = {name: json.loads((WEIGHTS_DIR / f"{name}.json").read_text()) for name in ("masked_names", "masked_digits")}
+    bits = [["autoregressive, exact", 12, f"{names['ar_bits_per_char']:.3f}", f"{cards['masked_names']['ar_bits_per_char']:.3f}"],
+            ["masked, continuous bound", "", f"{names['masked_continuous_bits_per_char']:.3f}",
+             f"{cards['masked_names']['masked_continuous_bits_per_char']:.3f}"]]
+    bits += [[f"masked, {k}-step bound", k, f"{v:.3f}", f"{cards['masked_names']['masked_discrete_bits_per_char'][k]:.3f}"]
+             for k, v in names["masked_discrete_bits_per_char"].items()]
+    samples = [[r["model"], r["sampler"], r["steps"], r["nfe"], f"{r['seconds']:.2f}", f"{r['well_formed']:.3f}",
+                f"{r['novel']:.3f}", f"{r['distinct']:.3f}", f"{r['ar_bits_per_char']:.2f}", " ".join(r["examples"][:4])]
+               for r in names["samples"]]
+    card_digits = {(r["sampler"], r["steps"]): r for r in cards["masked_digits"]["samples"]}
+    quality = [["real training digits", "", "", f"{digits['real']['confident_share']:.3f}",
+                f"{digits['real']['frechet_distance']:.1f}", ""],
+               [f"real, {digits['levels']} grey levels", "", "", f"{digits['real_quantised']['confident_share']:.3f}",
+                f"{digits['real_quantised']['frechet_distance']:.1f}", ""]]
+    for r in digits["samples"]:
+        c = card_digits.get((r["sampler"], r["steps"]))
+        quality.append([r["sampler"], r["steps"], f"{r['seconds']:.1f}", f"{r['confident_share']:.3f}",
+                        f"{r['frechet_distance']:.1f}",
+                        f"{c['confident_share']:.3f} / {c['frechet_distance']:.1f}" if c else ""])
+    return ("## Masked diffusion (notebook 14)\n\n"
+            f"Names: bits per character on {names['held_out_names']:,} held-out surnames, this run beside the card "
+            "(`masked_names.json`):\n\n" + table(["model", "NFE", "bits per character", "card"], bits)
+            + f"\n\nSamples, {n_names} per row (seed 0):\n\n"
+            + table(["model", "sampler", "K", "NFE", "seconds", "well formed", "novel", "distinct",
+                     "AR bits/char of the samples", "examples"], samples)
+            + f"\n\nDigits (`masked_digits`, {digits['n']} images per row, against the MNIST test set):\n\n"
+            + table(["sampler", "K = NFE", "seconds", "confident share", "Frechet distance", "card (share / Frechet)"],
+                    quality))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
@@ -456,6 +503,8 @@ def main(argv=None) -> int:
             text = section_reference(args)
         elif name == "throughput":
             text = section_throughput(args)
+        elif name == "masked":
+            text = section_masked(args)
         else:
             text = globals()[f"section_{name}"](args, classifier, reference)
         text += f"\n\n({time.monotonic() - t:.0f} s)"

@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/scaling.py --steps 300 --batch-size 64
 
 Every run trains one network with flow matching on MNIST pixels through diffusion_lib's own training loop (the
-same recipe for all: AdamW lr 1e-3, 50 warm-up steps, batch --batch-size, EMA not used for the loss) and measures
+same recipe for all: AdamW lr 1e-3, warm-up over a tenth of the run (at most 50 steps), batch --batch-size, EMA not
+used for the loss) and measures
 its loss on held-out test images at a few points along the way (--evals, as fractions of the run; the same test
 images, timesteps and noise for every run, so the points are comparable). Training compute at a point =
 FLOPs of one training step's forward and backward pass per image (torch.utils.flop_counter.FlopCounterMode, fp32)
@@ -85,6 +86,23 @@ def held_out_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
     return float(torch.cat(losses).mean())
 
 
+def plot_only(json_path: Path, png: Path) -> int:
+    """Draw a record's curves (benchmarks/README.md's picture) and print its table in markdown."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from diffusion_lib.pictures.scaling_curves import plot_scaling_curves
+    record = json.loads(json_path.read_text())
+    plot_scaling_curves(record).savefig(png, dpi=100)
+    print("| run | parameters | MFLOP per image (train step) | held-out loss at each evaluation | training FLOPs at the "
+          "end | seconds |\n|---|---|---|---|---|---|")
+    for name, run in record["runs"].items():
+        losses = " / ".join(f"{q['test_loss']:.3f}" for q in run["points"])
+        print(f"| {name} | {run['parameters']:,} | {run['flops_per_image'] / 1e6:.1f} | {losses} | "
+              f"{run['points'][-1]['flops']:.2e} | {run['train_seconds']:.0f} |")
+    print(f"wrote {png}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="optimizer steps of every run (default 300)")
@@ -95,7 +113,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=200, help="samples scored at the end of each largest run (0: none)")
     p.add_argument("--run", action="append", help="a run's name (repeatable); default: the whole grid")
     p.add_argument("--json", default=str(RESULTS))
+    p.add_argument("--plot", metavar="PNG", help="only draw the curves of --json to this PNG (and print the table)")
     args = p.parse_args(argv)
+    if args.plot:
+        return plot_only(Path(args.json), Path(args.plot))
     torch.set_num_threads(1)
     # the smallest size of every architecture first, then the middle ones, then the largest: a grid stopped early
     # still has all three architectures
@@ -112,13 +133,14 @@ def main(argv=None) -> int:
     t_test = torch.randint(0, schedule.T, (x_test.shape[0],), generator=g)
     noise_test = torch.randn(x_test.shape, generator=g)
     eval_steps = sorted({max(1, round(f * args.steps)) for f in args.evals})
+    warmup = max(1, min(50, args.steps // 10))
     largest = {arch: name for name, arch, _, _ in GRID}          # the last (largest) run of each architecture
 
     json_path = Path(args.json)
     record = {"command": "OMP_NUM_THREADS=1 python benchmarks/scaling.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "machine": machine_description("cpu"), "commit": git_commit(),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "torch": torch.__version__,
-              "recipe": f"flow matching on MNIST pixels, AdamW lr 1e-3 (weight decay 0.01), 50 warm-up steps, "
+              "recipe": f"flow matching on MNIST pixels, AdamW lr 1e-3 (weight decay 0.01), {warmup} warm-up steps, "
                         f"batch {args.batch_size}, gradient clipping 1.0, fp32, {args.steps} steps per run",
               "steps": args.steps, "batch_size": args.batch_size, "eval_steps": eval_steps,
               "test_images": x_test.shape[0], "runs": {}}
@@ -129,7 +151,7 @@ def main(argv=None) -> int:
     total = time.monotonic()
     for name, arch, backbone, kwargs in grid:
         config = TrainConfig(backbone=backbone, backbone_kwargs=kwargs, objective="flow", steps=args.steps,
-                             batch_size=args.batch_size, lr=1e-3, warmup_steps=50, seed=0)
+                             batch_size=args.batch_size, lr=1e-3, warmup_steps=warmup, seed=0)
         trainer = Trainer(config)
         flops = training_flops_per_image(trainer.model, schedule)
         points, start, load_start = [], time.monotonic(), os.getloadavg()[0]

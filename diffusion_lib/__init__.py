@@ -12,15 +12,18 @@ The core is the math the notebooks teach, one function per equation; it loads on
     guidance       classifier-free guidance                                               (notebook 08)
     interpolation  blending two images through their DDIM noises                          (notebook 07)
     toy            a 2-D mixture of Gaussians: its noised density q_t, score and exact eps (notebook 10)
-    and the plumbing: checkpoints, pretrained (the shipped weights), data (MNIST, Fashion-MNIST),
-    images (grids and PNG files), device, config (quick and full mode), cli (the command line).
+    masked         masked (absorbing-state) diffusion over tokens: forward masking, ELBO, unmasking samplers (14)
+    token_networks, tokens, masked_training   its networks, data (quantised digits, surnames) and training (14)
+    and the plumbing: checks (the arguments' rules), checkpoints, pretrained (the shipped weights), data (MNIST, Fashion-MNIST),
+    images (grids and PNG files), device, config (quick and full mode), cli (the command line; cli_tokens: its
+    train-tokens and sample-tokens commands).
 
 Built on the core, and never imported by it:
     measure    metrics, sweeps, inspection, experiments, scaling: numbers about models, samples and runs
     pictures   figures and sliders (matplotlib, ipywidgets), in files named after what they draw: grids
                (image grids and tables), schedule_curves, histograms, time_embedding, networks,
                training_curves, sampling_curves, fields_and_paths (the 2-D toy's densities, fields and
-               paths), attention_maps (the DiT's patches and attention), scaling_curves; style and live (what they share); plotting gathers them all as dl.plotting;
+               paths), attention_maps (the DiT's patches and attention), scaling_curves, masked_tokens (notebook 14); style and live (what they share); plotting gathers them all as dl.plotting;
                widgets (the sliders)
     exercises  the automatic checks of the notebooks' exercises
 
@@ -40,6 +43,7 @@ from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
 from .guidance import cfg_eps_model, guided_eps
 from . import autoencoder, interpolation, objectives, pretrained, toy
+from . import masked, masked_training, token_networks, tokens
 from .objectives import OBJECTIVES, eps_model_for, objective_loss
 from .pretrained import load_pretrained, load_pretrained_codec, pretrained_objective, pretrained_schedule
 from .samplers import (ddim_invert, ddim_invert_progressive, ddim_sample_progressive, ddim_timesteps,

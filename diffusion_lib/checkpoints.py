@@ -246,8 +246,11 @@ def model_from_checkpoint(checkpoint: dict, ema: bool = True, device: torch.devi
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{where} records an architecture that cannot be built ({e}); the file was edited or "
                               "written by another version of diffusion_lib: train again") from None
-    from .device import check_device
-    device = check_device(device, fix="pass device='cpu', or one this machine has")
+    try:
+        device = torch.device(device)          # a name torch knows (whether this machine has it, .to() says)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{device!r} is not a device (cpu, cuda, cuda:N or mps); pass device='cpu', or one this "
+                         "machine has") from None
     use_ema = ema and checkpoint.get("ema") is not None
     load_weights_into(model, checkpoint, ema=use_ema)
     model = eps_model_for(model.to(device).eval(), objective, schedule)

@@ -105,6 +105,8 @@ def _sample_tokens(args) -> int:
         raise UsageError(f"--sampler {sampler} does not apply to this {kind} model; use "
                          + ("--sampler autoregressive" if kind == "autoregressive" else
                             "--sampler ancestral, confidence or fixed-order"))
+    if args.choice_temperature is not None and sampler != "confidence":
+        raise UsageError("--choice-temperature applies to --sampler confidence only; drop it")
     if args.steps is not None and sampler in ("fixed-order", "autoregressive"):
         raise UsageError(f"--steps does not apply to --sampler {sampler} (one token per step); drop --steps")
     wants = ".png" if data["name"] == "mnist" else ".txt"
@@ -127,7 +129,8 @@ def _sample_tokens(args) -> int:
         if sampler == "ancestral":
             steps = masked.ancestral_unmask_progressive(model, x, V, K, schedule, generator, args.temperature)
         elif sampler == "confidence":
-            steps = masked.confidence_unmask_progressive(model, x, V, K, schedule, generator, args.temperature)
+            steps = masked.confidence_unmask_progressive(model, x, V, K, schedule, generator, args.temperature,
+                                                         args.choice_temperature or 0.0)
         else:
             steps = masked.fixed_order_unmask_progressive(model, x, V, None, generator, args.temperature)
     last = None
@@ -195,6 +198,8 @@ def add_token_commands(sub) -> None:
                         "autoregressive")
     s.add_argument("--steps", type=integer(1), help="unmasking steps K, >= 1 (default 16); ancestral and confidence only")
     s.add_argument("--temperature", type=number(0), default=1.0, help="softmax temperature, >= 0 (default 1)")
+    s.add_argument("--choice-temperature", type=number(0),
+                   help="MaskGIT's noisy choice of what to reveal, >= 0 (default 0: greedy, LLaDA's rule); confidence only")
     s.add_argument("--n", type=integer(1, 100_000), default=64, help="samples, in [1, 100000] (default 64)")
     s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"random seed, in [0, {SEED_MAX}] (default 0)")
     s.add_argument("--device", type=device_name, help="cpu, cuda, cuda:N or mps (default cpu)")

@@ -35,7 +35,8 @@ def check_device(device: torch.device | str, what: str | None = None, fix: str =
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"{what} is not a device (cpu, cuda, cuda:N or mps); {fix}") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index is not None and device.index >= torch.cuda.device_count())):
         raise ValueError(f"{what}: this machine has {torch.cuda.device_count()} CUDA devices; {fix}")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"{what}: Apple's MPS is not available on this machine; {fix}")

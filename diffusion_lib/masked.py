@@ -293,11 +293,16 @@ def masked_counts(length: int, num_steps: int, schedule: str = "linear") -> list
 @torch.no_grad()
 def confidence_unmask_progressive(network: Network, x: torch.Tensor, mask_id: int, num_steps: int,
                                   schedule: str = "linear", generator: torch.Generator | None = None,
-                                  temperature: float = 1.0) -> Iterator[UnmaskStep]:
+                                  temperature: float = 1.0, choice_temperature: float = 0.0) -> Iterator[UnmaskStep]:
     """Confidence-ordered unmasking (MaskGIT, Chang et al. 2022; LLaDA's low-confidence remasking, Nie et al. 2025):
     at each of K steps, draw a token for every masked position from x_theta, then keep only the most confident
     ones (the highest probability of the drawn token), as many as bring the masked count down to the schedule's
     round(n (1 - alpha_s)); the others go back to [MASK]. One network call per step. Yields an UnmaskStep per step.
+
+    choice_temperature > 0 is MaskGIT's randomised choice: Gumbel noise times choice_temperature (1 - k / K) is added
+    to the log-confidence at step k, so early choices are partly random and the last ones greedy. With 0 (LLaDA's
+    rule) the order is greedy throughout, which on binary digits reveals the sure background first and can end in
+    an empty page: notebook 14 shows it.
     """
     n_tokens = x[0].numel()
     counts = masked_counts(n_tokens, num_steps, schedule)
@@ -306,6 +311,9 @@ def confidence_unmask_progressive(network: Network, x: torch.Tensor, mask_id: in
         masked = (x == mask_id).flatten(1)                                    # (B, N)
         proposal = sample_categorical(logits, generator, temperature)         # (B, *shape)
         confidence = logits.float().log_softmax(-1).gather(-1, proposal.unsqueeze(-1)).squeeze(-1).flatten(1)
+        if choice_temperature > 0:                                            # MaskGIT: noisy early, greedy late
+            u = _rand(confidence.shape, generator, x.device).clamp(1e-10, 1 - 1e-10)
+            confidence = confidence + choice_temperature * (1 - (k + 1) / num_steps) * -torch.log(-torch.log(u))
         confidence = confidence.masked_fill(~masked, -math.inf)               # only masked positions compete
         n_reveal = (masked.sum(1) - counts[k]).clamp(min=0)                   # (B,) tokens to reveal in this step
         order = confidence.argsort(dim=1, descending=True)                    # (B, N) most confident first

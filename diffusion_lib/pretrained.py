@@ -49,21 +49,31 @@ PRETRAINED = {
                                                       "sampled with the flow samplers, T = 1000, EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
+    "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "
+                                              "autoencoder's standardised 4 x 7 x 7 latents; it carries the "
+                                              "autoencoder, so its samples decode to digits (notebook 13)"),
 }
 # Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
 AUTOENCODERS = ("autoencoder",)
-# Token models (notebook 14): masked diffusion and its autoregressive baseline, loaded with
-# load_pretrained_token_model (masked_training.py), never with load_pretrained.
-TOKEN_PRETRAINED = {}
-PRETRAINED.update(TOKEN_PRETRAINED)
+# Token models (notebook 14): masked diffusion and its autoregressive baseline (masked.py, masked_training.py), loaded
+# with load_pretrained_tokens, not load_pretrained; sampled on the command line with `sample-tokens --pretrained`.
+TOKEN_PRETRAINED = {
+    "masked_digits": Pretrained("masked_digits.pt", "masked diffusion on MNIST digits quantised to 2 grey levels: a "
+                                                    "U-Net with a token embedding in and 2 logits per pixel out, EMA weights"),
+    "masked_names": Pretrained("masked_names.pt", "masked diffusion on the 1990 US Census surnames (12 characters): a "
+                                                  "small transformer, EMA weights"),
+    "ar_names": Pretrained("ar_names.pt", "the autoregressive baseline of masked_names: the same transformer, causal, "
+                                          "same steps, EMA weights"),
+}
 
 
 def pretrained_path(name: str) -> Path:
     """The file of a shipped model; a ValueError listing the known names if `name` is not one of them."""
-    if name not in PRETRAINED:
-        known = ", ".join(f"{k!r} ({v.description})" for k, v in PRETRAINED.items())
+    every = {**PRETRAINED, **TOKEN_PRETRAINED}
+    if name not in every:
+        known = ", ".join(f"{k!r} ({v.description})" for k, v in every.items())
         raise ValueError(f"unknown pretrained model {name!r}; the shipped ones are: {known}")
-    path = WEIGHTS_DIR / PRETRAINED[name].file
+    path = WEIGHTS_DIR / every[name].file
     if not path.exists():
         raise FileNotFoundError(f"the weights of {name!r} are missing from {path}; reinstall diffusion_lib "
                                 "(they ship inside the package) or train your own with `python -m diffusion_lib train`")
@@ -79,6 +89,15 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> Backbone:
         raise ValueError(f"{name!r} is an autoencoder, not a diffusion network; load it with "
                          f"load_pretrained_codec({name!r})")
     return load_model(pretrained_path(name), ema=True, device=device)
+
+
+def load_pretrained_tokens(name: str, device: torch.device | str = "cpu"):
+    """A shipped token model of notebook 14 (TOKEN_PRETRAINED), EMA weights, in eval mode on `device`."""
+    if name not in TOKEN_PRETRAINED:
+        raise ValueError(f"{name!r} is not a shipped token model; those are {sorted(TOKEN_PRETRAINED)} "
+                         "(image models load with load_pretrained)")
+    from .masked_training import load_token_model
+    return load_token_model(pretrained_path(name), ema=True, device=device)
 
 
 def load_pretrained_codec(name: str, device: torch.device | str = "cpu"):

@@ -220,7 +220,8 @@ def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """z ~ N(0, I) shaped like x, on x's device, drawn where the generator is: a seeded CPU generator gives the same z
     on every device, so a GPU run shows the pictures of a CPU run. Without a generator: torch's on x's device."""
     where = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device, non_blocking=True)
+    z = torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype)
+    return z if where == x.device else z.to(x.device, non_blocking=True)
 
 
 def _batch_t(x: torch.Tensor, t: int) -> torch.Tensor:

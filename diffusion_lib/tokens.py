@@ -79,6 +79,12 @@ def decode_names(tokens: torch.Tensor) -> list[str]:
     return names
 
 
+def names_as_text(tokens: torch.Tensor) -> list[str]:
+    """Tokens (N, L) -> the whole rows as text, end marks included and any [MASK] (or [BOS]) id as '_':
+    [[0, 13, 13, 26, 27]] -> ['ann._'] (decode_names keeps only the letters before the first end mark)."""
+    return ["".join(ALPHABET[i] if i < len(ALPHABET) else "_" for i in row) for row in tokens.tolist()]
+
+
 def characters(tokens: torch.Tensor) -> torch.Tensor:
     """(N,) characters per name counted for bits per character: its letters and one end mark."""
     is_end = tokens == END

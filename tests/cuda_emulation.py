@@ -26,8 +26,8 @@ for the GPU), and explicit torch.cuda.synchronize calls ("sync").
 While the mode is on, torch.Generator(device="cuda") makes an emulated CUDA generator (a CPU generator that reports
 cuda:0). Like a real one, it draws another stream than a CPU generator of the same seed: a library function that
 draws seeded noise on the GPU therefore shows different pictures here, and a test comparing with the CPU sees it.
-torch.cuda.synchronize counts, torch.cuda.get_device_name / get_device_capability / is_bf16_supported describe
-the emulated card: by default a T4 (compute capability 7.5, what a free Colab GPU is).
+torch.cuda.synchronize counts, torch.cuda.is_available / device_count say there is one card, and
+torch.cuda.get_device_name / get_device_capability / is_bf16_supported / mem_get_info describe the emulated card: by default a T4 (compute capability 7.5, what a free Colab GPU is).
 
 Not emulated: speed, memory, CUDA's own arithmetic (TF32, cuDNN), and autocast on "cuda" (torch disables it, with a
 warning, where no GPU is present).
@@ -213,6 +213,10 @@ class EmulatedCuda(TorchFunctionMode):
         p.enter_context(_patched(torch.cuda, "get_device_capability", lambda device=None: self.capability))
         p.enter_context(_patched(torch.cuda, "is_bf16_supported", lambda *a, **k: self.capability >= (8, 0)))
         p.enter_context(_patched(torch.cuda, "mem_get_info", lambda device=None: (15 * 2**30, 16 * 2**30)))
+        p.enter_context(_patched(torch.cuda, "is_available", lambda: True))
+        p.enter_context(_patched(torch.cuda, "device_count", lambda: 1))
+        # optimizers ask a present CUDA whether it is capturing a graph: the emulated one never is
+        p.enter_context(_patched(torch.optim.Optimizer, "_accelerator_graph_capture_health_check", lambda self: None))
         p.enter_context(_patched(torch._C, "_group_tensors_by_device_and_dtype",
                                  _group_by_device_and_dtype(torch._C._group_tensors_by_device_and_dtype)))
         return super().__enter__()

@@ -117,6 +117,10 @@ def test_confidence_sampler_follows_the_schedule_and_reveals_the_most_confident(
     first = steps[0].x_s[0]
     assert (first != 2).nonzero().flatten().tolist() == [6, 7]                # the two most confident positions
     assert [s.nfe for s in steps] == [1, 2, 3, 4]
+    noisy = list(confidence_unmask_progressive(Ramp(), all_masked(3, (8,), 2), 2, 4, temperature=0,
+                                               choice_temperature=50.0, generator=torch.Generator().manual_seed(0)))
+    assert [int((s.x_s == 2).sum(1)[0]) for s in noisy] == [6, 4, 2, 0]        # the same counts, a noisier order
+    assert any((s.x_s[0] != 2).nonzero().flatten().tolist() != [6, 7] for s in noisy[:1])
 
 
 # ----------------------------------------------------------------------------- a perfect denoiser on a known distribution

@@ -201,6 +201,8 @@ def bad_inputs(tmp_path, names_file, checkpoint):
         (["sample-tokens", "--checkpoint", c, "--sampler", "fixed-order", "--steps", "3",
           "--out", str(tmp_path / "s3.txt")], "--steps does not apply"),
         (["sample-tokens", "--checkpoint", c, "--steps", "0", "--out", str(tmp_path / "s4.txt")], "--steps"),
+        (["sample-tokens", "--checkpoint", c, "--sampler", "ancestral", "--choice-temperature", "1",
+          "--out", str(tmp_path / "s7.txt")], "--choice-temperature applies"),
         (["sample-tokens", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "s5.txt")],
          "no checkpoint"),
         (["sample", "--checkpoint", c, "--out", str(tmp_path / "s6.png")], "sample-tokens"),
@@ -218,3 +220,20 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, names_file,
         assert "Traceback" not in err and printed == ""
         assert sorted(p.name for p in tmp_path.iterdir()) == listing, argv     # nothing written
     assert names_checkpoint.read_bytes() == before_checkpoint
+
+
+def test_shipped_token_models_load_and_have_cards():
+    from diffusion_lib.pretrained import TOKEN_PRETRAINED, WEIGHTS_DIR, load_pretrained_tokens
+
+    for name, entry in TOKEN_PRETRAINED.items():
+        path = WEIGHTS_DIR / entry.file
+        if not path.exists():
+            pytest.skip(f"{entry.file} is not shipped")
+        checkpoint = load_checkpoint(path)
+        assert checkpoint["kind"] == ("autoregressive" if name.startswith("ar_") else "masked")
+        assert "optimizer" not in checkpoint and (WEIGHTS_DIR / f"{name}.md").exists()
+        net = load_pretrained_tokens(name)
+        x = torch.zeros((2, *net.token_shape), dtype=torch.long)
+        assert net(x).shape == (2, *net.token_shape, net.vocab_size)
+    with pytest.raises(ValueError, match="not a shipped token model"):
+        load_pretrained_tokens("unet")

@@ -160,6 +160,8 @@ def test_every_sampler_runs_on_cuda(cuda):
               samplers.ddim_sample_progressive(model, x_T, SCHEDULE, 5, eta=0.5, generator=g),
               samplers.ddim_invert_progressive(model, x_T, SCHEDULE, 5),
               samplers.heun_sample_progressive(model, x_T, SCHEDULE, 4),
+              samplers.heun_sample_progressive(model, x_T, SCHEDULE, 4, grid="karras"),
+              samplers.ddim_sample_progressive(model, x_T, SCHEDULE, 4, grid="karras"),
               samplers.flow_euler_sample_progressive(model, x_T, SCHEDULE, 4),
               samplers.flow_heun_sample_progressive(model, x_T, SCHEDULE, 4),
               samplers.ddim_sample_progressive(samplers.clipped_x0_eps_model(model, SCHEDULE), x_T, SCHEDULE, 3)]

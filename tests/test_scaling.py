@@ -36,8 +36,9 @@ def test_frontier_is_the_lower_envelope_across_sizes():
 def test_loss_at_interpolates_in_log_log():
     points = power_law_run("mlp", 3.0, 0.25)["points"]
     assert loss_at(points, 10 ** 7.5) == pytest.approx(3.0 * 10 ** (-7.5 * 0.25), rel=1e-12)   # exact on a power law
-    with pytest.raises(ValueError, match="outside"):
-        loss_at(points, 1e10)
+    assert loss_at(points, 1e10) == points[-1]["test_loss"]               # flat after the last point
+    with pytest.raises(ValueError, match="below"):
+        loss_at(points, 1e5)
 
 
 def test_parallel_curves_keep_a_constant_gap_and_crossing_ones_change_sign():

@@ -56,25 +56,35 @@ def frontier(record: dict, architecture: str) -> list[dict]:
 
 
 def loss_at(points, flops: float) -> float:
-    """The loss of a frontier at `flops`, interpolated linearly in log-log between its points (inside its range)."""
+    """The loss of a lower envelope at `flops`: interpolated linearly in log-log between its points, and flat after its
+    last point (more compute did not lower the loss further: the best loss so far stays the best)."""
     pts = sorted(points, key=lambda p: p["flops"])
-    if not pts[0]["flops"] * (1 - 1e-9) <= flops <= pts[-1]["flops"] * (1 + 1e-9):
-        raise ValueError(f"{flops:.3g} FLOPs is outside the frontier's range [{pts[0]['flops']:.3g}, {pts[-1]['flops']:.3g}]")
+    if flops < pts[0]["flops"] * (1 - 1e-9):
+        raise ValueError(f"{flops:.3g} FLOPs is below the envelope's first point, {pts[0]['flops']:.3g}")
+    if flops >= pts[-1]["flops"]:
+        return pts[-1]["test_loss"]
     for a, b in zip(pts, pts[1:]):
         if a["flops"] <= flops <= b["flops"]:
             if b["flops"] == a["flops"]:
                 return min(a["test_loss"], b["test_loss"])
             w = (math.log10(flops) - math.log10(a["flops"])) / (math.log10(b["flops"]) - math.log10(a["flops"]))
             return 10 ** ((1 - w) * math.log10(a["test_loss"]) + w * math.log10(b["test_loss"]))
-    return pts[0]["test_loss"] if flops < pts[0]["flops"] else pts[-1]["test_loss"]
+    return pts[0]["test_loss"]
+
+
+def compute_range(record: dict, architecture: str) -> tuple[float, float]:
+    """The least and the most training compute among an architecture's points (all sizes)."""
+    flops = [p["flops"] for run in runs_of(record, architecture).values() for p in run["points"]]
+    return min(flops), max(flops)
 
 
 def loss_gap(record: dict, first: str, second: str, samples: int = 9) -> list[tuple[float, float]]:
-    """(flops, log10 L_first - log10 L_second) at `samples` compute values spread evenly in log over the range both
-    frontiers cover: a gap of constant sign means one curve lies below the other throughout; a change of sign, that
-    they cross."""
+    """(flops, log10 L_first - log10 L_second) of the two lower envelopes at `samples` compute values spread evenly in
+    log over the range both architectures' runs cover: a gap of constant sign means one curve lies below the other
+    throughout; a change of sign, that they cross."""
     a, b = frontier(record, first), frontier(record, second)
-    lo, hi = max(a[0]["flops"], b[0]["flops"]), min(a[-1]["flops"], b[-1]["flops"])
+    (lo_a, hi_a), (lo_b, hi_b) = compute_range(record, first), compute_range(record, second)
+    lo, hi = max(lo_a, lo_b), min(hi_a, hi_b)
     if lo >= hi:
         return []
     grid = [10 ** (math.log10(lo) + (math.log10(hi) - math.log10(lo)) * i / (samples - 1)) for i in range(samples)]

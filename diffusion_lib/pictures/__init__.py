@@ -9,6 +9,7 @@ notebooks that show them):
     networks          shapes, receptive fields and cost of the backbones (04)
     training_curves   training losses (05, 09)
     sampling_curves   quality against cost, guidance, quantities along a chain, an ODE solver's error (06-11)
+    masked_tokens     masked diffusion: the masking schedule, names and digits being revealed, bits and quality (14)
     fields_and_paths  the 2-D toy: noised density, score and velocity fields, sampler paths (10, 11)
 and what they share:
     style             the greatest size of a figure, its fonts, text measuring

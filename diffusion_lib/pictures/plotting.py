@@ -23,6 +23,8 @@ from .grids import (GRID_HEIGHT_IN, GRID_SCALE_MAX, GRID_TILE_IN, chain_slider, 
                     plot_chain_step, show_grid, show_rows)
 from .histograms import HIST_BINS, HIST_RANGE, forward_state_slider, plot_forward_state, plot_pixel_histograms
 from .live import PNG_COMPRESS_LEVEL, LiveFigure
+from .masked_tokens import (names_slider, plot_bits_vs_nfe, plot_digit_quality, plot_masking_schedule, show_names,
+                            tokens_as_images)
 from .networks import plot_cost_per_image, plot_receptive_fields, plot_shape_traces
 from .sampling_curves import (plot_chain_magnitudes, plot_guidance_tradeoff, plot_over_t, plot_quality_vs_nfe,
                               plot_quality_vs_steps, plot_solver_errors)
@@ -37,6 +39,8 @@ from .training_curves import LOSS_LABEL, plot_loss_by_timestep, plot_loss_curve,
 __all__ = [
     # attention_maps, scaling_curves
     "plot_patches", "plot_attention_maps", "plot_scaling_curves", "ARCHITECTURE_COLORS",
+    # masked_tokens (notebook 14)
+    "plot_masking_schedule", "tokens_as_images", "show_names", "names_slider", "plot_bits_vs_nfe", "plot_digit_quality",
     # grids
     "image_grid", "show_grid", "show_rows", "labelled_grid_slider", "plot_chain_step", "chain_slider",
     "GRID_TILE_IN", "GRID_SCALE_MAX", "GRID_HEIGHT_IN",
