@@ -23,7 +23,8 @@ Built on the core, and never imported by it:
     pictures   figures and sliders (matplotlib, ipywidgets), in files named after what they draw: grids
                (image grids and tables), schedule_curves, histograms, time_embedding, networks,
                training_curves, sampling_curves, fields_and_paths (the 2-D toy's densities, fields and
-               paths), attention_maps (the DiT's patches and attention), scaling_curves, masked_tokens (notebook 14); style and live (what they share); plotting gathers them all as dl.plotting;
+               paths), attention_maps (the DiT's patches and attention), scaling_curves, few_step_paths (notebook 12's toy paths and
+               students' curves), masked_tokens (notebook 14); style and live (what they share); plotting gathers them all as dl.plotting;
                widgets (the sliders)
     exercises  the automatic checks of the notebooks' exercises
 

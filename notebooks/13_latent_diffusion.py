@@ -8,8 +8,8 @@
 # latent space and decodes the result. The **diffusion transformer** (DiT; Peebles & Xie 2023) replaces the U-Net by a
 # transformer over patches, told the timestep by adaptive layer norms. This notebook builds both on the course's CPU:
 # a tiny autoencoder for MNIST, notebook 11's flow matching run unchanged on its latents with a DiT, and the
-# measurement the seed blog only drew from someone else's plot: loss against training compute for three architectures
-# at three sizes each.
+# measurement that the blog post "Diffusion models can be quite simple" only drew from someone else's plot: loss
+# against training compute for three architectures at three sizes each.
 
 # %%
 # Colab set-up: in Google Colab, install diffusion_lib from GitHub; elsewhere this cell does nothing.
@@ -38,9 +38,9 @@ if "google.colab" in sys.modules:
 # **What you will learn**
 #
 # - what "latent" means in latent diffusion: an autoencoder's code, $28 \times 28 = 784$ pixels squeezed into
-#   $4 \times 7 \times 7 = 196$ numbers, its statistics, and the scale factor that gives it unit variance (Stable
-#   Diffusion's 0.18215);
-# - why a decoded random latent is not a digit, so that the latent still needs a generative model;
+#   $4 \times 7 \times 7 = 196$ numbers, its statistics, the scale factor that gives it unit variance (Stable
+#   Diffusion's 0.18215), and why a decoded random latent is not a digit, so that the latent still needs a
+#   generative model;
 # - the diffusion transformer: patches as tokens, the time embedding of notebook 03 as a condition, adaLN-Zero blocks
 #   that start as the identity, and what its attention heads look at;
 # - flow matching in the latent with the samplers of notebook 11, unchanged, and what it costs and gives against the
@@ -373,9 +373,9 @@ for b in range(maps.shape[0]):
 # %% [markdown]
 # ## 7. Scaling curves: loss against training compute
 #
-# The seed blog ends on a claim it illustrates with another field's plot: scale yields reliable log-linear
+# The blog post "Diffusion models can be quite simple" ends on a claim it illustrates with another field's plot: scale yields reliable log-linear
 # improvements, and better architectures shift the whole curve down. `benchmarks/scaling.py` measures it here, for
-# three architectures at three sizes each: the seed's MLP family (three hidden layers of one width), the course's
+# three architectures at three sizes each: the blog's MLP family (three hidden layers of one width), the course's
 # U-Net and the DiT on pixels (patch 4), all with the same flow-matching recipe. Each run's held-out loss (on the first
 # test digits, with the same timesteps and noise for every run) is recorded at five points of its training; training compute is
 # the FLOPs of a training step per image (counted with `torch.utils.flop_counter`) times the images seen.

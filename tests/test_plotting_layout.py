@@ -200,6 +200,21 @@ STATIC = {
                                               title="3 of the digits on both paths, same noise"),
 }
 
+# Notebooks 13 and 14: the DiT's patches and attention, the scaling curves (the shipped record), masked tokens.
+_WEIGHTS = __import__("diffusion_lib").pretrained.WEIGHTS_DIR
+_JSON = lambda name: __import__("json").loads((_WEIGHTS / f"{name}.json").read_text())
+_NAMES = {f"t = {t:g}": ["sm_th", "j_nes", "__e__", "brown"] for t in (0.2, 0.5, 0.8)}
+STATIC.update({
+    "plot_patches 13": lambda: P.plot_patches(X0[0], 4, torch.rand(49, 16) * 2 - 1),
+    "plot_attention_maps 13": lambda: P.plot_attention_maps(torch.rand(4, 4, 49, 49).softmax(-1), 24, (7, 7),
+                                                            image=X0[0], title="where token 24 looks"),
+    "plot_scaling_curves 13": lambda: P.plot_scaling_curves(_JSON("scaling")),
+    "plot_masking_schedule 14": lambda: P.plot_masking_schedule(t_marks=(0.2, 0.5, 0.8)),
+    "show_names 14": lambda: P.show_names(_NAMES, title="four held-out names masked"),
+    "plot_bits_vs_nfe 14": lambda: P.plot_bits_vs_nfe(_JSON("masked_names")),
+    "plot_digit_quality 14": lambda: P.plot_digit_quality(_JSON("masked_digits")),
+})
+
 # Static strips of the toy's pictures at several steps (notebooks 10 and 11, their inputs): rows of panels, as wide
 # as any figure, taller than a screen.
 _FLOW_TITLE = "the same starting points on each ODE: whole paths, over their path's density"
@@ -238,6 +253,7 @@ SLIDERS = {
         col_labels=[f"$x_t$ {i}" for i in (1, 2, 3)] + [f"$\\hat x_0$ {i}" for i in (1, 2, 3)]), [10, 11, 49, 0]),
     "10 noising": (lambda: P.toy_noising_slider(MIX, S[0], toy_noised), [150, 151, 999, 0]),
     "10 score fields": (lambda: P.field_slider(TOY_GRID, TOY_FIELDS, MIX, S[0]), list(TOY_FIELD_TS)),
+    "14 names": (lambda: P.names_slider(lambda t: _NAMES, lambda t: f"t = {t}"), [0.5, 0.9]),
     "10 trajectories": (lambda: P.toy_trajectory_slider(
         {n: TOY_CHAINS[n] for n in ("DDIM, exact eps", "DDIM, the network", "DDPM, seed 1", "DDPM, seed 2")},
         MIX, S[0], trail=10, show=8), [80, 81, 100, 0]),
@@ -335,7 +351,7 @@ def test_every_picture_function_is_drawn_here():
     for make in [*STATIC.values(), *STRIPS.values(), *(make for make, _ in SLIDERS.values())]:
         drawn |= _names_called(make.__code__)
     pictures = {n for n in P.__all__ if callable(getattr(P, n)) and not isinstance(getattr(P, n), type)
-                and n not in ("image_grid", "schedule_table")}                  # an array and a text, not figures
+                and n not in ("image_grid", "schedule_table", "tokens_as_images")}   # arrays and a text, not figures
     assert pictures - drawn == set()
 
 

@@ -6,6 +6,8 @@ import torch
 
 from .style import MAX_WIDTH_IN, TICK_SIZE, TITLE_SIZE
 
+MAX_HEIGHT_IN = 6.6      # inches: a static figure stays within one screen (660 px at 100 dpi)
+
 
 def plot_patches(image: torch.Tensor, patch: int, tokens: torch.Tensor, width_in: float = 9.0):
     """Left: a (1, H, W) image with its patch x patch grid and each patch's token number; right: the tokens
@@ -42,7 +44,7 @@ def plot_attention_maps(maps: torch.Tensor, query: int, grid: tuple[int, int], i
     depth, heads, n, _ = maps.shape
     rows, cols = grid
     extra = 1 if image is not None else 0
-    size = min(1.7, (MAX_WIDTH_IN - 0.3) / (heads + extra))
+    size = min(1.7, (MAX_WIDTH_IN - 0.3) / (heads + extra), (MAX_HEIGHT_IN - 0.6) / depth)
     fig, axes = plt.subplots(depth, heads + extra, figsize=(size * (heads + extra) + 0.3, size * depth + 0.6),
                              squeeze=False)
     qr, qc = divmod(query, cols)
@@ -65,5 +67,5 @@ def plot_attention_maps(maps: torch.Tensor, query: int, grid: tuple[int, int], i
                 ax.set_ylabel(f"block {b + 1}", fontsize=TICK_SIZE)
     if title:
         fig.suptitle(title, fontsize=TICK_SIZE + 1)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)   # room for the title
     return fig

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from ..measure.scaling import ARCHITECTURE_NAMES, ARCHITECTURES, frontier, runs_of
 from .style import MAX_WIDTH_IN, TICK_SIZE, style_axes
@@ -28,10 +28,12 @@ def plot_scaling_curves(record: dict, width_in: float = 9.0, height_in: float = 
                     label=f"{ARCHITECTURE_NAMES[arch]}: lower envelope")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())           # plain numbers (1.5, 2), not 1.5 x 10^0
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))   # ticks at 0.2, 0.5, 1, 2, ...
+    ax.yaxis.set_major_formatter(ScalarFormatter())           # plain numbers (0.5, 2), not 5 x 10^-1
+    ax.yaxis.set_minor_formatter(NullFormatter())
     style_axes(ax, "Held-out flow-matching loss against training compute", "training compute (FLOPs)",
                "held-out loss")
+    ax.set_title(ax.get_title(), fontsize=ax.title.get_fontsize(), pad=12)   # clear of the top tick label
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=TICK_SIZE - 1, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout(pad=0.4)
