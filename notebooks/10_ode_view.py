@@ -50,9 +50,9 @@ if "google.colab" in sys.modules:
 # **What you need first:** Notebook 02 ($q(x_t \mid x_0)$ in closed form), 05 (the noise-prediction loss) and 07
 # (the DDIM update). No training of an MNIST network: the U-Net is the shipped one of notebooks 06-07.
 #
-# **Run time:** About 2 minutes on a 2-core CPU to itself (83 s of CPU time in the build of the run committed here, which took
-# 394 s because other jobs shared the CPU, load average 14.9; the last cell before the exercise prints the
-# time and the load), and about 25 seconds in quick mode (23 s of CPU time). Most of it is section 6: 8 sampler
+# **Run time:** About 76 seconds in full mode and 19 seconds in quick mode on a quiet 2-core CPU (measured with
+# notebook 11 building on the other core). The run committed here took 394 s, because other jobs shared the CPU (load
+# average 14.9; the last cell before the exercise prints the time and the load). Most of it is section 6: 8 sampler
 # settings, 167 network evaluations per image in all, on `B.sweep_samples` images of the U-Net. The toy network of
 # section 3 trains for `B.toy_train_steps` steps. With a GPU (Colab: Runtime > Change runtime type) it takes seconds.
 

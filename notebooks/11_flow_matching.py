@@ -49,8 +49,8 @@ if "google.colab" in sys.modules:
 # **What you need first:** Notebook 02 (the forward process), 05 (the training loss), 07 (DDIM), 08 (guidance) and
 # 10 (the ODE view, the toy and Heun's method).
 #
-# **Run time:** About 1.75 minutes in full mode and about half a minute in quick mode (`DIFFUSION_LIB_QUICK=1`) on an
-# otherwise idle 2-core CPU; the outputs below were made while a dozen other jobs shared it, so the last cell before
+# **Run time:** About 76 seconds in full mode and 21 seconds in quick mode (`DIFFUSION_LIB_QUICK=1`) on a quiet
+# 2-core CPU (measured with notebook 10 building on the other core); the outputs below were made while a dozen other jobs shared it, so the last cell before
 # the exercise prints a longer time, with the load. The toy network of section 3 trains for `B.toy_train_steps` steps
 # (its cell prints how long); the MNIST U-Nets are the shipped ones (`unet_flow`, `unet_flow_cond`), trained by the
 # command in their model cards. Section 6 samples `B.sweep_samples` images at 6 settings, section 8 at one more; the
