@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,17 +28,7 @@ from diffusion_lib.autoencoder import (LatentCodec, codec_from_record, encode_al
                                        train_autoencoder)
 from diffusion_lib.checkpoints import load_checkpoint, save_checkpoint
 from diffusion_lib.data import load_mnist
-from diffusion_lib.measure.inspection import machine_description
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "diffusion_lib", "benchmarks"],
-                               capture_output=True, text=True).stdout.strip()
-        return out + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from diffusion_lib.measure.inspection import git_commit, machine_description
 
 
 def load_average() -> str:

@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import shlex
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -34,7 +33,7 @@ from diffusion_lib.backbones import count_parameters
 from diffusion_lib.data import load_mnist
 from diffusion_lib.measure.experiments import (MLP_VS_CNN_RUNS, RESULTS_IMAGES, RESULTS_JSON, blog_config, block_means,
                                        chain_magnitudes, one_step_x0, to_uint8)
-from diffusion_lib.measure.inspection import loss_by_timestep, machine_description
+from diffusion_lib.measure.inspection import git_commit, loss_by_timestep, machine_description
 from diffusion_lib.measure.metrics import (CLASSIFIER_PATH, classifier_features, load_classifier, reference_scores,
                                    score_samples)
 from diffusion_lib.samplers import ddpm_sample_progressive, final, sample_noise
@@ -44,16 +43,6 @@ from diffusion_lib.training import train
 TIMESTEPS = [0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
 ONE_STEP_T = [50, 250, 500, 750, 999]
 CHAIN_RUNS = ["SmolMLP", "ChunkyMLP", "U-Net", "SmolMLP + skip"]   # whose chain images are kept for the slider
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "diffusion_lib", "benchmarks"],
-                               capture_output=True, text=True).stdout.strip()
-        return out + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv=None) -> int:

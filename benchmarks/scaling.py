@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -36,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from diffusion_lib.backbones import build_backbone, count_parameters
 from diffusion_lib.data import load_mnist
-from diffusion_lib.measure.inspection import machine_description
+from diffusion_lib.measure.inspection import git_commit, machine_description
 from diffusion_lib.objectives import objective_loss
 from diffusion_lib.pretrained import WEIGHTS_DIR
 from diffusion_lib.schedules import make_schedule
@@ -55,16 +54,6 @@ GRID = [
     ("DiT 64x3", "dit", "dit", {"patch": 4, "width": 64, "depth": 3, "heads": 4}),
     ("DiT 96x4", "dit", "dit", {"patch": 4, "width": 96, "depth": 4, "heads": 4}),
 ]
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "diffusion_lib", "benchmarks"],
-                               capture_output=True, text=True).stdout.strip()
-        return out + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def training_flops_per_image(model, schedule, batch_size: int = 8) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -215,6 +216,18 @@ def machine_description(device: torch.device | str = "cpu") -> str:
     threads = torch.get_num_threads()
     return (f"{_cpu_name()}, {threads} torch thread{'s' if threads != 1 else ''} on {os.cpu_count()} logical cores, "
             f"torch {torch.__version__}")
+
+
+def git_commit() -> str:
+    """The commit a benchmark's result came from, for its card: `git rev-parse HEAD` in the working folder, marked
+    "(with uncommitted changes)" when diffusion_lib/ or benchmarks/ differ from it; "unknown" outside a checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "diffusion_lib", "benchmarks"],
+                               capture_output=True, text=True).stdout.strip()
+        return out + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 # ----------------------------------------------------------------------------- a trained model
