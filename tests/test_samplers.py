@@ -736,3 +736,30 @@ def test_a_nan_on_an_emulated_gpu_is_reported_at_the_end_without_a_read_per_step
             for step in ddim_sample_progressive(nan_below_10, x, schedule, 5):
                 seen.append(step.t)
     assert seen == [19, 14, 10, 5, 0]                                 # on a GPU it is found when the chain ends
+
+
+def test_the_per_step_finiteness_flag_agrees_with_an_entrywise_check():
+    """_sum_is_finite (the sum of the state) against torch.isfinite(x).all(): the same answer with a NaN, +inf or -inf
+    anywhere, and with none."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        x = torch.randn((3, 1, 6, 6), generator=g)
+        bad = trial % 4                                    # 0: none, 1: NaN, 2: +inf, 3: -inf
+        if bad:
+            i = int(torch.randint(x.numel(), (1,), generator=g))
+            x.view(-1)[i] = (float("nan"), float("inf"), float("-inf"))[bad - 1]
+        assert bool(samplers._sum_is_finite(x)) == bool(torch.isfinite(x).all()), (trial, bad)
+
+
+def test_a_chain_of_huge_but_finite_states_is_not_stopped():
+    """Two entries of 2e38 sum past float32's range: the cheap flag says "not finite", the CPU chain checks every entry
+    and goes on; a real infinity still stops it."""
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = 2e38
+    assert not bool(samplers._sum_is_finite(x)) and bool(torch.isfinite(x).all())
+    zero_velocity = lambda x, t: torch.zeros_like(x)                   # noqa: E731 (the state stays where it is)
+    out = samplers.final(samplers.flow_euler_sample_progressive(zero_velocity, x, make_schedule("linear", 20), 3))
+    assert torch.equal(out, x)
+    with pytest.raises(samplers.NotFiniteError, match="flow Euler stopped at step 1 of 3"):
+        samplers.final(samplers.flow_euler_sample_progressive(lambda x, t: torch.full_like(x, float("inf")), x,
+                                                              make_schedule("linear", 20), 3))
