@@ -468,7 +468,9 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(approximate="tanh"),
+        # GELU itself, not the tanh approximation of DiT's code: the same curve to 5e-4, and 3.8x faster on this
+        # course's CPU (a quarter of a forward pass with the approximation; benchmarks/README.md, notebook 13)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(),
                                  nn.Linear(mlp_ratio * width, width))
         self.ada_ln = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
         nn.init.zeros_(self.ada_ln[1].weight)
