@@ -175,7 +175,7 @@ def run_evaluate(args) -> int:
 def run_ship(args) -> int:
     """Copy the evaluated runs into diffusion_lib/weights/: the autoencoder and the latent model (EMA weights only,
     with the autoencoder it carries), each with its record (<name>.json) for the model card."""
-    from diffusion_lib.pretrained import WEIGHTS_DIR, export_for_sampling
+    from diffusion_lib.pretrained import export_for_sampling
     out = Path(args.weights)
     ae = load_checkpoint(args.autoencoder)
     save_checkpoint({k: ae[k] for k in ("kind", "arch", "autoencoder", "statistics", "card")}, out / "autoencoder.pt")

@@ -97,6 +97,13 @@ def test_mask_extent_of_an_empty_mask():
     assert inspection.mask_extent(torch.zeros(4, 4, dtype=torch.bool)) == (0, 0)
 
 
+def test_time_per_image_draws_the_networks_own_timesteps():
+    """A network trained on T = 20 refuses t >= 20: the timing draws t in [0, model.T), not in [0, 1000)."""
+    model = dl.UNet(base=8)
+    model.T = 20
+    assert inspection.time_per_image(model, batch_size=4, repeats=1) > 0
+
+
 def test_time_per_image_is_positive_and_leaves_no_gradients():
     model = TwoConvs()
     s = inspection.time_per_image(model, batch_size=4, repeats=2)

@@ -181,7 +181,7 @@ def time_per_image(model: nn.Module, batch_size: int = 16, repeats: int = 3, pre
     model = copy.deepcopy(model).to(device).train()
     g = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *_image_shape(model)), generator=g).to(device)
-    t = torch.randint(0, 1000, (batch_size,), generator=g).to(device)
+    t = torch.randint(0, getattr(model, "T", 1000), (batch_size,), generator=g).to(device)   # the network's own T
     times = []
     for i in range(repeats + 1):
         synchronize(device)
