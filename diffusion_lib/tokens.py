@@ -66,6 +66,10 @@ def encode_names(names: list[str], length: int = NAME_LENGTH) -> torch.Tensor:
     if too_long is not None:
         raise ValueError(f"{too_long!r} has {len(too_long)} letters; names must have at most {length - 1} "
                          f"(one token is kept for the end mark)")
+    bad = next((n for n in names if not set(n) <= set(ALPHABET[:-1])), None)
+    if bad is not None:
+        raise ValueError(f"names must be lower-case letters a-z only, got {bad!r}; pass name.lower() for "
+                         "capitals, and drop other characters")
     rows = [[ALPHABET.index(c) for c in n] + [END] * (length - len(n)) for n in names]
     return torch.tensor(rows, dtype=torch.long).reshape(len(names), length)
 

@@ -36,6 +36,9 @@ def test_names_encode_decode_round_trip(tmp_path):
     assert characters(tokens).tolist() == [4, 10]                # letters and one end mark
     with pytest.raises(ValueError, match="at most 11"):
         encode_names(["abcdefghijkl"])
+    for bad in ("Ann", "o'neil", "ann "):                        # capitals and other characters, named with the fix
+        with pytest.raises(ValueError, match=f"lower-case letters a-z only, got {bad!r}; pass name.lower()"):
+            encode_names(["bob", bad])
     gz = tmp_path / "n.txt.gz"
     with gzip.open(gz, "wt") as f:
         f.write("ann\nbob\n")
