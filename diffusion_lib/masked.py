@@ -43,6 +43,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from .device import known_within, mark_known_range
+
 MASKING_SCHEDULES = ("linear", "cosine")
 LN2 = math.log(2.0)
 Network = Callable[[torch.Tensor], torch.Tensor]   # x_t (B, *shape) long -> logits (B, *shape, V)
@@ -125,7 +127,10 @@ def q_mask(x0: torch.Tensor, t: torch.Tensor, mask_id: int, schedule: str = "lin
     """
     _check_times(t, x0.shape[0])
     keep = _rand(x0.shape, generator, x0.device) < _per_item(alpha(t.to(x0.device), schedule), x0)   # (B, *shape)
-    return torch.where(keep, x0, torch.full_like(x0, mask_id))
+    x_t = torch.where(keep, x0, torch.full_like(x0, mask_id))
+    if known_within(x0, 0, mask_id):          # checked tokens stay checked: the network need not read them back
+        mark_known_range(x_t, 0, mask_id)
+    return x_t
 
 
 def draw_times(batch: int, generator: torch.Generator | None = None, t_min: float = 1e-3,
@@ -162,7 +167,7 @@ def masked_diffusion_loss(network: Network, x0: torch.Tensor, mask_id: int, sche
         raise ValueError(f"weighting must be 'elbo' (the likelihood bound) or 'none' (mean over masked tokens), "
                          f"got {weighting!r}")
     if t is None:
-        t = draw_times(x0.shape[0], generator, device=x0.device)
+        t = draw_times(x0.shape[0], generator)        # on the CPU, where q_mask checks it without a read from a GPU
     x_t = q_mask(x0, t, mask_id, schedule, generator)                     # (B, *shape)
     ce = masked_cross_entropy(network(x_t), x0, x_t, mask_id)             # (B,)
     if weighting == "elbo":
@@ -364,6 +369,8 @@ def autoregressive_nll(network: Network, x0: torch.Tensor, bos_id: int) -> torch
     if x0.ndim != 2:
         raise ValueError(f"an autoregressive model takes sequences (B, L), got {tuple(x0.shape)}")
     inputs = torch.cat([torch.full_like(x0[:, :1], bos_id), x0[:, :-1]], dim=1)   # (B, L) shifted right
+    if known_within(x0, 0, bos_id):           # checked tokens stay checked: the network need not read them back
+        mark_known_range(inputs, 0, bos_id)
     logits = network(inputs)                                                       # (B, L, V)
     return F.cross_entropy(logits.float().flatten(0, 1), x0.flatten(), reduction="none").view_as(x0).sum(1)
 

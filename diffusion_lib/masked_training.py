@@ -23,9 +23,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
+from .device import mark_known_range
 from .masked import MASKING_SCHEDULES, autoregressive_nll, masked_diffusion_loss
 from .token_networks import TOKEN_NETWORKS, build_token_network
-from .training import _check_bool, _check_choice, _check_int, _check_number, lr_factor, make_ema
+from .training import (LOSS_READ_EVERY, LossHistory, _check_bool, _check_choice, _check_int, _check_number, lr_factor,
+                       make_ema, optimizer_update)
 
 KINDS = ("masked", "autoregressive")
 TOKEN_DATASETS = ("mnist", "surnames")
@@ -109,7 +111,7 @@ def token_loss(network, x0: torch.Tensor, config: TokenTrainConfig, generator: t
     return loss.mean() / (tokens if config.weighting == "elbo" else 1)
 
 
-class TokenTrainer:
+class TokenTrainer(LossHistory):
     """One run's state: network, EMA, optimizer, learning-rate schedule, step, generator and loss history."""
 
     def __init__(self, config: TokenTrainConfig, device: torch.device | str = "cpu"):
@@ -130,22 +132,16 @@ class TokenTrainer:
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         return torch.randperm(n, generator=g)[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
-    def train_step(self, x0: torch.Tensor) -> float:
+    def train_step(self, x0: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on a batch of tokens; returns the batch's loss as a 0-dim tensor on the device (the
+        history reads the losses in one go; on a GPU each read waits for the step to finish)."""
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             loss = token_loss(self.model, x0.to(self.device), self.config, self.generator)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.ema.update_parameters(self.model)
+        optimizer_update(loss, self.model, self.optimizer, self.lr_scheduler, self.ema, self.config.grad_clip)
         self.step += 1
-        value = float(loss.detach())
-        self.history["step"].append(self.step)
-        self.history["loss"].append(value)
-        return value
+        self.record(self.step, loss)
+        return loss.detach()
 
     def state_dict(self) -> dict:
         c = self.config
@@ -200,9 +196,11 @@ def train_tokens(config: TokenTrainConfig, data: torch.Tensor, out_dir: str | os
     bar = tqdm(total=config.steps, initial=trainer.step, desc=f"train {config.kind} {config.network}",
                disable=not progress)
     while trainer.step < config.steps:
-        loss = trainer.train_step(data[trainer.batch_indices(data.shape[0])])
+        batch = data[trainer.batch_indices(data.shape[0])]
+        trainer.train_step(mark_known_range(batch, 0, trainer.model.vocab_size - 1))   # checked above, as data
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if trainer.step % LOSS_READ_EVERY == 0 or trainer.step == config.steps:
+            bar.set_postfix(loss=f"{trainer.history['loss'][-1]:.4f}", refresh=False)
         out_of_time = config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes
         if last is not None and (trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps
                                  or out_of_time):

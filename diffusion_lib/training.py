@@ -241,7 +241,41 @@ class TrainResult:
     checkpoint: Path | None    # the last checkpoint written
 
 
-class Trainer:
+class LossHistory:
+    """A trainer's loss history, {"step": [...], "loss": [...]}, one entry per optimizer step. The losses stay on the
+    device as they come (record) and are read in one go when the history is asked for: a read waits for a GPU."""
+
+    @property
+    def history(self) -> dict:
+        if self._pending:
+            steps, losses = zip(*self._pending)
+            self._pending = []
+            self._history["step"].extend(steps)
+            self._history["loss"].extend(torch.stack([loss.float() for loss in losses]).tolist())
+        return self._history
+
+    @history.setter
+    def history(self, value: dict) -> None:
+        self._history, self._pending = value, []
+
+    def record(self, step: int, loss: torch.Tensor) -> None:
+        self._pending.append((step, loss.detach()))
+
+
+def optimizer_update(loss: torch.Tensor, model: torch.nn.Module, optimizer, lr_scheduler, ema,
+                     grad_clip: float | None) -> None:
+    """One update from a batch's loss: gradients, clipped to norm grad_clip (if set), the optimizer's step, the
+    learning rate's next value and the EMA's update."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    lr_scheduler.step()
+    ema.update_parameters(model)
+
+
+class Trainer(LossHistory):
     """The state of one training run: model, EMA, optimizer, lr schedule, step, RNG and loss history."""
 
     def __init__(self, config: TrainConfig, device: torch.device | str = "cpu"):
@@ -269,21 +303,6 @@ class Trainer:
         self.data_size = None                                            # training images, recorded by train()
         self.history = {"step": [], "loss": []}
         self._perm_epoch, self._perm, self._perm_on = None, None, {}
-
-    # -- the losses: kept on the device, read in one go when the history is asked for (a read waits for a GPU)
-    @property
-    def history(self) -> dict:
-        """{"step": [...], "loss": [...]}, one entry per optimizer step (reading it reads the pending losses)."""
-        if self._pending:
-            steps, losses = zip(*self._pending)
-            self._pending = []
-            self._history["step"].extend(steps)
-            self._history["loss"].extend(torch.stack([loss.float() for loss in losses]).tolist())
-        return self._history
-
-    @history.setter
-    def history(self, value: dict) -> None:
-        self._history, self._pending = value, []
 
     # -- data order: one permutation per epoch, seeded by (seed, epoch), so it is known after a resume
     def batch_indices(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -328,17 +347,10 @@ class Trainer:
                 mark_known_range(y, 0, self.model.null_label)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             loss = _objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.ema.update_parameters(self.model)
+        optimizer_update(loss, self.model, self.optimizer, self.lr_scheduler, self.ema, self.config.grad_clip)
         self.step += 1
-        loss = loss.detach()
-        self._pending.append((self.step, loss))
-        return loss
+        self.record(self.step, loss)
+        return loss.detach()
 
     def state_dict(self) -> dict:
         return {"arch": self.model.arch, "schedule": {"name": self.config.schedule, "T": self.config.T},

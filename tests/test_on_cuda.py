@@ -3,6 +3,7 @@
 docstring says), draw seeded noise on the CPU (the same pictures as on a CPU), and make no needless host<->device
 copy or read per step."""
 import copy
+import math
 import importlib.util
 from pathlib import Path
 
@@ -253,3 +254,23 @@ def test_a_training_step_reads_nothing_back(cuda):
     trainer = Trainer(config, device="cuda")
     loss = trainer.train_step(images[:4].to("cuda"), labels[:4].to("cuda"))
     assert on_cuda(loss) and trainer.history["step"] == [1]
+
+
+@pytest.mark.parametrize("kind", ["masked", "autoregressive"])
+def test_token_training_reads_nothing_back_per_step(cuda, kind):
+    """Notebook 14's trainer keeps its losses on the device as the image trainer does. Reads back in a whole run: the
+    check of the training tokens (once) and the loss history at the end, however many steps; the batches are marked
+    as checked, so the network does not read its tokens back at every step."""
+    from diffusion_lib.masked_training import TokenTrainConfig, train_tokens
+    from diffusion_lib.tokens import encode_names
+    data = encode_names(["smith", "jones", "taylor", "brown", "wilson", "evans", "thomas", "roberts"]).to("cuda")
+    reads = {}
+    for steps in (3, 6):
+        config = TokenTrainConfig(kind=kind, network="char_transformer", data="surnames", steps=steps, batch_size=4,
+                                  network_kwargs={"width": 16, "depth": 1, "heads": 2}, seed=0)
+        before = cuda.snapshot()["d2h"]
+        trainer, _ = train_tokens(config, data, device="cuda", progress=False)
+        reads[steps] = cuda.snapshot()["d2h"] - before
+        assert trainer.history["step"] == list(range(1, steps + 1))
+        assert all(math.isfinite(v) for v in trainer.history["loss"])
+    assert reads == {3: 2, 6: 2}
