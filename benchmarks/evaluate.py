@@ -7,7 +7,8 @@
     python benchmarks/evaluate.py --pretrained unet_flow --n 500 --nfe 5 10 20 50 --sampler flow-euler flow-heun
 
 --sampler: ddim (the default), ddpm or heun for the DDPM family's networks (eps, x0, v); flow-euler (the
-default) or flow-heun for a flow-matching network, whose objective is read from the checkpoint. A sampler
+default), flow-heun or flow-sde (stochastic) for a flow-matching network, whose objective is read from the
+checkpoint; meanflow for a MeanFlow network. A sampler
 of the other kind is refused with one line on stderr and exit code 2, as is every bad option (the command line's
 rules, diffusion_lib.cli: one `error:` line, exit code 2, checked before any work, nothing written). A conditional network is asked for
 the labels 0, 1, ..., 9, 0, 1, ... in turn, once per guidance weight w (classifier-free guidance, on the
@@ -35,6 +36,7 @@ from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
 from diffusion_lib.pretrained import PRETRAINED
 from diffusion_lib.samplers import (clipped_x0_eps_model, ddim_sample_progressive, ddpm_sample_progressive, final,
                                     heun_nfe, flow_euler_sample_progressive, flow_heun_sample_progressive,
+                                    flow_sde_sample_progressive,
                                     heun_sample_progressive, meanflow_sample_progressive, sample_noise, with_precision)
 
 # The deterministic samplers by their command-line names: (model, x_T, schedule, num_steps) -> chain.
@@ -75,7 +77,7 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
              seed: int = 0, batch_size: int = 250, precision: str = "fp32",
              eta: float = 0.0, clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n samples (n, 1, 28, 28) and, for a conditional model, the labels asked for (0..9 in turn, guidance weight w).
-    sampler: ddim (with eta), ddpm, heun, or for a velocity model flow-euler or flow-heun (check_sampler).
+    sampler: ddim (with eta), ddpm, heun, or for a velocity model flow-euler, flow-heun or flow-sde (check_sampler).
     clip_x0: step from the implied clean image clipped to [-1, 1] (samplers.clipped_x0_eps_model; DDPM family)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -96,10 +98,17 @@ def generate(model, schedule, n: int, sampler: str = "ddim", steps: int = 50, w:
             chain = ddpm_sample_progressive(eps_model, x, schedule, generator=generator)
         elif sampler == "ddim":
             chain = ddim_sample_progressive(eps_model, x, schedule, steps, eta=eta, generator=generator)
+        elif sampler == "flow-sde":
+            chain = flow_sde_sample_progressive(eps_model, x, schedule, steps, generator=generator)
         else:
             chain = ODE_SAMPLERS[sampler](eps_model, x, schedule, steps)
         images.append(final(chain))
     return torch.cat(images), labels
+
+
+def steps_for(sampler: str, nfe: int) -> int:
+    """The most steps of `sampler` within nfe network evaluations (sweeps.steps_for_nfe; flow-sde: one per step)."""
+    return nfe if sampler == "flow-sde" else steps_for_nfe(SAMPLER_LABELS[sampler], nfe)
 
 
 def network_evaluations(sampler: str, steps: int) -> int:
@@ -167,7 +176,7 @@ def check_options(args, model, schedule, objective) -> list[str]:
         raise UsageError("--w needs a class-conditional model, and this one is unconditional; drop --w")
     if args.nfe is not None and "ddpm" in samplers:
         raise UsageError("--nfe does not apply to --sampler ddpm (DDPM walks all T steps); drop ddpm or use --steps")
-    budgets = args.steps or ([steps_for_nfe(SAMPLER_LABELS[s], n) for s in samplers for n in args.nfe] if args.nfe else [])
+    budgets = args.steps or ([steps_for(s, n) for s in samplers for n in args.nfe] if args.nfe else [])
     if budgets and max(budgets) > schedule.T:
         option = "--steps" if args.steps else "--nfe"
         raise UsageError(f"{option} asks for {max(budgets)} steps, more than the T = {schedule.T} steps of this model's "
@@ -193,7 +202,7 @@ def main(argv=None) -> int:
     results = []
     for sampler in samplers:
         steps_list = ([50] if args.steps is None else args.steps) if args.nfe is None else \
-            [steps_for_nfe(SAMPLER_LABELS[sampler], n) for n in args.nfe]
+            [steps_for(sampler, n) for n in args.nfe]
         for steps in steps_list:
             for eta in (args.eta or [0.0]) if sampler == "ddim" else [0.0]:      # the other samplers have no eta
                 for w in ((args.w or [3.0]) if model.num_classes is not None else [None]):

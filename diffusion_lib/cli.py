@@ -38,8 +38,8 @@ from .samplers import DDPM_VARIANCES, PRECISIONS
 from .schedules import BETA_SCHEDULES, longest_schedule
 
 SEED_MAX = 2**32 - 1
-SAMPLERS = ("ddim", "ddpm", "heun", "flow-euler", "flow-heun", "meanflow")
-FLOW_SAMPLERS = ("flow-euler", "flow-heun")
+SAMPLERS = ("ddim", "ddpm", "heun", "flow-euler", "flow-heun", "flow-sde", "meanflow")
+FLOW_SAMPLERS = ("flow-euler", "flow-heun", "flow-sde")
 # The samplers that apply to a model, by the objective it was trained with, the first one its default.
 SAMPLERS_OF = {"flow": FLOW_SAMPLERS, "meanflow": ("meanflow",)}
 DDPM_FAMILY_SAMPLERS = ("ddim", "ddpm", "heun")
@@ -429,6 +429,9 @@ def _sample(args) -> int:
     elif sampler == "ddim":
         steps = samplers.ddim_sample_progressive(eps_model, x_T, schedule, num_steps,
                                                  0.0 if args.eta is None else args.eta, generator=generator, progress=True)
+    elif sampler == "flow-sde":
+        steps = samplers.flow_sde_sample_progressive(eps_model, x_T, schedule, num_steps, generator=generator,
+                                                     progress=True)
     else:
         progressive = {"heun": samplers.heun_sample_progressive, "flow-euler": samplers.flow_euler_sample_progressive,
                        "flow-heun": samplers.flow_heun_sample_progressive,
@@ -519,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true",
                    help="use the raw weights instead of the EMA ones (training checkpoints only)")
     s.add_argument("--sampler", choices=SAMPLERS,
-                   help="ddim, ddpm or heun for the DDPM family's models (eps, x0, v); flow-euler or flow-heun for a "
-                        "flow-matching model (a reflow student too); meanflow for a MeanFlow model (default: ddim, "
+                   help="ddim, ddpm or heun for the DDPM family's models (eps, x0, v); flow-euler, flow-heun or "
+                        "flow-sde (stochastic, notebook 11) for a flow-matching model (a reflow student too); meanflow for a MeanFlow model (default: ddim, "
                         "flow-euler or meanflow, by the model's objective)")
     s.add_argument("--steps", type=integer(1),
                    help=f"sampler steps, in [1, T] (default {FULL.ddim_steps}, {QUICK.ddim_steps} in quick mode, at most T); "

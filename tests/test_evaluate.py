@@ -11,7 +11,8 @@ from _tiny import load_script, synthetic_mnist, tiny_config, one_thread  # noqa:
 from diffusion_lib.checkpoints import load_model
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.samplers import (ddim_sample_progressive, final, flow_euler_sample_progressive,
-                                    flow_heun_sample_progressive, heun_sample_progressive, sample_noise)
+                                    flow_heun_sample_progressive, flow_sde_sample_progressive, heun_sample_progressive,
+                                    sample_noise)
 from diffusion_lib.schedules import make_schedule
 from diffusion_lib.training import train
 
@@ -57,6 +58,16 @@ def test_generate_with_a_flow_sampler_is_the_library_s_flow_sampler(evaluate, ru
     torch.testing.assert_close(images, final(chain(model, _x_T(4), schedule, 3)))
 
 
+def test_generate_with_the_flow_sde_draws_its_noise_after_the_start(evaluate, runs):
+    """flow-sde: the start x_1 from the seed's generator, then each step's fresh noise from the same generator."""
+    model, schedule, _ = evaluate.load_network(str(runs["flow"]))
+    images, _ = evaluate.generate(model, schedule, 4, "flow-sde", steps=3, seed=2)
+    g = torch.Generator().manual_seed(2)
+    x_1 = sample_noise(4, generator=g)
+    torch.testing.assert_close(images, final(flow_sde_sample_progressive(model, x_1, schedule, 3, generator=g)))
+    assert evaluate.steps_for("flow-sde", 7) == 7 and evaluate.network_evaluations("flow-sde", 7) == 7
+
+
 def test_generate_guides_a_conditional_flow_model_on_its_velocity(evaluate, runs):
     model, schedule, _ = evaluate.load_network(str(runs["flow_cond"]))
     images, labels = evaluate.generate(model, schedule, 12, "flow-euler", steps=3, w=2.0, batch_size=5)
@@ -77,7 +88,7 @@ def test_generate_with_the_ddpm_family_samplers(evaluate, runs):
 
 @pytest.mark.parametrize("run, options, message", [
     ("flow", ["--sampler", "ddim"], "error: --sampler ddim does not apply to this model: it was trained with flow "
-                                    "matching; use --sampler flow-euler or flow-heun"),
+                                    "matching; use --sampler flow-euler, flow-heun or flow-sde"),
     ("flow_cond", ["--sampler", "ddpm"], "error: --sampler ddpm does not apply to this model: it was trained with "
                                          "flow matching"),
     ("eps", ["--sampler", "flow-euler"], "error: --sampler flow-euler does not apply to this model: it was trained "

@@ -263,6 +263,24 @@ def test_cli_samples_the_new_models_in_one_step(few_step_checkpoints, tmp_path, 
     assert f"({sampler}," in capsys.readouterr().out
 
 
+def test_cli_samples_a_flow_model_with_the_flow_sde(few_step_checkpoints, tmp_path, capsys):
+    """--sampler flow-sde draws the grid that samplers.flow_sde_sample_progressive draws from the same seed."""
+    import numpy as np
+    from PIL import Image
+    from diffusion_lib.images import image_grid
+    path = few_step_checkpoints / "reflow" / "last.pt"
+    out = tmp_path / "sde.png"
+    assert main(["sample", "--checkpoint", str(path), "--sampler", "flow-sde", "--steps", "3", "--n", "4", "--seed", "5",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    assert "(flow-sde," in capsys.readouterr().out
+    model = load_model(path)
+    g = torch.Generator().manual_seed(5)
+    x_1 = samplers.sample_noise(4, model.image_shape, generator=g)
+    expected = samplers.final(samplers.flow_sde_sample_progressive(model, x_1, model.schedule, 3, generator=g))
+    pixels = (image_grid(expected) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(np.asarray(Image.open(out)), pixels)
+
+
 def test_cli_refuses_a_flow_sampler_for_meanflow(few_step_checkpoints, tmp_path, capsys):
     code = main(["sample", "--checkpoint", str(few_step_checkpoints / "meanflow" / "last.pt"), "--sampler",
                  "flow-euler", "--steps", "1", "--n", "2", "--out", str(tmp_path / "x.png")])
