@@ -199,18 +199,23 @@ FLAGS = {"backbone": "--backbone", "schedule": "--schedule", "T": "--T", "object
          "precision": "--precision", "data_size": "--limit", "init_from": "--init-from"}
 
 
+def json_object_option(text: str, flag: str, example: str) -> dict:
+    """The JSON object an option such as --backbone-kwargs was given, or a UsageError that shows `example`."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{flag} is not valid JSON ({e}); write a JSON object, e.g. {flag} '{example}'") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} must be a JSON object of argument names to values, got {text}; "
+                         f"e.g. {flag} '{example}'")
+    return value
+
+
 def _backbone_kwargs(args) -> dict:
     """The backbone's arguments from --backbone-kwargs, --base and --conditional, checked for conflicts."""
     kwargs = {}
     if args.backbone_kwargs:
-        try:
-            kwargs = json.loads(args.backbone_kwargs)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--backbone-kwargs is not valid JSON ({e}); write a JSON object, "
-                             "e.g. --backbone-kwargs '{\"mults\": [1, 2, 2]}'") from None
-        if not isinstance(kwargs, dict):
-            raise UsageError(f"--backbone-kwargs must be a JSON object of argument names to values, got "
-                             f"{args.backbone_kwargs}; e.g. --backbone-kwargs '{{\"mults\": [1, 2, 2]}}'")
+        kwargs = json_object_option(args.backbone_kwargs, "--backbone-kwargs", '{"mults": [1, 2, 2]}')
         if "num_classes" in kwargs:
             raise UsageError("--backbone-kwargs: give no num_classes; use --conditional for a class-conditional U-Net")
     if args.base is not None:

@@ -10,14 +10,14 @@ Errors follow cli.py's rule: one line, exit code 2, nothing written; an option t
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from .cli import UsageError, check_out_folder, device_name, integer, number, threads, SEED_MAX, _check_folder_can_hold
+from .cli import (SEED_MAX, UsageError, _check_folder_can_hold, check_out_folder, device_name, integer,
+                  json_object_option, number, threads)
 
 TOKEN_SAMPLERS = ("ancestral", "confidence", "fixed-order", "autoregressive")
 
@@ -36,13 +36,7 @@ def _train_tokens(args) -> int:
         raise UsageError("--weighting and --schedule apply to --kind masked only; drop them")
     kwargs = {}
     if args.network_kwargs:
-        try:
-            kwargs = json.loads(args.network_kwargs)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--network-kwargs is not valid JSON ({e}); write a JSON object, "
-                             "e.g. --network-kwargs '{\"width\": 96}'") from None
-        if not isinstance(kwargs, dict):
-            raise UsageError(f"--network-kwargs must be a JSON object, got {args.network_kwargs}")
+        kwargs = json_object_option(args.network_kwargs, "--network-kwargs", '{"width": 96}')
         for fixed in ("vocab_size", "causal"):
             if fixed in kwargs:
                 raise UsageError(f"--network-kwargs: give no {fixed}; it follows from --data, --levels and --kind")

@@ -192,6 +192,8 @@ def bad_inputs(tmp_path, names_file, checkpoint):
         (["train-tokens", "--data", "mnist", "--kind", "autoregressive", "--out", str(tmp_path / "o3")],
          "--data surnames"),
         (train + ["--network-kwargs", "{width: 3}", "--out", str(tmp_path / "o4")], "not valid JSON"),
+        (train + ["--network-kwargs", "[96]", "--out", str(tmp_path / "o4b")],
+         "--network-kwargs must be a JSON object of argument names to values, got [96]; e.g. --network-kwargs"),
         (train + ["--network-kwargs", '{"causal": true}', "--out", str(tmp_path / "o5")], "give no causal"),
         (train + ["--network-kwargs", '{"width": 15, "heads": 2}', "--out", str(tmp_path / "o6")], "multiple of heads"),
         (train + ["--names", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o7")], "is not a file"),
