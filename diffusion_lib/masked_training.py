@@ -26,8 +26,8 @@ from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_fil
 from .device import mark_known_range
 from .masked import MASKING_SCHEDULES, autoregressive_nll, masked_diffusion_loss
 from .token_networks import TOKEN_NETWORKS, build_token_network
-from .training import (LOSS_READ_EVERY, LossHistory, _check_bool, _check_choice, _check_int, _check_number, lr_factor,
-                       make_ema, optimizer_update)
+from .training import (LOSS_READ_EVERY, TrainingState, _check_bool, _check_choice, _check_int, _check_number,
+                       lr_factor, make_ema)
 
 KINDS = ("masked", "autoregressive")
 TOKEN_DATASETS = ("mnist", "surnames")
@@ -111,7 +111,7 @@ def token_loss(network, x0: torch.Tensor, config: TokenTrainConfig, generator: t
     return loss.mean() / (tokens if config.weighting == "elbo" else 1)
 
 
-class TokenTrainer(LossHistory):
+class TokenTrainer(TrainingState):
     """One run's state: network, EMA, optimizer, learning-rate schedule, step, generator and loss history."""
 
     def __init__(self, config: TokenTrainConfig, device: torch.device | str = "cpu"):
@@ -138,10 +138,7 @@ class TokenTrainer(LossHistory):
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             loss = token_loss(self.model, x0.to(self.device), self.config, self.generator)
-        optimizer_update(loss, self.model, self.optimizer, self.lr_scheduler, self.ema, self.config.grad_clip)
-        self.step += 1
-        self.record(self.step, loss)
-        return loss.detach()
+        return self.update(loss, self.config.grad_clip)
 
     def state_dict(self) -> dict:
         c = self.config
@@ -160,13 +157,7 @@ class TokenTrainer(LossHistory):
             listed = "; ".join(f"{k}: recorded {old!r}, given {new!r}" for k, old, new in differences)
             raise CheckpointError(f"cannot resume from {path}, trained with other settings ({listed}); give the "
                                   "recorded settings, or start afresh in another folder (or with --fresh)")
-        self.model.load_state_dict(checkpoint["model"])
-        self.ema.load_state_dict(checkpoint["ema"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        self.step = int(checkpoint["step"])
-        self.generator.set_state(checkpoint["rng"])
-        self.history = {k: list(v) for k, v in checkpoint["history"].items()}
+        self.restore(checkpoint)
 
 
 def _plain(value):

@@ -241,9 +241,13 @@ class TrainResult:
     checkpoint: Path | None    # the last checkpoint written
 
 
-class LossHistory:
-    """A trainer's loss history, {"step": [...], "loss": [...]}, one entry per optimizer step. The losses stay on the
-    device as they come (record) and are read in one go when the history is asked for: a read waits for a GPU."""
+class TrainingState:
+    """What the two trainers (Trainer for images, masked_training.TokenTrainer for tokens) share, given their
+    model, ema, optimizer, lr_scheduler, step and generator: one optimizer update, the loss history, and the
+    restoring of all of it from a checkpoint.
+
+    The history is {"step": [...], "loss": [...]}, one entry per optimizer step. The losses stay on the device as
+    they come and are read in one go when the history is asked for: a read waits for a GPU."""
 
     @property
     def history(self) -> dict:
@@ -258,24 +262,35 @@ class LossHistory:
     def history(self, value: dict) -> None:
         self._history, self._pending = value, []
 
-    def record(self, step: int, loss: torch.Tensor) -> None:
-        self._pending.append((step, loss.detach()))
+    def update(self, loss: torch.Tensor, grad_clip: float | None) -> torch.Tensor:
+        """One update from a batch's loss: gradients, clipped to norm grad_clip (if set), the optimizer's step, the
+        learning rate's next value, the EMA's update; the step counted and its loss kept. Returns the loss,
+        detached, on the device."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.ema.update_parameters(self.model)
+        self.step += 1
+        loss = loss.detach()
+        self._pending.append((self.step, loss))
+        return loss
+
+    def restore(self, checkpoint: dict) -> None:
+        """Weights, EMA, optimizer, learning-rate schedule, step, generator and history from a checkpoint whose
+        settings the caller has checked."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        self.step = int(checkpoint["step"])
+        self.generator.set_state(checkpoint["rng"])
+        self.history = {k: list(v) for k, v in checkpoint["history"].items()}
 
 
-def optimizer_update(loss: torch.Tensor, model: torch.nn.Module, optimizer, lr_scheduler, ema,
-                     grad_clip: float | None) -> None:
-    """One update from a batch's loss: gradients, clipped to norm grad_clip (if set), the optimizer's step, the
-    learning rate's next value and the EMA's update."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    lr_scheduler.step()
-    ema.update_parameters(model)
-
-
-class Trainer(LossHistory):
+class Trainer(TrainingState):
     """The state of one training run: model, EMA, optimizer, lr schedule, step, RNG and loss history."""
 
     def __init__(self, config: TrainConfig, device: torch.device | str = "cpu"):
@@ -347,10 +362,7 @@ class Trainer(LossHistory):
                 mark_known_range(y, 0, self.model.null_label)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             loss = _objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
-        optimizer_update(loss, self.model, self.optimizer, self.lr_scheduler, self.ema, self.config.grad_clip)
-        self.step += 1
-        self.record(self.step, loss)
-        return loss.detach()
+        return self.update(loss, self.config.grad_clip)
 
     def state_dict(self) -> dict:
         return {"arch": self.model.arch, "schedule": {"name": self.config.schedule, "T": self.config.T},
@@ -372,14 +384,8 @@ class Trainer(LossHistory):
         if checkpoint["arch"] != self.model.arch:
             raise CheckpointError(f"cannot resume: {path} holds {checkpoint['arch']}, this run trains {self.model.arch}; "
                                   "use another output folder or the same backbone settings")
-        self.model.load_state_dict(checkpoint["model"])
-        self.ema.load_state_dict(checkpoint["ema"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        self.step = int(checkpoint["step"])
+        self.restore(checkpoint)
         self.data_size = checkpoint.get("data_size")
-        self.generator.set_state(checkpoint["rng"])
-        self.history = {k: list(v) for k, v in checkpoint["history"].items()}
 
 
 # Settings that may change when a run is resumed: how long it goes on and how often it saves. Every other
