@@ -301,13 +301,15 @@ class UNet(Backbone):
     and given a flow-matching network's weights computes that network's velocity for every r (the average
     velocity over an empty interval is the velocity). Such a network takes continuous timesteps (float t and r
     in [-1, T-1], -1 the clean image), since MeanFlow differentiates it in t. Off, the network and its
-    state_dict are those of the shipped U-Nets, unchanged.
+    state_dict are those of the shipped U-Nets, unchanged. time_scale multiplies t and t - r before the
+    sinusoidal embedding (default 1), as PointMLP's does: 0.01 keeps ten radians per unit of flow time s instead
+    of a thousand, so that MeanFlow's derivative in s is not dominated by the embedding's fastest frequencies.
     """
 
     name = "unet"
 
     def __init__(self, base: int = 32, mults=(1, 2, 2), num_classes: int | None = None,
-                 mid_blocks: int = 1, mid_attention: bool = False, interval: bool = False):
+                 mid_blocks: int = 1, mid_attention: bool = False, interval: bool = False, time_scale: float = 1.0):
         _check_positive_int(base, "base (the channels at 28x28)")
         if base % GROUPS:
             raise ValueError(f"base must be a positive multiple of {GROUPS} (the GroupNorm groups), got {base}; "
@@ -330,7 +332,12 @@ class UNet(Backbone):
             extras["mid_attention"] = True
         if interval:
             extras["interval"] = True
+        if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not time_scale > 0:
+            raise ValueError(f"time_scale must be a number > 0, got {time_scale!r}")
+        if time_scale != 1.0:
+            extras["time_scale"] = float(time_scale)
         super().__init__(base=base, mults=tuple(mults), num_classes=num_classes, **extras)
+        self.time_scale = float(time_scale)
         if len(mults) != 3:
             raise ValueError("mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, e.g. (1, 2, 2)")
         if isinstance(mid_blocks, bool) or not isinstance(mid_blocks, int) or mid_blocks < 1:
@@ -367,7 +374,8 @@ class UNet(Backbone):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
                 r: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t, y)
-        emb = self.time_mlp(sinusoidal_embedding(t, frequencies=self.frequencies))   # (B, E)
+        time = t if self.time_scale == 1.0 else t * self.time_scale
+        emb = self.time_mlp(sinusoidal_embedding(time, frequencies=self.frequencies))   # (B, E)
         if self.label_embedding is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
@@ -378,7 +386,8 @@ class UNet(Backbone):
             if r is None:
                 r = t                                                   # an empty interval: the velocity at t
             self.check_interval(t, r)
-            emb = emb + self.interval_mlp(sinusoidal_embedding(t - r, frequencies=self.frequencies))   # (B, E)
+            emb = emb + self.interval_mlp(sinusoidal_embedding((t - r) * self.time_scale,
+                                                               frequencies=self.frequencies))       # (B, E)
         h = self.conv_in(x)                                             # (B, c1, 28, 28)
         s1 = self.down1(h, emb)                                         # (B, c1, 28, 28)
         s2 = self.down2(self.pool1(s1), emb)                            # (B, c2, 14, 14)

@@ -214,3 +214,23 @@ def test_point_mlp_refuses_images_with_a_hint():
         PointMLP()(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="depth >= 1"):
         PointMLP(depth=0)
+
+
+def test_unet_time_scale_embeds_scaled_times_and_is_recorded_only_when_set():
+    """UNet(time_scale=c) is the same network fed c t and c r: checked against a twin with the same weights."""
+    torch.manual_seed(0)
+    scaled = UNet(base=8, interval=True, time_scale=0.01)
+    torch.nn.init.normal_(scaled.interval_mlp[2].weight, std=0.1)    # its zero start would hide the interval's input
+    plain = UNet(base=8, interval=True)
+    plain.load_state_dict(scaled.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    t, r = torch.tensor([999.0, 500.0, 10.0]), torch.tensor([-1.0, 250.0, 10.0])
+    torch.testing.assert_close(scaled(x, t, r=r), plain(x, 0.01 * t, r=0.01 * r))
+    assert "time_scale" not in UNet(base=8).arch["kwargs"]
+    assert scaled.arch["kwargs"]["time_scale"] == 0.01
+    rebuilt = build_backbone(scaled.arch["name"], **scaled.arch["kwargs"])
+    rebuilt.load_state_dict(scaled.state_dict())
+    torch.testing.assert_close(rebuilt(x, t, r=r), scaled(x, t, r=r))
+    for bad in (0, -1.0, True, "0.01"):
+        with pytest.raises(ValueError, match="time_scale must be a number > 0"):
+            UNet(base=8, time_scale=bad)
