@@ -15,7 +15,7 @@ from ..pretrained import WEIGHTS_DIR
 
 SCALING_JSON = WEIGHTS_DIR / "scaling.json"
 ARCHITECTURES = ("mlp", "unet", "dit")
-ARCHITECTURE_NAMES = {"mlp": "MLP (the seed's family)", "unet": "U-Net", "dit": "DiT (patch 4)"}
+ARCHITECTURE_NAMES = {"mlp": "MLP (the blog's family)", "unet": "U-Net", "dit": "DiT (patch 4)"}
 
 
 def load_scaling_results(path: str | Path = SCALING_JSON) -> dict:
