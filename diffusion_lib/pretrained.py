@@ -47,6 +47,10 @@ PRETRAINED = {
                                                       "(the velocity on the straight path; 10 digits + null label, "
                                                       "label dropout 0.1) for classifier-free guidance on the velocity, "
                                                       "sampled with the flow samplers, T = 1000, EMA weights"),
+    "meanflow": Pretrained("meanflow.pt", "unconditional MeanFlow U-Net on MNIST (notebook 12): the average velocity "
+                                          "over an interval of the straight path, started from unet_flow's weights "
+                                          "with a second time input and a slowed time embedding; sampled in 1 to 8 "
+                                          "steps with the meanflow sampler, T = 1000, EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
     "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "

@@ -69,7 +69,7 @@ def test_every_shipped_file_has_its_card(name):
 
 @pytest.mark.parametrize("name", EVERY)
 def test_pretrained_objective_is_the_one_recorded_in_the_file(name):
-    expected = "flow" if name in FLOW else "eps"
+    expected = "flow" if name in FLOW else "meanflow" if name == "meanflow" else "eps"
     assert pretrained_objective(name) == expected
     assert torch.load(WEIGHTS_DIR / PRETRAINED[name].file, weights_only=True).get("objective", "eps") == expected
 
@@ -216,3 +216,24 @@ def test_latent_cards_record_their_runs_without_absolute_paths():
             assert not any(root in text for root in ("/work/", "/home/", "/tmp/", "/Users/", "C:\\")), name
     scores = json.loads((WEIGHTS_DIR / "latent_dit.json").read_text())["scores"]
     assert scores and all(row["n"] == 500 and row["seed"] == 0 and row["sampler"] == "flow-euler" for row in scores)
+
+
+@pytest.mark.parametrize("name", [needs("meanflow")])
+def test_the_shipped_meanflow_model_samples_in_one_step_from_the_command_line(name, tmp_path, capsys):
+    """`sample --pretrained meanflow --steps 1`: the grid of one MeanFlow step, x_0 = x_1 - u(x_1, r = -1, t = T - 1),
+    computed here by hand from the same seed."""
+    import numpy as np
+    from PIL import Image
+    from diffusion_lib.cli import main
+    from diffusion_lib.images import image_grid
+    from diffusion_lib.samplers import sample_noise
+    out = tmp_path / "one_step.png"
+    assert main(["sample", "--pretrained", name, "--steps", "1", "--n", "4", "--seed", "3", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert "(meanflow," in capsys.readouterr().out
+    model = load_pretrained(name)
+    x_1 = sample_noise(4, model.image_shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        u = model(x_1, torch.full((4,), 999.0), r=torch.full((4,), -1.0))
+    pixels = (image_grid(x_1 - u) * 255).round().to(torch.uint8).numpy()
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels.astype(int)).max() <= 1
