@@ -478,7 +478,7 @@ class DiTBlock(nn.Module):
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         # GELU itself, not the tanh approximation of DiT's code: the same curve to 5e-4, and 3.8x faster on this
-        # course's CPU (a quarter of a forward pass with the approximation; benchmarks/README.md, notebook 13)
+        # course's CPU (a quarter of a forward pass with the approximation: benchmarks/README.md, latent diffusion)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(),
                                  nn.Linear(mlp_ratio * width, width))
         self.ada_ln = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))

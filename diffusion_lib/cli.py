@@ -528,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the raw weights instead of the EMA ones (training checkpoints only)")
     s.add_argument("--sampler", choices=SAMPLERS,
                    help="ddim, ddpm or heun for the DDPM family's models (eps, x0, v); flow-euler, flow-heun or "
-                        "flow-sde (stochastic, notebook 11) for a flow-matching model (a reflow student too); meanflow for a MeanFlow model (default: ddim, "
-                        "flow-euler or meanflow, by the model's objective)")
+                        "flow-sde (stochastic, notebook 11) for a flow-matching model (a reflow student too); meanflow "
+                        "for a MeanFlow model (default: ddim, flow-euler or meanflow, by the model's objective)")
     s.add_argument("--steps", type=integer(1),
                    help=f"sampler steps, in [1, T] (default {FULL.ddim_steps}, {QUICK.ddim_steps} in quick mode, at most T); "
                         "not for ddpm (it walks all T)")

@@ -103,3 +103,10 @@ def known_within(x: torch.Tensor, low: int, high: int) -> bool:
     """Whether x carries a mark saying that its entries lie in [low, high]."""
     known = getattr(x, "_known_range", None)
     return known is not None and low <= known[0] and known[1] <= high
+
+
+def moved(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """x on `device` (a copy when it is elsewhere), with x's mark if it has one: a move changes no value."""
+    y = x.to(device)
+    known = getattr(x, "_known_range", None)
+    return mark_known_range(y, *known) if known is not None and y is not x else y

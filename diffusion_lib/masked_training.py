@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
-from .device import mark_known_range
+from .device import mark_known_range, moved
 from .masked import MASKING_SCHEDULES, autoregressive_nll, masked_diffusion_loss
 from .token_networks import TOKEN_NETWORKS, build_token_network
 from .training import (LOSS_READ_EVERY, TrainingState, _check_bool, _check_choice, _check_int, _check_number,
@@ -137,7 +137,7 @@ class TokenTrainer(TrainingState):
         history reads the losses in one go; on a GPU each read waits for the step to finish)."""
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            loss = token_loss(self.model, x0.to(self.device), self.config, self.generator)
+            loss = token_loss(self.model, moved(x0, self.device), self.config, self.generator)
         return self.update(loss, self.config.grad_clip)
 
     def state_dict(self) -> dict:
