@@ -136,6 +136,13 @@ def _check_positive_int(value, what: str) -> None:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
+def _checked_time_scale(value) -> float:
+    """The factor applied to t (and t - r) before the sinusoidal embedding (UNet, PointMLP): a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"time_scale must be a number > 0, got {value!r}")
+    return float(value)
+
+
 # ----------------------------------------------------------------------------- the seed blog's ConvNet
 
 class ConvBlock(nn.Module):
@@ -332,12 +339,11 @@ class UNet(Backbone):
             extras["mid_attention"] = True
         if interval:
             extras["interval"] = True
-        if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not time_scale > 0:
-            raise ValueError(f"time_scale must be a number > 0, got {time_scale!r}")
+        time_scale = _checked_time_scale(time_scale)
         if time_scale != 1.0:
-            extras["time_scale"] = float(time_scale)
+            extras["time_scale"] = time_scale
         super().__init__(base=base, mults=tuple(mults), num_classes=num_classes, **extras)
-        self.time_scale = float(time_scale)
+        self.time_scale = time_scale
         if len(mults) != 3:
             raise ValueError("mults must give the channel multiplier of the 28x28, 14x14 and 7x7 levels, e.g. (1, 2, 2)")
         if isinstance(mid_blocks, bool) or not isinstance(mid_blocks, int) or mid_blocks < 1:
@@ -608,12 +614,11 @@ class PointMLP(Backbone):
     def __init__(self, width: int = 128, depth: int = 3, emb_dim: int = 64, interval: bool = False,
                  time_scale: float = 1.0):
         extras = {"interval": True} if interval else {}      # recorded only when not the default: older records stay
+        time_scale = _checked_time_scale(time_scale)
         if time_scale != 1.0:
-            extras["time_scale"] = float(time_scale)
+            extras["time_scale"] = time_scale
         super().__init__(width=width, depth=depth, emb_dim=emb_dim, **extras)
-        if not (isinstance(time_scale, (int, float)) and time_scale > 0):
-            raise ValueError(f"time_scale must be a number > 0, got {time_scale!r}")
-        self.time_scale = float(time_scale)
+        self.time_scale = time_scale
         if depth < 1 or width < 1:
             raise ValueError(f"PointMLP needs depth >= 1 and width >= 1, got depth {depth}, width {width}")
         self.image_shape = (2, 1, 1)                                       # a point is a 1 x 1 "image" of 2 channels

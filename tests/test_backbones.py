@@ -232,5 +232,6 @@ def test_unet_time_scale_embeds_scaled_times_and_is_recorded_only_when_set():
     rebuilt.load_state_dict(scaled.state_dict())
     torch.testing.assert_close(rebuilt(x, t, r=r), scaled(x, t, r=r))
     for bad in (0, -1.0, True, "0.01"):
-        with pytest.raises(ValueError, match="time_scale must be a number > 0"):
-            UNet(base=8, time_scale=bad)
+        for build in (lambda: UNet(base=8, time_scale=bad), lambda: PointMLP(time_scale=bad)):   # one check for both
+            with pytest.raises(ValueError, match="time_scale must be a number > 0"):
+                build()
