@@ -196,7 +196,8 @@ FLAGS = {"backbone": "--backbone", "schedule": "--schedule", "T": "--T", "object
          "loss_weighting": "--loss-weighting", "min_snr_gamma": "--min-snr-gamma", "dataset": "--dataset",
          "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay", "warmup_steps": "--warmup",
          "lr_decay": "--lr-decay", "ema_decay": "--ema-decay", "label_dropout": "--label-dropout", "seed": "--seed",
-         "precision": "--precision", "data_size": "--limit", "init_from": "--init-from"}
+         "precision": "--precision", "data_size": "--limit", "init_from": "--init-from", "teacher": "--teacher",
+         "teacher_w": "--teacher-w"}
 
 
 def json_object_option(text: str, flag: str, example: str) -> dict:
@@ -235,13 +236,19 @@ def _train(args) -> int:
     from .backbones import build_backbone
     from .data import load_dataset
     from .schedules import make_schedule
-    from .training import ResumeMismatchError, TrainConfig, train
+    from .training import ResumeMismatchError, TrainConfig, teacher_reads_labels, train
 
     # 1. options against each other, then the whole configuration, before anything is loaded or written
     if args.label_dropout is not None and not args.conditional:
         raise UsageError("--label-dropout applies to --conditional training only; add --conditional or drop it")
     if args.min_snr_gamma is not None and args.loss_weighting != "min_snr":
         raise UsageError("--min-snr-gamma applies to --loss-weighting min_snr only; add it or drop --min-snr-gamma")
+    if args.teacher is not None and args.objective != "meanflow":
+        raise UsageError(f"--teacher gives MeanFlow's target a teacher's velocity; it needs --objective meanflow, "
+                         f"not {args.objective}")
+    if args.teacher_w is not None and args.teacher is None:
+        raise UsageError("--teacher-w guides a --teacher; add --teacher (a conditional flow model, e.g. "
+                         "unet_flow_cond) or drop --teacher-w")
     if args.schedule is not None and args.objective in ("flow", "meanflow"):
         raise UsageError(f"--schedule {args.schedule} means nothing to --objective {args.objective}: it trains on its "
                          "own straight path x_s = (1 - s) x_0 + s eps, with no beta schedule (--T sets its time grid); "
@@ -255,7 +262,8 @@ def _train(args) -> int:
                          warmup_steps=args.warmup, lr_decay=args.lr_decay, ema_decay=args.ema_decay,
                          label_dropout=0.1 if args.label_dropout is None else args.label_dropout,
                          checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
-                         init_from=args.init_from)
+                         init_from=args.init_from, teacher=args.teacher,
+                         teacher_w=1.0 if args.teacher_w is None else args.teacher_w)
     with torch.device("meta"):                 # runs the architecture's checks without allocating its weights
         build_backbone(config.backbone, **config.backbone_kwargs)
     make_schedule(config.schedule, config.T)   # refuses a schedule that float32 cannot hold
@@ -300,7 +308,8 @@ def _train(args) -> int:
         torch.set_num_threads(args.threads)
     start = time.monotonic()
     try:
-        result = train(config, images, labels if args.conditional else None, out_dir=out, resume=not args.fresh,
+        result = train(config, images, labels if args.conditional or teacher_reads_labels(config) else None,
+                       out_dir=out, resume=not args.fresh,
                        device=device)
     except ResumeMismatchError as e:
         raise UsageError(_resume_message(e)) from None
@@ -517,6 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="NAME_OR_PATH",
                    help="start from a teacher's EMA weights: a shipped model's name (e.g. unet_flow) or a checkpoint "
                         "(MeanFlow from a flow model: --objective meanflow --backbone-kwargs '{\"interval\": true}')")
+    t.add_argument("--teacher", metavar="NAME_OR_PATH",
+                   help="MeanFlow distilled: the flow model whose velocity replaces eps - x_0 in the target, a shipped "
+                        "model's name (e.g. unet_flow_cond) or a checkpoint; a conditional teacher reads the data's "
+                        "labels; --objective meanflow only")
+    t.add_argument("--teacher-w", type=number(0), default=None,
+                   help="guide a conditional --teacher at this w, >= 0, in the target (guidance built into the "
+                        "student; default 1, no guidance)")
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start from scratch (overwrites it)")
     t.set_defaults(func=_train)
 

@@ -52,6 +52,10 @@ Few-step generation (notebook 12) adds two routes beside flow matching:
               through the MeanFlow identity  u = v - (t - r) d/dt u  (differentiate (t - r) u = integral in t),
               with the total derivative d/dt u = v . grad_z u + du/dt from torch.func.jvp (`meanflow_target`).
               One step from noise, z_r = z_t - (t - r) u, is then exact for the exact u (`MeanFlow`).
+              Distilled (`MeanFlow.with_teacher`): the velocity v in the identity is a trained flow network's
+              at z_t (`teacher_velocity`, guided at w if it is conditional) instead of the straight path's
+              eps - x_0. Both have the same average given z_t when the teacher is exact, so the fixed point is the
+              same, but the teacher's is one value per z_t, not a random one: the target's noise goes.
 
 Adding an objective is one more Objective subclass here: the training loop asks the objective for the
 timesteps, the noisy input and the target (`objective_loss`), and never branches on it; an objective whose
@@ -59,6 +63,7 @@ target needs the network itself (MeanFlow) overrides `loss`.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 
@@ -378,6 +383,23 @@ def meanflow_target(u_model, z: torch.Tensor, s: torch.Tensor, r: torch.Tensor, 
     return target
 
 
+def teacher_velocity(teacher, z: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None = None, *, T: int,
+                     w: float = 1.0) -> torch.Tensor:
+    """The velocity v(z_s, s) of a trained flow-matching network `teacher` for flow times s (B,), read at the
+    nearest of the integer code timesteps it was trained on, t = round(s T - 1) in [0, T - 1] (an error of at most
+    half a step, 1 / (2 T), in its time, never in z); a conditional teacher takes labels y (B,) and is guided at w (classifier-free guidance on the
+    velocity, v_uncond + w (v_cond - v_uncond), guidance.guided_eps; w = 1 is the conditional velocity alone, one
+    call). Where y is the null label both halves are the unconditional velocity. No gradient flows to the teacher."""
+    from .guidance import guided_eps                 # guidance imports this module
+    t = (s * T - 1).round().clamp(0, T - 1).long()
+    with torch.no_grad():
+        if y is None or w == 1:
+            return teacher(z, t, y) if y is not None else teacher(z, t)
+        null = torch.full_like(y, teacher.null_label)
+        v_cond, v_uncond = teacher(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        return guided_eps(v_cond, v_uncond, w)
+
+
 class MeanFlow(Objective):
     """The network u(z, t, r) predicts the average velocity over [r, t] on flow matching's straight path
     (Geng et al. 2025), trained towards meanflow_target. It is a UNet(interval=True): its code timesteps t and
@@ -395,6 +417,15 @@ class MeanFlow(Objective):
 
     def __init__(self, r_neq_t: float = 0.25, mean: float = -0.4, std: float = 1.0, p: float = 1.0, c: float = 1e-3):
         self.r_neq_t, self.mean, self.std, self.p, self.c = r_neq_t, mean, std, p, c
+        self.velocity = None       # (z, s, y) -> v: a teacher's velocity (with_teacher); None: eps - x_0
+
+    def with_teacher(self, velocity) -> "MeanFlow":
+        """A copy of this objective whose target uses velocity(z, s, y) -> v, a teacher's velocity at z_s (e.g.
+        functools.partial(teacher_velocity, teacher, T=1000, w=2)), in place of the straight path's eps - x_0.
+        The labels y of a batch reach the teacher; the student gets them only if it is conditional itself."""
+        other = copy.copy(self)
+        other.velocity = velocity
+        return other
 
     def draw_t(self, batch_size, schedule, generator=None):
         """Flow times (B, 2): column 0 is s, column 1 is s_r <= s, drawn on the CPU from `generator`."""
@@ -433,7 +464,12 @@ class MeanFlow(Objective):
             return model(z, s * T - 1, labels, s_r * T - 1)
 
         z = flow_interpolant(x0, noise, s)                        # (B, C, H, W)
-        v = noise - x0                                            # the velocity of the straight path at z
+        if self.velocity is None:
+            v = noise - x0                                        # the velocity of the straight path at z
+        else:                                                     # the teacher's velocity at z (distillation)
+            v = self.velocity(z, s, y).to(x0.dtype)
+            if getattr(model, "num_classes", None) is None:       # an unconditional student of a conditional teacher
+                y = None
         y_open = None if y is None else y[s_r < s]
         target = meanflow_target(lambda z_, s_, r_: u_model(z_, s_, r_, y_open), z, s, s_r, v)
         error = F.mse_loss(u_model(z, s, s_r, y).to(target.dtype), target, reduction="none").flatten(1).mean(1)   # (B,)
@@ -442,7 +478,8 @@ class MeanFlow(Objective):
         return error
 
     def __repr__(self):
-        return f"MeanFlow(r_neq_t={self.r_neq_t}, mean={self.mean}, std={self.std}, p={self.p}, c={self.c})"
+        teacher = "" if self.velocity is None else ", velocity=<teacher>"
+        return f"MeanFlow(r_neq_t={self.r_neq_t}, mean={self.mean}, std={self.std}, p={self.p}, c={self.c}{teacher})"
 
 
 OBJECTIVES = {o.name: o for o in (PredictEps(), PredictX0(), PredictV(), FlowMatching(), MeanFlow())}

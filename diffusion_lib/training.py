@@ -12,6 +12,7 @@ state is saved, so a run resumed from a checkpoint continues exactly as if it ha
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -30,7 +31,7 @@ from .checkpoints import CheckpointError, load_checkpoint, remove_stale_temp_fil
 from .data import DATASETS
 from .device import known_within, mark_known_range
 from .objectives import (DEFAULT_MIN_SNR_GAMMA, LOSS_WEIGHTINGS, OBJECTIVES, diffusion_loss, get_objective,
-                         loss_weights, mark_model, _objective_loss)
+                         loss_weights, mark_model, _objective_loss, teacher_velocity)
 from .schedules import BETA_SCHEDULES, longest_schedule, make_schedule
 
 DATASET_SHAPE = (1, 28, 28)     # (C, H, W) of every dataset in DATASETS
@@ -65,6 +66,8 @@ class TrainConfig:
     precision: str = "fp32"        # "bf16": autocast the forward pass to bfloat16 (faster on CPUs with AVX512-BF16: README)
     init_from: str | None = None   # start from a teacher's EMA weights: a shipped name ("unet_flow") or a checkpoint path
     pairs: str | None = None       # reflow: how the (noise, image) pairs were made (teacher, sampler, count), recorded
+    teacher: str | None = None     # MeanFlow distilled: the flow network whose velocity replaces eps - x_0 in the target
+    teacher_w: float = 1.0         # ... guided at this w when the teacher is conditional (guidance built into the student)
 
     def __post_init__(self):
         """Check every field, so a bad setting fails here, with its name and range, not steps into training."""
@@ -93,6 +96,15 @@ class TrainConfig:
         _check_choice(self, "lr_decay", ("constant", "cosine"))
         if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
             raise ValueError(f"init_from must be a shipped model's name or a checkpoint path, got {self.init_from!r}")
+        if self.teacher is not None and not (isinstance(self.teacher, str) and self.teacher):
+            raise ValueError(f"teacher must be a shipped model's name or a checkpoint path, got {self.teacher!r}")
+        if self.teacher is not None and self.objective != "meanflow":
+            raise ValueError(f"a teacher's velocity is used by objective 'meanflow' only (its target), not by "
+                             f"{self.objective!r}; drop teacher, or train objective='meanflow'")
+        _check_number(self, "teacher_w", lower=0)
+        if self.teacher is None and self.teacher_w != 1:
+            raise ValueError(f"teacher_w={self.teacher_w} guides a teacher, and none is given; give teacher (a "
+                             "conditional flow model, e.g. 'unet_flow_cond'), or leave teacher_w at 1")
         if self.grad_clip is not None:
             _check_number(self, "grad_clip", lower=0, lower_open=True, none="None for no clipping")
         _check_number(self, "ema_decay", lower=0, upper=1)
@@ -308,6 +320,17 @@ class Trainer(TrainingState):
             raise ValueError("MeanFlow needs a network with a second time input and only MeanFlow uses one: train "
                              "objective 'meanflow' with backbone 'unet' and backbone_kwargs {'interval': True}, "
                              "and other objectives without it")
+        self.teacher = None
+        if config.teacher is not None:                                   # MeanFlow distilled from a flow network
+            self.teacher = load_teacher(config.teacher, config.T, self.device)
+            if config.teacher_w != 1 and self.teacher.num_classes is None:
+                raise ValueError(f"teacher_w={config.teacher_w} guides a conditional teacher, and {config.teacher!r} is "
+                                 "unconditional; give a conditional teacher (e.g. 'unet_flow_cond') or teacher_w=1")
+            if self.teacher.num_classes is not None and self.model.num_classes not in (None, self.teacher.num_classes):
+                raise ValueError(f"the student has {self.model.num_classes} classes and the teacher "
+                                 f"{self.teacher.num_classes}; give them the same classes")
+            self.objective = self.objective.with_teacher(
+                functools.partial(teacher_velocity, self.teacher, T=config.T, w=config.teacher_w))
         self.ema = make_ema(self.model, config.ema_decay, config.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, config))
@@ -318,6 +341,14 @@ class Trainer(TrainingState):
         self.data_size = None                                            # training images, recorded by train()
         self.history = {"step": [], "loss": []}
         self._perm_epoch, self._perm, self._perm_on = None, None, {}
+
+    @property
+    def label_reader(self) -> Backbone:
+        """The network whose classes the labels are: the student if it is conditional, else a conditional teacher
+        (an unconditional student of a conditional teacher: the labels reach the teacher only), else the student."""
+        if self.model.num_classes is None and self.teacher is not None and self.teacher.num_classes is not None:
+            return self.teacher
+        return self.model
 
     # -- data order: one permutation per epoch, seeded by (seed, epoch), so it is known after a resume
     def batch_indices(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -350,16 +381,19 @@ class Trainer(TrainingState):
         noise = (drawn if noise is None else noise).to(self.device, non_blocking=True)
         weights = loss_weights(t, self.schedule, self.objective, self.config.loss_weighting, self.config.min_snr_gamma)
         if y is not None:
-            if self.model.num_classes is None:
+            reader = self.label_reader
+            if reader.num_classes is None:
                 raise ValueError("labels were given but the backbone is unconditional; "
                                  "pass backbone_kwargs={'num_classes': 10} to train a conditional model")
-            classes = self.model.num_classes
+            classes = reader.num_classes
             checked = known_within(y, 0, classes - 1) or (
                 y.device.type == "cpu" and not (y.dtype.is_floating_point or y.dtype == torch.bool)
                 and bool(((y >= 0) & (y < classes)).all()))                  # on the CPU: no wait
-            y = drop_labels(y, self.config.label_dropout, self.model.null_label, self.generator).to(self.device)
+            if reader is self.model:     # the student's own labels are dropped; a teacher's alone are its data's
+                y = drop_labels(y, self.config.label_dropout, self.model.null_label, self.generator)
+            y = y.to(self.device)
             if checked:
-                mark_known_range(y, 0, self.model.null_label)
+                mark_known_range(y, 0, reader.null_label)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             loss = _objective_loss(self.model, x0.to(self.device), self.schedule, self.objective, t, noise, y, weights)
         return self.update(loss, self.config.grad_clip)
@@ -449,6 +483,32 @@ def teacher_checkpoint(init_from: str) -> dict:
     """The checkpoint that init_from names: a shipped model (pretrained.PRETRAINED) or a checkpoint file."""
     from .pretrained import PRETRAINED, pretrained_path
     return load_checkpoint(pretrained_path(init_from) if init_from in PRETRAINED else init_from)
+
+
+def teacher_reads_labels(config: TrainConfig) -> bool:
+    """Whether config's teacher (if any) is class-conditional, so that training needs the data's labels."""
+    if config.teacher is None:
+        return False
+    return teacher_checkpoint(config.teacher)["arch"].get("kwargs", {}).get("num_classes") is not None
+
+
+def load_teacher(name: str, T: int, device: torch.device | str = "cpu") -> Backbone:
+    """The flow-matching network `name` (a shipped model or a checkpoint path) as a frozen teacher on `device`:
+    EMA weights, eval mode, no gradients; its time grid must be the student's T."""
+    from .checkpoints import checkpoint_objective, checkpoint_schedule, model_from_checkpoint
+    checkpoint = teacher_checkpoint(name)
+    objective = checkpoint_objective(checkpoint)
+    if objective != "flow":
+        raise ValueError(f"the teacher {name!r} was trained with objective {objective!r}; a MeanFlow teacher gives a "
+                         "velocity: give a flow-matching model (e.g. 'unet_flow' or 'unet_flow_cond')")
+    teacher_T = checkpoint_schedule(checkpoint).T
+    if teacher_T != T:
+        raise ValueError(f"the teacher {name!r} has T = {teacher_T} and the student T = {T}; give the student "
+                         f"T = {teacher_T}, so that both read a flow time the same way")
+    teacher = model_from_checkpoint(checkpoint, device=device).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
 
 
 def init_from_teacher(model: Backbone, checkpoint: dict) -> Backbone:
@@ -565,7 +625,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
     if last is not None and last.parent.exists() and not last.parent.is_dir():
         raise NotADirectoryError(f"out_dir {last.parent} is a file, not a folder; give a folder for the checkpoints")
     trainer = Trainer(config, device)
-    check_training_data(images, labels, trainer.model)
+    check_training_data(images, labels, trainer.label_reader)
     if noise is not None and (not isinstance(noise, torch.Tensor) or noise.shape != images.shape):
         raise ValueError(f"noise must pair one noise with each image, shape {tuple(images.shape)}, got "
                          f"{tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
@@ -596,7 +656,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None
         idx = trainer.batch_indices(images.shape[0], images.device)
         y = None
         if labels is not None:    # checked by check_training_data: the network need not read them back
-            y = mark_known_range(labels[idx], 0, trainer.model.num_classes - 1)
+            y = mark_known_range(labels[idx], 0, trainer.label_reader.num_classes - 1)
         trainer.train_step(images[idx], y, None if noise is None else noise[idx.to(noise.device)])
         bar.update(1)
         if trainer.step % LOSS_READ_EVERY == 0 or trainer.step == config.steps:

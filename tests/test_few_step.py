@@ -10,6 +10,7 @@ starts at noise eps is x_s = m_s + std_s eps. So
     the average velocity     u(z, r, s) = (z - x_r) / (s - r), with x_r = m_r + std_r (z - m_s) / std_s.
 """
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,10 +20,11 @@ from diffusion_lib import samplers
 from diffusion_lib.backbones import UNet
 from diffusion_lib.checkpoints import checkpoint_objective, load_checkpoint, load_model
 from diffusion_lib.cli import main
-from diffusion_lib.objectives import MeanFlow, meanflow_target, noise_labels, objective_loss, reflow_pairs
+from diffusion_lib.objectives import (MeanFlow, meanflow_target, noise_labels, objective_loss, reflow_pairs,
+                                      teacher_velocity)
 from diffusion_lib.pretrained import export_for_sampling
 from diffusion_lib.schedules import make_schedule
-from diffusion_lib.training import Trainer, init_from_teacher, train
+from diffusion_lib.training import ResumeMismatchError, Trainer, init_from_teacher, train
 
 from _tiny import one_thread, synthetic_mnist, tiny_config  # noqa: F401 (one_thread is autouse)
 
@@ -201,6 +203,137 @@ def test_meanflow_trainer_steps_on_an_interval_unet():
         Trainer(tiny_config(objective="flow", backbone_kwargs={"base": 8, "interval": True}))
 
 
+# ----------------------------------------------------------------------------- MeanFlow distilled from a teacher
+
+def gaussian_velocity_s(z, s, y=None):
+    """The exact velocity of Gaussian data in flow times s (B,): a perfect teacher (MeanFlow.with_teacher)."""
+    s = s.reshape(-1, 1, 1, 1)
+    return -MU + d_std(s) * (z - m(s)) / std(s)
+
+
+def test_distilled_meanflow_loss_is_zero_for_any_data_with_the_exact_teacher():
+    """With the exact velocity as the teacher, the target is the exact average velocity for every (x_0, eps), so
+    the loss of the exact field is 0 for any data; with the straight path's eps - x_0 it is not (its noise)."""
+    g = torch.Generator().manual_seed(0)
+    x0 = MU + SIGMA * torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64)     # draws of the data, not its mean
+    eps = torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64)
+    t = torch.tensor([[1.0, 0.0], [0.9, 0.2], [0.5, 0.5], [0.7, 0.1], [0.3, 0.0], [0.95, 0.6]], dtype=torch.float64)
+    exact = lambda x, tc, y, rc: gaussian_average_velocity(x, tc, y, rc)           # noqa: E731
+    distilled = MeanFlow(p=0.0).with_teacher(gaussian_velocity_s)
+    torch.testing.assert_close(distilled.loss(exact, x0, t, eps, schedule), torch.zeros(6, dtype=torch.float64),
+                               atol=1e-10, rtol=0)
+    assert float(MeanFlow(p=0.0).loss(exact, x0, t, eps, schedule).min()) > 1e-3     # the plain target's noise
+    assert MeanFlow().velocity is None and "velocity=<teacher>" in repr(distilled)   # with_teacher made a copy
+
+
+class LabelledVelocity(torch.nn.Module):
+    """A fake conditional flow teacher: v = x * (t + 1) + 10 y, which records the timesteps and labels it is given."""
+    num_classes, null_label = 10, 10
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, y=None):
+        self.calls.append((t.clone(), None if y is None else y.clone()))
+        label = torch.zeros(len(x)) if y is None else y.double()
+        return x * (t.double() + 1).reshape(-1, 1, 1, 1) + 10 * label.reshape(-1, 1, 1, 1)
+
+
+def test_teacher_velocity_reads_the_nearest_trained_timestep_and_guides():
+    teacher = LabelledVelocity()
+    z = torch.ones(3, 1, 2, 2, dtype=torch.float64)
+    s = torch.tensor([1.0, 0.0004, 0.4996], dtype=torch.float64)         # s T - 1 = 999, -0.6, 498.6
+    y = torch.tensor([2, 7, 10])
+    v = teacher_velocity(teacher, z, s, y, T=T)                           # w = 1: the conditional velocity, one call
+    assert len(teacher.calls) == 1 and teacher.calls[0][0].tolist() == [999, 0, 499]
+    assert teacher.calls[0][0].dtype == torch.long
+    torch.testing.assert_close(v[:, 0, 0, 0], torch.tensor([1000 + 20, 1 + 70, 500 + 100], dtype=torch.float64))
+    guided = teacher_velocity(teacher, z, s, y, T=T, w=3.0)               # v_u + 3 (v_c - v_u), v_u with label 10
+    torch.testing.assert_close(guided[:, 0, 0, 0], torch.tensor([1000 + 100 + 3 * (20 - 100), 1 + 100 + 3 * (70 - 100),
+                                                                  500 + 100], dtype=torch.float64))
+    assert teacher.calls[1][1].tolist() == [2, 7, 10, 10, 10, 10]         # one batched call: the labels, then null
+
+
+@pytest.fixture(scope="module")
+def flow_teachers(tmp_path_factory):
+    """Tiny flow teachers, conditional and not, and an eps model (not a teacher), as checkpoints."""
+    root = tmp_path_factory.mktemp("teachers")
+    images, labels = synthetic_mnist(8)
+    train(tiny_config(objective="flow", steps=2, backbone_kwargs={"base": 8, "num_classes": 10}), images, labels,
+          out_dir=root / "cond", progress=False)
+    train(tiny_config(objective="flow", steps=2), images, out_dir=root / "uncond", progress=False)
+    train(tiny_config(steps=2), images, out_dir=root / "eps", progress=False)
+    return root
+
+
+def distilled_config(teacher, **overrides):
+    settings = dict(objective="meanflow", backbone_kwargs={"base": 8, "interval": True}, teacher=teacher, steps=2)
+    settings.update(overrides)
+    return tiny_config(**settings)
+
+
+def test_an_unconditional_student_of_a_conditional_teacher_gives_the_teacher_the_data_labels(flow_teachers):
+    images, labels = synthetic_mnist(8)
+    trainer = Trainer(distilled_config(str(flow_teachers / "cond" / "last.pt"), label_dropout=0.5))
+    assert trainer.label_reader is trainer.teacher and trainer.model.num_classes is None
+    seen = []
+    trainer.teacher.register_forward_hook(lambda module, args, out: seen.append(args[2].clone()))
+    loss = trainer.train_step(images[:4], labels[:4])
+    assert math.isfinite(float(loss))
+    assert seen[0].tolist() == labels[:4].tolist()                       # the true labels: no dropout for a teacher
+    assert all(not p.requires_grad for p in trainer.teacher.parameters())
+    result = train(distilled_config(str(flow_teachers / "cond" / "last.pt")), images, labels, progress=False)
+    assert result.step == 2 and result.ema.num_classes is None
+    with pytest.raises(ValueError, match="unconditional"):               # labels with nobody to read them
+        train(distilled_config(str(flow_teachers / "uncond" / "last.pt")), images, labels, progress=False)
+
+
+def test_a_conditional_student_with_guidance_built_in_records_and_resumes_it(flow_teachers, tmp_path):
+    images, labels = synthetic_mnist(8)
+    teacher = str(flow_teachers / "cond" / "last.pt")
+    config = distilled_config(teacher, teacher_w=2.0, backbone_kwargs={"base": 8, "interval": True, "num_classes": 10},
+                              checkpoint_every=1)
+    train(config, images, labels, out_dir=tmp_path, progress=False)
+    record = load_checkpoint(tmp_path / "last.pt")["config"]
+    assert record["teacher"] == teacher and record["teacher_w"] == 2.0
+    with pytest.raises(ResumeMismatchError, match="teacher_w"):
+        train(replace(config, teacher_w=3.0, steps=3), images, labels, out_dir=tmp_path, progress=False)
+
+
+def test_teacher_settings_that_cannot_work_are_refused(flow_teachers):
+    cond, uncond = str(flow_teachers / "cond" / "last.pt"), str(flow_teachers / "uncond" / "last.pt")
+    with pytest.raises(ValueError, match="objective 'meanflow' only"):
+        tiny_config(objective="flow", teacher=uncond)
+    with pytest.raises(ValueError, match="none is given"):
+        tiny_config(objective="meanflow", backbone_kwargs={"base": 8, "interval": True}, teacher_w=2.0)
+    with pytest.raises(ValueError, match="unconditional"):               # nothing to guide
+        Trainer(distilled_config(uncond, teacher_w=2.0))
+    with pytest.raises(ValueError, match="'eps'"):                       # a teacher must give a velocity
+        Trainer(distilled_config(str(flow_teachers / "eps" / "last.pt")))
+    with pytest.raises(ValueError, match="T = 1000"):
+        Trainer(distilled_config(cond, T=500))
+
+
+def test_cli_trains_a_distilled_student_and_refuses_teacher_options_alone(flow_teachers, tmp_path, capsys,
+                                                                         monkeypatch):
+    import diffusion_lib.cli as cli
+    images, labels = synthetic_mnist(8)
+    monkeypatch.setattr("diffusion_lib.data.load_dataset", lambda *a, **k: (images, labels))
+    teacher = str(flow_teachers / "cond" / "last.pt")
+    code = main(["train", "--backbone", "unet", "--base", "8", "--backbone-kwargs", '{"interval": true}',
+                 "--objective", "meanflow", "--teacher", teacher, "--steps", "1", "--batch-size", "4", "--device",
+                 "cpu", "--out", str(tmp_path / "student")])
+    assert code == 0 and load_checkpoint(tmp_path / "student" / "last.pt")["config"]["teacher"] == teacher
+    capsys.readouterr()
+    for argv, message in ((["--objective", "flow", "--teacher", teacher], "--objective meanflow"),
+                          (["--objective", "meanflow", "--teacher-w", "2"], "--teacher-w guides a --teacher")):
+        assert main(["train", "--steps", "1", "--out", str(tmp_path / "x"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert cli.FLAGS["teacher_w"] == "--teacher-w"
+
+
 # ----------------------------------------------------------------------------- one- and few-step sampling
 
 @pytest.mark.parametrize("num_steps", [1, 2, 4])
@@ -310,3 +443,20 @@ def test_few_step_pieces_run_on_cuda_and_match_the_cpu():
     torch.testing.assert_close(ends, expected_ends, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(mf, expected_mf, atol=1e-5, rtol=1e-5)
     assert loss == pytest.approx(expected_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("conditional_student", [False, True])
+def test_a_distilled_meanflow_step_on_cuda_gives_the_cpu_loss(flow_teachers, conditional_student):
+    """The teacher is loaded onto the trainer's device, the labels reach it there, and the step's loss is the CPU's:
+    an unconditional student of a conditional teacher, and a conditional one with guidance built in."""
+    from cuda_emulation import EmulatedCuda
+    images, labels = synthetic_mnist(4)
+    kwargs = {"base": 8, "interval": True, **({"num_classes": 10} if conditional_student else {})}
+    config = distilled_config(str(flow_teachers / "cond" / "last.pt"), backbone_kwargs=kwargs,
+                              teacher_w=2.0 if conditional_student else 1.0)
+    expected = float(Trainer(config).train_step(images, labels))
+    with EmulatedCuda():
+        trainer = Trainer(config, device="cuda")
+        assert next(trainer.teacher.parameters()).device.type == "cuda"
+        loss = float(trainer.train_step(images, labels))
+    assert loss == pytest.approx(expected, rel=1e-4)
