@@ -118,9 +118,10 @@ def _timed(fn, repeats: int = 3) -> tuple[object, float]:
 
 
 def _conditional(model, labels):
-    """The conditional velocity at w = 1: one network evaluation a step (no guidance, no unconditional pass)."""
-    def velocity(x, t):
-        return model(x, t, labels.to(x.device))
+    """The conditional velocity at w = 1: one network evaluation a step (no guidance, no unconditional pass); for a
+    conditional MeanFlow student, its average velocity (r passed on), whose guidance, if any, is built in."""
+    def velocity(x, t, **r):
+        return model(x, t, labels.to(x.device), **r)
     return velocity
 
 
@@ -200,8 +201,9 @@ def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path
                        "unet_flow_cond": (load_pretrained("unet_flow_cond"), linear, "flow-euler", 1.0)})
     if reflow:
         models[f"{names[0]} (student)"] = (load_model(reflow), linear, "flow-euler", None)
-    if meanflow:
-        models[f"{names[1]} (student)"] = (load_model(meanflow), linear, "meanflow", None)
+    if meanflow:            # a conditional MeanFlow student is sampled with labels 0..9 in turn, one evaluation a step
+        student = load_model(meanflow)
+        models[f"{names[1]} (student)"] = (student, linear, "meanflow", None if student.num_classes is None else 1.0)
     rows = table_rows(models, nfes, n, classifier, reference, train_images, train_features)
     for row in rows:
         row["model"] = row["model"].strip()

@@ -428,7 +428,8 @@ def _sample(args) -> int:
     x_T = samplers.sample_noise(n, model.image_shape, generator=generator, device=device)
     if model.num_classes is not None:
         labels = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else torch.arange(n) % model.num_classes
-        eps_model = cfg_eps_model(model, labels, 3.0 if args.w is None else args.w)
+        default_w = 1.0 if objective == "meanflow" else 3.0     # a MeanFlow student's guidance is built in (its card)
+        eps_model = cfg_eps_model(model, labels, default_w if args.w is None else args.w)
     else:
         eps_model = model
     eps_model = samplers.with_precision(eps_model, args.precision)
@@ -552,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", type=number(0, 1), help="DDIM stochasticity, in [0, 1] (default 0); ddim only")
     s.add_argument("--variance", choices=DDPM_VARIANCES, help="DDPM variance (default beta_tilde); ddpm only")
     s.add_argument("--w", type=number(0, MAX_GUIDANCE_WEIGHT),
-                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3; 0: unconditional, 1: conditional, "
+                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3, 1 for a MeanFlow model; 0: unconditional, 1: conditional, "
                         "useful guidance about 1 to 10; beyond, the digits only break up); class-conditional models only")
     s.add_argument("--label", type=integer(0),
                    help="class to draw, in [0, 9] (default: 0..9 in turn); class-conditional models only")

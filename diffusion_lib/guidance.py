@@ -63,8 +63,9 @@ def check_class_labels(y, model: Backbone) -> torch.Tensor:
 
 
 def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
-    """An eps_model (x_t, t) -> guided noise for the samplers (for a flow-matching network: the guided velocity);
-    labels y (B,) in [0, num_classes - 1], one batched network call per step. It carries the model's marks
+    """An eps_model (x_t, t) -> guided noise for the samplers (for a flow-matching network: the guided velocity;
+    for a MeanFlow network, (x_t, t, r=...) -> the guided average velocity, two evaluations a step where a student
+    with guidance built in needs one); labels y (B,) in [0, num_classes - 1], one batched network call per step. It carries the model's marks
     (objective, schedule, output), so the samplers of the wrong kind refuse it as they refuse the model."""
     w = check_guidance_weight(w)
     if getattr(model, "num_classes", None) is None:
@@ -72,13 +73,14 @@ def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
                          "use a model trained with labels (e.g. UNet(num_classes=10), load_pretrained('unet_cond'))")
     y = check_class_labels(y, model)
 
-    def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def eps_model(x: torch.Tensor, t: torch.Tensor, **r) -> torch.Tensor:
         if y.shape != (x.shape[0],):
             raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), one per image, got {tuple(y.shape)}; "
                              "give as many labels as images")
         labels = y.to(x.device)
         null = torch.full_like(labels, model.null_label)
-        eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))  # (2B, C, H, W)
+        r = {k: torch.cat([v, v]) for k, v in r.items()}    # a MeanFlow network's interval end r, for both halves
+        eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]), **r)  # (2B, C, H, W)
         eps_cond, eps_uncond = eps.chunk(2)
         return eps_uncond + w * (eps_cond - eps_uncond)           # guided_eps, its checks done once above
 

@@ -357,9 +357,10 @@ def test_one_euler_step_of_the_velocity_is_not_exact():
 
 @pytest.fixture(scope="module")
 def few_step_checkpoints(tmp_path_factory):
-    """A MeanFlow checkpoint and a reflow student's (flow, trained on pairs from the flow teacher's weights)."""
+    """A MeanFlow checkpoint, a conditional one, and a reflow student's (flow, trained on pairs from the flow
+    teacher's weights)."""
     root = tmp_path_factory.mktemp("few_step")
-    images, _ = synthetic_mnist(8)
+    images, labels = synthetic_mnist(8)
     teacher = train(tiny_config(objective="flow", steps=2), images, out_dir=root / "teacher", progress=False)
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
     pairs = reflow_pairs(teacher.ema, noise, schedule, num_steps=2, progress=False).clamp(-1, 1)
@@ -367,6 +368,8 @@ def few_step_checkpoints(tmp_path_factory):
           pairs, noise=noise, out_dir=root / "reflow", progress=False)
     train(tiny_config(objective="meanflow", steps=2, backbone_kwargs={"base": 8, "interval": True},
                       init_from=str(root / "teacher" / "last.pt")), images, out_dir=root / "meanflow", progress=False)
+    train(tiny_config(objective="meanflow", steps=2, backbone_kwargs={"base": 8, "interval": True, "num_classes": 10}),
+          images, labels, out_dir=root / "meanflow_cond", progress=False)
     return root
 
 
@@ -394,6 +397,28 @@ def test_cli_samples_the_new_models_in_one_step(few_step_checkpoints, tmp_path, 
                  "--device", "cpu", "--out", str(out)])
     assert code == 0 and out.exists()
     assert f"({sampler}," in capsys.readouterr().out
+
+
+def test_cli_samples_a_conditional_meanflow_model_unguided_by_default_and_guided_with_w(few_step_checkpoints,
+                                                                                       tmp_path):
+    """One step of a conditional MeanFlow model: by default w = 1 (its guidance, if any, is built in), which is its
+    conditional average velocity; --w 2 mixes the conditional and unconditional ones, u_u + 2 (u_c - u_u)."""
+    import numpy as np
+    from PIL import Image
+    from diffusion_lib.images import image_grid
+    path = few_step_checkpoints / "meanflow_cond" / "last.pt"
+    model = load_model(path)
+    x_1 = samplers.sample_noise(4, model.image_shape, generator=torch.Generator().manual_seed(0))
+    t, r = torch.full((4,), T - 1), torch.full((4,), -1)
+    labels = torch.tensor([3, 3, 3, 3])
+    with torch.no_grad():
+        u_c, u_u = model(x_1, t, labels, r=r), model(x_1, t, torch.full((4,), 10), r=r)
+    for w, u in ((None, u_c), ("2", u_u + 2 * (u_c - u_u))):
+        out = tmp_path / f"w{w}.png"
+        argv = ["sample", "--checkpoint", str(path), "--n", "4", "--label", "3", "--device", "cpu", "--out", str(out)]
+        assert main(argv + ([] if w is None else ["--w", w])) == 0
+        pixels = (image_grid(x_1 - u) * 255).round().to(torch.uint8).numpy()
+        assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels).max() <= 1
 
 
 def test_cli_samples_a_flow_model_with_the_flow_sde(few_step_checkpoints, tmp_path, capsys):
