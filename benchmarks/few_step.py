@@ -129,7 +129,9 @@ def table_rows(models: dict, nfes, n: int, classifier, reference, train_images=N
     """One row per (model, sampler, NFE budget): confident share, Frechet distance, guided accuracy (conditional
     rows), sampling seconds for n images and for 64 digits (best of 3), and for the one-step rows of students the
     copying check (median distance to the nearest training image, pixels and features) and the class histogram.
-    models: {name: (network, schedule, sampler, w)}; w = 1 (conditional velocity) or None (unconditional)."""
+    models: {name: (network, schedule, sampler, w)}; w = 1 (conditional velocity, one evaluation a step), None
+    (unconditional), or another w: classifier-free guidance, two evaluations a step (a budget of nfe evaluations is
+    nfe // 2 steps)."""
     from diffusion_lib.measure.metrics import classify, class_histogram, nearest_training_images, score_samples
     from diffusion_lib.measure.sweeps import SAMPLER_LABELS, steps_for_nfe
     from diffusion_lib.samplers import final, heun_nfe, sample_noise
@@ -137,15 +139,21 @@ def table_rows(models: dict, nfes, n: int, classifier, reference, train_images=N
     rows = []
     for name, (network, schedule, sampler, w) in models.items():
         for nfe in nfes:
-            steps = nfe if sampler == "meanflow" else steps_for_nfe(SAMPLER_LABELS[sampler], nfe)
+            guided = w is not None and w != 1
+            if guided and nfe < 2:
+                continue                                    # guidance costs two evaluations a step
+            budget = nfe // 2 if guided else nfe
+            steps = budget if sampler == "meanflow" else steps_for_nfe(SAMPLER_LABELS[sampler], budget)
             used = heun_nfe(steps) if sampler in ("heun", "flow-heun") else steps
             if sampler in ("heun", "flow-heun") and used == 1:
                 continue                                    # one Heun step is Euler's (the last step is Euler)
+            used = 2 * used if guided else used
             x_T = sample_noise(n, network.image_shape, generator=torch.Generator().manual_seed(0))
             labels = torch.arange(n) % 10 if w is not None else None
 
             def sample(x, precision="fp32"):
-                model = network if labels is None else _conditional(network, labels[:x.shape[0]])
+                model = (network if labels is None else cfg_eps_model(network, labels[:x.shape[0]], w) if guided
+                         else _conditional(network, labels[:x.shape[0]]))
                 model = with_precision(model, precision)
                 if sampler == "ddim":
                     return final(ev.ddim_sample_progressive(model, x, schedule, steps, eta=0.0))
@@ -183,7 +191,7 @@ def _load_evaluate():
 
 
 def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path | None, teachers: bool = True,
-               append: bool = False, names: tuple[str, str] = ("reflow", "MeanFlow")) -> list:
+               append: bool = False, names: tuple[str, str] = ("reflow", "MeanFlow"), guided: float | None = None) -> list:
     from diffusion_lib.checkpoints import load_model
     from diffusion_lib.data import load_mnist
     from diffusion_lib.measure.metrics import classifier_features, load_classifier, mnist_test_features
@@ -199,6 +207,8 @@ def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path
                        "unet_flow ": (load_pretrained("unet_flow"), linear, "flow-heun", None),
                        "unet": (load_pretrained("unet"), linear, "ddim", None),
                        "unet_flow_cond": (load_pretrained("unet_flow_cond"), linear, "flow-euler", 1.0)})
+    if guided is not None:    # the conditional teacher with classifier-free guidance: two evaluations a step
+        models[f"unet_flow_cond, w = {guided:g}"] = (load_pretrained("unet_flow_cond"), linear, "flow-euler", guided)
     if reflow:
         models[f"{names[0]} (student)"] = (load_model(reflow), linear, "flow-euler", None)
     if meanflow:            # a conditional MeanFlow student is sampled with labels 0..9 in turn, one evaluation a step
@@ -246,13 +256,17 @@ def curve(checkpoints, nfes, n: int, out: Path | None, name: str = "student") ->
         model = model_from_checkpoint(checkpoint)
         schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
         run = meanflow_sample_progressive if checkpoint_objective(checkpoint) == "meanflow" else flow_euler_sample_progressive
+        labels = None if model.num_classes is None else torch.arange(n) % 10     # conditional: 0..9 in turn, w = 1
         for nfe in nfes:
             x_T = sample_noise(n, model.image_shape, generator=torch.Generator().manual_seed(0))
-            images = torch.cat([final(run(model, x_T[i:i + 250], schedule, nfe)) for i in range(0, n, 250)])
-            scores = score_samples(images, classifier, reference)
+            images = torch.cat([final(run(model if labels is None else _conditional(model, labels[i:i + 250]),
+                                          x_T[i:i + 250], schedule, nfe)) for i in range(0, n, 250)])
+            scores = score_samples(images, classifier, reference, labels)
             rows.append({"step": int(checkpoint["step"]), "nfe": nfe, "n": n,
                          "confident_share": round(scores["confident_share"], 3),
                          "frechet_distance": round(scores["frechet_distance"], 1)})
+            if labels is not None:
+                rows[-1]["guided_accuracy"] = round(scores["guided_accuracy"], 3)
             print(json.dumps(rows[-1]), flush=True)
     if out:            # into the table's JSON, under "curves": {name: rows}, beside what it holds already
         record = json.loads(Path(out).read_text()) if Path(out).exists() else {"commands": [], "rows": []}
@@ -294,6 +308,8 @@ def main(argv=None) -> int:
     c.add_argument("--json", type=Path)
     c.add_argument("--append", action="store_true", help="keep the rows of other models already in --json")
     c.add_argument("--names", nargs=2, default=["reflow", "MeanFlow"], help="the students' names in the table")
+    c.add_argument("--guided", type=float, metavar="W",
+                   help="also unet_flow_cond guided at W (two evaluations a step), beside a student with W built in")
     d = sub.add_parser("curve", help="a student's snapshots scored at a few NFE budgets (its learning curve)")
     d.add_argument("checkpoints", nargs="+")
     d.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4])
@@ -311,7 +327,7 @@ def main(argv=None) -> int:
               args.name)
     elif args.command == "table":
         make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers, args.append,
-                   tuple(args.names))
+                   tuple(args.names), args.guided)
     else:
         train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes,
                      args.conditional)

@@ -328,8 +328,13 @@ def few_step_models() -> dict:
         if not has_weights(name):
             continue
         config = load_checkpoint(pretrained_path(name)).get("config") or {}
-        if pretrained_objective(name) == "meanflow":
-            models[f"{name} (student)"] = (load_pretrained(name), pretrained_schedule(name), "meanflow", None)
+        if pretrained_objective(name) == "meanflow":       # a conditional one: labels 0..9, its built-in guidance
+            student = load_pretrained(name)
+            w = config.get("teacher_w", 1.0)
+            if config.get("teacher") == "unet_flow_cond" and w != 1:   # its teacher guided at that w, two evaluations
+                models[f"unet_flow_cond, w = {w:g}"] = (load_pretrained("unet_flow_cond"), linear, "flow-euler", w)
+            models[f"{name} (student)"] = (student, pretrained_schedule(name), "meanflow",
+                                           None if student.num_classes is None else 1.0)
         elif config.get("pairs"):
             models[f"{name} (student)"] = (load_pretrained(name), pretrained_schedule(name), "flow-euler", None)
     return models
