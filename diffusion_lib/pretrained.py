@@ -51,6 +51,12 @@ PRETRAINED = {
                                           "over an interval of the straight path, started from unet_flow's weights "
                                           "with a second time input and a slowed time embedding; sampled in 1 to 8 "
                                           "steps with the meanflow sampler, T = 1000, EMA weights"),
+    "meanflow_cond": Pretrained("meanflow_cond.pt", "class-conditional MeanFlow U-Net on MNIST (notebook 12): the average "
+                                                    "velocity of unet_flow_cond's ODE guided at w = 1.25, distilled with "
+                                                    "the teacher's velocity in the target, so the guidance is built in: "
+                                                    "one evaluation a step with the label (null label 10: unguided "
+                                                    "unconditional); 1 to 8 steps with the meanflow sampler, T = 1000, "
+                                                    "EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
     "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "

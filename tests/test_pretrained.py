@@ -69,7 +69,7 @@ def test_every_shipped_file_has_its_card(name):
 
 @pytest.mark.parametrize("name", EVERY)
 def test_pretrained_objective_is_the_one_recorded_in_the_file(name):
-    expected = "flow" if name in FLOW else "meanflow" if name == "meanflow" else "eps"
+    expected = "flow" if name in FLOW else "meanflow" if name.startswith("meanflow") else "eps"
     assert pretrained_objective(name) == expected
     assert torch.load(WEIGHTS_DIR / PRETRAINED[name].file, weights_only=True).get("objective", "eps") == expected
 
@@ -218,10 +218,11 @@ def test_latent_cards_record_their_runs_without_absolute_paths():
     assert scores and all(row["n"] == 500 and row["seed"] == 0 and row["sampler"] == "flow-euler" for row in scores)
 
 
-@pytest.mark.parametrize("name", [needs("meanflow")])
+@pytest.mark.parametrize("name", [needs("meanflow"), needs("meanflow_cond")])
 def test_the_shipped_meanflow_model_samples_in_one_step_from_the_command_line(name, tmp_path, capsys):
     """`sample --pretrained meanflow --steps 1`: the grid of one MeanFlow step, x_0 = x_1 - u(x_1, r = -1, t = T - 1),
-    computed here by hand from the same seed."""
+    computed here by hand from the same seed; for the conditional model, with labels 0..9 in turn and no further
+    guidance (w = 1, one evaluation: the guidance is built in)."""
     import numpy as np
     from PIL import Image
     from diffusion_lib.cli import main
@@ -233,7 +234,8 @@ def test_the_shipped_meanflow_model_samples_in_one_step_from_the_command_line(na
     assert "(meanflow," in capsys.readouterr().out
     model = load_pretrained(name)
     x_1 = sample_noise(4, model.image_shape, generator=torch.Generator().manual_seed(3))
+    labels = None if model.num_classes is None else torch.arange(4) % 10
     with torch.no_grad():
-        u = model(x_1, torch.full((4,), 999.0), r=torch.full((4,), -1.0))
+        u = model(x_1, torch.full((4,), 999.0), labels, r=torch.full((4,), -1.0))
     pixels = (image_grid(x_1 - u) * 255).round().to(torch.uint8).numpy()
     assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels.astype(int)).max() <= 1
