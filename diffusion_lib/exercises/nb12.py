@@ -36,6 +36,20 @@ def average_velocity(z: torch.Tensor, s, r) -> torch.Tensor:
     return torch.where(empty, _velocity(z, s), chord)
 
 
+def velocity(z: torch.Tensor, s, y=None) -> torch.Tensor:
+    """The exact velocity of the data N(MEAN, STD^2 I) at flow times s: a perfect teacher (MeanFlow.with_teacher takes
+    (z, s, y) -> v; y is ignored)."""
+    return average_velocity(z, s, s)
+
+
+def as_network(T: int):
+    """The exact average velocity as a MeanFlow network is called, (z, t, y, r) in code timesteps: s = (t + 1) / T
+    and r the same (MeanFlow.loss calls it so)."""
+    def network(z, t, y=None, r=None):
+        return average_velocity(z, (t + 1) / T, (r + 1) / T)
+    return network
+
+
 def _candidates(x_1):
     """Plausible mistakes, each with its hint."""
     u = average_velocity
