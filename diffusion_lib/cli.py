@@ -309,8 +309,7 @@ def _train(args) -> int:
     start = time.monotonic()
     try:
         result = train(config, images, labels if args.conditional or teacher_reads_labels(config) else None,
-                       out_dir=out, resume=not args.fresh,
-                       device=device)
+                       out_dir=out, resume=not args.fresh, device=device)
     except ResumeMismatchError as e:
         raise UsageError(_resume_message(e)) from None
     minutes = (time.monotonic() - start) / 60
@@ -553,8 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", type=number(0, 1), help="DDIM stochasticity, in [0, 1] (default 0); ddim only")
     s.add_argument("--variance", choices=DDPM_VARIANCES, help="DDPM variance (default beta_tilde); ddpm only")
     s.add_argument("--w", type=number(0, MAX_GUIDANCE_WEIGHT),
-                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3, 1 for a MeanFlow model; 0: unconditional, 1: conditional, "
-                        "useful guidance about 1 to 10; beyond, the digits only break up); class-conditional models only")
+                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3, 1 for a MeanFlow model; 0: "
+                        "unconditional, 1: conditional, useful guidance about 1 to 10; beyond, the digits only break "
+                        "up); class-conditional models only")
     s.add_argument("--label", type=integer(0),
                    help="class to draw, in [0, 9] (default: 0..9 in turn); class-conditional models only")
     s.add_argument("--n", type=integer(1, MAX_IMAGES),

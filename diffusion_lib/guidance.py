@@ -65,8 +65,9 @@ def check_class_labels(y, model: Backbone) -> torch.Tensor:
 def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
     """An eps_model (x_t, t) -> guided noise for the samplers (for a flow-matching network: the guided velocity;
     for a MeanFlow network, (x_t, t, r=...) -> the guided average velocity, two evaluations a step where a student
-    with guidance built in needs one); labels y (B,) in [0, num_classes - 1], one batched network call per step. It carries the model's marks
-    (objective, schedule, output), so the samplers of the wrong kind refuse it as they refuse the model."""
+    with guidance built in needs one); labels y (B,) in [0, num_classes - 1], one batched network call per step.
+    It carries the model's marks (objective, schedule, output), so the samplers of the wrong kind refuse it as they
+    refuse the model."""
     w = check_guidance_weight(w)
     if getattr(model, "num_classes", None) is None:
         raise ValueError("classifier-free guidance needs a class-conditional model, and this one is unconditional; "

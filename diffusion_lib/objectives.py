@@ -387,9 +387,10 @@ def teacher_velocity(teacher, z: torch.Tensor, s: torch.Tensor, y: torch.Tensor 
                      w: float = 1.0) -> torch.Tensor:
     """The velocity v(z_s, s) of a trained flow-matching network `teacher` for flow times s (B,), read at the
     nearest of the integer code timesteps it was trained on, t = round(s T - 1) in [0, T - 1] (an error of at most
-    half a step, 1 / (2 T), in its time, never in z); a conditional teacher takes labels y (B,) and is guided at w (classifier-free guidance on the
-    velocity, v_uncond + w (v_cond - v_uncond), guidance.guided_eps; w = 1 is the conditional velocity alone, one
-    call). Where y is the null label both halves are the unconditional velocity. No gradient flows to the teacher."""
+    half a step, 1 / (2 T), in its time, never in z). A conditional teacher takes labels y (B,) and is guided at w
+    (classifier-free guidance on the velocity, v_uncond + w (v_cond - v_uncond), guidance.guided_eps; w = 1 is the
+    conditional velocity alone, one call). Where y is the null label both halves are the unconditional velocity.
+    No gradient flows to the teacher."""
     from .guidance import guided_eps                 # guidance imports this module
     t = (s * T - 1).round().clamp(0, T - 1).long()
     with torch.no_grad():
