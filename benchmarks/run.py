@@ -499,7 +499,7 @@ def main(argv=None) -> int:
     print(header, flush=True)
     parts = [header]
     classifier = reference = None
-    if set(args.sections) & {"sampling", "nfe", "guidance", "cards"}:
+    if set(args.sections) & {"sampling", "nfe", "guidance", "few_step", "cards"}:
         classifier = load_classifier()
         reference = mnist_test_features(classifier)
     for name in args.sections:

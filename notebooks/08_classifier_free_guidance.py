@@ -42,7 +42,7 @@ if "google.colab" in sys.modules:
 #
 # **What you need first:** notebook 07 (DDIM and the classifier-based metric).
 #
-# **Run time:** about a minute on a 2-core CPU to itself (the run committed here took 60 s; an earlier one, 243 s, when other jobs shared the
+# **Run time:** under a minute on a 2-core CPU to itself (the run committed here took 38 s; an earlier one, 243 s, when other jobs shared the
 # CPU; 10 seconds in quick mode). Nearly all of it is the sweep of section
 # 3: 7 guidance weights x `B.sweep_samples` images x `B.ddim_steps // 5` DDIM steps, each step calling the network on
 # twice the batch. A GPU (Colab: Runtime > Change runtime type) makes it much faster.
