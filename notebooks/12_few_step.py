@@ -362,9 +362,10 @@ few_step_paths.plot_student_curves({conditional_curve: few_step["curves"][condit
 # lost ground at 2 and 4 evaluations (0.118 / 1089.4 and 0.534 / 288.2, against the 0.474 / 560.0 and 0.668 / 156.6
 # of the flow model it started from). The same recipe with the **slowed time embedding** learned them: after 17,053
 # steps (100 minutes) it is at 0.656 / 141.9 in one step, 0.756 / 78.1 in two, 0.834 / 62.4 in four and
-# 0.880 / 57.4 in eight, better at every budget than the flow model it started from under flow Euler, whose one step
-# is the mean image. It is the course's unconditional one-step generator, still short of the one-step targets (0.80
-# and 45). Its curve flattens after about 8,000 steps, so more of the same training would not reach them.
+# 0.880 / 57.4 in eight: a lower Fréchet distance at every budget than the flow model it started from under flow
+# Euler (whose one step is the mean image, hence its confident share of 1.000). It is the course's unconditional
+# one-step generator, still short of the one-step targets (0.80 and 45). Its curve flattens after about 8,000 steps,
+# so more of the same training is unlikely to reach them.
 # Its one-step digits, 64 from seed 0 (one network evaluation each):
 
 # %%
@@ -377,9 +378,10 @@ dl.plotting.show_grid(one_step.cpu(), nrow=16, title="64 digits in one network e
 # %% [markdown]
 # The **conditional student** with guidance built in is the one that reaches a target: at one evaluation 0.998 of
 # its digits are the digit asked for (target 0.95), at a Fréchet distance of 91.4 (target 25, missed). From four
-# evaluations on it beats its own teacher at the same budget: 13.7 at four against 19.8 (teacher at $w = 1$, four
-# steps) and 53.7 (teacher guided at $w = 1.25$, two steps of two evaluations), and 11.6 at eight. Built-in guidance
-# is the better use of each evaluation here. Its curve above shows a cost: while its one-step distance fell (141 at
+# evaluations on, its Fréchet distance is below its teacher's at the same budget: 13.7 at four against 19.8 (teacher
+# at $w = 1$, four steps) and 53.7 (teacher guided at $w = 1.25$, two steps of two evaluations), and 11.6 at eight,
+# with a guided accuracy of 0.982 (the teacher: 0.980 and 0.998). Built-in guidance is the better use of each
+# evaluation here. Its curve above shows a cost: while its one-step distance fell (141 at
 # step 1,750, 97 at 13,000, 200 images a point), its two-step distance rose (33 to 54), as if learning the whole
 # interval took capacity from the half intervals. Its one-step digits, labels 0 to 9 in each row, from seed 0:
 
@@ -448,8 +450,8 @@ for row in few_step["rows"]:
 # nearest training digit, farther than real test digits do (8.76), and 474 of its 500 samples have different nearest
 # training digits. The slowed MeanFlow model's lie at 9.44, farther than real test digits, with 495 different nearest
 # training digits, and its class histogram is close to flat (33 to 71 of each digit). The conditional student's lie
-# at 8.46, a little nearer than real test digits: guided digits are more typical than real ones, so they sit closer to
-# the middle of the training set. They are still not copies: 463 different nearest training digits, and each digit
+# at 8.46, a little nearer than real test digits, likely because guidance makes digits more typical, which puts them
+# nearer the crowded middle of the training set. They are still not copies: 463 different nearest training digits, and each digit
 # is drawn 49 to 51 times, as asked. The first
 # MeanFlow model's one step collapses instead of copying: every sample is the same blurred mean image, which the
 # classifier reads as an 8 (all 500 in the class histogram) and which is near only 21 different training digits. The
@@ -496,7 +498,7 @@ dl.exercises.check("12", two_step_meanflow);
 #   digit after 74 minutes; neither reaches the unconditional one-step targets.
 # * A teacher's velocity can replace $\varepsilon - x_0$ in MeanFlow's target, and a guided teacher builds the guidance
 #   into the student: `meanflow_cond` draws the digit asked for 99.8 % of the time in one evaluation (Fréchet distance
-#   91.4, target 25), and from four evaluations on it is better than its teacher at the same budget.
+#   91.4, target 25), and from four evaluations on its Fréchet distance is below its teacher's at the same budget.
 #
 # **Next:** notebook 13 moves the diffusion into a small autoencoder's latent space and replaces the U-Net by a
 # diffusion transformer.
