@@ -325,7 +325,7 @@ def few_step_models() -> dict:
         if has_weights(name):
             models[name + " " * len(models)] = (load_pretrained(name), linear, sampler, w)   # names kept unique
     for name in PRETRAINED:
-        if not has_weights(name):
+        if not has_weights(name) or name in AUTOENCODERS:     # an autoencoder is no diffusion network
             continue
         config = load_checkpoint(pretrained_path(name)).get("config") or {}
         if pretrained_objective(name) == "meanflow":       # a conditional one: labels 0..9, its built-in guidance
