@@ -264,6 +264,9 @@ def _train(args) -> int:
                          checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
                          init_from=args.init_from, teacher=args.teacher,
                          teacher_w=1.0 if args.teacher_w is None else args.teacher_w)
+    if args.teacher_w is not None and args.teacher_w != 1 and not teacher_reads_labels(config):
+        raise UsageError(f"--teacher-w {args.teacher_w:g} guides a conditional --teacher, and {args.teacher} is "
+                         "unconditional; give a conditional teacher (e.g. unet_flow_cond) or drop --teacher-w")
     with torch.device("meta"):                 # runs the architecture's checks without allocating its weights
         build_backbone(config.backbone, **config.backbone_kwargs)
     make_schedule(config.schedule, config.T)   # refuses a schedule that float32 cannot hold

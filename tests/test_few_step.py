@@ -326,8 +326,11 @@ def test_cli_trains_a_distilled_student_and_refuses_teacher_options_alone(flow_t
                  "cpu", "--out", str(tmp_path / "student")])
     assert code == 0 and load_checkpoint(tmp_path / "student" / "last.pt")["config"]["teacher"] == teacher
     capsys.readouterr()
+    uncond = str(flow_teachers / "uncond" / "last.pt")
     for argv, message in ((["--objective", "flow", "--teacher", teacher], "--objective meanflow"),
-                          (["--objective", "meanflow", "--teacher-w", "2"], "--teacher-w guides a --teacher")):
+                          (["--objective", "meanflow", "--teacher-w", "2"], "--teacher-w guides a --teacher"),
+                          (["--objective", "meanflow", "--backbone-kwargs", '{"interval": true}', "--teacher", uncond,
+                            "--teacher-w", "2"], "--teacher-w 2 guides a conditional --teacher")):
         assert main(["train", "--steps", "1", "--out", str(tmp_path / "x"), *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
