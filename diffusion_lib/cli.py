@@ -264,7 +264,8 @@ def _train(args) -> int:
                          checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
                          init_from=args.init_from, teacher=args.teacher,
                          teacher_w=1.0 if args.teacher_w is None else args.teacher_w)
-    if args.teacher_w is not None and args.teacher_w != 1 and not teacher_reads_labels(config):
+    teacher_labels = teacher_reads_labels(config)      # a conditional teacher: the data's labels are read
+    if args.teacher_w is not None and args.teacher_w != 1 and not teacher_labels:
         raise UsageError(f"--teacher-w {args.teacher_w:g} guides a conditional --teacher, and {args.teacher} is "
                          "unconditional; give a conditional teacher (e.g. unet_flow_cond) or drop --teacher-w")
     with torch.device("meta"):                 # runs the architecture's checks without allocating its weights
@@ -311,7 +312,7 @@ def _train(args) -> int:
         torch.set_num_threads(args.threads)
     start = time.monotonic()
     try:
-        result = train(config, images, labels if args.conditional or teacher_reads_labels(config) else None,
+        result = train(config, images, labels if args.conditional or teacher_labels else None,
                        out_dir=out, resume=not args.fresh, device=device)
     except ResumeMismatchError as e:
         raise UsageError(_resume_message(e)) from None
