@@ -52,6 +52,19 @@ def test_sample_in_bf16_writes_a_grid_close_to_fp32(trained, tmp_path):
     assert abs(fp32.astype(float) - bf16.astype(float)).mean() < 0.05   # same noise, same picture up to rounding
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_would_emulate_it_is_warned_about(trained, tmp_path, capsys, monkeypatch, native):
+    import diffusion_lib.device as device_module
+    monkeypatch.setattr(device_module, "_cpu_has_bf16", lambda: native)
+    common = ["--steps", "1", "--n", "2", "--device", "cpu", "--threads", "1"]
+    assert main(["sample", "--checkpoint", str(trained), *common, "--precision", "bf16",
+                 "--out", str(tmp_path / "bf16.png")]) == 0
+    err = capsys.readouterr().err
+    assert ("no AVX512-BF16 or AMX" in err and "use --precision fp32" in err) is (not native)
+    assert main(["sample", "--checkpoint", str(trained), *common, "--out", str(tmp_path / "fp32.png")]) == 0
+    assert "AVX512" not in capsys.readouterr().err            # fp32 is never warned about
+
+
 def test_train_resumes_in_the_same_folder(trained, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
