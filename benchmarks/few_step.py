@@ -30,6 +30,7 @@ import torch
 from diffusion_lib.checkpoints import model_from_checkpoint, save_checkpoint, load_checkpoint
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.objectives import noise_labels, reflow_pairs
+from diffusion_lib.device import fast_precision
 from diffusion_lib.samplers import with_precision
 from diffusion_lib.schedules import make_schedule
 from diffusion_lib.training import TrainConfig, teacher_checkpoint, train
@@ -55,7 +56,8 @@ def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, minutes: float 
     network = model_from_checkpoint(checkpoint)
     if w is not None and network.num_classes is None:
         raise SystemExit(f"--w needs a class-conditional teacher; {teacher} is unconditional")
-    model = with_precision(network if w is None else _guided(network, w), "bf16")   # bfloat16: the shipped models' speed
+    precision = fast_precision("cpu")     # bfloat16 where the CPU computes in it natively; fp32 where it would emulate it
+    model = with_precision(network if w is None else _guided(network, w), precision)
     schedule = make_schedule(checkpoint["schedule"]["name"], checkpoint["schedule"]["T"])
     noise = torch.randn((n, *network.image_shape), generator=torch.Generator().manual_seed(NOISE_SEED))
     labels = None
@@ -67,7 +69,7 @@ def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, minutes: float 
                                  y=None if labels is None else labels[i:i + chunk], batch_size=500, progress=False))
         done, seconds = i + ends[-1].shape[0], time.monotonic() - start
         record = {"teacher": teacher, "n": done, "heun_steps": heun_steps, "nfe_per_pair": 2 * heun_steps - 1,
-                  "seed": NOISE_SEED, "precision": "bf16", "w": 1.0 if w is None else w,
+                  "seed": NOISE_SEED, "precision": precision, "w": 1.0 if w is None else w,
                   "labels": None if labels is None else ("noise_labels" if w is None else "0..9 in turn"),
                   "seconds": round(seconds, 1), "seconds_per_1000": round(1000 * seconds / done, 2),
                   "threads": torch.get_num_threads()}
@@ -98,7 +100,7 @@ def train_reflow(pairs_path: Path, out: Path, steps: int, lr: float, batch_size:
     kwargs = {k: v for k, v in pairs["arch"]["kwargs"].items() if conditional or k != "num_classes"}
     config = TrainConfig(backbone="unet", backbone_kwargs=kwargs, objective="flow", steps=steps,
                          max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup,
-                         lr_decay="cosine", ema_decay=0.999, precision="bf16", init_from=record["teacher"],
+                         lr_decay="cosine", ema_decay=0.999, precision=fast_precision("cpu"), init_from=record["teacher"],
                          pairs=describe(record), checkpoint_every=250, label_dropout=0.0)
     start = time.monotonic()
     result = train(config, pairs["ends"], pairs["labels"] if conditional else None, noise=pairs["noise"], out_dir=out)
