@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from diffusion_lib.autoencoder import (Autoencoder, LatentCodec, autoencoder_loss, codec_from_record, encode_all,
-                                       from_latent, latent_statistics, sample_latent_images, to_latent,
+                                       fine_tune_decoder, from_latent, latent_statistics,
+                                       noisy_latent_reconstruction_loss, sample_latent_images, to_latent,
                                        train_autoencoder)
 from diffusion_lib.backbones import DiT, DiTBlock, build_backbone, patchify, unpatchify
 from diffusion_lib.checkpoints import CheckpointError, checkpoint_codec, load_checkpoint, load_codec, load_model, save_checkpoint
@@ -95,6 +96,65 @@ def test_codec_record_round_trips_with_weights_only(trained_toy, tmp_path):
         load_model(path)                                 # an autoencoder is not a diffusion network
     with pytest.raises(ValueError, match="scale"):
         LatentCodec(ae, 0.0, 0.0)
+
+
+def toy_codec(trained_toy) -> LatentCodec:
+    """A fresh copy of the trained toy autoencoder with its latent's standardisation."""
+    ae, images, _ = trained_toy
+    copy = Autoencoder(width=8)
+    copy.load_state_dict(ae.state_dict())
+    stats = latent_statistics(encode_all(copy, images))
+    return LatentCodec(copy.eval(), stats["mean"], stats["scale"])
+
+
+def test_noisy_latent_reconstruction_loss_by_hand(trained_toy):
+    codec, images = toy_codec(trained_toy), trained_toy[1][:6]
+    with torch.no_grad():
+        z = codec.encode(images)
+        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(3))
+        sigma = torch.linspace(0, 0.5, 6)
+        by_hand = torch.stack([((codec.decode(z[i:i + 1] + sigma[i] * noise[i:i + 1]) - images[i:i + 1]) ** 2).mean()
+                               for i in range(6)]).mean()
+        assert torch.allclose(noisy_latent_reconstruction_loss(codec, z, images, sigma, noise), by_hand, atol=1e-6)
+        plain = ((codec.autoencoder(images) - images) ** 2).mean()          # sigma = 0: the reconstruction error
+        assert torch.allclose(noisy_latent_reconstruction_loss(codec, z, images, torch.zeros(6), noise), plain, atol=1e-6)
+
+
+def test_fine_tuning_the_decoder_on_noisy_latents_keeps_the_encoder_and_lowers_the_noisy_error(trained_toy):
+    codec, images = toy_codec(trained_toy), trained_toy[1]
+    encoder_before = {k: v.clone() for k, v in codec.autoencoder.encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in codec.autoencoder.decoder.state_dict().items()}
+    with torch.no_grad():
+        z = codec.encode(images)
+        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(4))
+        sigma = torch.full((images.shape[0],), 0.5)
+        before = float(noisy_latent_reconstruction_loss(codec, z, images, sigma, noise))
+    codec, history = fine_tune_decoder(codec, images, steps=150, sigma_max=0.8, batch_size=32, lr=2e-3, seed=0)
+    with torch.no_grad():
+        after = float(noisy_latent_reconstruction_loss(codec, z, images, sigma, noise))
+    assert after < 0.7 * before, (before, after)                # held-out noise: the decoder tolerates it better
+    assert len(history["loss"]) == 150 and not codec.autoencoder.decoder.training
+    for k, v in codec.autoencoder.encoder.state_dict().items():
+        assert torch.equal(v, encoder_before[k])                # the latents, and a model trained on them, stay valid
+    assert any(not torch.equal(v, decoder_before[k]) for k, v in codec.autoencoder.decoder.state_dict().items())
+    with pytest.raises(ValueError, match="sigma_max"):
+        fine_tune_decoder(codec, images, steps=1, sigma_max=-0.1)
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        fine_tune_decoder(codec, z, steps=1)
+
+
+def test_fine_tune_decoder_on_cuda_matches_the_cpu(trained_toy):
+    """Under the CUDA-rules emulation: batches and noise drawn on the CPU and moved, the same decoder as on the CPU."""
+    from cuda_emulation import EmulatedCuda
+    images = trained_toy[1]
+    expected, _ = fine_tune_decoder(toy_codec(trained_toy), images, steps=3, batch_size=8, seed=1)
+    with EmulatedCuda():
+        codec = toy_codec(trained_toy)
+        codec.autoencoder.to("cuda")
+        codec, history = fine_tune_decoder(codec, images, steps=3, batch_size=8, seed=1)
+        weights = {k: v.cpu() for k, v in codec.autoencoder.decoder.state_dict().items()}
+    for k, v in expected.autoencoder.decoder.state_dict().items():
+        torch.testing.assert_close(weights[k], v, atol=1e-6, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the DiT
