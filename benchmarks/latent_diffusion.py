@@ -220,6 +220,8 @@ def run_ship(args) -> int:
         "commit": card["commit"], "steps": card["steps"], "train_minutes": round(card["train_seconds"] / 60, 1),
         "machine": card["machine"], "train_load": card["load"], "eval_load": evaluation["load"],
         "architecture": latent["arch"], "decoder": card.get("decoder"), "scores": evaluation["scores"],
+        "scores_autoencoder_decoder": (json.loads(Path(args.eval_plain).read_text())["scores"]
+                                       if args.eval_plain else None),
         "speed_64": evaluation["speed_64"]},
         indent=1) + "\n")
     for name in ("autoencoder.pt", "latent_dit.pt"):
@@ -275,6 +277,8 @@ def main(argv=None) -> int:
     h.add_argument("--autoencoder", required=True)
     h.add_argument("--latent", required=True)
     h.add_argument("--eval", required=True)
+    h.add_argument("--eval-plain", help="the evaluation of the same latent model with autoencoder.pt's own decoder "
+                                        "(when `decoder` fine-tuned the one it carries)")
     h.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "diffusion_lib" / "weights"))
     h.set_defaults(func=run_ship)
     args = p.parse_args(argv)

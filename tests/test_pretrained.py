@@ -195,8 +195,12 @@ def test_latent_files_are_small_load_with_weights_only_and_carry_the_autoencoder
         load_pretrained("autoencoder")
     codec, carried = load_pretrained_codec("autoencoder"), load_pretrained_codec("latent_dit")
     assert carried.scale == codec.scale and carried.mean == codec.mean        # the latent model's own autoencoder
-    for key, value in codec.autoencoder.state_dict().items():
-        assert torch.equal(carried.autoencoder.state_dict()[key], value)
+    own, theirs = codec.autoencoder.state_dict(), carried.autoencoder.state_dict()
+    assert own.keys() == theirs.keys()
+    assert all(torch.equal(theirs[k], v) for k, v in own.items() if k.startswith("encoder."))   # the same latents
+    fine_tuned = json.loads((WEIGHTS_DIR / "latent_dit.json").read_text()).get("decoder") is not None
+    same_decoder = all(torch.equal(theirs[k], v) for k, v in own.items() if k.startswith("decoder."))
+    assert same_decoder is not fine_tuned      # the decoder differs exactly when the card says it was fine-tuned
     model = load_pretrained("latent_dit")
     assert isinstance(model, DiT) and not model.training and model.image_shape == codec.latent_shape == (4, 7, 7)
     assert pretrained_objective("latent_dit") == "flow"
