@@ -3,6 +3,7 @@
     python benchmarks/run.py                          # every section, full sizes (18 minutes on 2 CPU cores)
     python benchmarks/run.py --quick                  # every section, small sizes (a few minutes)
     python benchmarks/run.py --sections nfe guidance cards
+    python benchmarks/run.py --sections cards --models autoencoder latent_dit --out benchmarks/RESULTS_latent.md
 
 With --threads 2 on a quiet 2-core AMD EPYC (AVX512-BF16): 17.6 minutes, of which the sampling section 5.6, the
 guidance sweep of both conditional models 7.3 and the nfe section 2.5.
@@ -396,6 +397,8 @@ def scored_latent(name, model, codec, schedule, classifier, reference, n: int, s
 def section_cards(args, classifier, reference) -> str:
     rows = []
     for name in PRETRAINED:
+        if args.models and name not in args.models:
+            continue
         card_path = WEIGHTS_DIR / f"{name}.json"
         if not has_weights(name) or not card_path.exists():
             rows.append([name, "(no weights file)" if not has_weights(name) else "(no card)", "", "", "", ""])
@@ -485,6 +488,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not numbers to quote")
     p.add_argument("--w", type=float, nargs="*", default=[0.0, 1.0, 2.0, 3.0, 5.0])
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--models", nargs="+", choices=list(PRETRAINED), metavar="NAME",
+                   help="the cards section checks only these shipped models (default: every one)")
     p.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
     args = p.parse_args(argv)
     if args.threads:
