@@ -162,6 +162,21 @@ def codec_from_record(record: dict, device: torch.device | str = "cpu") -> Laten
     return LatentCodec(autoencoder.to(device).eval(), record["mean"], record["scale"])
 
 
+def _adamw_with_cosine(parameters, lr: float, steps: int):
+    """AdamW at lr with a cosine decay of the learning rate to 0 over `steps` (the autoencoder's trainings)."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1))))
+    return optimizer, scheduler
+
+
+def _update(optimizer, scheduler, loss: torch.Tensor) -> None:
+    """One optimizer step on loss's gradients, then the learning rate's next value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+
 def train_autoencoder(images: torch.Tensor, steps: int = 2000, batch_size: int = 128, lr: float = 2e-3,
                       penalty: float = AUTOENCODER_PENALTY, width: int = 16, latent_channels: int = 4,
                       seed: int = 0, device: torch.device | str = "cpu", callback=None) -> tuple[Autoencoder, dict]:
@@ -173,18 +188,14 @@ def train_autoencoder(images: torch.Tensor, steps: int = 2000, batch_size: int =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         autoencoder = Autoencoder(width, latent_channels).to(device)
-    optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1))))
+    optimizer, scheduler = _adamw_with_cosine(autoencoder.parameters(), lr, steps)
     generator = torch.Generator().manual_seed(seed)
     history = {"step": [], "loss": [], "reconstruction": []}
     autoencoder.train()
     for step in range(1, steps + 1):
         idx = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
         loss, reconstruction = autoencoder_loss(autoencoder, images[idx].to(device), penalty)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        _update(optimizer, scheduler, loss)
         history["step"].append(step)
         history["loss"].append(float(loss.detach()))
         history["reconstruction"].append(float(reconstruction.detach()))
@@ -221,8 +232,7 @@ def fine_tune_decoder(codec: "LatentCodec", images: torch.Tensor, steps: int = 1
     device = next(codec.autoencoder.parameters()).device
     latents = to_latent(encode_all(codec.autoencoder, images), codec.mean, codec.scale)     # (N, C_z, 7, 7), CPU
     decoder = codec.autoencoder.decoder
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1))))
+    optimizer, scheduler = _adamw_with_cosine(decoder.parameters(), lr, steps)
     generator = torch.Generator().manual_seed(seed)
     history = {"step": [], "loss": []}
     decoder.train()
@@ -232,10 +242,7 @@ def fine_tune_decoder(codec: "LatentCodec", images: torch.Tensor, steps: int = 1
         noise = torch.randn((batch_size, *codec.latent_shape), generator=generator)        # (B, C_z, 7, 7)
         loss = noisy_latent_reconstruction_loss(codec, latents[idx].to(device), images[idx].to(device),
                                                 sigma.to(device), noise.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        _update(optimizer, scheduler, loss)
         history["step"].append(step)
         history["loss"].append(float(loss.detach()))
         if callback is not None:
