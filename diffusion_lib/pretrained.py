@@ -61,7 +61,8 @@ PRETRAINED = {
                                                 "latent, with its scale factor (load_pretrained_codec)"),
     "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "
                                               "autoencoder's standardised 4 x 7 x 7 latents; it carries the "
-                                              "autoencoder, so its samples decode to digits (notebook 13)"),
+                                              "autoencoder (its decoder fine-tuned on noisy latents), so its samples "
+                                              "decode to digits (notebook 13)"),
 }
 # Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
 AUTOENCODERS = ("autoencoder",)
