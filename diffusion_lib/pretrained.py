@@ -57,6 +57,10 @@ PRETRAINED = {
                                                     "one evaluation a step with the label (null label 10: unguided "
                                                     "unconditional); 1 to 8 steps with the meanflow sampler, T = 1000, "
                                                     "EMA weights"),
+    "reflow": Pretrained("reflow.pt", "unconditional U-Net on MNIST (notebook 12), the reflow student of unet_flow: "
+                                      "trained with flow matching on (noise, unet_flow's ODE end from it) pairs, so it "
+                                      "predicts the velocity on the straight path between them; 1 to 8 flow Euler "
+                                      "steps, T = 1000, EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
     "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "

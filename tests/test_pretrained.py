@@ -18,7 +18,7 @@ from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, export_for_sampli
 from diffusion_lib.samplers import ddim_sample_progressive, final, flow_euler_sample_progressive, sample_noise
 from diffusion_lib.training import TrainConfig, Trainer
 
-FLOW = ("unet_flow", "unet_flow_cond")          # trained with flow matching; the others predict eps
+FLOW = ("unet_flow", "unet_flow_cond", "reflow")          # trained with flow matching; the others predict eps
 
 
 def shipped(name: str) -> bool:
@@ -222,11 +222,12 @@ def test_latent_cards_record_their_runs_without_absolute_paths():
     assert scores and all(row["n"] == 500 and row["seed"] == 0 and row["sampler"] == "flow-euler" for row in scores)
 
 
-@pytest.mark.parametrize("name", [needs("meanflow"), needs("meanflow_cond")])
-def test_the_shipped_meanflow_model_samples_in_one_step_from_the_command_line(name, tmp_path, capsys):
+@pytest.mark.parametrize("name", [needs("meanflow"), needs("meanflow_cond"), needs("reflow")])
+def test_the_shipped_few_step_model_samples_in_one_step_from_the_command_line(name, tmp_path, capsys):
     """`sample --pretrained meanflow --steps 1`: the grid of one MeanFlow step, x_0 = x_1 - u(x_1, r = -1, t = T - 1),
     computed here by hand from the same seed; for the conditional model, with labels 0..9 in turn and no further
-    guidance (w = 1, one evaluation: the guidance is built in)."""
+    guidance (w = 1, one evaluation: the guidance is built in). The reflow student: one flow Euler step,
+    x_0 = x_1 - v(x_1, t = T - 1)."""
     import numpy as np
     from PIL import Image
     from diffusion_lib.cli import main
@@ -235,11 +236,13 @@ def test_the_shipped_meanflow_model_samples_in_one_step_from_the_command_line(na
     out = tmp_path / "one_step.png"
     assert main(["sample", "--pretrained", name, "--steps", "1", "--n", "4", "--seed", "3", "--device", "cpu",
                  "--out", str(out)]) == 0
-    assert "(meanflow," in capsys.readouterr().out
+    meanflow = pretrained_objective(name) == "meanflow"
+    assert ("(meanflow," if meanflow else "(flow-euler,") in capsys.readouterr().out
     model = load_pretrained(name)
     x_1 = sample_noise(4, model.image_shape, generator=torch.Generator().manual_seed(3))
     labels = None if model.num_classes is None else torch.arange(4) % 10
     with torch.no_grad():
-        u = model(x_1, torch.full((4,), 999.0), labels, r=torch.full((4,), -1.0))
+        u = (model(x_1, torch.full((4,), 999.0), labels, r=torch.full((4,), -1.0)) if meanflow
+             else model(x_1, torch.full((4,), 999), labels))
     pixels = (image_grid(x_1 - u) * 255).round().to(torch.uint8).numpy()
     assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels.astype(int)).max() <= 1
