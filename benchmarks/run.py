@@ -356,7 +356,8 @@ def section_few_step(args, classifier, reference) -> str:
                       SAMPLER_NAMES[r["sampler"]] if r["sampler"] in SAMPLER_NAMES else r["sampler"],
                       r["nfe"], "" if r["w"] is None else f"{r['w']:g}", f"{r['confident_share']:.3f}",
                       f"{r['frechet_distance']:.1f}", "" if r["guided_accuracy"] is None else f"{r['guided_accuracy']:.3f}",
-                      f"{r['seconds_64']:.3f}", f"{r['seconds_64_bf16']:.3f}", copy])
+                      f"{r['seconds_64']:.3f}",
+                      "(emulated: not timed)" if r["seconds_64_bf16"] is None else f"{r['seconds_64_bf16']:.3f}", copy])
     return (f"## Few-step generation: quality at 1, 2, 4 and 8 network evaluations ({args.n} images from seed 0)\n\n"
             "Unconditional rows are scored by confident share and Frechet distance; the conditional teacher at w = 1 "
             "(its conditional velocity, one evaluation a step, labels 0..9 in turn) also by guided accuracy. Seconds for "
