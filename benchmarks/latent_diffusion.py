@@ -46,6 +46,12 @@ def command() -> str:
 
 # ----------------------------------------------------------------------------- the autoencoder
 
+def reconstruction_error_on_test_digits(autoencoder, test_images: torch.Tensor, n: int = 2000) -> float:
+    """Mean squared reconstruction error per pixel on the first n test digits (the cards' number)."""
+    with torch.no_grad():
+        return float((autoencoder(test_images[:n]) - test_images[:n]).pow(2).mean())
+
+
 def run_autoencoder(args) -> int:
     images, _ = load_mnist(train=True)
     test_images, _ = load_mnist(train=False)
@@ -59,8 +65,7 @@ def run_autoencoder(args) -> int:
     seconds = time.monotonic() - start
     latents = encode_all(autoencoder, images)
     stats = latent_statistics(latents)
-    with torch.no_grad():
-        test_error = float((autoencoder(test_images[:2000]) - test_images[:2000]).pow(2).mean())
+    test_error = reconstruction_error_on_test_digits(autoencoder, test_images)
     codec = LatentCodec(autoencoder, stats["mean"], stats["scale"])
     record = {"kind": "autoencoder", "arch": autoencoder.arch, "autoencoder": codec.record(), "statistics": stats,
               "history": {k: v[::10] for k, v in history.items()},
@@ -132,8 +137,7 @@ def run_decoder(args) -> int:
                       callback=lambda s, h: s % 100 == 0 and print(
                           f"step {s}: loss {sum(h['loss'][-100:]) / 100:.4f}", flush=True))
     seconds = time.monotonic() - start
-    with torch.no_grad():
-        test_error = float((codec.autoencoder(test_images[:2000]) - test_images[:2000]).pow(2).mean())
+    test_error = reconstruction_error_on_test_digits(codec.autoencoder, test_images)
     checkpoint["autoencoder"] = codec.record()
     checkpoint.setdefault("card", {})["decoder"] = {
         "command": command(), "commit": git_commit(), "steps": args.steps, "sigma_max": args.sigma_max,
