@@ -89,18 +89,22 @@ def describe(record: dict) -> str:
 
 
 def train_reflow(pairs_path: Path, out: Path, steps: int, lr: float, batch_size: int, warmup: int,
-                 max_minutes: float | None, conditional: bool = False) -> None:
+                 max_minutes: float | None, conditional: bool = False, init_from: str | None = None,
+                 noise_end_share: float = 0.0) -> None:
     """The student: flow matching on the pairs from the teacher's weights; unconditional (the teacher's null-label
     branch folded in, training.init_from_teacher), or with conditional=True the teacher's own conditional network
-    trained on the pairs' labels with no label dropout (guidance built in, sampled at w = 1)."""
+    trained on the pairs' labels with no label dropout (guidance built in, sampled at w = 1).
+    init_from: start from these weights (a shipped name or a checkpoint) instead of the pairs' teacher, e.g. an
+    earlier student; noise_end_share: FlowMatching's share of the batch at s = 1 (one-step distillation)."""
     pairs = load_checkpoint(pairs_path)
     record = pairs["pairs"]
     if conditional and pairs.get("labels") is None:
         raise SystemExit(f"--conditional needs pairs with labels; {pairs_path} has none")
     kwargs = {k: v for k, v in pairs["arch"]["kwargs"].items() if conditional or k != "num_classes"}
-    config = TrainConfig(backbone="unet", backbone_kwargs=kwargs, objective="flow", steps=steps,
+    config = TrainConfig(backbone="unet", backbone_kwargs=kwargs, objective="flow",
+                         objective_kwargs={"noise_end_share": noise_end_share} if noise_end_share else {}, steps=steps,
                          max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup,
-                         lr_decay="cosine", ema_decay=0.999, precision=fast_precision("cpu"), init_from=record["teacher"],
+                         lr_decay="cosine", ema_decay=0.999, precision=fast_precision("cpu"), init_from=init_from or record["teacher"],
                          pairs=describe(record), checkpoint_every=250, label_dropout=0.0)
     start = time.monotonic()
     result = train(config, pairs["ends"], pairs["labels"] if conditional else None, noise=pairs["noise"], out_dir=out)
@@ -303,6 +307,9 @@ def main(argv=None) -> int:
     b.add_argument("--warmup", type=int, default=100)
     b.add_argument("--minutes", type=float, help="stop training after this wall time (a checkpoint is written then)")
     b.add_argument("--conditional", action="store_true", help="a conditional student on the pairs' labels")
+    b.add_argument("--init-from", help="start from these weights (a shipped name or a checkpoint), not the teacher's")
+    b.add_argument("--noise-end-share", type=float, default=0.0,
+                   help="share of each batch at s = 1, where the loss is one Euler step's error (distillation)")
     c = sub.add_parser("table", help="quality at 1, 2, 4, 8 network evaluations, seconds, the copying check")
     c.add_argument("--reflow", help="the reflow student's checkpoint")
     c.add_argument("--meanflow", help="the MeanFlow model's checkpoint")
@@ -334,7 +341,7 @@ def main(argv=None) -> int:
                    tuple(args.names), args.guided)
     else:
         train_reflow(args.pairs, args.out, args.steps, args.lr, args.batch_size, args.warmup, args.minutes,
-                     args.conditional)
+                     args.conditional, args.init_from, args.noise_end_share)
     return 0
 
 

@@ -291,6 +291,23 @@ class FlowMatching(Objective):
     output = "velocity"
     uses_beta_schedule = False
 
+    def __init__(self, noise_end_share: float = 0.0):
+        """noise_end_share: the share of training timesteps put at t = T - 1 (s = 1, x_s = eps) instead of drawn
+        uniformly. There the loss is |u(eps, 1) - (eps - x_0)|^2, the error of one Euler step from the noise,
+        eps - u(eps, 1) against x_0: with reflow's pairs, Liu et al.'s one-step distillation (2022, Sec. 2.3).
+        0 (the default) is plain flow matching, with the same draws as before the option existed."""
+        check_number(noise_end_share, "noise_end_share", lower=0, upper=1)
+        self.noise_end_share = float(noise_end_share)
+
+    def draw_t(self, batch_size, schedule, generator=None):
+        """Training timesteps (B,) uniform in [0, T-1]; with noise_end_share p > 0, each is T - 1 with probability
+        p (one more draw per timestep from `generator`), else uniform."""
+        t = super().draw_t(batch_size, schedule, generator)
+        if self.noise_end_share > 0:
+            end = torch.rand(batch_size, generator=generator) < self.noise_end_share
+            t = torch.where(end, torch.full_like(t, schedule.T - 1), t)
+        return t
+
     def noisy_input(self, x0, t, noise, schedule):
         return flow_interpolant(x0, noise, flow_time(t, schedule.T))
 
