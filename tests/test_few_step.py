@@ -116,6 +116,42 @@ def test_reflow_training_uses_the_given_pairs(tmp_path):
         train(tiny_config(objective="flow"), images, noise=noise[:3], progress=False)
 
 
+def test_noise_end_share_puts_that_share_at_s_1_where_the_loss_is_one_euler_step_s_error():
+    """FlowMatching(noise_end_share=p): a share p of the timesteps at T - 1 (s = 1, x_s = eps), the rest uniform;
+    there the loss is |x_0 - (eps - u(eps, 1))|^2, the error of one Euler step from the noise. p = 0 draws what
+    the plain objective draws."""
+    flow = dl.objectives.FlowMatching(noise_end_share=0.25)
+    t = flow.draw_t(40_000, schedule, torch.Generator().manual_seed(0))
+    share = float((t == T - 1).double().mean())
+    assert abs(share - (0.25 + 0.75 / T)) < 0.01                     # sd of the share 0.0022
+    rest = t[t != T - 1]
+    assert abs(float(rest.double().mean()) - (T - 2) / 2) < 10         # uniform on 0..T-2: mean 499, sd of it 1.7
+    plain = dl.objectives.FlowMatching()
+    torch.testing.assert_close(plain.draw_t(64, schedule, torch.Generator().manual_seed(5)),
+                               dl.objectives.get_objective("flow").draw_t(64, schedule, torch.Generator().manual_seed(5)))
+    x0 = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    net = lambda x, tt, y=None: 0.5 * x + 0.1  # noqa: E731   any network
+    loss = objective_loss(net, x0, schedule, flow, torch.full((3,), T - 1), eps, reduction="none")
+    torch.testing.assert_close(loss, (x0 - (eps - net(eps, None))).square().flatten(1).mean(1))
+    for bad in (-0.1, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="noise_end_share"):
+            dl.objectives.FlowMatching(noise_end_share=bad)
+
+
+def test_a_distillation_share_is_recorded_and_a_resume_with_another_is_refused(tmp_path):
+    images, _ = synthetic_mnist(8)
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(3))
+    config = tiny_config(objective="flow", objective_kwargs={"noise_end_share": 0.5}, steps=2, checkpoint_every=1)
+    train(config, images, noise=noise, out_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["objective_kwargs"] == {"noise_end_share": 0.5}
+    with pytest.raises(ResumeMismatchError, match="objective_kwargs"):
+        train(replace(config, objective_kwargs={"noise_end_share": 0.9}, steps=3), images, noise=noise,
+              out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="noise_end_share"):
+        tiny_config(objective="flow", objective_kwargs={"noise_end_share": 2})
+
+
 # ----------------------------------------------------------------------------- the second time input
 
 def test_unet_without_interval_is_unchanged():
