@@ -102,7 +102,8 @@ def run_latent(args) -> int:
               "heads": args.heads}
     if args.backbone == "unet":
         raise SystemExit("the U-Net down-samples 28 -> 14 -> 7 and does not fit a 7 x 7 latent; use --backbone dit")
-    config = TrainConfig(backbone="dit", backbone_kwargs=kwargs, objective="flow", steps=args.steps,
+    times = {} if args.t_logit_normal is None else {"t_mean": args.t_logit_normal[0], "t_std": args.t_logit_normal[1]}
+    config = TrainConfig(backbone="dit", backbone_kwargs=kwargs, objective="flow", objective_kwargs=times, steps=args.steps,
                          max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                          lr_decay="cosine", checkpoint_every=250, seed=args.seed)
     start = time.monotonic()
@@ -258,6 +259,8 @@ def main(argv=None) -> int:
     l.add_argument("--lr", type=float, default=1e-3)
     l.add_argument("--warmup", type=int, default=200)
     l.add_argument("--seed", type=int, default=0)
+    l.add_argument("--t-logit-normal", type=float, nargs=2, metavar=("MEAN", "STD"),
+                   help="flow times s = sigmoid(MEAN + STD n) (Stable Diffusion 3's 0 1), not uniform")
     l.add_argument("--out", required=True)
     l.set_defaults(func=run_latent)
     d = sub.add_parser("decoder", help="fine-tune a latent checkpoint's decoder on noisy latents")

@@ -291,18 +291,29 @@ class FlowMatching(Objective):
     output = "velocity"
     uses_beta_schedule = False
 
-    def __init__(self, noise_end_share: float = 0.0):
+    def __init__(self, noise_end_share: float = 0.0, t_mean: float | None = None, t_std: float = 1.0):
         """noise_end_share: the share of training timesteps put at t = T - 1 (s = 1, x_s = eps) instead of drawn
         uniformly. There the loss is |u(eps, 1) - (eps - x_0)|^2, the error of one Euler step from the noise,
         eps - u(eps, 1) against x_0: with reflow's pairs, Liu et al.'s one-step distillation (2022, Sec. 2.3).
-        0 (the default) is plain flow matching, with the same draws as before the option existed."""
+        t_mean: draw the flow time from a logit-normal, s = sigmoid(t_mean + t_std n) with n ~ N(0, 1), instead of
+        uniformly (Esser et al. 2024, Stable Diffusion 3: mean 0, std 1 puts most draws in the middle of the path).
+        The defaults are plain flow matching, with the same draws as before the options existed."""
         check_number(noise_end_share, "noise_end_share", lower=0, upper=1)
+        if t_mean is not None:
+            check_number(t_mean, "t_mean", hint="None for uniform times")
+        check_number(t_std, "t_std", lower=0, lower_open=True)
         self.noise_end_share = float(noise_end_share)
+        self.t_mean, self.t_std = None if t_mean is None else float(t_mean), float(t_std)
 
     def draw_t(self, batch_size, schedule, generator=None):
-        """Training timesteps (B,) uniform in [0, T-1]; with noise_end_share p > 0, each is T - 1 with probability
-        p (one more draw per timestep from `generator`), else uniform."""
-        t = super().draw_t(batch_size, schedule, generator)
+        """Training timesteps (B,) uniform in [0, T-1], or with t_mean the code timestep of a logit-normal flow
+        time s (t = ceil(s T) - 1, the t whose (t + 1) / T is the first at or above s); with noise_end_share
+        p > 0, each is T - 1 with probability p (one more draw per timestep from `generator`)."""
+        if self.t_mean is None:
+            t = super().draw_t(batch_size, schedule, generator)
+        else:
+            s = torch.sigmoid(self.t_mean + self.t_std * torch.randn(batch_size, generator=generator, dtype=torch.float64))
+            t = ((s * schedule.T).ceil().long() - 1).clamp(0, schedule.T - 1)
         if self.noise_end_share > 0:
             end = torch.rand(batch_size, generator=generator) < self.noise_end_share
             t = torch.where(end, torch.full_like(t, schedule.T - 1), t)

@@ -289,6 +289,23 @@ def test_flow_objective_trains_on_the_straight_path():
         flow.to_eps(eps, x0, t, SCHEDULE)
 
 
+def test_flow_times_drawn_logit_normal_follow_its_quantiles():
+    """t_mean, t_std: s = sigmoid(t_mean + t_std n). The flow time of the drawn code timestep, (t + 1) / T, is s
+    rounded up to the grid, so the share of draws at or below sigmoid(t_mean + z t_std) is Phi(z) (to 1 / T)."""
+    flow = get_objective("flow", t_mean=-0.5, t_std=0.8)
+    t = flow.draw_t(50_000, SCHEDULE, gen(4))
+    assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) <= 999
+    s = flow_time(t, 1000)
+    for z, phi in ((-1.0, 0.158655), (0.0, 0.5), (1.5, 0.933193)):
+        edge = torch.sigmoid(torch.tensor(-0.5 + z * 0.8))
+        assert abs(float((s <= edge + 1e-3).double().mean()) - phi) < 0.01, z     # sd of a share <= 0.0023
+    uniform = get_objective("flow").draw_t(50_000, SCHEDULE, gen(4))
+    assert abs(float(flow_time(uniform, 1000).median()) - 0.5) < 0.01
+    for bad in ({"t_std": 0}, {"t_mean": "0"}, {"t_mean": float("nan")}):
+        with pytest.raises(ValueError, match="t_std|t_mean"):
+            get_objective("flow", **bad)
+
+
 FLOW_MU, FLOW_S = 0.4, 0.3    # data N(FLOW_MU, FLOW_S^2) per pixel
 
 
