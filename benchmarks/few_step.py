@@ -217,8 +217,9 @@ def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path
                        "unet_flow_cond": (load_pretrained("unet_flow_cond"), linear, "flow-euler", 1.0)})
     if guided is not None:    # the conditional teacher with classifier-free guidance: two evaluations a step
         models[f"unet_flow_cond, w = {guided:g}"] = (load_pretrained("unet_flow_cond"), linear, "flow-euler", guided)
-    if reflow:
-        models[f"{names[0]} (student)"] = (load_model(reflow), linear, "flow-euler", None)
+    if reflow:              # a conditional reflow student (guidance built in) likewise, labels 0..9 in turn
+        student = load_model(reflow)
+        models[f"{names[0]} (student)"] = (student, linear, "flow-euler", None if student.num_classes is None else 1.0)
     if meanflow:            # a conditional MeanFlow student is sampled with labels 0..9 in turn, one evaluation a step
         student = load_model(meanflow)
         models[f"{names[1]} (student)"] = (student, linear, "meanflow", None if student.num_classes is None else 1.0)
