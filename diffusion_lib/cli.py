@@ -429,6 +429,10 @@ def _sample(args) -> int:
             if value is not None:
                 raise UsageError(f"{option} needs a class-conditional model, and this one is unconditional; "
                                  f"drop {option}")
+    elif (checkpoint.get("config") or {}).get("label_dropout") == 0 and args.w not in (None, 1):
+        raise UsageError(f"--w {args.w:g} mixes in the unconditional branch (the null label), and this model was trained "
+                         "without label dropout, so that branch is untrained: its guidance is built in (a student of a "
+                         "guided teacher). Drop --w, or give --w 1")
     elif args.label is not None and args.label > model.num_classes - 1:
         raise UsageError(f"--label {args.label} is not a class of this model: give one in [0, {model.num_classes - 1}] "
                          f"({model.num_classes} is the null label; for unconditional samples use --w 0)")
@@ -441,7 +445,10 @@ def _sample(args) -> int:
     x_T = samplers.sample_noise(n, model.image_shape, generator=generator, device=device)
     if model.num_classes is not None:
         labels = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else torch.arange(n) % model.num_classes
-        default_w = 1.0 if objective == "meanflow" else 3.0     # a MeanFlow student's guidance is built in (its card)
+        # a MeanFlow student's guidance is built in (its card), and so is a conditional student's trained without
+        # label dropout (reflow on a guided teacher's pairs): w = 1, its conditional output, one evaluation a step
+        built_in = objective == "meanflow" or (checkpoint.get("config") or {}).get("label_dropout") == 0
+        default_w = 1.0 if built_in else 3.0
         eps_model = cfg_eps_model(model, labels, default_w if args.w is None else args.w)
     else:
         eps_model = model
@@ -566,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", type=number(0, 1), help="DDIM stochasticity, in [0, 1] (default 0); ddim only")
     s.add_argument("--variance", choices=DDPM_VARIANCES, help="DDPM variance (default beta_tilde); ddpm only")
     s.add_argument("--w", type=number(0, MAX_GUIDANCE_WEIGHT),
-                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3, 1 for a MeanFlow model; 0: "
+                   help=f"guidance weight, in [0, {MAX_GUIDANCE_WEIGHT:g}] (default 3; 1 for a MeanFlow model or a student with its "
+                        "guidance built in; 0: "
                         "unconditional, 1: conditional, useful guidance about 1 to 10; beyond, the digits only break "
                         "up); class-conditional models only")
     s.add_argument("--label", type=integer(0),

@@ -48,7 +48,7 @@ if "google.colab" in sys.modules:
 # **What you need first:** Notebook 10 (the ODE view, the toy) and 11 (flow matching, the straightness measure).
 #
 # **Run time:** About 20 seconds on the 2-core CPU this notebook was built on when it was quiet, 100 to 110 seconds
-# when other jobs loaded both cores (the last cell before the exercise prints the time and the load). The toy's two students train here for `B.toy_train_steps`
+# when other jobs loaded both cores (the last cell before the exercise prints the time and the load). The toy's students train here for `B.toy_train_steps`
 # steps at most; the MNIST networks are the shipped ones, trained by the commands in their model cards, and the MNIST
 # table is read from `diffusion_lib/weights/few_step.json`, written by `benchmarks/few_step.py table`.
 
@@ -112,7 +112,7 @@ dl.plotting.show_rows(teacher_rows, title="unet_flow, flow Euler: the same 10 no
 # ## 2. The toy: curved paths, straightened paths, and jumps
 #
 # On notebook 10's ring of six Gaussians the exact velocity is known (`dl.toy.exact_velocity`, notebook 11), so the
-# teacher here is exact and its accurate ODE end from each noise is computable. Two students learn from it.
+# teacher here is exact and its accurate ODE end from each noise is computable. Students learn from it.
 #
 # **Reflow** couples each noise $\varepsilon$ with the teacher's ODE end $x_0 = \mathrm{ODE}(\varepsilon)$ and trains
 # flow matching again on those pairs instead of independent ones (Liu et al. 2022, Algorithm 1). The straight lines
@@ -149,6 +149,9 @@ toy_settings = dict(steps=B.toy_train_steps // 4, batch_size=1024, lr=1e-2, warm
                     ema_decay=0.995, seed=0)
 reflow_config = dl.TrainConfig(backbone="point_mlp", objective="flow", **toy_settings)
 reflow_run, reflow_seconds = dl.sweeps.timed(dl.train, reflow_config, toy_ends, noise=toy_noise, progress=False)
+distill_config = dl.TrainConfig(backbone="point_mlp", objective="flow", objective_kwargs={"noise_end_share": 0.5},
+                                **toy_settings)           # the same pairs, half of each batch at s = 1 (see below)
+distill_run, distill_seconds = dl.sweeps.timed(dl.train, distill_config, toy_ends, noise=toy_noise, progress=False)
 meanflow_config = dl.TrainConfig(backbone="point_mlp", backbone_kwargs={"interval": True, "time_scale": 0.01},
                                  objective="meanflow", **toy_settings)
 meanflow_run, meanflow_seconds = dl.sweeps.timed(dl.train, meanflow_config, data, progress=False)
@@ -168,6 +171,7 @@ accurate = dl.record(dl.samplers.flow_heun_sample_progressive(exact_velocity, st
 targets = dl.toy.as_xy(accurate.sample)                                                  # (N, 2)
 samplers_of = {"teacher (exact u), Euler": lambda k: dl.samplers.flow_euler_sample_progressive(exact_velocity, starts, schedule, k),
                "reflow student, Euler": lambda k: dl.samplers.flow_euler_sample_progressive(reflow_run.ema, starts, schedule, k),
+               "reflow + distillation, Euler": lambda k: dl.samplers.flow_euler_sample_progressive(distill_run.ema, starts, schedule, k),
                "MeanFlow": lambda k: dl.samplers.meanflow_sample_progressive(meanflow_run.ema, starts, schedule, k)}
 ks = [1, 2, 4, 8, 16]
 chains = {name: {k: dl.record(run(k)) for k in ks} for name, run in samplers_of.items()}
@@ -190,7 +194,7 @@ fine = {"teacher (exact u), Euler": accurate, "reflow student, Euler":
 
 panels = {name: {"fine": None if fine[name] is None else few_step_paths.path_states(fine[name]),
                  "steps": {k: few_step_paths.path_states(chains[name][k]) for k in ks}, "targets": targets}
-          for name in chains}
+          for name in fine}
 toy_data_xy = dl.toy.as_xy(data[:1500])
 dl.widgets.slider_view(few_step_paths.few_step_paths_slider(panels, toy_data_xy), values=ks, description="steps",
                        value=1)
@@ -225,6 +229,38 @@ for name in ("teacher (exact u), Euler", "reflow student, Euler"):
 # accurate end by 0.70 on average, the reflow student's by 0.063 (and by 0.026 in 16 steps, about the teacher's own
 # error at 16 steps), MeanFlow's by 0.21, falling only to 0.15 in 4 steps: on this toy, within seconds of training,
 # reflow's straight paths win; MeanFlow needs more training (its target holds the network's own derivative).
+#
+# </details>
+
+# %% [markdown]
+# **One-step distillation.** At $s = 1$ reflow's loss is the error of one Euler step: on a pair
+# $(\varepsilon, x_0)$ the state there is the noise itself, $z_1 = \varepsilon$, the target is $\varepsilon - x_0$, and
+# $|u(\varepsilon, 1) - (\varepsilon - x_0)|^2 = |x_0 - (\varepsilon - u(\varepsilon, 1))|^2$, the distance between the
+# one-step sample and the teacher's end. Times drawn uniformly give that single point of the path one draw in a
+# thousand. Liu et al. (2022, Sec. 2.3) therefore follow reflow by a distillation that trains the step to be taken.
+# The course keeps the flow-matching loss and puts a share of each batch at $s = 1$:
+# `dl.objectives.FlowMatching(noise_end_share=0.5)` for half, the third student of the table above, trained on the
+# same pairs with the same settings. Its errors beside the reflow student's:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+by_name = {(row["sampler"], row["steps"]): row["mean_error"] for row in toy_rows}
+for k in ks:
+    plain, distilled = by_name[("reflow student, Euler", k)], by_name[("reflow + distillation, Euler", k)]
+    print(f"{k:>2} step{'s' if k > 1 else ' '}: reflow {plain:.4f}, reflow + distillation {distilled:.4f} "
+          f"({distilled / plain:.2f} times)")
+
+# %% [markdown]
+# **Question.** Half of the distilled student's training went to one time, $s = 1$. Why did its errors at 2 to 16
+# steps not get worse, when each of those steps also uses times other than 1?
+#
+# <details><summary>Answer</summary>
+#
+# Two reasons. The second step of a 2-step sampler starts where the first ended, at $\varepsilon - \frac12 u(\varepsilon, 1)$,
+# and a better velocity at $s = 1$ puts it nearer the pair's own line, at $\frac12(\varepsilon + x_0)$, which is where
+# the pairs' loss trains $s = 1/2$: the first step's error is carried by every later one, so fixing it helps them
+# all. And the other half of each batch is still flow matching at uniform times, so every part of the path keeps
+# being trained, with half as many draws as before.
 #
 # </details>
 

@@ -396,8 +396,8 @@ def test_one_euler_step_of_the_velocity_is_not_exact():
 
 @pytest.fixture(scope="module")
 def few_step_checkpoints(tmp_path_factory):
-    """A MeanFlow checkpoint, a conditional one, and a reflow student's (flow, trained on pairs from the flow
-    teacher's weights)."""
+    """A MeanFlow checkpoint, a conditional one, a reflow student's (flow, trained on pairs from the flow
+    teacher's weights), and a conditional reflow student's (labels, no label dropout: guidance built in)."""
     root = tmp_path_factory.mktemp("few_step")
     images, labels = synthetic_mnist(8)
     teacher = train(tiny_config(objective="flow", steps=2), images, out_dir=root / "teacher", progress=False)
@@ -409,6 +409,8 @@ def few_step_checkpoints(tmp_path_factory):
                       init_from=str(root / "teacher" / "last.pt")), images, out_dir=root / "meanflow", progress=False)
     train(tiny_config(objective="meanflow", steps=2, backbone_kwargs={"base": 8, "interval": True, "num_classes": 10}),
           images, labels, out_dir=root / "meanflow_cond", progress=False)
+    train(tiny_config(objective="flow", steps=2, backbone_kwargs={"base": 8, "num_classes": 10}, label_dropout=0.0,
+                      pairs="tiny, guided"), pairs, labels, noise=noise, out_dir=root / "reflow_cond", progress=False)
     return root
 
 
@@ -458,6 +460,32 @@ def test_cli_samples_a_conditional_meanflow_model_unguided_by_default_and_guided
         assert main(argv + ([] if w is None else ["--w", w])) == 0
         pixels = (image_grid(x_1 - u) * 255).round().to(torch.uint8).numpy()
         assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels).max() <= 1
+
+
+def test_cli_samples_a_student_with_guidance_built_in_at_w_1_and_refuses_other_w(few_step_checkpoints, tmp_path,
+                                                                                  capsys):
+    """A conditional flow student trained without label dropout (reflow on a guided teacher's pairs): by default
+    one Euler step of its conditional velocity, x_0 = x_1 - v(x_1, T - 1, label); its null label never trained, so
+    a --w that mixes it in is refused (exit 2, no traceback), and --w 1 is the default."""
+    import numpy as np
+    from PIL import Image
+    from diffusion_lib.images import image_grid
+    path = few_step_checkpoints / "reflow_cond" / "last.pt"
+    model = load_model(path)
+    x_1 = samplers.sample_noise(4, model.image_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        v = model(x_1, torch.full((4,), T - 1), torch.arange(4) % 10)
+    pixels = (image_grid(x_1 - v) * 255).round().to(torch.uint8).numpy()
+    for extra in ([], ["--w", "1"]):
+        out = tmp_path / f"cond{len(extra)}.png"
+        assert main(["sample", "--checkpoint", str(path), "--steps", "1", "--n", "4", "--device", "cpu",
+                     "--out", str(out)] + extra) == 0
+        assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels).max() <= 1
+    for w in ("0", "2"):
+        out = tmp_path / f"refused{w}.png"
+        code = main(["sample", "--checkpoint", str(path), "--steps", "1", "--n", "4", "--w", w, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "without label dropout" in err and "Traceback" not in err and not out.exists()
 
 
 def test_cli_samples_a_flow_model_with_the_flow_sde(few_step_checkpoints, tmp_path, capsys):
