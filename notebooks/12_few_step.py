@@ -38,7 +38,7 @@ if "google.colab" in sys.modules:
 #
 # - why one Euler step of a flow lands on the data's mean, and what a one-step generator must learn instead;
 # - reflow: pair each noise with the teacher's ODE end from it (`dl.objectives.reflow_pairs`), train again on those
-#   pairs, and watch the paths straighten;
+#   pairs, and watch the paths straighten; then distil the one step, by training on the pairs where that step is taken;
 # - MeanFlow: the average velocity $u(z, r, s)$, the MeanFlow identity $u = v - (s - r)\,\frac{d}{ds}u$ with the total
 #   derivative from `torch.func.jvp`, the one-step sampler it gives, and a teacher's velocity in its target, which
 #   builds guidance into the student;
