@@ -68,7 +68,8 @@ def make_pairs(teacher: str, n: int, heun_steps: int, out: Path, minutes: float 
         ends.append(reflow_pairs(model, noise[i:i + chunk], schedule, heun_steps,
                                  y=None if labels is None else labels[i:i + chunk], batch_size=500, progress=False))
         done, seconds = i + ends[-1].shape[0], time.monotonic() - start
-        record = {"teacher": teacher, "n": done, "heun_steps": heun_steps, "nfe_per_pair": 2 * heun_steps - 1,
+        nfe = (2 * heun_steps - 1) * (1 if w is None else 2)     # guided: two network evaluations a velocity
+        record = {"teacher": teacher, "n": done, "heun_steps": heun_steps, "nfe_per_pair": nfe,
                   "seed": NOISE_SEED, "precision": precision, "w": 1.0 if w is None else w,
                   "labels": None if labels is None else ("noise_labels" if w is None else "0..9 in turn"),
                   "seconds": round(seconds, 1), "seconds_per_1000": round(1000 * seconds / done, 2),

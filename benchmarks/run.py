@@ -336,8 +336,10 @@ def few_step_models() -> dict:
                 models[f"unet_flow_cond, w = {w:g}"] = (load_pretrained("unet_flow_cond"), linear, "flow-euler", w)
             models[f"{name} (student)"] = (student, pretrained_schedule(name), "meanflow",
                                            None if student.num_classes is None else 1.0)
-        elif config.get("pairs"):
-            models[f"{name} (student)"] = (load_pretrained(name), pretrained_schedule(name), "flow-euler", None)
+        elif config.get("pairs"):          # a reflow student; a conditional one has the guidance built in: w = 1
+            student = load_pretrained(name)
+            models[f"{name} (student)"] = (student, pretrained_schedule(name), "flow-euler",
+                                           None if student.num_classes is None else 1.0)
     return models
 
 

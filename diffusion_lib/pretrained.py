@@ -59,8 +59,15 @@ PRETRAINED = {
                                                     "EMA weights"),
     "reflow": Pretrained("reflow.pt", "unconditional U-Net on MNIST (notebook 12), the reflow student of unet_flow: "
                                       "trained with flow matching on (noise, unet_flow's ODE end from it) pairs, so it "
-                                      "predicts the velocity on the straight path between them; 1 to 8 flow Euler "
-                                      "steps, T = 1000, EMA weights"),
+                                      "predicts the velocity on the straight path between them, then distilled for one "
+                                      "step on the same pairs; 1 to 8 flow Euler steps, T = 1000, EMA weights"),
+    "reflow_cond": Pretrained("reflow_cond.pt", "class-conditional U-Net on MNIST (notebook 12), the reflow student of "
+                                                "unet_flow_cond guided at w = 1.25: trained with flow matching on "
+                                                "(noise, label, the guided teacher's ODE end) pairs, so it predicts the "
+                                                "velocity on the straight path between them with the guidance built in "
+                                                "(one evaluation a step with the label, no null label), half of its "
+                                                "batches at the noise end (one-step distillation); 1 to 8 flow Euler "
+                                                "steps, T = 1000, EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
     "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "

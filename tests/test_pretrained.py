@@ -18,7 +18,7 @@ from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, export_for_sampli
 from diffusion_lib.samplers import ddim_sample_progressive, final, flow_euler_sample_progressive, sample_noise
 from diffusion_lib.training import TrainConfig, Trainer
 
-FLOW = ("unet_flow", "unet_flow_cond", "reflow")          # trained with flow matching; the others predict eps
+FLOW = ("unet_flow", "unet_flow_cond", "reflow", "reflow_cond")          # trained with flow matching; the others predict eps
 
 
 def shipped(name: str) -> bool:
@@ -222,12 +222,12 @@ def test_latent_cards_record_their_runs_without_absolute_paths():
     assert scores and all(row["n"] == 500 and row["seed"] == 0 and row["sampler"] == "flow-euler" for row in scores)
 
 
-@pytest.mark.parametrize("name", [needs("meanflow"), needs("meanflow_cond"), needs("reflow")])
+@pytest.mark.parametrize("name", [needs("meanflow"), needs("meanflow_cond"), needs("reflow"), needs("reflow_cond")])
 def test_the_shipped_few_step_model_samples_in_one_step_from_the_command_line(name, tmp_path, capsys):
     """`sample --pretrained meanflow --steps 1`: the grid of one MeanFlow step, x_0 = x_1 - u(x_1, r = -1, t = T - 1),
     computed here by hand from the same seed; for the conditional model, with labels 0..9 in turn and no further
-    guidance (w = 1, one evaluation: the guidance is built in). The reflow student: one flow Euler step,
-    x_0 = x_1 - v(x_1, t = T - 1)."""
+    guidance (w = 1, one evaluation: the guidance is built in). The reflow students: one flow Euler step,
+    x_0 = x_1 - v(x_1, t = T - 1), the conditional one with labels 0..9 and no further guidance (built in)."""
     import numpy as np
     from PIL import Image
     from diffusion_lib.cli import main

@@ -84,11 +84,12 @@ def few_step_paths_slider(panels: dict, data: torch.Tensor, show: int = 12, limi
     return render
 
 
-def plot_student_curves(curves: dict, targets: dict | None = None):
+def plot_student_curves(curves: dict, targets: dict | None = None, title: str | None = None):
     """Learning curves of few-step students: curves maps a student's name to rows {"step", "nfe", "confident_share",
     "frechet_distance"} (benchmarks/few_step.py curve); two panels against the training step, confident share and
     Frechet distance (log scale), one line per student and number of network evaluations. targets: optional
-    {"confident_share": value, "frechet_distance": value} drawn as dotted lines (the issue's one-step targets)."""
+    {"confident_share": value, "frechet_distance": value} drawn as dotted lines (the issue's one-step targets).
+    title: the figure's title (default: what a point is)."""
     if not isinstance(curves, dict) or not curves:
         raise ValueError("curves must be a non-empty dict: a student's name -> rows of step, nfe and scores")
     fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 4.0))
@@ -112,7 +113,7 @@ def plot_student_curves(curves: dict, targets: dict | None = None):
         ax.grid(alpha=0.3, which="both")
     axes[1].set_yscale("log")
     axes[1].legend(fontsize=TICK_SIZE - 1, loc="upper right")
-    fig.suptitle("the students during training (200 images from seed 0 per point)", fontsize=TITLE_SIZE - 1)
+    fig.suptitle(title or "the students during training (200 images from seed 0 per point)", fontsize=TITLE_SIZE - 1)
     fig.tight_layout()
     return fig
 
