@@ -7,6 +7,8 @@
     # 3. the table: quality at 1, 2, 4 and 8 network evaluations (500 images, seed 0), seconds for 64 digits,
     #    and the copying check on the one-step samples of each student
     python benchmarks/few_step.py table --reflow PATH --meanflow PATH --json diffusion_lib/weights/few_step.json
+    # 4. the seconds for 64 digits in one step of each shipped student, timed in turn (best and median of --repeats)
+    python benchmarks/few_step.py speed --threads 2
 
 A class-conditional teacher is run at w = 1 (its conditional velocity, no guidance) with a label that the noise
 decides (objectives.noise_labels: uniform over the digits, and a function of the noise, so the pairing stays a
@@ -19,6 +21,7 @@ The MeanFlow model needs no pairs; it trains from the command line (its card has
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -191,6 +194,37 @@ def table_rows(models: dict, nfes, n: int, classifier, reference, train_images=N
     return rows
 
 
+def one_step_speed(names, repeats: int) -> list[dict]:
+    """Seconds for 64 digits in one network evaluation (no gradient, float32) of each shipped few-step model, the
+    models timed in turn `repeats` times so that a slow spell of the machine hits them all alike: best and median.
+    A conditional model gets labels 0..9 in turn, one evaluation (its guidance is built in)."""
+    from diffusion_lib.pretrained import load_pretrained, pretrained_objective, pretrained_schedule
+    from diffusion_lib.samplers import final, flow_euler_sample_progressive, meanflow_sample_progressive, sample_noise
+    x_1 = sample_noise(64, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(64) % 10
+    runs = {}
+    for name in names:
+        model, schedule = load_pretrained(name), pretrained_schedule(name)
+        velocity = model if model.num_classes is None else _conditional(model, labels)
+        sampler = meanflow_sample_progressive if pretrained_objective(name) == "meanflow" else flow_euler_sample_progressive
+        runs[name] = functools.partial(lambda v, s, sched: final(s(v, x_1, sched, 1)), velocity, sampler, schedule)
+    seconds = {name: [] for name in runs}
+    with torch.no_grad():
+        for run in runs.values():
+            run()                                                     # the first call of each warms up
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - start)
+    rows = [{"model": name, "threads": torch.get_num_threads(), "repeats": repeats,
+             "best_seconds_64": round(min(times), 3), "median_seconds_64": round(sorted(times)[len(times) // 2], 3)}
+            for name, times in seconds.items()]
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def _load_evaluate():
     import importlib.util
     spec = importlib.util.spec_from_file_location("evaluate", Path(__file__).with_name("evaluate.py"))
@@ -329,7 +363,10 @@ def main(argv=None) -> int:
     d.add_argument("--n", type=int, default=200)
     d.add_argument("--json", type=Path, help="the table's JSON: the curve goes under 'curves' -> --name")
     d.add_argument("--name", default="student")
-    for q in (a, b, c, d):
+    e = sub.add_parser("speed", help="seconds for 64 digits in one step of each shipped few-step model")
+    e.add_argument("--models", nargs="+", default=["reflow", "reflow_cond", "meanflow", "meanflow_cond"])
+    e.add_argument("--repeats", type=int, default=20)
+    for q in (a, b, c, d, e):
         q.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -338,6 +375,8 @@ def main(argv=None) -> int:
     elif args.command == "curve":
         curve(sorted(args.checkpoints, key=lambda p: int(load_checkpoint(p)["step"])), args.nfe, args.n, args.json,
               args.name)
+    elif args.command == "speed":
+        one_step_speed(args.models, args.repeats)
     elif args.command == "table":
         make_table(args.reflow, args.meanflow, args.nfe, args.n, args.json, not args.no_teachers, args.append,
                    tuple(args.names), args.guided)

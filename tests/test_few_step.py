@@ -552,3 +552,21 @@ def test_a_distilled_meanflow_step_on_cuda_gives_the_cpu_loss(flow_teachers, con
         assert next(trainer.teacher.parameters()).device.type == "cuda"
         loss = float(trainer.train_step(images, labels))
     assert loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_speed_benchmark_times_each_shipped_student_in_one_step(capsys):
+    """benchmarks/few_step.py speed: one row per model, with the threads used, best <= median, and the conditional
+    student timed like the others (labels given, one evaluation)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "few_step.py"
+    spec = importlib.util.spec_from_file_location("few_step_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["speed", "--models", "reflow", "reflow_cond", "--repeats", "3", "--threads", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["model"] for row in rows] == ["reflow", "reflow_cond"]
+    for row in rows:
+        assert row["threads"] == 1 and row["repeats"] == 3
+        assert 0 < row["best_seconds_64"] <= row["median_seconds_64"]
