@@ -480,8 +480,8 @@ dl.plotting.show_grid(one_step_reflow_cond.cpu(), nrow=10,
 
 # %% [markdown]
 # **Question.** The first reflow student of this same teacher gave 733.5 in one step (the table's row
-# `reflow (student)`);
-# `reflow_cond` gives 14.2. Both are reflow students of `unet_flow_cond`. What changed, and which change matters most?
+# `reflow (student)`); `reflow_cond` gives 14.2. Both are reflow students of `unet_flow_cond`. What changed, and which
+# change matters most?
 #
 # <details><summary>Answer</summary>
 #
@@ -493,10 +493,12 @@ dl.plotting.show_grid(one_step_reflow_cond.cpu(), nrow=10,
 # measured elsewhere, and each is small beside a fiftyfold drop: guidance at 1.25 moves the teacher's own 50-step
 # distance from 13.3 to 11.8 (`meanflow_cond.md`), and distillation lowered the one-step distance of the
 # unconditional student of `unet_flow` by about a quarter (104.4 to 77.8). So the label input is the change that
-# matters most: it turns one map with borders into ten smooth ones. A side remark: drawn with a label chosen at random, `reflow_cond` is also an
-# unconditional sampler of digits in one evaluation (with labels 0 to 9 in turn, as here, its 500 digits score 14.2
-# against all the test digits). That is how class-conditional image models are usually scored; the course still
-# counts its unconditional targets against networks that take no label, and none of those reaches them.
+# matters most: it turns one map with borders into ten smooth ones.
+#
+# A side remark: drawn with a label chosen at random, `reflow_cond` is also an unconditional sampler of digits in one
+# evaluation (with labels 0 to 9 in turn, as here, its 500 digits score 14.2 against all the test digits). That is
+# how class-conditional image models are usually scored; the course still counts its unconditional targets against
+# networks that take no label, and none of those reaches them.
 #
 # </details>
 
@@ -557,7 +559,8 @@ for row in few_step["rows"]:
 # None copies: the first reflow student's one-step samples lie at a median (Euclidean, pixel) distance of 10.33 from
 # their nearest training digit, farther than real test digits do (8.76), and 474 of its 500 samples have different
 # nearest training digits; the reflow student of `unet_flow`'s lie at 9.77, with 498 different nearest training digits
-# and 34 to 61 of each digit, and after its distillation at 9.72, with 497. The slowed MeanFlow model's lie at 9.44, farther than real test digits, with 495 different nearest
+# and 34 to 61 of each digit, and after its distillation at 9.72, with 497. The slowed MeanFlow model's lie at 9.44,
+# farther than real test digits, with 495 different nearest
 # training digits, and its class histogram is close to flat (33 to 71 of each digit). The conditional student's lie
 # at 8.46, a little nearer than real test digits, likely because guidance makes digits more typical, which puts them
 # nearer the crowded middle of the training set. They are still not copies: 463 different nearest training digits, and each digit
