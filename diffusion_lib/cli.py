@@ -424,12 +424,15 @@ def _sample(args) -> int:
                          f"use --sampler {', '.join(allowed[:-1]) + ' or ' + allowed[-1] if len(allowed) > 1 else allowed[0]}")
     if args.eta is not None and sampler != "ddim":
         raise UsageError(f"--eta applies to --sampler ddim only, and this model samples with {sampler}; drop --eta")
+    # a conditional student trained without label dropout (reflow on a guided teacher's pairs) never learned its
+    # null label: its guidance is built in, like a MeanFlow student's (their cards)
+    untrained_null = (checkpoint.get("config") or {}).get("label_dropout") == 0
     if model.num_classes is None:
         for option, value in (("--w", args.w), ("--label", args.label)):
             if value is not None:
                 raise UsageError(f"{option} needs a class-conditional model, and this one is unconditional; "
                                  f"drop {option}")
-    elif (checkpoint.get("config") or {}).get("label_dropout") == 0 and args.w not in (None, 1):
+    elif untrained_null and args.w not in (None, 1):
         raise UsageError(f"--w {args.w:g} mixes in the unconditional branch (the null label), and this model was trained "
                          "without label dropout, so that branch is untrained: its guidance is built in (a student of a "
                          "guided teacher). Drop --w, or give --w 1")
@@ -445,10 +448,7 @@ def _sample(args) -> int:
     x_T = samplers.sample_noise(n, model.image_shape, generator=generator, device=device)
     if model.num_classes is not None:
         labels = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else torch.arange(n) % model.num_classes
-        # a MeanFlow student's guidance is built in (its card), and so is a conditional student's trained without
-        # label dropout (reflow on a guided teacher's pairs): w = 1, its conditional output, one evaluation a step
-        built_in = objective == "meanflow" or (checkpoint.get("config") or {}).get("label_dropout") == 0
-        default_w = 1.0 if built_in else 3.0
+        default_w = 1.0 if objective == "meanflow" or untrained_null else 3.0     # built in: w = 1, one evaluation
         eps_model = cfg_eps_model(model, labels, default_w if args.w is None else args.w)
     else:
         eps_model = model
