@@ -135,6 +135,13 @@ def _conditional(model, labels):
     return velocity
 
 
+def student_entry(student, schedule, sampler: str) -> tuple:
+    """A student's (network, schedule, sampler, w) for table_rows: an unconditional one w = None; a conditional one
+    w = 1, labels 0..9 in turn and one evaluation a step, its guidance built in (reflow on a guided teacher's pairs,
+    or MeanFlow with a guided teacher's velocity)."""
+    return student, schedule, sampler, None if student.num_classes is None else 1.0
+
+
 def table_rows(models: dict, nfes, n: int, classifier, reference, train_images=None, train_features=None) -> list[dict]:
     """One row per (model, sampler, NFE budget): confident share, Frechet distance, guided accuracy (conditional
     rows), sampling seconds for n images and for 64 digits (best of 3), and for the one-step rows of students the
@@ -252,12 +259,10 @@ def make_table(reflow: str | None, meanflow: str | None, nfes, n: int, out: Path
                        "unet_flow_cond": (load_pretrained("unet_flow_cond"), linear, "flow-euler", 1.0)})
     if guided is not None:    # the conditional teacher with classifier-free guidance: two evaluations a step
         models[f"unet_flow_cond, w = {guided:g}"] = (load_pretrained("unet_flow_cond"), linear, "flow-euler", guided)
-    if reflow:              # a conditional reflow student (guidance built in) likewise, labels 0..9 in turn
-        student = load_model(reflow)
-        models[f"{names[0]} (student)"] = (student, linear, "flow-euler", None if student.num_classes is None else 1.0)
-    if meanflow:            # a conditional MeanFlow student is sampled with labels 0..9 in turn, one evaluation a step
-        student = load_model(meanflow)
-        models[f"{names[1]} (student)"] = (student, linear, "meanflow", None if student.num_classes is None else 1.0)
+    if reflow:
+        models[f"{names[0]} (student)"] = student_entry(load_model(reflow), linear, "flow-euler")
+    if meanflow:
+        models[f"{names[1]} (student)"] = student_entry(load_model(meanflow), linear, "meanflow")
     rows = table_rows(models, nfes, n, classifier, reference, train_images, train_features)
     for row in rows:
         row["model"] = row["model"].strip()

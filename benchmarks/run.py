@@ -317,6 +317,7 @@ def section_guidance(args, classifier, reference) -> str:
 def few_step_models() -> dict:
     """The teachers and the shipped few-step students (registered models trained from a teacher: the objective
     meanflow, or flow with recorded reflow pairs), as benchmarks/few_step.py table_rows takes them."""
+    from few_step import student_entry
     from diffusion_lib.checkpoints import load_checkpoint
     from diffusion_lib.pretrained import pretrained_path
     linear = make_schedule("linear", 1000)
@@ -330,16 +331,12 @@ def few_step_models() -> dict:
             continue
         config = load_checkpoint(pretrained_path(name)).get("config") or {}
         if pretrained_objective(name) == "meanflow":       # a conditional one: labels 0..9, its built-in guidance
-            student = load_pretrained(name)
             w = config.get("teacher_w", 1.0)
             if config.get("teacher") == "unet_flow_cond" and w != 1:   # its teacher guided at that w, two evaluations
                 models[f"unet_flow_cond, w = {w:g}"] = (load_pretrained("unet_flow_cond"), linear, "flow-euler", w)
-            models[f"{name} (student)"] = (student, pretrained_schedule(name), "meanflow",
-                                           None if student.num_classes is None else 1.0)
-        elif config.get("pairs"):          # a reflow student; a conditional one has the guidance built in: w = 1
-            student = load_pretrained(name)
-            models[f"{name} (student)"] = (student, pretrained_schedule(name), "flow-euler",
-                                           None if student.num_classes is None else 1.0)
+            models[f"{name} (student)"] = student_entry(load_pretrained(name), pretrained_schedule(name), "meanflow")
+        elif config.get("pairs"):          # a reflow student, a conditional one with its guidance built in
+            models[f"{name} (student)"] = student_entry(load_pretrained(name), pretrained_schedule(name), "flow-euler")
     return models
 
 
