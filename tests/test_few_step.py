@@ -570,3 +570,17 @@ def test_the_speed_benchmark_times_each_shipped_student_in_one_step(capsys):
     for row in rows:
         assert row["threads"] == 1 and row["repeats"] == 3
         assert 0 < row["best_seconds_64"] <= row["median_seconds_64"]
+
+
+@pytest.mark.parametrize("times", [{"noise_end_share": 0.5}, {"t_mean": 0.0, "t_std": 1.0}], ids=["distil", "logit"])
+def test_flow_matching_with_drawn_times_trains_on_cuda_like_the_cpu(times):
+    """Under the CUDA-rules emulation: a flow-matching step with a share at s = 1, or with logit-normal times, draws
+    its times on the CPU and moves them, so the step's loss is the CPU's."""
+    from cuda_emulation import EmulatedCuda
+    images, _ = synthetic_mnist(4)
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(3))
+    config = tiny_config(objective="flow", objective_kwargs=times, steps=1, pairs="test pairs")
+    expected = float(Trainer(config).train_step(images, noise=noise))
+    with EmulatedCuda():
+        loss = float(Trainer(config, device="cuda").train_step(images, noise=noise))
+    assert loss == pytest.approx(expected, rel=1e-4)
