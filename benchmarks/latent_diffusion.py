@@ -86,28 +86,29 @@ def load_codec(path) -> LatentCodec:
 
 # ----------------------------------------------------------------------------- flow matching in the latent
 
-def encoded_training_set(codec: LatentCodec) -> torch.Tensor:
-    """The MNIST training images encoded and standardised, (60000, C_z, 7, 7)."""
-    images, _ = load_mnist(train=True)
-    return to_latent(encode_all(codec.autoencoder, images), codec.mean, codec.scale)
+def encoded_training_set(codec: LatentCodec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MNIST training images encoded and standardised, (60000, C_z, 7, 7), and their labels (60000,)."""
+    images, labels = load_mnist(train=True)
+    return to_latent(encode_all(codec.autoencoder, images), codec.mean, codec.scale), labels
 
 
 def run_latent(args) -> int:
     from diffusion_lib.training import TrainConfig, train
     codec = load_codec(args.autoencoder)
-    latents = encoded_training_set(codec)
+    latents, labels = encoded_training_set(codec)
     print(f"latents {tuple(latents.shape)}: mean {float(latents.mean()):.3f}, std {float(latents.std()):.3f}",
           flush=True)
     kwargs = {"image_shape": list(codec.latent_shape), "patch": 1, "width": args.width, "depth": args.depth,
-              "heads": args.heads}
+              "heads": args.heads, **({"num_classes": 10} if args.conditional else {})}
     if args.backbone == "unet":
         raise SystemExit("the U-Net down-samples 28 -> 14 -> 7 and does not fit a 7 x 7 latent; use --backbone dit")
     times = {} if args.t_logit_normal is None else {"t_mean": args.t_logit_normal[0], "t_std": args.t_logit_normal[1]}
     config = TrainConfig(backbone="dit", backbone_kwargs=kwargs, objective="flow", objective_kwargs=times, steps=args.steps,
+                         label_dropout=args.label_dropout,
                          max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                          lr_decay="cosine", checkpoint_every=250, seed=args.seed)
     start = time.monotonic()
-    result = train(config, latents, out_dir=args.out, progress=False,
+    result = train(config, latents, labels if args.conditional else None, out_dir=args.out, progress=False,
                    callback=lambda tr: tr.step % 100 == 0 and print(
                        f"step {tr.step}: loss {sum(tr.history['loss'][-100:]) / 100:.4f} "
                        f"({time.monotonic() - start:.0f} s)", flush=True))
@@ -259,6 +260,9 @@ def main(argv=None) -> int:
     l.add_argument("--lr", type=float, default=1e-3)
     l.add_argument("--warmup", type=int, default=200)
     l.add_argument("--seed", type=int, default=0)
+    l.add_argument("--conditional", action="store_true",
+                   help="a class-conditional DiT (the digit's label, dropped to the null label at --label-dropout)")
+    l.add_argument("--label-dropout", type=float, default=0.1)
     l.add_argument("--t-logit-normal", type=float, nargs=2, metavar=("MEAN", "STD"),
                    help="flow times s = sigmoid(MEAN + STD n) (Stable Diffusion 3's 0 1), not uniform")
     l.add_argument("--out", required=True)
