@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lib.checkpoints import model_from_checkpoint, save_checkpoint, load_checkpoint
-from diffusion_lib.guidance import cfg_eps_model
+from diffusion_lib.guidance import cfg_eps_model, conditional_eps_model
 from diffusion_lib.objectives import noise_labels, reflow_pairs
 from diffusion_lib.device import fast_precision
 from diffusion_lib.samplers import with_precision
@@ -127,14 +127,6 @@ def _timed(fn, repeats: int = 3) -> tuple[object, float]:
     return out, best
 
 
-def _conditional(model, labels):
-    """The conditional velocity at w = 1: one network evaluation a step (no guidance, no unconditional pass); for a
-    conditional MeanFlow student, its average velocity (r passed on), whose guidance, if any, is built in."""
-    def velocity(x, t, **r):
-        return model(x, t, labels.to(x.device), **r)
-    return velocity
-
-
 def student_entry(student, schedule, sampler: str) -> tuple:
     """A student's (network, schedule, sampler, w) for table_rows: an unconditional one w = None; a conditional one
     w = 1, labels 0..9 in turn and one evaluation a step, its guidance built in (reflow on a guided teacher's pairs,
@@ -170,7 +162,7 @@ def table_rows(models: dict, nfes, n: int, classifier, reference, train_images=N
 
             def sample(x, precision="fp32"):
                 model = (network if labels is None else cfg_eps_model(network, labels[:x.shape[0]], w) if guided
-                         else _conditional(network, labels[:x.shape[0]]))
+                         else conditional_eps_model(network, labels[:x.shape[0]]))
                 model = with_precision(model, precision)
                 if sampler == "ddim":
                     return final(ev.ddim_sample_progressive(model, x, schedule, steps, eta=0.0))
@@ -212,7 +204,7 @@ def one_step_speed(names, repeats: int) -> list[dict]:
     runs = {}
     for name in names:
         model, schedule = load_pretrained(name), pretrained_schedule(name)
-        velocity = model if model.num_classes is None else _conditional(model, labels)
+        velocity = model if model.num_classes is None else conditional_eps_model(model, labels)
         sampler = meanflow_sample_progressive if pretrained_objective(name) == "meanflow" else flow_euler_sample_progressive
         runs[name] = functools.partial(lambda v, s, sched: final(s(v, x_1, sched, 1)), velocity, sampler, schedule)
     seconds = {name: [] for name in runs}
@@ -308,7 +300,7 @@ def curve(checkpoints, nfes, n: int, out: Path | None, name: str = "student") ->
         labels = None if model.num_classes is None else torch.arange(n) % 10     # conditional: 0..9 in turn, w = 1
         for nfe in nfes:
             x_T = sample_noise(n, model.image_shape, generator=torch.Generator().manual_seed(0))
-            images = torch.cat([final(run(model if labels is None else _conditional(model, labels[i:i + 250]),
+            images = torch.cat([final(run(model if labels is None else conditional_eps_model(model, labels[i:i + 250]),
                                           x_T[i:i + 250], schedule, nfe)) for i in range(0, n, 250)])
             scores = score_samples(images, classifier, reference, labels)
             rows.append({"step": int(checkpoint["step"]), "nfe": nfe, "n": n,

@@ -178,22 +178,32 @@ def run_evaluate(args) -> int:
     reference = mnist_test_features(classifier)
     results = {"command": command(), "commit": git_commit(), "machine": machine_description("cpu"),
                "load": load_average(), "scores": []}
-    for steps in args.steps:
-        start = time.monotonic()
-        images = sample_latent_images(model, codec, schedule, args.n, steps, seed=0)
-        seconds = time.monotonic() - start
-        s = score_samples(images, classifier, reference)
-        row = {"sampler": "flow-euler", "steps": steps, "nfe": steps, "seed": 0, "n": args.n,
-               "confident_share": s["confident_share"], "frechet_distance": s["frechet_distance"],
-               "effective_classes": s["effective_classes"], "sampling_seconds": round(seconds, 1)}
-        results["scores"].append(row)
-        print(row, flush=True)
-    # speed: 64 digits, the latent model (sampling + decoding) against the shipped pixel U-Net at the same steps
+    conditional = model.num_classes is not None
+    if not conditional and args.w != [1.0]:
+        raise SystemExit(f"--w needs a class-conditional latent model, and {args.checkpoint} is unconditional; drop --w")
+    labels = torch.arange(args.n) % 10 if conditional else None          # conditional: the classes 0..9 in turn
+    for w in args.w:
+        for steps in args.steps:
+            start = time.monotonic()
+            images = sample_latent_images(model, codec, schedule, args.n, steps, seed=0, labels=labels, w=w)
+            seconds = time.monotonic() - start
+            s = score_samples(images, classifier, reference, labels)
+            guided = conditional and w != 1                              # two evaluations a step
+            row = {"sampler": "flow-euler", "steps": steps, "nfe": 2 * steps if guided else steps,
+                   **({"w": w, "guided_accuracy": s["guided_accuracy"]} if conditional else {}), "seed": 0,
+                   "n": args.n, "confident_share": s["confident_share"], "frechet_distance": s["frechet_distance"],
+                   "effective_classes": s["effective_classes"], "sampling_seconds": round(seconds, 1)}
+            results["scores"].append(row)
+            print(row, flush=True)
+    # speed: 64 digits, the latent model (sampling + decoding; a conditional one at w = 1, one evaluation a step)
+    # against the shipped pixel U-Net at the same steps
     pixel, pixel_schedule = load_pretrained("unet_flow"), pretrained_schedule("unet_flow")
     x_pixel = sample_noise(64, pixel.image_shape, generator=torch.Generator().manual_seed(0))
     speed = []
     for steps in args.speed_steps:
-        latent_s = best_seconds(lambda: sample_latent_images(model, codec, schedule, 64, steps, seed=0), args.repeats)
+        latent_s = best_seconds(lambda: sample_latent_images(model, codec, schedule, 64, steps, seed=0,
+                                                             labels=None if labels is None else labels[:64]),
+                                args.repeats)
         pixel_s = best_seconds(lambda: final(flow_euler_sample_progressive(pixel, x_pixel, pixel_schedule, steps)),
                                args.repeats)
         speed.append({"steps": steps, "repeats": args.repeats, "latent_seconds": round(latent_s, 3),
@@ -280,6 +290,8 @@ def main(argv=None) -> int:
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--n", type=int, default=500)
     e.add_argument("--steps", type=int, nargs="+", default=[20])
+    e.add_argument("--w", type=float, nargs="+", default=[1.0],
+                   help="a class-conditional model: guidance weights to score (1: its conditional velocity, the default)")
     e.add_argument("--speed-steps", type=int, nargs="+", default=[20])
     e.add_argument("--repeats", type=int, default=1, help="timing runs of each model, the best kept (default 1)")
     e.add_argument("--json")

@@ -383,14 +383,16 @@ def autoencoder_test_error(name: str, n: int = 2000) -> float:
         return float((codec.autoencoder(images) - images).pow(2).mean())
 
 
-def scored_latent(name, model, codec, schedule, classifier, reference, n: int, steps: int) -> dict:
-    """The scores of n decoded samples of a latent flow model (flow Euler, x_1 from seed 0)."""
+def scored_latent(name, model, codec, schedule, classifier, reference, n: int, steps: int, w=None) -> dict:
+    """The scores of n decoded samples of a latent flow model (flow Euler, x_1 from seed 0); a conditional one with
+    the classes 0..9 in turn at guidance weight w."""
     from diffusion_lib.autoencoder import sample_latent_images
     from diffusion_lib.measure.metrics import score_samples
-    key = (name, n, steps, "latent")
+    key = (name, n, steps, w, "latent")
     if key not in _SCORED:
-        _SCORED[key] = score_samples(sample_latent_images(model, codec, schedule, n, steps, seed=0), classifier,
-                                     reference)
+        labels = None if w is None else torch.arange(n) % 10
+        images = sample_latent_images(model, codec, schedule, n, steps, seed=0, labels=labels, w=1.0 if w is None else w)
+        _SCORED[key] = score_samples(images, classifier, reference, labels)
     return _SCORED[key]
 
 
@@ -415,9 +417,12 @@ def section_cards(args, classifier, reference) -> str:
         for expected in card["scores"]:
             if codec is not None:                  # a latent model: sample its latents, decode, then score
                 n = min(expected["n"], args.n) if args.quick else expected["n"]
-                got = scored_latent(name, model, codec, schedule, classifier, reference, n, expected["steps"])
-                setting = card_setting("flow-euler", expected["steps"], 0.0, n, None) + ", decoded"
-                for key in ("confident_share", "frechet_distance"):
+                got = scored_latent(name, model, codec, schedule, classifier, reference, n, expected["steps"],
+                                    expected.get("w"))
+                setting = card_setting("flow-euler", expected["steps"], 0.0, n, expected.get("w")) + ", decoded"
+                for key in ("guided_accuracy", "confident_share", "frechet_distance"):
+                    if key not in expected:
+                        continue
                     rows.append([name, setting, key, f"{expected[key]:.3f}", f"{got[key]:.3f}",
                                  "" if n == expected["n"] else "smaller n (quick mode)"])
                     print(rows[-1], flush=True)

@@ -42,7 +42,7 @@ from .data import DATASETS, DatasetCorruptError, DatasetNotFoundError, MNISTNotF
 from .device import default_device, fast_precision
 from .embeddings import TimeEmbedding, sinusoidal_embedding
 from .forward import predict_x0_from_eps, q_posterior_mean_variance, q_sample, q_step
-from .guidance import cfg_eps_model, guided_eps
+from .guidance import cfg_eps_model, conditional_eps_model, guided_eps
 from . import autoencoder, interpolation, objectives, pretrained, toy
 from . import masked, masked_training, token_networks, tokens
 from .objectives import OBJECTIVES, eps_model_for, objective_loss

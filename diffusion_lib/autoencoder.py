@@ -254,16 +254,34 @@ def fine_tune_decoder(codec: "LatentCodec", images: torch.Tensor, steps: int = 1
 # ----------------------------------------------------------------------------- sampling in the latent
 
 def sample_latent_images(velocity_model, codec: LatentCodec, schedule, n: int, num_steps: int = 20, seed: int = 0,
-                         batch_size: int = 500) -> torch.Tensor:
+                         batch_size: int = 500, labels: torch.Tensor | None = None, w: float = 1.0) -> torch.Tensor:
     """Latent diffusion's sampling: z_1 ~ N(0, I) of the latent's shape (drawn on the CPU from `seed`, then moved to
     the model's device), flow Euler over num_steps steps to z_0 (samplers.flow_euler_sample_progressive, unchanged),
-    then decoded: images (n, 1, 28, 28) on the model's device."""
+    then decoded: images (n, 1, 28, 28) on the model's device.
+
+    A class-conditional model needs labels (n,), e.g. torch.arange(n) % 10: at w = 1 its conditional velocity (one
+    evaluation a step), at another w classifier-free guidance (guidance.cfg_eps_model, two evaluations a step)."""
+    from .guidance import cfg_eps_model, conditional_eps_model
     from .samplers import final, flow_euler_sample_progressive, sample_noise
+    conditional = getattr(velocity_model, "num_classes", None) is not None
+    if conditional and labels is None:
+        raise ValueError("this latent model is class-conditional: give labels (n,), one class per digit, "
+                         f"e.g. labels=torch.arange({n}) % {velocity_model.num_classes}")
+    if not conditional and (labels is not None or w != 1):
+        raise ValueError("labels and w need a class-conditional latent model, and this one is unconditional; "
+                         "drop labels and w")
+    if conditional and (not isinstance(labels, torch.Tensor) or labels.shape != (n,)):
+        raise ValueError(f"labels must be a tensor of shape (n,) = ({n},), one class per digit, got "
+                         f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
     device = next(codec.autoencoder.parameters()).device
     z_1 = sample_noise(n, codec.latent_shape, generator=torch.Generator().manual_seed(seed)).to(device)   # (n, C_z, 7, 7)
     images = []
     for start in range(0, n, batch_size):
-        z_0 = final(flow_euler_sample_progressive(velocity_model, z_1[start:start + batch_size], schedule, num_steps))
+        model = velocity_model
+        if conditional:
+            y = labels[start:start + batch_size]                                                     # (b,)
+            model = conditional_eps_model(velocity_model, y) if w == 1 else cfg_eps_model(velocity_model, y, w)
+        z_0 = final(flow_euler_sample_progressive(model, z_1[start:start + batch_size], schedule, num_steps))
         with torch.no_grad():
             images.append(codec.decode(z_0))                                                         # (b, 1, 28, 28)
     return torch.cat(images)

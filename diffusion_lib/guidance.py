@@ -86,3 +86,21 @@ def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
         return eps_uncond + w * (eps_cond - eps_uncond)           # guided_eps, its checks done once above
 
     return carry_marks(eps_model, model)
+
+
+def conditional_eps_model(model: Backbone, y: torch.Tensor):
+    """An eps_model (x_t, t) -> the conditional network's output for labels y (B,): w = 1 with one evaluation a step
+    (cfg_eps_model at w = 1 gives the same up to rounding, with the unconditional half computed and cancelled). For a
+    MeanFlow network the interval end r is passed on. Carries the model's marks, like cfg_eps_model."""
+    if getattr(model, "num_classes", None) is None:
+        raise ValueError("labels need a class-conditional model, and this one is unconditional; "
+                         "sample it without labels, or use a model trained with them")
+    y = check_class_labels(y, model)
+
+    def eps_model(x: torch.Tensor, t: torch.Tensor, **r) -> torch.Tensor:
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), one per image, got {tuple(y.shape)}; "
+                             "give as many labels as images")
+        return model(x, t, y.to(x.device), **r)
+
+    return carry_marks(eps_model, model)

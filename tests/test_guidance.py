@@ -76,3 +76,27 @@ def test_label_batch_mismatch(cond_unet, batch):
     x, t, _ = batch
     with pytest.raises(ValueError, match=r"labels y must have shape \(B,\)"):
         cfg_eps_model(cond_unet, torch.tensor([1, 2]), 2.0)(x, t)
+
+
+def test_conditional_eps_model_is_one_evaluation_of_the_conditional_network():
+    from diffusion_lib.guidance import conditional_eps_model
+    torch.manual_seed(0)
+    model = UNet(base=8, num_classes=10)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([5, 400, 900]), torch.tensor([2, 0, 9])
+    calls = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        one = conditional_eps_model(model, y)(x, t)
+        both = cfg_eps_model(model, y, 1.0)(x, t)
+    handle.remove()
+    assert calls == [3, 6]                               # one batch of 3 against a doubled batch of 6
+    with torch.no_grad():
+        assert torch.equal(one, model(x, t, y))
+    assert torch.allclose(one, both, atol=1e-5)          # w = 1 of classifier-free guidance, up to rounding
+    with pytest.raises(ValueError, match="unconditional"):
+        conditional_eps_model(UNet(base=8), y)
+    with pytest.raises(ValueError, match=r"\(B,\) = \(2,\)"):
+        conditional_eps_model(model, y)(x[:2], t[:2])

@@ -343,3 +343,56 @@ def test_cli_samples_the_latent_model_and_decodes(latent_checkpoint, tmp_path, c
         assert im.size[1] < 40 and im.size[0] > 4 * 28         # one row of four decoded 28 x 28 digits
     assert main(["sample", "--checkpoint", str(path), "--sampler", "ddim", "--out", str(out)]) == 2
     assert "flow" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def conditional_latent(trained_toy):
+    """A class-conditional latent DiT (untrained weights, its adaLN-Zero gates opened so the label matters) and the
+    toy codec."""
+    ae, images, _ = trained_toy
+    stats = latent_statistics(encode_all(ae, images))
+    codec = LatentCodec(ae, stats["mean"], stats["scale"])
+    model = DiT(image_shape=LATENT, patch=1, width=16, depth=1, heads=2, num_classes=10)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    from diffusion_lib.objectives import mark_model
+    return mark_model(model, "flow", make_schedule("linear", 1000)), codec
+
+
+def test_a_conditional_latent_model_samples_its_labels_at_w_1_and_guided(conditional_latent):
+    model, codec = conditional_latent
+    schedule = make_schedule("linear", 1000)
+    labels = torch.tensor([3, 7, 0])
+    z_1 = sample_noise(3, LATENT, generator=torch.Generator().manual_seed(5))
+    null = torch.full_like(labels, model.null_label)
+    for w in (1.0, 2.5):
+        images = sample_latent_images(model, codec, schedule, n=3, num_steps=4, seed=5, labels=labels, w=w)
+
+        def velocity(z, t):                               # the conditional or guided velocity, written out
+            v_cond, v_uncond = model(z, t, labels), model(z, t, null)
+            return v_cond if w == 1 else v_uncond + w * (v_cond - v_uncond)
+        from diffusion_lib.objectives import carry_marks
+        with torch.no_grad():
+            z_0 = final(flow_euler_sample_progressive(carry_marks(velocity, model), z_1, schedule, 4))
+            expected = codec.decode(z_0)
+        assert torch.allclose(images, expected, atol=1e-5)
+    other = sample_latent_images(model, codec, schedule, n=3, num_steps=4, seed=5, labels=torch.tensor([1, 1, 1]))
+    assert not torch.allclose(other, images, atol=1e-3)        # the label reaches the samples
+
+
+def test_sample_latent_images_refuses_missing_or_stray_labels(conditional_latent, latent_checkpoint):
+    model, codec = conditional_latent
+    schedule = make_schedule("linear", 1000)
+    with pytest.raises(ValueError, match="class-conditional: give labels"):
+        sample_latent_images(model, codec, schedule, n=3, num_steps=2)
+    with pytest.raises(ValueError, match=r"shape \(n,\) = \(3,\)"):
+        sample_latent_images(model, codec, schedule, n=3, num_steps=2, labels=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"classes in \[0, 9\]"):
+        sample_latent_images(model, codec, schedule, n=2, num_steps=2, labels=torch.tensor([1, 10]))
+    unconditional = load_model(latent_checkpoint[0])
+    with pytest.raises(ValueError, match="unconditional; drop labels and w"):
+        sample_latent_images(unconditional, codec, schedule, n=2, num_steps=2, labels=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="unconditional; drop labels and w"):
+        sample_latent_images(unconditional, codec, schedule, n=2, num_steps=2, w=2.0)
