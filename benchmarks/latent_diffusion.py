@@ -219,6 +219,19 @@ def run_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- shipping
 
+def compared_runs(pairs) -> list[dict]:
+    """The records of other latent runs shown beside the shipped one (e.g. the same recipe without labels): each
+    (checkpoint, evaluation JSON) pair gives its training command, steps, minutes, architecture and scores."""
+    runs = []
+    for checkpoint_path, eval_path in pairs or []:
+        card, evaluation = load_checkpoint(checkpoint_path)["card"], json.loads(Path(eval_path).read_text())
+        runs.append({"train_command": card["command"], "commit": card["commit"], "steps": card["steps"],
+                     "train_minutes": round(card["train_seconds"] / 60, 1), "train_load": card["load"],
+                     "architecture": load_checkpoint(checkpoint_path)["arch"], "decoder": card.get("decoder"),
+                     "command": evaluation["command"], "scores": evaluation["scores"]})
+    return runs
+
+
 def run_ship(args) -> int:
     """Copy the evaluated runs into diffusion_lib/weights/: the autoencoder and the latent model (EMA weights only,
     with the autoencoder it carries), each with its record (<name>.json) for the model card."""
@@ -238,7 +251,7 @@ def run_ship(args) -> int:
         "architecture": latent["arch"], "decoder": card.get("decoder"), "scores": evaluation["scores"],
         "scores_autoencoder_decoder": (json.loads(Path(args.eval_plain).read_text())["scores"]
                                        if args.eval_plain else None),
-        "speed_64": evaluation["speed_64"]},
+        "speed_64": evaluation["speed_64"], "compared": compared_runs(args.compare)},
         indent=1) + "\n")
     for name in ("autoencoder.pt", "latent_dit.pt"):
         print(f"{out / name}: {(out / name).stat().st_size / 2 ** 20:.2f} MiB")
@@ -302,6 +315,8 @@ def main(argv=None) -> int:
     h.add_argument("--eval", required=True)
     h.add_argument("--eval-plain", help="the evaluation of the same latent model with autoencoder.pt's own decoder "
                                         "(when `decoder` fine-tuned the one it carries)")
+    h.add_argument("--compare", nargs=2, action="append", metavar=("CHECKPOINT", "EVAL_JSON"),
+                   help="another latent run to record in the card beside the shipped one (repeatable)")
     h.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "diffusion_lib" / "weights"))
     h.set_defaults(func=run_ship)
     args = p.parse_args(argv)

@@ -70,10 +70,10 @@ PRETRAINED = {
                                                 "steps, T = 1000, EMA weights"),
     "autoencoder": Pretrained("autoencoder.pt", "the tiny autoencoder of notebook 13: MNIST 28 x 28 <-> a 4 x 7 x 7 "
                                                 "latent, with its scale factor (load_pretrained_codec)"),
-    "latent_dit": Pretrained("latent_dit.pt", "unconditional DiT (patch 1) trained with flow matching on the "
-                                              "autoencoder's standardised 4 x 7 x 7 latents; it carries the "
-                                              "autoencoder (its decoder fine-tuned on noisy latents), so its samples "
-                                              "decode to digits (notebook 13)"),
+    "latent_dit": Pretrained("latent_dit.pt", "class-conditional DiT (patch 1) trained with flow matching on the "
+                                              "autoencoder's standardised 4 x 7 x 7 latents, with label dropout; it "
+                                              "carries the autoencoder (its decoder fine-tuned on noisy latents), so "
+                                              "its samples decode to digits (notebook 13; labels 0..9, w = 1)"),
 }
 # Files that are not diffusion networks: load_pretrained refuses them, load_pretrained_codec reads them.
 AUTOENCODERS = ("autoencoder",)

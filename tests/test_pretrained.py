@@ -14,7 +14,7 @@ from diffusion_lib.cli import main
 from diffusion_lib.guidance import cfg_eps_model
 from diffusion_lib.measure.metrics import classify, confident_share, guided_accuracy, load_classifier
 from diffusion_lib.pretrained import (PRETRAINED, WEIGHTS_DIR, export_for_sampling, load_pretrained,
-                                      pretrained_objective, pretrained_schedule)
+                                      load_pretrained_codec, pretrained_objective, pretrained_schedule)
 from diffusion_lib.samplers import ddim_sample_progressive, final, flow_euler_sample_progressive, sample_noise
 from diffusion_lib.training import TrainConfig, Trainer
 
@@ -166,7 +166,6 @@ def latent_shipped(names=LATENT):
 
 @latent_shipped(("autoencoder",))
 def test_the_autoencoder_file_is_small_and_gives_a_codec_not_a_network():
-    from diffusion_lib.pretrained import load_pretrained_codec
     path = WEIGHTS_DIR / PRETRAINED["autoencoder"].file
     assert path.stat().st_size < 3 * 2 ** 20
     assert "autoencoder" in torch.load(path, map_location="cpu", weights_only=True)
@@ -184,7 +183,6 @@ def test_the_autoencoder_file_is_small_and_gives_a_codec_not_a_network():
 @latent_shipped()
 def test_latent_files_are_small_load_with_weights_only_and_carry_the_autoencoder():
     from diffusion_lib.backbones import DiT
-    from diffusion_lib.pretrained import load_pretrained_codec
     for name in LATENT:
         path = WEIGHTS_DIR / PRETRAINED[name].file
         assert path.stat().st_size < 3 * 2 ** 20
@@ -208,6 +206,37 @@ def test_latent_files_are_small_load_with_weights_only_and_carry_the_autoencoder
     with torch.no_grad():
         assert model(z, t).shape == z.shape
         assert codec.decode(z).shape == (2, 1, 28, 28)
+
+
+@latent_shipped()
+def test_the_shipped_latent_model_draws_the_requested_digit_at_w_1():
+    """The class-conditional latent DiT with labels 0..9, its conditional velocity (w = 1, one evaluation a step),
+    flow Euler 10, decoded by the codec it carries: the classifier reads the asked digit."""
+    from diffusion_lib.autoencoder import sample_latent_images
+    model, codec = load_pretrained("latent_dit"), load_pretrained_codec("latent_dit")
+    assert model.num_classes == 10
+    labels = torch.arange(50) % 10
+    images = sample_latent_images(model, codec, pretrained_schedule("latent_dit"), 50, 10, seed=0, labels=labels)
+    assert guided_accuracy(classify(images, load_classifier()), labels) > COND_FLOOR
+
+
+@latent_shipped()
+def test_the_command_line_samples_the_shipped_latent_model_for_a_label(tmp_path, capsys):
+    """`sample --pretrained latent_dit --label 3 --w 1`: four 3s, the grid of sample_latent_images with the same seed
+    and labels (the command line guides at w = 1 with two evaluations a step: equal up to rounding)."""
+    import numpy as np
+    from PIL import Image
+    from diffusion_lib.autoencoder import sample_latent_images
+    from diffusion_lib.images import image_grid
+    out = tmp_path / "threes.png"
+    assert main(["sample", "--pretrained", "latent_dit", "--label", "3", "--w", "1", "--steps", "5", "--n", "4",
+                 "--seed", "2", "--device", "cpu", "--out", str(out)]) == 0
+    assert "(flow-euler," in capsys.readouterr().out
+    images = sample_latent_images(load_pretrained("latent_dit"), load_pretrained_codec("latent_dit"),
+                                  pretrained_schedule("latent_dit"), 4, 5, seed=2, labels=torch.full((4,), 3))
+    pixels = (image_grid(images) * 255).round().to(torch.uint8).numpy()
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - pixels.astype(int)).max() <= 1
+    assert classify(images, load_classifier()).argmax(1).tolist().count(3) >= 3
 
 
 @latent_shipped()
