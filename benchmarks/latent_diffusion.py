@@ -2,20 +2,25 @@
 
     OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py autoencoder --steps 1500 --out RUNS/autoencoder.pt
     OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py latent --autoencoder RUNS/autoencoder.pt \
-        --minutes 25 --out RUNS/latent_dit
+        --conditional --t-logit-normal 0 1 --minutes 25 --out RUNS/latent_dit
     OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py decoder --checkpoint RUNS/latent_dit/latent.pt \
         --sigma-max 0.4 --out RUNS/latent_dit/latent_robust.pt
-    OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py evaluate --checkpoint RUNS/latent_dit/latent_robust.pt --n 500
+    OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py evaluate --checkpoint RUNS/latent_dit/latent_robust.pt \
+        --n 500 --w 1 1.5
+    OMP_NUM_THREADS=1 python benchmarks/latent_diffusion.py ship --autoencoder RUNS/autoencoder.pt \
+        --latent RUNS/latent_dit/latent_robust.pt --eval RUNS/eval.json [--compare CHECKPOINT EVAL_JSON]
 
 `autoencoder` trains diffusion_lib.autoencoder.Autoencoder and writes it with its latent statistics (a
 diffusion_lib checkpoint: loads with weights_only=True). `latent` encodes the training set, standardises it with
 the measured scale factor and trains a DiT (patch 1) with flow matching on the latents through the library's own
-training loop (diffusion_lib.train, unchanged); its checkpoint carries the autoencoder record, so it samples and
-decodes by itself (`python -m diffusion_lib sample --checkpoint ...`). `decoder` fine-tunes the decoder that a
-latent checkpoint carries on noisy latents (diffusion_lib.autoencoder.fine_tune_decoder; the encoder, and so the
-latent model, unchanged) and writes a copy of the checkpoint with it. `evaluate` samples with flow Euler,
-decodes and scores the digits with the course metric, and times 64 digits against the shipped pixel U-Net
-(`unet_flow`) at the same number of steps. Each prints one line per result and writes JSON with --json.
+training loop (diffusion_lib.train, unchanged); with --conditional the DiT is class-conditional and trained on the
+digits' labels with label dropout. Its checkpoint carries the autoencoder record, so it samples and decodes by
+itself (`python -m diffusion_lib sample --checkpoint ...`). `decoder` fine-tunes the decoder that a latent checkpoint
+carries on noisy latents (diffusion_lib.autoencoder.fine_tune_decoder; the encoder, and so the latent model,
+unchanged) and writes a copy of the checkpoint with it. `evaluate` samples with flow Euler (a conditional model with
+the labels 0..9 in turn, at each guidance weight --w), decodes and scores the digits with the course metric, and
+times 64 digits against the shipped pixel U-Net (`unet_flow`) at the same number of steps. Each prints one line per
+result and writes JSON with --json. `ship` copies an evaluated run into diffusion_lib/weights/ with its card record.
 """
 from __future__ import annotations
 
