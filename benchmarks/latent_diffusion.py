@@ -185,7 +185,8 @@ def run_evaluate(args) -> int:
                "load": load_average(), "scores": []}
     conditional = model.num_classes is not None
     if not conditional and args.w != [1.0]:
-        raise SystemExit(f"--w needs a class-conditional latent model, and {args.checkpoint} is unconditional; drop --w")
+        raise SystemExit(f"--w needs a class-conditional latent model, and {args.checkpoint} is unconditional; "
+                         "drop --w")
     labels = torch.arange(args.n) % 10 if conditional else None          # conditional: the classes 0..9 in turn
     for w in args.w:
         for steps in args.steps:
@@ -309,7 +310,8 @@ def main(argv=None) -> int:
     e.add_argument("--n", type=int, default=500)
     e.add_argument("--steps", type=int, nargs="+", default=[20])
     e.add_argument("--w", type=float, nargs="+", default=[1.0],
-                   help="a class-conditional model: guidance weights to score (1: its conditional velocity, the default)")
+                   help="a class-conditional model: guidance weights to score (1: its conditional velocity, "
+                        "the default)")
     e.add_argument("--speed-steps", type=int, nargs="+", default=[20])
     e.add_argument("--repeats", type=int, default=1, help="timing runs of each model, the best kept (default 1)")
     e.add_argument("--json")

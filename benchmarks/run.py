@@ -391,7 +391,8 @@ def scored_latent(name, model, codec, schedule, classifier, reference, n: int, s
     key = (name, n, steps, w, "latent")
     if key not in _SCORED:
         labels = None if w is None else torch.arange(n) % 10
-        images = sample_latent_images(model, codec, schedule, n, steps, seed=0, labels=labels, w=1.0 if w is None else w)
+        images = sample_latent_images(model, codec, schedule, n, steps, seed=0, labels=labels,
+                                      w=1.0 if w is None else w)
         _SCORED[key] = score_samples(images, classifier, reference, labels)
     return _SCORED[key]
 

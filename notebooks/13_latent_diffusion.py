@@ -321,8 +321,9 @@ print(f"fine-tuning (card): {decoder_card['steps']:,} steps, sigma up to {decode
 # encoder's. The fine-tuning is cheap insurance rather than the fix; the fix is a better latent model, next.
 
 # %% [markdown]
-# **What the label buys.** The same DiT, the same recipe and the same 100 minutes, trained without labels: its card
-# record, beside the shipped model's (both with their fine-tuned decoders, flow Euler 20, 500 digits):
+# **What the label buys.** The same DiT, the same recipe and the same 22,000 steps (about 93 minutes, side by side),
+# trained without labels: its card record, beside the shipped model's (both with their fine-tuned decoders, flow
+# Euler 20, 500 digits), and 500 real digits scored the same way for scale:
 
 # %%
 for name, run in (("with labels (shipped), w = 1", card), ("without labels", card["compared"][0])):
@@ -456,14 +457,14 @@ for b in range(maps.shape[0]):
 #
 # <details><summary>Answer</summary>
 #
-# Both, depending on the block. In this picture the first block spreads its attention: its four heads put only 0.11
-# to 0.38 of it within one step of the query (uniform attention would put 0.18 there) and look on average 2.2 to 3.0
-# tokens away (uniform: 2.7), so they gather context from the whole latent: where the strokes are and how the digit
-# is laid out. From block 2 on, most heads each look at one neighbour, 0.92 to 1.0 of their attention within one step:
+# Both, depending on the block. In this picture the first block spreads its attention: its four heads put only 0.11 to
+# 0.38 of it within one step of the query (uniform attention would put 0.18 there) and look on average 2.2 to 3.0
+# tokens away (uniform: 2.7), so they gather context from the whole latent: where the strokes are and how the digit is
+# laid out. From block 2 on, most heads each look at one neighbour, 0.92 to 1.0 of their attention within one step:
 # two heads in block 2 (above right, below), three in block 3 (left, above, right) and two in block 4 (below, left),
 # like the taps of a convolution that the network has learned for itself; the other heads keep looking wider (0.23 to
-# 0.42 within one step). A token at the centre needs both: what the digit is, from far away, and whether its stroke continues
-# into the next position, from near by. One digit at one time step of one small model: the pattern is an
+# 0.42 within one step). A token at the centre needs both: what the digit is, from far away, and whether its stroke
+# continues into the next position, from near by. One digit at one time step of one small model: the pattern is an
 # illustration, not a law.
 #
 # </details>
