@@ -62,6 +62,22 @@ def check_class_labels(y, model: Backbone) -> torch.Tensor:
     return labels.long()
 
 
+def labels_of_a_conditional_model(y, model: Backbone, purpose: str) -> torch.Tensor:
+    """y checked by check_class_labels, if `model` is class-conditional; else a ValueError that names `purpose`."""
+    if getattr(model, "num_classes", None) is None:
+        raise ValueError(f"{purpose} needs a class-conditional model, and this one is unconditional; "
+                         "use a model trained with labels (e.g. UNet(num_classes=10), load_pretrained('unet_cond'))")
+    return check_class_labels(y, model)
+
+
+def labels_for_batch(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The labels (B,) of a batch x (B, ...), on x's device; a ValueError if there is not one per image."""
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), one per image, got {tuple(y.shape)}; "
+                         "give as many labels as images")
+    return y.to(x.device)
+
+
 def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
     """An eps_model (x_t, t) -> guided noise for the samplers (for a flow-matching network: the guided velocity;
     for a MeanFlow network, (x_t, t, r=...) -> the guided average velocity, two evaluations a step where a student
@@ -69,16 +85,10 @@ def cfg_eps_model(model: Backbone, y: torch.Tensor, w: float):
     It carries the model's marks (objective, schedule, output), so the samplers of the wrong kind refuse it as they
     refuse the model."""
     w = check_guidance_weight(w)
-    if getattr(model, "num_classes", None) is None:
-        raise ValueError("classifier-free guidance needs a class-conditional model, and this one is unconditional; "
-                         "use a model trained with labels (e.g. UNet(num_classes=10), load_pretrained('unet_cond'))")
-    y = check_class_labels(y, model)
+    y = labels_of_a_conditional_model(y, model, "classifier-free guidance")
 
     def eps_model(x: torch.Tensor, t: torch.Tensor, **r) -> torch.Tensor:
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), one per image, got {tuple(y.shape)}; "
-                             "give as many labels as images")
-        labels = y.to(x.device)
+        labels = labels_for_batch(y, x)
         null = torch.full_like(labels, model.null_label)
         r = {k: torch.cat([v, v]) for k, v in r.items()}    # a MeanFlow network's interval end r, for both halves
         eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]), **r)  # (2B, C, H, W)
@@ -92,15 +102,9 @@ def conditional_eps_model(model: Backbone, y: torch.Tensor):
     """An eps_model (x_t, t) -> the conditional network's output for labels y (B,): w = 1 with one evaluation a step
     (cfg_eps_model at w = 1 gives the same up to rounding, with the unconditional half computed and cancelled). For a
     MeanFlow network the interval end r is passed on. Carries the model's marks, like cfg_eps_model."""
-    if getattr(model, "num_classes", None) is None:
-        raise ValueError("labels need a class-conditional model, and this one is unconditional; "
-                         "sample it without labels, or use a model trained with them")
-    y = check_class_labels(y, model)
+    y = labels_of_a_conditional_model(y, model, "sampling with labels")
 
     def eps_model(x: torch.Tensor, t: torch.Tensor, **r) -> torch.Tensor:
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"labels y must have shape (B,) = ({x.shape[0]},), one per image, got {tuple(y.shape)}; "
-                             "give as many labels as images")
-        return model(x, t, y.to(x.device), **r)
+        return model(x, t, labels_for_batch(y, x), **r)
 
     return carry_marks(eps_model, model)
