@@ -362,6 +362,7 @@ def conditional_latent(trained_toy):
 
 
 def test_a_conditional_latent_model_samples_its_labels_at_w_1_and_guided(conditional_latent):
+    from diffusion_lib.objectives import carry_marks
     model, codec = conditional_latent
     schedule = make_schedule("linear", 1000)
     labels = torch.tensor([3, 7, 0])
@@ -373,7 +374,6 @@ def test_a_conditional_latent_model_samples_its_labels_at_w_1_and_guided(conditi
         def velocity(z, t):                               # the conditional or guided velocity, written out
             v_cond, v_uncond = model(z, t, labels), model(z, t, null)
             return v_cond if w == 1 else v_uncond + w * (v_cond - v_uncond)
-        from diffusion_lib.objectives import carry_marks
         with torch.no_grad():
             z_0 = final(flow_euler_sample_progressive(carry_marks(velocity, model), z_1, schedule, 4))
             expected = codec.decode(z_0)
