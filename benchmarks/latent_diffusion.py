@@ -230,10 +230,11 @@ def compared_runs(pairs) -> list[dict]:
     (checkpoint, evaluation JSON) pair gives its training command, steps, minutes, architecture and scores."""
     runs = []
     for checkpoint_path, eval_path in pairs or []:
-        card, evaluation = load_checkpoint(checkpoint_path)["card"], json.loads(Path(eval_path).read_text())
+        checkpoint, evaluation = load_checkpoint(checkpoint_path), json.loads(Path(eval_path).read_text())
+        card = checkpoint["card"]
         runs.append({"train_command": card["command"], "commit": card["commit"], "steps": card["steps"],
                      "train_minutes": round(card["train_seconds"] / 60, 1), "train_load": card["load"],
-                     "architecture": load_checkpoint(checkpoint_path)["arch"], "decoder": card.get("decoder"),
+                     "architecture": checkpoint["arch"], "decoder": card.get("decoder"),
                      "command": evaluation["command"], "scores": evaluation["scores"]})
     return runs
 
